@@ -1,0 +1,734 @@
+//! The request body: parsing a JSON value into a validated [`CustomerInput`], reporting every
+//! bad field at once, and writing it back as the canonical snake_case body.
+//!
+//! Absent and `null` are kept apart all the way through ([`Patch`]): on an update an absent
+//! field is left as stored, a `null` clears it.
+
+use serde_json::{Map, Value};
+
+use super::error::FieldError;
+use super::types::{CustomerType, COUNTRY_CODES_NOTE};
+use super::{MAX_PHONE_CHARS, MAX_TEXT_CHARS};
+
+/// One optional field of a request: not sent, sent as `null`, or sent with a value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Patch<T> {
+    #[default]
+    Absent,
+    Null,
+    Set(T),
+}
+
+impl<T> Patch<T> {
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Patch::Absent)
+    }
+
+    pub fn as_set(&self) -> Option<&T> {
+        match self {
+            Patch::Set(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The stored value after applying this patch to `current`.
+    pub fn apply(&self, current: Option<T>) -> Option<T>
+    where
+        T: Clone,
+    {
+        match self {
+            Patch::Absent => current,
+            Patch::Null => None,
+            Patch::Set(v) => Some(v.clone()),
+        }
+    }
+
+    fn to_json(&self, f: impl Fn(&T) -> Value) -> Option<Value> {
+        match self {
+            Patch::Absent => None,
+            Patch::Null => Some(Value::Null),
+            Patch::Set(v) => Some(f(v)),
+        }
+    }
+}
+
+/// Risk pre-answers as sent: each key may be absent, null or set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RiskInput {
+    pub occupation: Patch<String>,
+    pub source_of_funds: Patch<String>,
+    pub country_of_residence: Patch<String>,
+    pub expected_monthly_volume: Patch<u64>,
+    pub is_pep: Patch<bool>,
+}
+
+/// A validated create-or-upsert request body. Strings are trimmed (except `external_id`,
+/// which is matched exactly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerInput {
+    pub customer_type: Patch<CustomerType>,
+    pub full_name: String,
+    pub email: Patch<String>,
+    pub external_id: Patch<String>,
+    pub trading_name: Patch<String>,
+    pub phone: Patch<String>,
+    pub risk: Patch<RiskInput>,
+}
+
+/// An email as compared for matching: trimmed and lower-cased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Type,
+    FullName,
+    Email,
+    ExternalId,
+    TradingName,
+    Phone,
+    Risk,
+}
+
+const FIELDS: [(Field, &str, &str); 7] = [
+    (Field::Type, "type", "type"),
+    (Field::FullName, "full_name", "fullName"),
+    (Field::Email, "email", "email"),
+    (Field::ExternalId, "external_id", "externalId"),
+    (Field::TradingName, "trading_name", "tradingName"),
+    (Field::Phone, "phone", "phone"),
+    (Field::Risk, "risk", "risk"),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RiskField {
+    Occupation,
+    SourceOfFunds,
+    Country,
+    Volume,
+    IsPep,
+}
+
+const RISK_FIELDS: [(RiskField, &str, &str); 5] = [
+    (RiskField::Occupation, "occupation", "occupation"),
+    (RiskField::SourceOfFunds, "source_of_funds", "sourceOfFunds"),
+    (
+        RiskField::Country,
+        "country_of_residence",
+        "countryOfResidence",
+    ),
+    (
+        RiskField::Volume,
+        "expected_monthly_volume",
+        "expectedMonthlyVolume",
+    ),
+    (RiskField::IsPep, "is_pep", "isPep"),
+];
+
+/// Sorts an object's members onto the known names (snake_case or camelCase), reporting
+/// unknown members and members given under both spellings.
+fn collect_members<'a, F: Copy + PartialEq>(
+    object: &'a Map<String, Value>,
+    known: &[(F, &'static str, &'static str)],
+    prefix: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(F, &'static str, &'a Value)> {
+    let mut found: Vec<(F, &'static str, &'a Value, &'a str)> = Vec::new();
+    let mut unknown = Vec::new();
+    for (name, value) in object {
+        match known
+            .iter()
+            .find(|(_, snake, camel)| name == snake || name == camel)
+        {
+            Some(&(f, snake, _)) => {
+                if let Some(prev) = found.iter().find(|e| e.0 == f) {
+                    errors.push(FieldError::new(
+                        format!("{prefix}{snake}"),
+                        format!("given twice (as {} and {name}); send one", prev.3),
+                    ));
+                } else {
+                    found.push((f, snake, value, name));
+                }
+            }
+            None => unknown.push(name.as_str()),
+        }
+    }
+    // Known fields first, in the documented order, then unknown ones.
+    found.sort_by_key(|e| known.iter().position(|k| k.0 == e.0));
+    for name in unknown {
+        let hint = suggestion(name, known)
+            .map(|s| format!("; did you mean {prefix}{s}?"))
+            .unwrap_or_default();
+        errors.push(FieldError::new(
+            format!("{prefix}{name}"),
+            format!("unknown field{hint}"),
+        ));
+    }
+    found.into_iter().map(|(f, s, v, _)| (f, s, v)).collect()
+}
+
+fn suggestion<F>(name: &str, known: &[(F, &'static str, &'static str)]) -> Option<&'static str> {
+    let squash = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let wanted = squash(name);
+    known
+        .iter()
+        .find(|(_, snake, _)| squash(snake) == wanted)
+        .map(|(_, snake, _)| *snake)
+}
+
+/// Text rules shared by the string fields.
+struct TextRule {
+    max: usize,
+    trim: bool,
+}
+
+fn text(value: &Value, rule: TextRule, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    let Value::String(raw) = value else {
+        errors.push(FieldError::new(field, "must be a string"));
+        return None;
+    };
+    let s = if rule.trim { raw.trim() } else { raw.as_str() };
+    if s.is_empty() {
+        errors.push(FieldError::new(
+            field,
+            "must not be blank (send null or leave it out to have none)",
+        ));
+        return None;
+    }
+    let len = s.chars().count();
+    if len > rule.max {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {} characters (got {len})", rule.max),
+        ));
+        return None;
+    }
+    Some(s.to_string())
+}
+
+fn optional<T>(
+    value: &Value,
+    parse: impl FnOnce(&Value) -> Option<T>,
+) -> Option<Patch<T>> {
+    if value.is_null() {
+        Some(Patch::Null)
+    } else {
+        parse(value).map(Patch::Set)
+    }
+}
+
+fn is_valid_email(s: &str) -> bool {
+    // The library checks RFC 5322 syntax; a deliverable address also needs a dotted domain
+    // and no whitespace, which RFC 5322 alone would allow.
+    if !email_address::EmailAddress::is_valid(s) || s.chars().any(char::is_whitespace) {
+        return false;
+    }
+    match s.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.starts_with('[')
+        }
+        None => false,
+    }
+}
+
+fn is_valid_phone(s: &str) -> bool {
+    let rest = s.strip_prefix('+').unwrap_or(s);
+    rest.chars().any(|c| c.is_ascii_digit())
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+}
+
+fn is_country_code(s: &str) -> bool {
+    s.len() == 2
+        && s.bytes().all(|b| b.is_ascii_uppercase())
+        && isocountry::CountryCode::for_alpha2(s).is_ok()
+}
+
+fn parse_risk(value: &Value, errors: &mut Vec<FieldError>) -> Option<RiskInput> {
+    let Value::Object(object) = value else {
+        errors.push(FieldError::new("risk", "must be an object"));
+        return None;
+    };
+    let before = errors.len();
+    let mut risk = RiskInput::default();
+    for (f, name, v) in collect_members(object, &RISK_FIELDS, "risk.", errors) {
+        let field = format!("risk.{name}");
+        let field = field.as_str();
+        match f {
+            RiskField::Occupation | RiskField::SourceOfFunds => {
+                let rule = || TextRule {
+                    max: MAX_TEXT_CHARS,
+                    trim: true,
+                };
+                let p = optional(v, |v| text(v, rule(), field, errors));
+                if let Some(p) = p {
+                    if f == RiskField::Occupation {
+                        risk.occupation = p;
+                    } else {
+                        risk.source_of_funds = p;
+                    }
+                }
+            }
+            RiskField::Country => {
+                if let Some(p) = optional(v, |v| match v.as_str() {
+                    Some(s) if is_country_code(s) => Some(s.to_string()),
+                    _ => {
+                        errors.push(FieldError::new(
+                            field,
+                            format!("must be {COUNTRY_CODES_NOTE}"),
+                        ));
+                        None
+                    }
+                }) {
+                    risk.country_of_residence = p;
+                }
+            }
+            RiskField::Volume => {
+                if let Some(p) = optional(v, |v| match v.as_u64() {
+                    Some(n) => Some(n),
+                    None => {
+                        errors.push(FieldError::new(
+                            field,
+                            "must be a whole number of currency units, 0 or more",
+                        ));
+                        None
+                    }
+                }) {
+                    risk.expected_monthly_volume = p;
+                }
+            }
+            RiskField::IsPep => {
+                if let Some(p) = optional(v, |v| match v.as_bool() {
+                    Some(b) => Some(b),
+                    None => {
+                        errors.push(FieldError::new(field, "must be true or false"));
+                        None
+                    }
+                }) {
+                    risk.is_pep = p;
+                }
+            }
+        }
+    }
+    (errors.len() == before).then_some(risk)
+}
+
+/// Validates a request body, returning every bad field at once.
+pub fn parse_input(body: &Value) -> Result<CustomerInput, Vec<FieldError>> {
+    let Value::Object(object) = body else {
+        return Err(vec![FieldError::new(
+            "",
+            "the body must be a JSON object of customer fields",
+        )]);
+    };
+    let mut errors = Vec::new();
+    let mut customer_type = Patch::Absent;
+    let mut full_name = None;
+    let mut email = Patch::Absent;
+    let mut external_id = Patch::Absent;
+    let mut trading_name = Patch::Absent;
+    let mut phone = Patch::Absent;
+    let mut risk = Patch::Absent;
+    let text_rule = |max| TextRule { max, trim: true };
+
+    let members = collect_members(object, &FIELDS, "", &mut errors);
+    let full_name_given = members.iter().any(|m| m.0 == Field::FullName);
+    for (f, name, v) in members {
+        let e = &mut errors;
+        match f {
+            Field::Type => {
+                if let Some(p) = optional(v, |v| {
+                    let parsed = v.as_str().and_then(CustomerType::parse);
+                    if parsed.is_none() {
+                        e.push(FieldError::new(name, "must be INDIVIDUAL or SOLE_TRADER"));
+                    }
+                    parsed
+                }) {
+                    customer_type = p;
+                }
+            }
+            Field::FullName => {
+                if v.is_null() {
+                    e.push(FieldError::new(name, "is required"));
+                } else {
+                    full_name = text(v, text_rule(MAX_TEXT_CHARS), name, e);
+                }
+            }
+            Field::Email => {
+                if let Some(p) = optional(v, |v| {
+                    let s = text(v, text_rule(MAX_TEXT_CHARS), name, e)?;
+                    if is_valid_email(&s) {
+                        Some(s)
+                    } else {
+                        e.push(FieldError::new(name, "is not a valid email address"));
+                        None
+                    }
+                }) {
+                    email = p;
+                }
+            }
+            Field::ExternalId => {
+                let rule = TextRule {
+                    max: MAX_TEXT_CHARS,
+                    trim: false,
+                };
+                if let Some(p) = optional(v, |v| text(v, rule, name, e)) {
+                    external_id = p;
+                }
+            }
+            Field::TradingName => {
+                if let Some(p) = optional(v, |v| text(v, text_rule(MAX_TEXT_CHARS), name, e)) {
+                    trading_name = p;
+                }
+            }
+            Field::Phone => {
+                if let Some(p) = optional(v, |v| {
+                    let s = text(v, text_rule(MAX_PHONE_CHARS), name, e)?;
+                    if is_valid_phone(&s) {
+                        Some(s)
+                    } else {
+                        e.push(FieldError::new(
+                            name,
+                            "must be digits with an optional leading +; spaces and dashes are allowed",
+                        ));
+                        None
+                    }
+                }) {
+                    phone = p;
+                }
+            }
+            Field::Risk => {
+                if let Some(p) = optional(v, |v| parse_risk(v, e)) {
+                    risk = p;
+                }
+            }
+        }
+    }
+    if !full_name_given {
+        errors.push(FieldError::new("full_name", "is required"));
+    }
+    // Errors were pushed per field in documented order, then unknown fields; keep the
+    // missing full_name next to its neighbours.
+    errors.sort_by_key(|e| field_rank(&e.field));
+    match (errors.is_empty(), full_name) {
+        (true, Some(full_name)) => Ok(CustomerInput {
+            customer_type,
+            full_name,
+            email,
+            external_id,
+            trading_name,
+            phone,
+            risk,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn field_rank(field: &str) -> usize {
+    let top = field.split('.').next().unwrap_or(field);
+    FIELDS
+        .iter()
+        .position(|(_, snake, _)| *snake == top)
+        .unwrap_or(FIELDS.len())
+}
+
+impl RiskInput {
+    fn to_body(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put("occupation", self.occupation.to_json(|s| Value::from(s.as_str())));
+        put(
+            "source_of_funds",
+            self.source_of_funds.to_json(|s| Value::from(s.as_str())),
+        );
+        put(
+            "country_of_residence",
+            self.country_of_residence
+                .to_json(|s| Value::from(s.as_str())),
+        );
+        put(
+            "expected_monthly_volume",
+            self.expected_monthly_volume.to_json(|n| Value::from(*n)),
+        );
+        put("is_pep", self.is_pep.to_json(|b| Value::from(*b)));
+        Value::Object(m)
+    }
+}
+
+impl CustomerInput {
+    /// A minimal input with only a name.
+    pub fn named(full_name: impl Into<String>) -> Self {
+        CustomerInput {
+            customer_type: Patch::Absent,
+            full_name: full_name.into(),
+            email: Patch::Absent,
+            external_id: Patch::Absent,
+            trading_name: Patch::Absent,
+            phone: Patch::Absent,
+            risk: Patch::Absent,
+        }
+    }
+
+    /// The canonical request body: snake_case names, absent fields left out, nulls kept.
+    pub fn to_body(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put(
+            "type",
+            self.customer_type.to_json(|t| Value::from(t.as_str())),
+        );
+        put("full_name", Some(Value::from(self.full_name.as_str())));
+        put("email", self.email.to_json(|s| Value::from(s.as_str())));
+        put(
+            "external_id",
+            self.external_id.to_json(|s| Value::from(s.as_str())),
+        );
+        put(
+            "trading_name",
+            self.trading_name.to_json(|s| Value::from(s.as_str())),
+        );
+        put("phone", self.phone.to_json(|s| Value::from(s.as_str())));
+        put("risk", self.risk.to_json(RiskInput::to_body));
+        Value::Object(m)
+    }
+
+    /// The email this input would be matched on, normalised.
+    pub fn match_email(&self) -> Option<String> {
+        self.email.as_set().map(|e| normalize_email(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    fn err(body: Value) -> Vec<FieldError> {
+        parse_input(&body).expect_err("should be invalid")
+    }
+
+    #[test]
+    fn minimal_body_is_a_name() {
+        let input = parse_input(&json!({"full_name": "  Ada Lovelace "})).unwrap();
+        assert_eq!(input, CustomerInput::named("Ada Lovelace"));
+    }
+
+    #[test]
+    fn full_name_is_required_and_not_blank_or_null() {
+        assert_eq!(fields(&err(json!({}))), ["full_name"]);
+        assert_eq!(err(json!({"full_name": "   "}))[0].field, "full_name");
+        assert_eq!(err(json!({"full_name": null}))[0].message, "is required");
+        assert_eq!(err(json!({"full_name": 5}))[0].message, "must be a string");
+    }
+
+    #[test]
+    fn lengths_are_counted_in_characters_at_the_boundary() {
+        // 255 two-byte characters are 510 bytes but within the limit.
+        let at = "é".repeat(255);
+        assert!(parse_input(&json!({"full_name": at})).is_ok());
+        let over = "é".repeat(256);
+        let e = err(json!({"full_name": over}));
+        assert_eq!(e[0].message, "must be at most 255 characters (got 256)");
+        for field in ["external_id", "trading_name"] {
+            assert!(parse_input(&json!({"full_name": "A", field: "x".repeat(255)})).is_ok());
+            assert_eq!(
+                fields(&err(json!({"full_name": "A", field: "x".repeat(256)}))),
+                [field]
+            );
+        }
+        let phone_at = format!("+{}", "1".repeat(31));
+        assert!(parse_input(&json!({"full_name": "A", "phone": phone_at})).is_ok());
+        let phone_over = format!("+{}", "1".repeat(32));
+        assert_eq!(
+            fields(&err(json!({"full_name": "A", "phone": phone_over}))),
+            ["phone"]
+        );
+        let local = "a".repeat(64);
+        // 190 characters in DNS labels of at most 63 characters each.
+        let domain = format!("{0}.{0}.{0}.{1}.io", "d".repeat(60), "d".repeat(4));
+        let email_at = format!("{local}@{domain}");
+        assert_eq!(email_at.chars().count(), 255);
+        assert!(parse_input(&json!({"full_name": "A", "email": email_at})).is_ok());
+        let email_over = format!("{local}@d{domain}");
+        assert_eq!(
+            fields(&err(json!({"full_name": "A", "email": email_over}))),
+            ["email"]
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once_in_documented_order() {
+        let e = err(json!({
+            "type": "COMPANY",
+            "email": "not-an-email",
+            "phone": "call me",
+            "risk": {"country_of_residence": "XX", "is_pep": "no", "expected_monthly_volume": -1},
+            "nickname": "x",
+        }));
+        assert_eq!(
+            fields(&e),
+            [
+                "type",
+                "full_name",
+                "email",
+                "phone",
+                "risk.country_of_residence",
+                "risk.expected_monthly_volume",
+                "risk.is_pep",
+                "nickname",
+            ]
+        );
+    }
+
+    #[test]
+    fn email_syntax() {
+        for ok in ["a@x.io", "first.last+tag@sub.example.co.uk", " Ada@X.IO "] {
+            assert!(
+                parse_input(&json!({"full_name": "A", "email": ok})).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in ["", "a", "a@", "@x.io", "a@x", "a b@x.io", "a@@x.io", "a@x.io."] {
+            assert!(
+                parse_input(&json!({"full_name": "A", "email": bad})).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn email_is_trimmed_and_normalised_for_matching_only() {
+        let input = parse_input(&json!({"full_name": "A", "email": " Ada@X.IO "})).unwrap();
+        assert_eq!(input.email, Patch::Set("Ada@X.IO".into()));
+        assert_eq!(input.match_email().as_deref(), Some("ada@x.io"));
+    }
+
+    #[test]
+    fn external_id_is_exact_not_trimmed() {
+        let input = parse_input(&json!({"full_name": "A", "external_id": " CRM-1 "})).unwrap();
+        assert_eq!(input.external_id, Patch::Set(" CRM-1 ".into()));
+        assert_eq!(fields(&err(json!({"full_name": "A", "external_id": ""}))), ["external_id"]);
+    }
+
+    #[test]
+    fn phone_accepts_plus_digits_spaces_dashes_only() {
+        for ok in ["+44 20 7946 0958", "020-7946-0958", "12345"] {
+            assert!(parse_input(&json!({"full_name": "A", "phone": ok})).is_ok(), "{ok}");
+        }
+        for bad in ["(020) 7946", "44+20", "+", "phone", "+44 20 x"] {
+            assert!(parse_input(&json!({"full_name": "A", "phone": bad})).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn country_codes_are_assigned_alpha2_in_capitals() {
+        let ok = |c: &str| {
+            parse_input(&json!({"full_name": "A", "risk": {"country_of_residence": c}})).is_ok()
+        };
+        assert!(ok("GB"));
+        assert!(ok("DE"));
+        assert!(!ok("gb"));
+        assert!(!ok("GBR"));
+        assert!(!ok("XX"));
+        assert!(!ok("UK"));
+    }
+
+    #[test]
+    fn enums_are_exact() {
+        assert!(parse_input(&json!({"full_name": "A", "type": "SOLE_TRADER"})).is_ok());
+        assert!(parse_input(&json!({"full_name": "A", "type": "sole_trader"})).is_err());
+        assert!(parse_input(&json!({"full_name": "A", "type": 1})).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_with_a_hint() {
+        let e = err(json!({"full_name": "A", "Email": "a@x.io", "risk": {"pep": true}}));
+        assert_eq!(fields(&e), ["risk.pep", "Email"]);
+        assert_eq!(e[1].message, "unknown field; did you mean email?");
+    }
+
+    #[test]
+    fn camel_case_aliases_are_accepted_and_written_back_in_snake_case() {
+        let input = parse_input(&json!({
+            "fullName": "Ada", "externalId": "crm-1", "tradingName": "Ada's",
+            "risk": {"sourceOfFunds": "salary", "countryOfResidence": "GB",
+                     "expectedMonthlyVolume": 100, "isPep": false}
+        }))
+        .unwrap();
+        assert_eq!(
+            input.to_body(),
+            json!({"full_name": "Ada", "external_id": "crm-1", "trading_name": "Ada's",
+                   "risk": {"source_of_funds": "salary", "country_of_residence": "GB",
+                            "expected_monthly_volume": 100, "is_pep": false}})
+        );
+    }
+
+    #[test]
+    fn a_field_given_under_both_spellings_is_an_error() {
+        let e = err(json!({"full_name": "A", "fullName": "B"}));
+        assert_eq!(fields(&e), ["full_name"]);
+        assert!(e[0].message.contains("given twice"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn absent_and_null_stay_apart() {
+        let input = parse_input(&json!({"full_name": "A", "email": null, "risk": {"is_pep": null}}))
+            .unwrap();
+        assert_eq!(input.email, Patch::Null);
+        assert_eq!(input.phone, Patch::Absent);
+        let Patch::Set(risk) = &input.risk else {
+            panic!("risk should be set")
+        };
+        assert_eq!(risk.is_pep, Patch::Null);
+        assert_eq!(risk.occupation, Patch::Absent);
+        assert_eq!(
+            input.to_body(),
+            json!({"full_name": "A", "email": null, "risk": {"is_pep": null}})
+        );
+    }
+
+    #[test]
+    fn volume_must_be_a_whole_non_negative_number() {
+        let ok = |v: Value| {
+            parse_input(&json!({"full_name": "A", "risk": {"expected_monthly_volume": v}})).is_ok()
+        };
+        assert!(ok(json!(0)));
+        assert!(ok(json!(5000)));
+        assert!(!ok(json!(-1)));
+        assert!(!ok(json!(1.5)));
+        assert!(!ok(json!("100")));
+    }
+
+    #[test]
+    fn body_must_be_an_object() {
+        assert!(parse_input(&json!([1])).is_err());
+        assert!(parse_input(&json!("x")).is_err());
+        assert_eq!(
+            fields(&err(json!({"full_name": "A", "risk": 3}))),
+            ["risk"]
+        );
+    }
+}
