@@ -3,6 +3,8 @@
 //! Module map (dependencies point one way, downwards in this list):
 //! - [`contract`]: the API's types, validation, fingerprint and upsert rules (pure).
 //! - [`sandbox`]: the local implementation of the API (axum); depends on `contract` only.
+//! - [`store`]: the sled-backed record store, ledger and indexes; the only module naming sled.
 
 pub mod contract;
 pub mod sandbox;
+pub mod store;

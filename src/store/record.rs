@@ -1,0 +1,246 @@
+//! The record types the store keeps: one row per customer, with its newest payload, its sync
+//! state and its history. Pure data: no sled here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::contract::{parse_input, ApiError, Customer, CustomerInput, FieldError};
+
+/// A record's local id: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecordId(pub Uuid);
+
+impl RecordId {
+    pub fn new() -> Self {
+        RecordId(Uuid::now_v7())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl Default for RecordId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a record stands. `Queued` covers both "waiting" and "backing off" (see
+/// `Record::next_attempt_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    Queued,
+    Sending,
+    Synced,
+    Conflict,
+    Rejected,
+    Discarded,
+}
+
+impl RecordState {
+    pub const ALL: [RecordState; 6] = [
+        RecordState::Queued,
+        RecordState::Sending,
+        RecordState::Synced,
+        RecordState::Conflict,
+        RecordState::Rejected,
+        RecordState::Discarded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Queued => "queued",
+            RecordState::Sending => "sending",
+            RecordState::Synced => "synced",
+            RecordState::Conflict => "conflict",
+            RecordState::Rejected => "rejected",
+            RecordState::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// One byte used as the prefix of the state index.
+    pub fn tag(self) -> u8 {
+        self as u8
+    }
+
+    /// States that need a person before anything is sent again.
+    pub fn needs_person(self) -> bool {
+        matches!(self, RecordState::Conflict | RecordState::Rejected)
+    }
+}
+
+impl std::fmt::Display for RecordState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a record (or its newest revision) entered icsync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// The TUI's capture form.
+    Capture,
+    /// `icsync add` / `icsync edit`.
+    Cli,
+    /// `icsync import FILE`, with the line (or array index) in that file.
+    Import { file: String, line: u64 },
+    /// A file dropped into the watched folder, with its line.
+    Drop { file: String, line: u64 },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Capture => f.write_str("capture form"),
+            Origin::Cli => f.write_str("command line"),
+            Origin::Import { file, line } => write!(f, "import {file}:{line}"),
+            Origin::Drop { file, line } => write!(f, "drop folder {file}:{line}"),
+        }
+    }
+}
+
+/// A request body exactly as it will be sent: canonical snake_case members, absent members
+/// left out and `null` members kept. Built only from a validated [`CustomerInput`], so every
+/// stored payload is one the contract accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Map<String, Value>);
+
+impl Payload {
+    pub fn from_input(input: &CustomerInput) -> Self {
+        match input.to_body() {
+            Value::Object(m) => Payload(m),
+            _ => unreachable!("CustomerInput::to_body always returns an object"),
+        }
+    }
+
+    /// Validates a body with the contract's own rules.
+    pub fn parse(body: &Value) -> Result<Self, Vec<FieldError>> {
+        parse_input(body).map(|i| Self::from_input(&i))
+    }
+
+    pub fn input(&self) -> CustomerInput {
+        parse_input(&self.to_value()).expect("a stored payload is always valid")
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    fn str_member(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(Value::as_str)
+    }
+
+    pub fn full_name(&self) -> &str {
+        self.str_member("full_name").unwrap_or_default()
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.str_member("email")
+    }
+
+    pub fn external_id(&self) -> Option<&str> {
+        self.str_member("external_id")
+    }
+}
+
+/// Why a record is not synced, as shown to a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum RecordError {
+    /// The API answered with an error body.
+    Api { error: ApiError },
+    /// No usable answer: timeout, connection refused or reset, unreadable reply.
+    Transport { message: String },
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::Api { error } => error.fmt(f),
+            RecordError::Transport { message } => write!(f, "transport: {message}"),
+        }
+    }
+}
+
+/// One request sent for a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub revision: u32,
+    pub key: String,
+    /// HTTP status, or none when no reply came.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub replayed: bool,
+    pub error: Option<String>,
+}
+
+/// What an operator (or the CLI on their behalf) did to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Created,
+    Revised,
+    Retry,
+    AdoptExisting,
+    KeepExisting,
+    Discard,
+    Edit,
+}
+
+/// A line in a record's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum HistoryEntry {
+    Attempt(Attempt),
+    Action {
+        at: DateTime<Utc>,
+        action: ActionKind,
+        revision: u32,
+        detail: Option<String>,
+    },
+}
+
+/// One customer as icsync holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: RecordId,
+    /// Starts at 1; every accepted change of the payload adds one.
+    pub revision: u32,
+    pub payload: Payload,
+    pub origin: Origin,
+    pub state: RecordState,
+    pub last_error: Option<RecordError>,
+    /// The server's customer from the last 2xx.
+    pub remote: Option<Customer>,
+    /// The newest revision the server has acknowledged.
+    pub synced_revision: Option<u32>,
+    /// Failed attempts in a row for the current revision: drives the backoff.
+    pub failures: u32,
+    /// Not sent before this instant (backoff); none means as soon as possible.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub history: Vec<HistoryEntry>,
+}
