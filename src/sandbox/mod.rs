@@ -1,1 +1,6 @@
-//! placeholder
+//! placeholder (being written on another branch)
+#[derive(Debug, clap::Args)]
+pub struct SandboxArgs {}
+pub fn run_cli(_args: SandboxArgs) -> color_eyre::Result<()> {
+    Ok(())
+}

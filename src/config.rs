@@ -1,0 +1,420 @@
+//! Configuration: the TOML file, environment variables and command-line flags, resolved into
+//! one [`Settings`] (flags override the environment, which overrides the file).
+//!
+//! This module owns where settings come from and their defaults. It reads the config file and
+//! the API key file (refusing a key file others can read) but opens nothing else: it never
+//! touches the store, the network or the data directory's contents.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variables that override the file.
+pub const ENV_API_URL: &str = "ICSYNC_API_URL";
+pub const ENV_API_KEY: &str = "ICSYNC_API_KEY";
+pub const ENV_DATA_DIR: &str = "ICSYNC_DATA_DIR";
+pub const ENV_DROP_DIR: &str = "ICSYNC_DROP_DIR";
+pub const ENV_CONFIG: &str = "ICSYNC_CONFIG";
+
+/// The API the daemon talks to unless told otherwise: a sandbox on this machine, so that a
+/// fresh install can never send data to a live organisation by accident.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7878";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} = {value}: {problem}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        problem: String,
+    },
+    #[error("cannot read API key file {path}: {source}")]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "API key file {path} can be read by other users (mode {mode:o}); \
+         run `chmod 600 {path}` and try again"
+    )]
+    KeyFileTooOpen { path: PathBuf, mode: u32 },
+    #[error("API key file {path} is empty")]
+    KeyFileEmpty { path: PathBuf },
+    #[error("no home directory found to place icsync's files; set {ENV_DATA_DIR} and --config")]
+    NoHome,
+}
+
+/// The config file as written. Every key is optional; `config/icsync.example.toml` documents
+/// each one.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub api_url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub allow_insecure_http: Option<bool>,
+    pub data_dir: Option<PathBuf>,
+    pub drop_dir: Option<PathBuf>,
+    pub concurrency: Option<usize>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_cap_secs: Option<u64>,
+    pub connect_timeout_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub drain_timeout_secs: Option<u64>,
+    pub cache_capacity_mb: Option<u64>,
+}
+
+/// Values given by the environment or by flags; the later source wins.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub api_url: Option<String>,
+    pub api_key: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub drop_dir: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// Reads the `ICSYNC_*` variables through `get` (so tests need not touch the process env).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
+        let nonempty = |k| get(k).filter(|v: &String| !v.is_empty());
+        Overrides {
+            api_url: nonempty(ENV_API_URL),
+            api_key: nonempty(ENV_API_KEY),
+            data_dir: nonempty(ENV_DATA_DIR).map(PathBuf::from),
+            drop_dir: nonempty(ENV_DROP_DIR).map(PathBuf::from),
+        }
+    }
+
+    fn or(self, lower: Overrides) -> Overrides {
+        Overrides {
+            api_url: self.api_url.or(lower.api_url),
+            api_key: self.api_key.or(lower.api_key),
+            data_dir: self.data_dir.or(lower.data_dir),
+            drop_dir: self.drop_dir.or(lower.drop_dir),
+        }
+    }
+}
+
+/// Where the API key comes from. The key itself is read only when needed
+/// ([`Settings::read_api_key`]) and is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    None,
+    /// From `ICSYNC_API_KEY` or the `api_key` config key.
+    Inline(String),
+    /// From `api_key_file`, which must not be readable by group or others.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::None => f.write_str("None"),
+            KeySource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            KeySource::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_url: String,
+    pub key: KeySource,
+    pub allow_insecure_http: bool,
+    pub data_dir: PathBuf,
+    pub drop_dir: PathBuf,
+    pub concurrency: usize,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub cache_capacity_bytes: u64,
+    /// The config file these settings were read from, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Platform directories used when nothing else is set.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Defaults {
+    pub fn platform() -> Result<Self, ConfigError> {
+        let dirs = directories::ProjectDirs::from("com", "Instant Compliance", "icsync")
+            .ok_or(ConfigError::NoHome)?;
+        Ok(Defaults {
+            config_file: dirs.config_dir().join("icsync.toml"),
+            data_dir: dirs.data_dir().to_path_buf(),
+        })
+    }
+}
+
+fn positive(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::Invalid {
+            key,
+            value: "0".into(),
+            problem: "must be at least 1".into(),
+        }),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
+/// Resolves settings from the parsed file and the overrides (flags already merged over env).
+/// Pure: no I/O.
+pub fn resolve(
+    file: FileConfig,
+    overrides: Overrides,
+    defaults: &Defaults,
+    config_file: Option<PathBuf>,
+) -> Result<Settings, ConfigError> {
+    let api_url = overrides
+        .api_url
+        .or(file.api_url)
+        .unwrap_or_else(|| DEFAULT_API_URL.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    let key = match (overrides.api_key, file.api_key, file.api_key_file) {
+        (Some(k), _, _) => KeySource::Inline(k),
+        (None, Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "api_key",
+                value: "<redacted>".into(),
+                problem: "set either api_key or api_key_file, not both".into(),
+            })
+        }
+        (None, Some(k), None) => KeySource::Inline(k),
+        (None, None, Some(p)) => KeySource::File(p),
+        (None, None, None) => KeySource::None,
+    };
+    let data_dir = overrides
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| defaults.data_dir.clone());
+    let drop_dir = overrides
+        .drop_dir
+        .or(file.drop_dir)
+        .unwrap_or_else(|| data_dir.join("drop"));
+    let concurrency = positive("concurrency", file.concurrency.map(|c| c as u64), 8)?;
+    if concurrency > 256 {
+        return Err(ConfigError::Invalid {
+            key: "concurrency",
+            value: concurrency.to_string(),
+            problem: "must be at most 256".into(),
+        });
+    }
+    Ok(Settings {
+        api_url,
+        key,
+        allow_insecure_http: file.allow_insecure_http.unwrap_or(false),
+        data_dir,
+        drop_dir,
+        concurrency: concurrency as usize,
+        backoff_base: Duration::from_millis(positive("backoff_base_ms", file.backoff_base_ms, 1000)?),
+        backoff_cap: Duration::from_secs(positive("backoff_cap_secs", file.backoff_cap_secs, 300)?),
+        connect_timeout: Duration::from_secs(positive(
+            "connect_timeout_secs",
+            file.connect_timeout_secs,
+            10,
+        )?),
+        request_timeout: Duration::from_secs(positive(
+            "request_timeout_secs",
+            file.request_timeout_secs,
+            30,
+        )?),
+        drain_timeout: Duration::from_secs(positive(
+            "drain_timeout_secs",
+            file.drain_timeout_secs,
+            10,
+        )?),
+        cache_capacity_bytes: positive("cache_capacity_mb", file.cache_capacity_mb, 32)? << 20,
+        config_file,
+    })
+}
+
+/// Parses config file text; `path` only names the file in errors.
+pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    })
+}
+
+/// Loads settings: the file named by `--config` (which must exist), else `ICSYNC_CONFIG`, else
+/// the platform default (which may be absent); then the environment; then `flags`.
+pub fn load(explicit: Option<&Path>, flags: Overrides) -> Result<Settings, ConfigError> {
+    let defaults = Defaults::platform()?;
+    let env_config = std::env::var_os(ENV_CONFIG).map(PathBuf::from);
+    let (path, required) = match explicit.map(Path::to_path_buf).or(env_config) {
+        Some(p) => (p, true),
+        None => (defaults.config_file.clone(), false),
+    };
+    let (file, used) = match std::fs::read_to_string(&path) {
+        Ok(text) => (parse_file(&text, &path)?, Some(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            (FileConfig::default(), None)
+        }
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let env = Overrides::from_env(|k| std::env::var(k).ok());
+    resolve(file, flags.or(env), &defaults, used)
+}
+
+impl Settings {
+    /// Reads the API key, if one is configured. A key file must be private to its owner.
+    pub fn read_api_key(&self) -> Result<Option<String>, ConfigError> {
+        match &self.key {
+            KeySource::None => Ok(None),
+            KeySource::Inline(k) => Ok(Some(k.trim().to_string())),
+            KeySource::File(path) => read_key_file(path).map(Some),
+        }
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.data_dir.join("icsync.sock")
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<String, ConfigError> {
+    let err = |source| ConfigError::KeyFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::KeyFileTooOpen {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    let key = std::fs::read_to_string(path).map_err(err)?.trim().to_string();
+    if key.is_empty() {
+        return Err(ConfigError::KeyFileEmpty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            config_file: "/cfg/icsync.toml".into(),
+            data_dir: "/data".into(),
+        }
+    }
+
+    #[test]
+    fn defaults_point_at_a_local_sandbox_and_platform_dirs() {
+        let s = resolve(FileConfig::default(), Overrides::default(), &defaults(), None).unwrap();
+        assert_eq!(s.api_url, DEFAULT_API_URL);
+        assert_eq!(s.data_dir, PathBuf::from("/data"));
+        assert_eq!(s.drop_dir, PathBuf::from("/data/drop"));
+        assert_eq!(s.concurrency, 8);
+        assert_eq!(s.backoff_cap, Duration::from_secs(300));
+        assert_eq!(s.cache_capacity_bytes, 32 << 20);
+        assert_eq!(s.key, KeySource::None);
+    }
+
+    #[test]
+    fn flags_override_env_which_overrides_the_file() {
+        let file = parse_file(
+            "api_url = \"https://file.example\"\ndata_dir = \"/file\"\ndrop_dir = \"/filedrop\"",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let env = Overrides::from_env(|k| match k {
+            ENV_API_URL => Some("https://env.example/".into()),
+            ENV_DATA_DIR => Some("/env".into()),
+            _ => None,
+        });
+        let flags = Overrides {
+            data_dir: Some("/flag".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(file, flags.or(env), &defaults(), None).unwrap();
+        assert_eq!(s.api_url, "https://env.example");
+        assert_eq!(s.data_dir, PathBuf::from("/flag"));
+        assert_eq!(s.drop_dir, PathBuf::from("/filedrop"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = parse_file("api_urll = \"x\"", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("api_urll"), "{e}");
+        let file = parse_file("concurrency = 0", Path::new("c.toml")).unwrap();
+        let e = resolve(file, Overrides::default(), &defaults(), None).unwrap_err();
+        assert_eq!(e.to_string(), "concurrency = 0: must be at least 1");
+    }
+
+    #[test]
+    fn key_never_shows_in_debug_or_errors() {
+        let file = parse_file(
+            "api_key = \"ic_live_secret123\"\napi_key_file = \"/k\"",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let e = resolve(file.clone(), Overrides::default(), &defaults(), None).unwrap_err();
+        assert!(!e.to_string().contains("secret123"));
+        let only_inline = FileConfig {
+            api_key_file: None,
+            ..file
+        };
+        let s = resolve(only_inline, Overrides::default(), &defaults(), None).unwrap();
+        assert!(!format!("{s:?}").contains("secret123"));
+        assert_eq!(s.read_api_key().unwrap().as_deref(), Some("ic_live_secret123"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "ic_test_abc\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = resolve(
+            FileConfig {
+                api_key_file: Some(path.clone()),
+                ..FileConfig::default()
+            },
+            Overrides::default(),
+            &defaults(),
+            None,
+        )
+        .unwrap();
+        let e = s.read_api_key().unwrap_err();
+        assert!(matches!(e, ConfigError::KeyFileTooOpen { mode: 0o644, .. }), "{e}");
+        assert!(e.to_string().contains("chmod 600"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(s.read_api_key().unwrap().as_deref(), Some("ic_test_abc"));
+    }
+}
