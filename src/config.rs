@@ -223,7 +223,11 @@ pub fn resolve(
         data_dir,
         drop_dir,
         concurrency: concurrency as usize,
-        backoff_base: Duration::from_millis(positive("backoff_base_ms", file.backoff_base_ms, 1000)?),
+        backoff_base: Duration::from_millis(positive(
+            "backoff_base_ms",
+            file.backoff_base_ms,
+            1000,
+        )?),
         backoff_cap: Duration::from_secs(positive("backoff_cap_secs", file.backoff_cap_secs, 300)?),
         connect_timeout: Duration::from_secs(positive(
             "connect_timeout_secs",
@@ -312,7 +316,10 @@ fn read_key_file(path: &Path) -> Result<String, ConfigError> {
             });
         }
     }
-    let key = std::fs::read_to_string(path).map_err(err)?.trim().to_string();
+    let key = std::fs::read_to_string(path)
+        .map_err(err)?
+        .trim()
+        .to_string();
     if key.is_empty() {
         return Err(ConfigError::KeyFileEmpty {
             path: path.to_path_buf(),
@@ -334,7 +341,13 @@ mod tests {
 
     #[test]
     fn defaults_point_at_a_local_sandbox_and_platform_dirs() {
-        let s = resolve(FileConfig::default(), Overrides::default(), &defaults(), None).unwrap();
+        let s = resolve(
+            FileConfig::default(),
+            Overrides::default(),
+            &defaults(),
+            None,
+        )
+        .unwrap();
         assert_eq!(s.api_url, DEFAULT_API_URL);
         assert_eq!(s.data_dir, PathBuf::from("/data"));
         assert_eq!(s.drop_dir, PathBuf::from("/data/drop"));
@@ -390,7 +403,10 @@ mod tests {
         };
         let s = resolve(only_inline, Overrides::default(), &defaults(), None).unwrap();
         assert!(!format!("{s:?}").contains("secret123"));
-        assert_eq!(s.read_api_key().unwrap().as_deref(), Some("ic_live_secret123"));
+        assert_eq!(
+            s.read_api_key().unwrap().as_deref(),
+            Some("ic_live_secret123")
+        );
     }
 
     #[cfg(unix)]
@@ -412,7 +428,10 @@ mod tests {
         )
         .unwrap();
         let e = s.read_api_key().unwrap_err();
-        assert!(matches!(e, ConfigError::KeyFileTooOpen { mode: 0o644, .. }), "{e}");
+        assert!(
+            matches!(e, ConfigError::KeyFileTooOpen { mode: 0o644, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("chmod 600"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(s.read_api_key().unwrap().as_deref(), Some("ic_test_abc"));

@@ -8,5 +8,6 @@
 
 pub mod config;
 pub mod contract;
+pub mod control;
 pub mod sandbox;
 pub mod store;

@@ -81,9 +81,10 @@ mod tests {
 
     #[test]
     fn canonical_form_sorts_keys_recursively_and_drops_whitespace() {
-        let v: Value =
-            serde_json::from_str(r#"{ "b": 1, "a": {"z": [1, {"y": null, "x": "é"}], "c": true} }"#)
-                .unwrap();
+        let v: Value = serde_json::from_str(
+            r#"{ "b": 1, "a": {"z": [1, {"y": null, "x": "é"}], "c": true} }"#,
+        )
+        .unwrap();
         assert_eq!(
             canonical_json(&v),
             r#"{"a":{"c":true,"z":[1,{"x":"é","y":null}]},"b":1}"#

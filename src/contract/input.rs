@@ -188,7 +188,12 @@ struct TextRule {
     trim: bool,
 }
 
-fn text(value: &Value, rule: TextRule, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+fn text(
+    value: &Value,
+    rule: TextRule,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     let Value::String(raw) = value else {
         errors.push(FieldError::new(field, "must be a string"));
         return None;
@@ -212,10 +217,7 @@ fn text(value: &Value, rule: TextRule, field: &str, errors: &mut Vec<FieldError>
     Some(s.to_string())
 }
 
-fn optional<T>(
-    value: &Value,
-    parse: impl FnOnce(&Value) -> Option<T>,
-) -> Option<Patch<T>> {
+fn optional<T>(value: &Value, parse: impl FnOnce(&Value) -> Option<T>) -> Option<Patch<T>> {
     if value.is_null() {
         Some(Patch::Null)
     } else {
@@ -451,7 +453,10 @@ impl RiskInput {
                 m.insert(k.to_string(), v);
             }
         };
-        put("occupation", self.occupation.to_json(|s| Value::from(s.as_str())));
+        put(
+            "occupation",
+            self.occupation.to_json(|s| Value::from(s.as_str())),
+        );
         put(
             "source_of_funds",
             self.source_of_funds.to_json(|s| Value::from(s.as_str())),
@@ -611,7 +616,9 @@ mod tests {
                 "{ok}"
             );
         }
-        for bad in ["", "a", "a@", "@x.io", "a@x", "a b@x.io", "a@@x.io", "a@x.io."] {
+        for bad in [
+            "", "a", "a@", "@x.io", "a@x", "a b@x.io", "a@@x.io", "a@x.io.",
+        ] {
             assert!(
                 parse_input(&json!({"full_name": "A", "email": bad})).is_err(),
                 "{bad:?}"
@@ -630,16 +637,25 @@ mod tests {
     fn external_id_is_exact_not_trimmed() {
         let input = parse_input(&json!({"full_name": "A", "external_id": " CRM-1 "})).unwrap();
         assert_eq!(input.external_id, Patch::Set(" CRM-1 ".into()));
-        assert_eq!(fields(&err(json!({"full_name": "A", "external_id": ""}))), ["external_id"]);
+        assert_eq!(
+            fields(&err(json!({"full_name": "A", "external_id": ""}))),
+            ["external_id"]
+        );
     }
 
     #[test]
     fn phone_accepts_plus_digits_spaces_dashes_only() {
         for ok in ["+44 20 7946 0958", "020-7946-0958", "12345"] {
-            assert!(parse_input(&json!({"full_name": "A", "phone": ok})).is_ok(), "{ok}");
+            assert!(
+                parse_input(&json!({"full_name": "A", "phone": ok})).is_ok(),
+                "{ok}"
+            );
         }
         for bad in ["(020) 7946", "44+20", "+", "phone", "+44 20 x"] {
-            assert!(parse_input(&json!({"full_name": "A", "phone": bad})).is_err(), "{bad}");
+            assert!(
+                parse_input(&json!({"full_name": "A", "phone": bad})).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -695,8 +711,9 @@ mod tests {
 
     #[test]
     fn absent_and_null_stay_apart() {
-        let input = parse_input(&json!({"full_name": "A", "email": null, "risk": {"is_pep": null}}))
-            .unwrap();
+        let input =
+            parse_input(&json!({"full_name": "A", "email": null, "risk": {"is_pep": null}}))
+                .unwrap();
         assert_eq!(input.email, Patch::Null);
         assert_eq!(input.phone, Patch::Absent);
         let Patch::Set(risk) = &input.risk else {
@@ -726,9 +743,6 @@ mod tests {
     fn body_must_be_an_object() {
         assert!(parse_input(&json!([1])).is_err());
         assert!(parse_input(&json!("x")).is_err());
-        assert_eq!(
-            fields(&err(json!({"full_name": "A", "risk": 3}))),
-            ["risk"]
-        );
+        assert_eq!(fields(&err(json!({"full_name": "A", "risk": 3}))), ["risk"]);
     }
 }

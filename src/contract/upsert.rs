@@ -221,7 +221,10 @@ mod tests {
     fn external_id_match_updates_that_customer() {
         assert_eq!(
             decide(&org(), json!({"full_name": "N", "external_id": "crm-1"})),
-            UpsertDecision::Update { id: Uuid::from_u128(1), adopted: false }
+            UpsertDecision::Update {
+                id: Uuid::from_u128(1),
+                adopted: false
+            }
         );
         // Matching is exact: another case is another identifier.
         assert_eq!(
@@ -233,18 +236,33 @@ mod tests {
     // Seed table, row 2.
     #[test]
     fn unheld_external_id_adopts_email_match_without_external_id() {
-        let d = decide(&org(), json!({"full_name": "N", "external_id": "crm-2", "email": "TWO@x.io "}));
-        assert_eq!(d, UpsertDecision::Update { id: Uuid::from_u128(2), adopted: true });
+        let d = decide(
+            &org(),
+            json!({"full_name": "N", "external_id": "crm-2", "email": "TWO@x.io "}),
+        );
+        assert_eq!(
+            d,
+            UpsertDecision::Update {
+                id: Uuid::from_u128(2),
+                adopted: true
+            }
+        );
         assert_eq!(d.status(), 200);
     }
 
     // Seed table, row 3.
     #[test]
     fn unheld_external_id_with_email_of_another_external_id_conflicts_naming_it() {
-        let d = decide(&org(), json!({"full_name": "N", "external_id": "crm-9", "email": "one@x.io"}));
+        let d = decide(
+            &org(),
+            json!({"full_name": "N", "external_id": "crm-9", "email": "one@x.io"}),
+        );
         assert_eq!(
             d,
-            UpsertDecision::Conflict { id: Uuid::from_u128(1), external_id: Some("crm-1".into()) }
+            UpsertDecision::Conflict {
+                id: Uuid::from_u128(1),
+                external_id: Some("crm-1".into())
+            }
         );
         assert_eq!(d.status(), 409);
     }
@@ -254,11 +272,17 @@ mod tests {
     fn email_only_updates_the_email_match_whatever_its_external_id() {
         assert_eq!(
             decide(&org(), json!({"full_name": "N", "email": "one@X.io"})),
-            UpsertDecision::Update { id: Uuid::from_u128(1), adopted: false }
+            UpsertDecision::Update {
+                id: Uuid::from_u128(1),
+                adopted: false
+            }
         );
         assert_eq!(
             decide(&org(), json!({"full_name": "N", "email": "two@x.io"})),
-            UpsertDecision::Update { id: Uuid::from_u128(2), adopted: false }
+            UpsertDecision::Update {
+                id: Uuid::from_u128(2),
+                adopted: false
+            }
         );
     }
 
@@ -271,7 +295,11 @@ mod tests {
             json!({"full_name": "N", "external_id": "crm-new", "email": "new@x.io"}),
             json!({"full_name": "N", "external_id": null, "email": null}),
         ] {
-            assert_eq!(decide(&org(), body.clone()), UpsertDecision::Create, "{body}");
+            assert_eq!(
+                decide(&org(), body.clone()),
+                UpsertDecision::Create,
+                "{body}"
+            );
         }
         assert_eq!(UpsertDecision::Create.status(), 201);
     }
@@ -279,13 +307,25 @@ mod tests {
     #[test]
     fn external_id_match_changing_email_to_anothers_conflicts_naming_the_holder() {
         assert_eq!(
-            decide(&org(), json!({"full_name": "N", "external_id": "crm-3", "email": "two@x.io"})),
-            UpsertDecision::Conflict { id: Uuid::from_u128(2), external_id: None }
+            decide(
+                &org(),
+                json!({"full_name": "N", "external_id": "crm-3", "email": "two@x.io"})
+            ),
+            UpsertDecision::Conflict {
+                id: Uuid::from_u128(2),
+                external_id: None
+            }
         );
         // Keeping one's own email is no conflict.
         assert_eq!(
-            decide(&org(), json!({"full_name": "N", "external_id": "crm-1", "email": "One@x.io"})),
-            UpsertDecision::Update { id: Uuid::from_u128(1), adopted: false }
+            decide(
+                &org(),
+                json!({"full_name": "N", "external_id": "crm-1", "email": "One@x.io"})
+            ),
+            UpsertDecision::Update {
+                id: Uuid::from_u128(1),
+                adopted: false
+            }
         );
     }
 
@@ -328,7 +368,11 @@ mod tests {
         assert_eq!(c.customer_type, CustomerType::SoleTrader);
         assert_eq!(c.risk.is_pep, Some(true));
         assert_eq!(c.risk.occupation, None);
-        assert_eq!(c.kyc_status, KycStatus::Verified, "upserts never change KYC");
+        assert_eq!(
+            c.kyc_status,
+            KycStatus::Verified,
+            "upserts never change KYC"
+        );
         assert_eq!(c.verified_identity, existing.verified_identity);
         assert_eq!(c.created_at, t(0));
         assert_eq!(c.updated_at, t(60));

@@ -1,0 +1,145 @@
+//! The client side of the control socket, used by the CLI and the TUI: connects (with a
+//! deadline, so a wedged daemon cannot hang a command), checks the protocol version, sends
+//! requests and receives events.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+use super::protocol::{decode, encode, Event, Frame, Reply, Request, PROTOCOL_VERSION};
+
+/// How long a connecting client waits for the daemon's greeting.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon: no socket file, or nothing listening on it.
+    #[error("no icsync daemon is running (no answer on {0})")]
+    NotRunning(PathBuf),
+    #[error("the icsync daemon on {0} did not answer in time; it may be stuck (restart it)")]
+    Timeout(PathBuf),
+    #[error(
+        "the running daemon speaks control protocol {daemon} (icsync {daemon_version}) but this \
+         icsync speaks {ours} (icsync {ours_version}); restart the daemon with this version"
+    )]
+    VersionMismatch {
+        daemon: u32,
+        daemon_version: String,
+        ours: u32,
+        ours_version: &'static str,
+    },
+    #[error("control connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the daemon sent something this icsync does not understand: {0}")]
+    Protocol(String),
+    #[error("the daemon closed the connection")]
+    Closed,
+}
+
+pub struct Client {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+    next_id: u64,
+    /// Events received while waiting for a reply, handed out by [`Client::next_event`].
+    pending_events: std::collections::VecDeque<Event>,
+    pub daemon_version: String,
+}
+
+impl Client {
+    pub async fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = match UnixStream::connect(path).await {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(ClientError::NotRunning(path.to_path_buf()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (read, write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, lines.next_line())
+            .await
+            .map_err(|_| ClientError::Timeout(path.to_path_buf()))??
+            .ok_or(ClientError::Closed)?;
+        let hello = match decode(first.as_bytes()) {
+            Ok(Frame::Hello { hello }) => hello,
+            Ok(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "expected hello, got {other:?}"
+                )))
+            }
+            Err(e) => return Err(ClientError::Protocol(e.to_string())),
+        };
+        if hello.protocol != PROTOCOL_VERSION {
+            return Err(ClientError::VersionMismatch {
+                daemon: hello.protocol,
+                daemon_version: hello.version,
+                ours: PROTOCOL_VERSION,
+                ours_version: env!("CARGO_PKG_VERSION"),
+            });
+        }
+        Ok(Client {
+            lines,
+            write,
+            next_id: 1,
+            pending_events: Default::default(),
+            daemon_version: hello.version,
+        })
+    }
+
+    async fn read_frame(&mut self) -> Result<Frame, ClientError> {
+        let line = self.lines.next_line().await?.ok_or(ClientError::Closed)?;
+        decode(line.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Sends one request and waits for its reply.
+    pub async fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let bytes = encode(&Frame::Request { id, request })
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.write.write_all(&bytes).await?;
+        loop {
+            match self.read_frame().await? {
+                Frame::Reply { id: got, reply } if got == id => return Ok(reply),
+                Frame::Reply {
+                    reply: Reply::Error(e),
+                    ..
+                } => return Err(ClientError::Protocol(e.message)),
+                Frame::Event { event } => self.pending_events.push_back(event),
+                other => return Err(ClientError::Protocol(format!("unexpected frame {other:?}"))),
+            }
+        }
+    }
+
+    /// Subscribes to events; read them with [`Client::next_event`].
+    pub async fn subscribe(&mut self) -> Result<(), ClientError> {
+        match self.request(Request::Subscribe).await? {
+            Reply::Subscribed => Ok(()),
+            other => Err(ClientError::Protocol(format!(
+                "expected subscribed, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The next pushed event (after [`Client::subscribe`]).
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        if let Some(e) = self.pending_events.pop_front() {
+            return Ok(e);
+        }
+        loop {
+            match self.read_frame().await? {
+                Frame::Event { event } => return Ok(event),
+                other => return Err(ClientError::Protocol(format!("unexpected frame {other:?}"))),
+            }
+        }
+    }
+}

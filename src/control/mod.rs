@@ -1,0 +1,11 @@
+//! The daemon's control socket: the protocol (pure), its server and its client. The CLI and
+//! the TUI reach a running daemon only through this module; what each request does is decided
+//! by the [`server::Handler`] the daemon plugs in.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+pub use client::{Client, ClientError};
+pub use protocol::*;
+pub use server::{bind, serve, BindError, Handler};

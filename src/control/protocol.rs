@@ -1,0 +1,291 @@
+//! The control protocol, version [`PROTOCOL_VERSION`]: newline-delimited JSON frames over the
+//! daemon's Unix socket. Pure types and a codec over bytes; no sockets here.
+//!
+//! A connection opens with the server's `{"hello": {...}}` frame naming its protocol version.
+//! The client then sends `{"id": N, "request": {...}}` frames and gets one
+//! `{"id": N, "reply": {...}}` for each, in order. After a `subscribe` request the server
+//! also pushes `{"event": {...}}` frames whenever something changes. `docs/control.md`
+//! describes every request.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::contract::{ErrorKind, FieldError};
+use crate::store::{Origin, Record, RecordId, RecordState};
+
+/// Bumped whenever a frame changes incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The longest frame either side accepts, so a confused peer cannot exhaust memory.
+pub const MAX_FRAME_BYTES: usize = 8 << 20;
+
+/// What an operator can do to a record that needs a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveAction {
+    /// Send the current revision again as it is (same Idempotency-Key).
+    Retry,
+    /// Take the existing customer's external_id, so the upsert updates that customer.
+    AdoptExisting,
+    /// Link to the existing customer and send nothing.
+    KeepExisting,
+    /// Stop syncing this record.
+    Discard,
+}
+
+impl ResolveAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolveAction::Retry => "retry",
+            ResolveAction::AdoptExisting => "adopt_existing",
+            ResolveAction::KeepExisting => "keep_existing",
+            ResolveAction::Discard => "discard",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    List {
+        state: Option<RecordState>,
+        after: Option<RecordId>,
+        limit: usize,
+    },
+    /// `id` is a full id or a unique prefix of at least 6 characters.
+    Show {
+        id: String,
+    },
+    /// A request body to validate and queue (a new record, or the next revision of the record
+    /// it matches by external_id or email).
+    Submit {
+        body: Value,
+        origin: Origin,
+    },
+    /// Members to change on a record: absent members are kept, `null` clears; `risk` members
+    /// are merged key by key.
+    Edit {
+        id: String,
+        changes: Value,
+    },
+    Resolve {
+        id: String,
+        action: ResolveAction,
+    },
+    ResolveMany {
+        state: RecordState,
+        error_type: Option<ErrorKind>,
+        action: ResolveAction,
+    },
+    Subscribe,
+}
+
+/// Counts and sync health, as `icsync status --json` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub queued: u64,
+    pub sending: u64,
+    pub synced: u64,
+    pub conflict: u64,
+    pub rejected: u64,
+    pub discarded: u64,
+    pub total: u64,
+    /// Why sending is paused, if it is.
+    pub paused: Option<String>,
+    pub online: bool,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// Whether a daemon answered (false when the CLI read the store itself).
+    pub daemon: bool,
+}
+
+/// A submitted record: its id, the revision now queued, and whether it is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub id: RecordId,
+    pub revision: u32,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Status(StatusReport),
+    Records { records: Vec<Record> },
+    Record { record: Box<Record> },
+    Queued(Queued),
+    Resolved { ids: Vec<RecordId> },
+    Subscribed,
+    Error(ControlError),
+}
+
+/// An error answered to a request; `invalid` carries the contract's field errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    pub code: ControlErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlErrorCode {
+    NotFound,
+    Ambiguous,
+    Invalid,
+    NotAllowed,
+    Internal,
+}
+
+impl ControlError {
+    pub fn new(code: ControlErrorCode, message: impl Into<String>) -> Self {
+        ControlError {
+            code,
+            message: message.into(),
+            invalid: Vec::new(),
+        }
+    }
+}
+
+/// Something that changed, pushed to subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    RecordChanged { id: RecordId, state: RecordState },
+    Status(StatusReport),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub version: String,
+}
+
+/// Every frame on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Frame {
+    Hello { hello: Hello },
+    Request { id: u64, request: Request },
+    Reply { id: u64, reply: Reply },
+    Event { event: Event },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("control frame of {0} bytes exceeds the limit of {MAX_FRAME_BYTES}")]
+    TooLong(usize),
+    #[error("malformed control frame: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+/// One frame as a line of JSON, newline included.
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, CodecError> {
+    let mut line = serde_json::to_vec(frame)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Parses one line (with or without its newline).
+pub fn decode(line: &[u8]) -> Result<Frame, CodecError> {
+    if line.len() > MAX_FRAME_BYTES {
+        return Err(CodecError::TooLong(line.len()));
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    Ok(serde_json::from_slice(line)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip(frame: Frame) -> Frame {
+        let bytes = encode(&frame).unwrap();
+        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(bytes.ends_with(b"\n"));
+        decode(&bytes).unwrap()
+    }
+
+    #[test]
+    fn every_frame_kind_survives_the_wire() {
+        let frames = [
+            Frame::Hello {
+                hello: Hello {
+                    protocol: PROTOCOL_VERSION,
+                    version: "0.1.0".into(),
+                },
+            },
+            Frame::Request {
+                id: 7,
+                request: Request::Submit {
+                    body: json!({"full_name": "A\nB"}),
+                    origin: Origin::Cli,
+                },
+            },
+            Frame::Request {
+                id: 8,
+                request: Request::ResolveMany {
+                    state: RecordState::Conflict,
+                    error_type: Some(ErrorKind::CustomerConflict),
+                    action: ResolveAction::Discard,
+                },
+            },
+            Frame::Reply {
+                id: 7,
+                reply: Reply::Status(StatusReport {
+                    queued: 3,
+                    paused: Some("401".into()),
+                    ..StatusReport::default()
+                }),
+            },
+            Frame::Reply {
+                id: 9,
+                reply: Reply::Error(ControlError::new(ControlErrorCode::NotFound, "no record")),
+            },
+            Frame::Event {
+                event: Event::RecordChanged {
+                    id: RecordId::new(),
+                    state: RecordState::Synced,
+                },
+            },
+        ];
+        for f in frames {
+            assert_eq!(round_trip(f.clone()), f);
+        }
+    }
+
+    #[test]
+    fn request_wire_shape_is_documented_form() {
+        let f = Frame::Request {
+            id: 1,
+            request: Request::Show {
+                id: "0190ab".into(),
+            },
+        };
+        let v: Value = serde_json::from_slice(&encode(&f).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": 1, "request": {"method": "show", "id": "0190ab"}})
+        );
+    }
+
+    #[test]
+    fn oversized_and_malformed_frames_are_errors() {
+        assert!(matches!(
+            decode(&vec![b' '; MAX_FRAME_BYTES + 1]),
+            Err(CodecError::TooLong(_))
+        ));
+        assert!(matches!(
+            decode(b"{not json}\n"),
+            Err(CodecError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(b"{\"id\": 1}\n"),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+}
