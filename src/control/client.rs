@@ -135,11 +135,9 @@ impl Client {
         if let Some(e) = self.pending_events.pop_front() {
             return Ok(e);
         }
-        loop {
-            match self.read_frame().await? {
-                Frame::Event { event } => return Ok(event),
-                other => return Err(ClientError::Protocol(format!("unexpected frame {other:?}"))),
-            }
+        match self.read_frame().await? {
+            Frame::Event { event } => Ok(event),
+            other => Err(ClientError::Protocol(format!("unexpected frame {other:?}"))),
         }
     }
 }
