@@ -1,0 +1,177 @@
+//! Operator actions on one record, as pure functions: what `icsync resolve`, `icsync edit` and
+//! the TUI's conflict screen do. The service applies them inside a store transaction.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::contract::{ApiError, FieldError};
+use crate::control::ResolveAction;
+use crate::store::{ActionKind, HistoryEntry, Payload, Record, RecordError, RecordState};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("record {id} is {state}: {action} applies only to {allowed}")]
+    WrongState {
+        id: String,
+        state: RecordState,
+        action: &'static str,
+        allowed: &'static str,
+    },
+    #[error("record {0} is being sent right now; try again in a moment")]
+    InFlight(String),
+    #[error("the changes are not valid")]
+    Invalid(Vec<FieldError>),
+}
+
+fn wrong_state(r: &Record, action: &'static str, allowed: &'static str) -> ActionError {
+    ActionError::WrongState {
+        id: r.id.to_string(),
+        state: r.state,
+        action,
+        allowed,
+    }
+}
+
+fn note(r: &mut Record, action: ActionKind, detail: Option<String>, now: DateTime<Utc>) {
+    r.history.push(HistoryEntry::Action {
+        at: now,
+        action,
+        revision: r.revision,
+        detail,
+    });
+    r.updated_at = now;
+}
+
+/// Queues the record's current payload as a new revision (a new Idempotency-Key). A record
+/// in flight stays `sending`: the engine queues the new revision when the old one returns.
+pub fn revise(r: &mut Record, payload: Payload, action: ActionKind, now: DateTime<Utc>) {
+    r.payload = payload;
+    r.revision += 1;
+    if r.state != RecordState::Sending {
+        r.state = RecordState::Queued;
+    }
+    r.failures = 0;
+    r.next_attempt_at = None;
+    r.last_error = None;
+    note(r, action, None, now);
+}
+
+fn requeue(r: &mut Record) {
+    r.state = RecordState::Queued;
+    r.failures = 0;
+    r.next_attempt_at = None;
+    r.last_error = None;
+}
+
+fn conflict_of(r: &Record) -> Option<(Uuid, Option<String>)> {
+    match &r.last_error {
+        Some(RecordError::Api {
+            error:
+                ApiError::CustomerConflict {
+                    conflicting_customer_id,
+                    conflicting_external_id,
+                    ..
+                },
+        }) => Some((*conflicting_customer_id, conflicting_external_id.clone())),
+        _ => None,
+    }
+}
+
+/// Applies an operator's resolution to a record.
+pub fn resolve(r: &mut Record, action: ResolveAction, now: DateTime<Utc>) -> Result<(), ActionError> {
+    match action {
+        ResolveAction::Retry => {
+            if !matches!(
+                r.state,
+                RecordState::Conflict | RecordState::Rejected | RecordState::Queued
+            ) {
+                return Err(wrong_state(r, "retry", "conflict, rejected or queued records"));
+            }
+            requeue(r);
+            note(r, ActionKind::Retry, None, now);
+        }
+        ResolveAction::AdoptExisting => {
+            let Some((existing, existing_external_id)) =
+                conflict_of(r).filter(|_| r.state == RecordState::Conflict)
+            else {
+                return Err(wrong_state(r, "adopt-existing", "records in a customer_conflict"));
+            };
+            // Matching the existing customer makes the upsert update it: by its external_id
+            // when it has one, else by email alone (so this record's external_id is dropped).
+            let mut body = r.payload.to_value();
+            if let Some(map) = body.as_object_mut() {
+                match &existing_external_id {
+                    Some(x) => map.insert("external_id".into(), Value::from(x.as_str())),
+                    None => map.remove("external_id"),
+                };
+            }
+            let payload = Payload::parse(&body).map_err(ActionError::Invalid)?;
+            revise(r, payload, ActionKind::AdoptExisting, now);
+            if let Some(HistoryEntry::Action { detail, .. }) = r.history.last_mut() {
+                *detail = Some(format!("existing customer {existing}"));
+            }
+        }
+        ResolveAction::KeepExisting => {
+            let Some((existing, _)) = conflict_of(r).filter(|_| r.state == RecordState::Conflict)
+            else {
+                return Err(wrong_state(r, "keep-existing", "records in a customer_conflict"));
+            };
+            r.state = RecordState::Synced;
+            r.linked_customer_id = Some(existing);
+            r.synced_revision = Some(r.revision);
+            r.next_attempt_at = None;
+            note(
+                r,
+                ActionKind::KeepExisting,
+                Some(format!("linked to existing customer {existing}; not sent")),
+                now,
+            );
+        }
+        ResolveAction::Discard => match r.state {
+            RecordState::Sending => return Err(ActionError::InFlight(r.id.to_string())),
+            RecordState::Queued | RecordState::Conflict | RecordState::Rejected => {
+                r.state = RecordState::Discarded;
+                r.next_attempt_at = None;
+                note(r, ActionKind::Discard, None, now);
+            }
+            _ => return Err(wrong_state(r, "discard", "queued, conflict or rejected records")),
+        },
+    }
+    Ok(())
+}
+
+/// The payload after applying `changes` (an object of members: absent kept, `null` clears,
+/// `risk` merged key by key), validated by the contract.
+pub fn merge_changes(current: &Payload, changes: &Value) -> Result<Payload, Vec<FieldError>> {
+    let Value::Object(changes) = changes else {
+        return Err(vec![FieldError::new("", "changes must be a JSON object")]);
+    };
+    let mut body = current.as_map().clone();
+    for (k, v) in changes {
+        match (k.as_str(), body.get_mut(k), v) {
+            ("risk", Some(Value::Object(risk)), Value::Object(patch)) => {
+                for (rk, rv) in patch {
+                    risk.insert(rk.clone(), rv.clone());
+                }
+            }
+            _ => {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Payload::parse(&Value::Object(body))
+}
+
+/// Edits a record: a new revision with `changes` merged in.
+pub fn edit(r: &mut Record, changes: &Value, now: DateTime<Utc>) -> Result<(), ActionError> {
+    if r.state == RecordState::Discarded {
+        return Err(wrong_state(r, "edit", "records that are not discarded"));
+    }
+    let payload = merge_changes(&r.payload, changes).map_err(ActionError::Invalid)?;
+    // An edit that changes nothing is not a new revision: nothing new to send.
+    if payload != r.payload {
+        revise(r, payload, ActionKind::Edit, now);
+    }
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! What each command does to the records, in one place, whoever asks: the daemon answers
+//! control requests with it, and the CLI uses it directly on the store when no daemon runs.
+//! It validates input with the contract, applies operator actions in store transactions,
+//! wakes the engine and announces changes. It never talks HTTP and never names sled.
+
+pub mod actions;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::contract::{ErrorKind, FieldError};
+use crate::control::{
+    ControlError, ControlErrorCode, Event, Handler, Queued, Reply, Request, ResolveAction,
+    StatusReport,
+};
+use crate::store::{
+    Durability, Origin, Payload, Record, RecordError, RecordId, RecordState, Store, StoreError,
+};
+use crate::sync::EngineHandle;
+
+pub use actions::ActionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the record is not valid: {}", summary(.0))]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    #[error("no record {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    NotAllowed(String),
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<ServiceError> for ControlError {
+    fn from(e: ServiceError) -> Self {
+        let code = match &e {
+            ServiceError::Invalid(_) | ServiceError::Action(ActionError::Invalid(_)) => {
+                ControlErrorCode::Invalid
+            }
+            ServiceError::NotFound(_) => ControlErrorCode::NotFound,
+            ServiceError::Store(StoreError::Ambiguous { .. }) => ControlErrorCode::Ambiguous,
+            ServiceError::Store(StoreError::NoMatch { .. } | StoreError::PrefixTooShort { .. }) => {
+                ControlErrorCode::NotFound
+            }
+            ServiceError::Action(_) | ServiceError::NotAllowed(_) => ControlErrorCode::NotAllowed,
+            ServiceError::Store(_) => ControlErrorCode::Internal,
+        };
+        let invalid = match &e {
+            ServiceError::Invalid(v) | ServiceError::Action(ActionError::Invalid(v)) => v.clone(),
+            _ => Vec::new(),
+        };
+        ControlError {
+            code,
+            message: e.to_string(),
+            invalid,
+        }
+    }
+}
+
+/// Records operations over one store, with the engine when one runs in this process.
+#[derive(Clone)]
+pub struct Service {
+    store: Store,
+    engine: Option<EngineHandle>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Service {
+    pub fn new(store: Store, engine: Option<EngineHandle>) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Service {
+            store,
+            engine,
+            events,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The sender behind [`Handler::events`], for the daemon to forward engine events into.
+    pub fn event_sender(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
+    }
+
+    fn changed(&self, record: &Record) {
+        // No subscriber is not an error.
+        let _ = self.events.send(Event::RecordChanged {
+            id: record.id,
+            state: record.state,
+        });
+    }
+
+    fn wake(&self) {
+        if let Some(engine) = &self.engine {
+            engine.wake();
+        }
+    }
+
+    pub fn status(&self) -> Result<StatusReport, ServiceError> {
+        let counts = self.store.counts()?;
+        let mut report = StatusReport {
+            queued: counts.get(RecordState::Queued),
+            sending: counts.get(RecordState::Sending),
+            synced: counts.get(RecordState::Synced),
+            conflict: counts.get(RecordState::Conflict),
+            rejected: counts.get(RecordState::Rejected),
+            discarded: counts.get(RecordState::Discarded),
+            total: counts.total,
+            ..StatusReport::default()
+        };
+        if let Some(engine) = &self.engine {
+            let s = engine.status();
+            report.daemon = true;
+            report.online = s.online;
+            report.paused = s.paused_reason();
+            report.last_sync_at = s.last_sync_at;
+        }
+        Ok(report)
+    }
+
+    pub fn list(
+        &self,
+        state: Option<RecordState>,
+        after: Option<RecordId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, ServiceError> {
+        Ok(self.store.list(state, after, limit)?)
+    }
+
+    pub fn show(&self, id: &str) -> Result<Record, ServiceError> {
+        let id = self.store.resolve_prefix(id)?;
+        self.store
+            .get(id)?
+            .ok_or_else(|| ServiceError::NotFound(id.to_string()))
+    }
+
+    /// Validates and durably queues one request body.
+    pub fn submit(
+        &self,
+        body: &Value,
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) -> Result<Queued, ServiceError> {
+        let payload = Payload::parse(body).map_err(ServiceError::Invalid)?;
+        let s = self.store.submit(payload, origin, now)?;
+        let _ = self.events.send(Event::RecordChanged {
+            id: s.id,
+            state: RecordState::Queued,
+        });
+        self.wake();
+        Ok(Queued {
+            id: s.id,
+            revision: s.revision,
+            created: s.created,
+        })
+    }
+
+    /// Queues many already-validated payloads with one flush (group commit).
+    pub fn submit_batch(
+        &self,
+        items: Vec<(Payload, Origin)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Queued>, ServiceError> {
+        let done = self.store.submit_batch(items, now)?;
+        if let Some(last) = done.last() {
+            let _ = self.events.send(Event::RecordChanged {
+                id: last.id,
+                state: RecordState::Queued,
+            });
+        }
+        self.wake();
+        Ok(done
+            .into_iter()
+            .map(|s| Queued {
+                id: s.id,
+                revision: s.revision,
+                created: s.created,
+            })
+            .collect())
+    }
+
+    /// Refuses an edit that would give this record an external_id or email another local
+    /// record holds: each customer is one row.
+    fn check_unique(&self, id: RecordId, payload: &Payload) -> Result<(), ServiceError> {
+        let holder = match payload.external_id() {
+            Some(x) => self.store.find_by_external_id(x)?,
+            None => None,
+        }
+        .or(match payload.email() {
+            Some(e) => self.store.find_by_email(e)?,
+            None => None,
+        });
+        match holder {
+            Some(other) if other != id => Err(ServiceError::NotAllowed(format!(
+                "record {other} already holds this external_id or email; edit or discard that record instead"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn update(
+        &self,
+        id: RecordId,
+        mut f: impl FnMut(&mut Record) -> Result<(), ActionError>,
+    ) -> Result<Record, ServiceError> {
+        let result = self.store.update(id, Durability::Flush, |r| {
+            let mut copy = r.clone();
+            f(&mut copy).map(|()| {
+                *r = copy.clone();
+                copy
+            })
+        })?;
+        let record = result.ok_or_else(|| ServiceError::NotFound(id.to_string()))??;
+        self.changed(&record);
+        self.wake();
+        Ok(record)
+    }
+
+    pub fn edit(&self, id: &str, changes: &Value, now: DateTime<Utc>) -> Result<Queued, ServiceError> {
+        let id = self.store.resolve_prefix(id)?;
+        let current = self
+            .store
+            .get(id)?
+            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+        let merged = actions::merge_changes(&current.payload, changes).map_err(ServiceError::Invalid)?;
+        self.check_unique(id, &merged)?;
+        let r = self.update(id, |r| actions::edit(r, changes, now))?;
+        Ok(Queued {
+            id: r.id,
+            revision: r.revision,
+            created: false,
+        })
+    }
+
+    pub fn resolve(
+        &self,
+        id: &str,
+        action: ResolveAction,
+        now: DateTime<Utc>,
+    ) -> Result<Record, ServiceError> {
+        let id = self.store.resolve_prefix(id)?;
+        if action == ResolveAction::AdoptExisting {
+            if let Some(r) = self.store.get(id)? {
+                let mut probe = r.clone();
+                actions::resolve(&mut probe, action, now)?;
+                self.check_unique(id, &probe.payload)?;
+            }
+        }
+        self.update(id, |r| actions::resolve(r, action, now))
+    }
+
+    /// Applies one action to every record in `state` (and with `error_type`, if given).
+    /// Records the action does not apply to are left as they are and not listed.
+    pub fn resolve_many(
+        &self,
+        state: RecordState,
+        error_type: Option<ErrorKind>,
+        action: ResolveAction,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RecordId>, ServiceError> {
+        if !state.needs_person() {
+            return Err(ServiceError::NotAllowed(format!(
+                "bulk resolution applies to conflict or rejected records, not {state}"
+            )));
+        }
+        let mut done = Vec::new();
+        for id in self.store.in_state(state)? {
+            let matches_type = |r: &Record| match (error_type, &r.last_error) {
+                (None, _) => true,
+                (Some(t), Some(RecordError::Api { error })) => error.kind() == t,
+                (Some(_), _) => false,
+            };
+            let result = self.store.update(id, Durability::Lazy, |r| {
+                if r.state != state || !matches_type(r) {
+                    return false;
+                }
+                let mut copy = r.clone();
+                match actions::resolve(&mut copy, action, now) {
+                    Ok(()) => {
+                        *r = copy;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            })?;
+            if result == Some(true) {
+                done.push(id);
+            }
+        }
+        self.store.flush()?;
+        for id in &done {
+            let _ = self.events.send(Event::RecordChanged {
+                id: *id,
+                state: RecordState::Queued,
+            });
+        }
+        self.wake();
+        Ok(done)
+    }
+
+    /// Answers one control request (blocking: call off the async reactor).
+    pub fn answer(&self, request: Request) -> Reply {
+        let now = Utc::now();
+        let result = match request {
+            Request::Status => self.status().map(Reply::Status),
+            Request::List { state, after, limit } => self
+                .list(state, after, limit)
+                .map(|records| Reply::Records { records }),
+            Request::Show { id } => self.show(&id).map(|r| Reply::Record {
+                record: Box::new(r),
+            }),
+            Request::Submit { body, origin } => self.submit(&body, origin, now).map(Reply::Queued),
+            Request::Edit { id, changes } => self.edit(&id, &changes, now).map(Reply::Queued),
+            Request::Resolve { id, action } => self
+                .resolve(&id, action, now)
+                .map(|r| Reply::Resolved { ids: vec![r.id] }),
+            Request::ResolveMany {
+                state,
+                error_type,
+                action,
+            } => self
+                .resolve_many(state, error_type, action, now)
+                .map(|ids| Reply::Resolved { ids }),
+            Request::Subscribe => Ok(Reply::Subscribed),
+        };
+        result.unwrap_or_else(|e| Reply::Error(e.into()))
+    }
+}
+
+/// The daemon's control handler: each request runs on the blocking pool, since store writes
+/// wait for the disk.
+pub struct ControlHandler(pub Arc<Service>);
+
+impl Handler for ControlHandler {
+    async fn handle(&self, request: Request) -> Reply {
+        let service = self.0.clone();
+        tokio::task::spawn_blocking(move || service.answer(request))
+            .await
+            .unwrap_or_else(|e| {
+                Reply::Error(ControlError::new(
+                    ControlErrorCode::Internal,
+                    format!("request failed: {e}"),
+                ))
+            })
+    }
+
+    fn events(&self) -> broadcast::Receiver<Event> {
+        self.0.events.subscribe()
+    }
+}
