@@ -82,6 +82,12 @@ pub enum Request {
     Subscribe,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitItem {
+    pub body: Value,
+    pub origin: Origin,
+}
+
 /// Counts and sync health, as `icsync status --json` prints it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -115,9 +121,20 @@ pub enum Reply {
     Records { records: Vec<Record> },
     Record { record: Box<Record> },
     Queued(Queued),
+    QueuedMany {
+        queued: Vec<Queued>,
+        invalid: Vec<InvalidItem>,
+    },
     Resolved { ids: Vec<RecordId> },
     Subscribed,
     Error(ControlError),
+}
+
+/// A body of a `submit_many` that failed validation, by its index in the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidItem {
+    pub index: usize,
+    pub errors: Vec<FieldError>,
 }
 
 /// An error answered to a request; `invalid` carries the contract's field errors.

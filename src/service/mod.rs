@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 
 use crate::contract::{ErrorKind, FieldError};
 use crate::control::{
-    ControlError, ControlErrorCode, Event, Handler, Queued, Reply, Request, ResolveAction,
+    ControlError, ControlErrorCode, Event, Handler, InvalidItem, Queued, Reply, Request, ResolveAction,
     StatusReport,
 };
 use crate::store::{
@@ -326,6 +326,18 @@ impl Service {
                 record: Box::new(r),
             }),
             Request::Submit { body, origin } => self.submit(&body, origin, now).map(Reply::Queued),
+            Request::SubmitMany { items } => {
+                let mut valid = Vec::with_capacity(items.len());
+                let mut invalid = Vec::new();
+                for (index, item) in items.into_iter().enumerate() {
+                    match Payload::parse(&item.body) {
+                        Ok(p) => valid.push((p, item.origin)),
+                        Err(errors) => invalid.push(InvalidItem { index, errors }),
+                    }
+                }
+                self.submit_batch(valid, now)
+                    .map(|queued| Reply::QueuedMany { queued, invalid })
+            }
             Request::Edit { id, changes } => self.edit(&id, &changes, now).map(Reply::Queued),
             Request::Resolve { id, action } => self
                 .resolve(&id, action, now)

@@ -1,0 +1,79 @@
+//! The CLI's commands: argument types, the way each reaches the records (the running daemon's
+//! socket, or the store directly when no daemon runs), and output. `main.rs` only dispatches.
+
+pub mod fields;
+pub mod output;
+
+use std::path::PathBuf;
+
+use crate::config::Settings;
+use crate::control::{Client, ClientError, ControlError, Reply, Request};
+use crate::service::{Service, ServiceError};
+use crate::store::{Store, StoreError, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(
+        "cannot open the store in {dir}: {source} (if a daemon is running, its control socket \
+         is not answering: check `icsync status` and its log in {dir}/logs)"
+    )]
+    Store { dir: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("{0}")]
+    Control(ControlError),
+    #[error("the local request failed: {0}")]
+    Join(String),
+}
+
+/// Where a command's requests go.
+pub enum Backend {
+    /// A running daemon, over its control socket.
+    Daemon(Client),
+    /// No daemon: this process opened the store itself.
+    Local(Service),
+}
+
+impl Backend {
+    /// The daemon if one answers, else the store directly.
+    pub async fn connect(settings: &Settings) -> Result<Backend, CliError> {
+        match Client::connect(&settings.socket_path()).await {
+            Ok(client) => Ok(Backend::Daemon(client)),
+            Err(ClientError::NotRunning(_)) => {
+                let dir = settings.store_dir();
+                let store = Store::open(
+                    &dir,
+                    StoreOptions {
+                        cache_capacity_bytes: settings.cache_capacity_bytes,
+                    },
+                )
+                .map_err(|source| CliError::Store { dir, source })?;
+                Ok(Backend::Local(Service::new(store, None)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Backend::Daemon(_))
+    }
+
+    /// Sends a request; an error reply becomes an `Err`.
+    pub async fn call(&mut self, request: Request) -> Result<Reply, CliError> {
+        let reply = match self {
+            Backend::Daemon(client) => client.request(request).await?,
+            Backend::Local(service) => {
+                let service = service.clone();
+                tokio::task::spawn_blocking(move || service.answer(request))
+                    .await
+                    .map_err(|e| CliError::Join(e.to_string()))?
+            }
+        };
+        match reply {
+            Reply::Error(e) => Err(CliError::Control(e)),
+            other => Ok(other),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Human-readable output of the CLI: status lines, record tables and record details. Pure
+//! functions from data to text; the `--json` forms are built here too so both stay in step.
+
+use std::fmt::Write;
+
+use chrono::SecondsFormat;
+use serde_json::{json, Value};
+
+use crate::control::StatusReport;
+use crate::store::{HistoryEntry, Record, RecordError};
+
+fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn status(s: &StatusReport) -> String {
+    let mut out = format!(
+        "queued {}  sending {}  synced {}  conflict {}  rejected {}  discarded {}  total {}\n",
+        s.queued, s.sending, s.synced, s.conflict, s.rejected, s.discarded, s.total
+    );
+    if !s.daemon {
+        out.push_str("daemon: not running (start it with `icsync daemon`)\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "daemon: running, {}{}",
+            if s.online { "online" } else { "offline" },
+            s.last_sync_at
+                .map(|t| format!(", last sync {}", when(&t)))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(reason) = &s.paused {
+        let _ = writeln!(out, "paused: {reason}");
+    }
+    out
+}
+
+/// The error as `list --json` shows it: null, or the API's error object.
+pub fn error_json(e: &Option<RecordError>) -> Value {
+    match e {
+        None => Value::Null,
+        Some(RecordError::Api { error }) => serde_json::to_value(error).unwrap_or(Value::Null),
+        Some(RecordError::Transport { message }) => {
+            json!({"type": "transport", "message": message})
+        }
+    }
+}
+
+/// One row of `icsync list --json`.
+pub fn list_row(r: &Record) -> Value {
+    json!({
+        "id": r.id,
+        "state": r.state,
+        "revision": r.revision,
+        "full_name": r.payload.full_name(),
+        "email": r.payload.email(),
+        "external_id": r.payload.external_id(),
+        "remote_id": r.remote_id(),
+        "error": error_json(&r.last_error),
+    })
+}
+
+fn clip(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn list(records: &[Record]) -> String {
+    let mut out = format!(
+        "{:<36}  {:<9}  {:>3}  {:<24}  {:<28}  {:<16}  {}\n",
+        "ID", "STATE", "REV", "NAME", "EMAIL", "EXTERNAL ID", "ERROR"
+    );
+    for r in records {
+        let error = r
+            .last_error
+            .as_ref()
+            .map(|e| clip(&e.to_string(), 60))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<36}  {:<9}  {:>3}  {:<24}  {:<28}  {:<16}  {}",
+            r.id,
+            r.state.as_str(),
+            r.revision,
+            clip(r.payload.full_name(), 24),
+            clip(r.payload.email().unwrap_or("-"), 28),
+            clip(r.payload.external_id().unwrap_or("-"), 16),
+            error
+        );
+    }
+    if records.is_empty() {
+        out.push_str("(no records)\n");
+    }
+    out
+}
+
+pub fn show(r: &Record) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "record    {}", r.id);
+    let _ = writeln!(out, "state     {}", r.state);
+    let _ = writeln!(
+        out,
+        "revision  {}{}",
+        r.revision,
+        r.synced_revision
+            .map(|s| format!(" (server has revision {s})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "origin    {}", r.origin);
+    let _ = writeln!(out, "created   {}", when(&r.created_at));
+    let _ = writeln!(out, "updated   {}", when(&r.updated_at));
+    if let Some(t) = r.next_attempt_at {
+        let _ = writeln!(out, "next try  {}", when(&t));
+    }
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(out, "error     {e}");
+        if let RecordError::Api {
+            error: crate::contract::ApiError::ValidationError { errors, .. },
+        } = e
+        {
+            for fe in errors {
+                let _ = writeln!(out, "          - {}: {}", fe.field, fe.message);
+            }
+        }
+    }
+    out.push_str("\npayload\n");
+    let pretty = serde_json::to_string_pretty(&r.payload.to_value()).unwrap_or_default();
+    for line in pretty.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    match (&r.remote, r.remote_id()) {
+        (Some(c), _) => {
+            let _ = writeln!(
+                out,
+                "\nserver customer {}\n  kyc_status {:?}  added_via {:?}",
+                c.id, c.kyc_status, c.added_via
+            );
+            if let Some(v) = &c.verified_identity {
+                let _ = writeln!(
+                    out,
+                    "  verified identity: {}, born {}, {}",
+                    v.full_name, v.birth_year, v.country
+                );
+            }
+        }
+        (None, Some(id)) => {
+            let _ = writeln!(out, "\nlinked to server customer {id}");
+        }
+        (None, None) => {}
+    }
+    out.push_str("\nhistory\n");
+    for h in &r.history {
+        match h {
+            HistoryEntry::Attempt(a) => {
+                let _ = writeln!(
+                    out,
+                    "  {}  attempt r{}  {}  {} ms{}  key {}{}",
+                    when(&a.at),
+                    a.revision,
+                    a.status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "no reply".into()),
+                    a.latency_ms,
+                    if a.replayed { " (replayed)" } else { "" },
+                    a.key,
+                    a.error
+                        .as_ref()
+                        .map(|e| format!("  {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            HistoryEntry::Action {
+                at,
+                action,
+                revision,
+                detail,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  {}  {:?} r{}{}",
+                    when(at),
+                    action,
+                    revision,
+                    detail
+                        .as_ref()
+                        .map(|d| format!("  {d}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    out
+}
