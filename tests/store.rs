@@ -1,0 +1,861 @@
+//! The store on a real sled database on disk: upsert mirroring, group commit, counters,
+//! due ordering, prefix resolution, the ledger, index consistency under a random workload,
+//! durability across an abrupt process death, and reopening.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+
+use chrono::{DateTime, Duration, Utc};
+use icsync::store::{
+    ActionKind, Attempt, Durability, HistoryEntry, Origin, Payload, RecordId, RecordState, Store,
+    StoreError, StoreOptions,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+fn t(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn payload(body: Value) -> Payload {
+    Payload::parse(&body).unwrap()
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, StoreOptions::default()).unwrap()
+}
+
+fn attempt(key: &str, revision: u32, at: DateTime<Utc>, status: Option<u16>) -> HistoryEntry {
+    HistoryEntry::Attempt(Attempt {
+        at,
+        revision,
+        key: key.into(),
+        status,
+        latency_ms: 5,
+        replayed: false,
+        error: None,
+    })
+}
+
+fn assert_consistent(store: &Store) {
+    let problems = store.check_consistency().unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn submit_creates_then_revises_by_external_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let first = store
+        .submit(
+            payload(json!({"full_name": "Ada", "external_id": "crm-1"})),
+            Origin::Cli,
+            t(0),
+        )
+        .unwrap();
+    assert!(first.created);
+    assert_eq!(first.revision, 1);
+
+    store
+        .update(first.id, Durability::Flush, |r| {
+            r.state = RecordState::Rejected;
+            r.failures = 2;
+            r.next_attempt_at = Some(t(100));
+        })
+        .unwrap();
+    let second = store
+        .submit(
+            payload(json!({"full_name": "Ada L", "external_id": "crm-1"})),
+            Origin::Import {
+                file: "a.ndjson".into(),
+                line: 3,
+            },
+            t(10),
+        )
+        .unwrap();
+    assert_eq!(
+        (second.id, second.revision, second.created),
+        (first.id, 2, false)
+    );
+    let r = store.get(first.id).unwrap().unwrap();
+    assert_eq!(r.payload.full_name(), "Ada L");
+    assert_eq!(r.state, RecordState::Queued);
+    assert_eq!(
+        (r.failures, r.next_attempt_at, r.last_error.clone()),
+        (0, None, None)
+    );
+    assert_eq!(r.history.len(), 2);
+    // Another case is another external_id, as on the server.
+    let other = store
+        .submit(
+            payload(json!({"full_name": "X", "external_id": "CRM-1"})),
+            Origin::Cli,
+            t(11),
+        )
+        .unwrap();
+    assert!(other.created);
+    assert_eq!(store.counts().unwrap().total, 2);
+    assert_consistent(&store);
+}
+
+#[test]
+fn submit_matches_email_case_insensitively_when_there_is_no_external_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = store
+        .submit(
+            payload(json!({"full_name": "A", "email": "Ada@Example.io"})),
+            Origin::Cli,
+            t(0),
+        )
+        .unwrap();
+    let b = store
+        .submit(
+            payload(json!({"full_name": "A2", "email": " ada@example.IO "})),
+            Origin::Cli,
+            t(1),
+        )
+        .unwrap();
+    assert_eq!((b.id, b.revision, b.created), (a.id, 2, false));
+    assert_eq!(store.find_by_email("ADA@example.io").unwrap(), Some(a.id));
+    assert_eq!(store.find_by_email("nobody@example.io").unwrap(), None);
+    assert_consistent(&store);
+}
+
+#[test]
+fn external_id_takes_precedence_over_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = store
+        .submit(
+            payload(json!({"full_name": "A", "external_id": "x-a", "email": "a@x.io"})),
+            Origin::Cli,
+            t(0),
+        )
+        .unwrap();
+    let b = store
+        .submit(
+            payload(json!({"full_name": "B", "email": "b@x.io"})),
+            Origin::Cli,
+            t(1),
+        )
+        .unwrap();
+    // external_id matches A although the email is B's: A's next revision.
+    let s = store
+        .submit(
+            payload(json!({"full_name": "A", "external_id": "x-a", "email": "b@x.io"})),
+            Origin::Cli,
+            t(2),
+        )
+        .unwrap();
+    assert_eq!((s.id, s.revision), (a.id, 2));
+    // An unheld external_id does not fall back to the email: a new record.
+    let c = store
+        .submit(
+            payload(json!({"full_name": "C", "external_id": "x-c", "email": "b@x.io"})),
+            Origin::Cli,
+            t(3),
+        )
+        .unwrap();
+    assert!(c.created);
+    assert_ne!(c.id, b.id);
+    // Email-only now matches the oldest live holder of that email: A (its revision 2 took it).
+    let d = store
+        .submit(
+            payload(json!({"full_name": "D", "email": "B@x.io"})),
+            Origin::Cli,
+            t(4),
+        )
+        .unwrap();
+    assert_eq!((d.id, d.created), (a.id, false));
+    assert_eq!(store.find_by_external_id("x-c").unwrap(), Some(c.id));
+    assert_consistent(&store);
+}
+
+#[test]
+fn discarded_records_do_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let body = json!({"full_name": "A", "external_id": "x1", "email": "a@x.io"});
+    let a = store
+        .submit(payload(body.clone()), Origin::Cli, t(0))
+        .unwrap();
+    store
+        .update(a.id, Durability::Flush, |r| {
+            r.state = RecordState::Discarded
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.find_by_external_id("x1").unwrap(), None);
+    assert_eq!(store.find_by_email("a@x.io").unwrap(), None);
+    let again = store.submit(payload(body), Origin::Cli, t(1)).unwrap();
+    assert!(again.created);
+    assert_ne!(again.id, a.id);
+    assert_eq!(store.find_by_external_id("x1").unwrap(), Some(again.id));
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.get(RecordState::Discarded), 1);
+    assert_eq!(counts.get(RecordState::Queued), 1);
+    assert_consistent(&store);
+}
+
+#[test]
+fn batch_merges_inputs_with_each_other_and_with_existing_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let old = store
+        .submit(
+            payload(json!({"full_name": "Old", "external_id": "x-old"})),
+            Origin::Cli,
+            t(0),
+        )
+        .unwrap();
+    let file = |line| Origin::Import {
+        file: "big.ndjson".into(),
+        line,
+    };
+    // More items than one transaction chunk, so merges also cross chunk boundaries.
+    let mut items = Vec::new();
+    for i in 0..700u64 {
+        items.push((
+            payload(json!({"full_name": format!("N{i}"), "external_id": format!("x{}", i % 300)})),
+            file(i),
+        ));
+    }
+    items.push((
+        payload(json!({"full_name": "Old 2", "external_id": "x-old"})),
+        file(700),
+    ));
+    items.push((
+        payload(json!({"full_name": "E", "email": "e@x.io"})),
+        file(701),
+    ));
+    items.push((
+        payload(json!({"full_name": "E2", "email": "E@X.io"})),
+        file(702),
+    ));
+    let out = store.submit_batch(items, t(1)).unwrap();
+    assert_eq!(out.len(), 703);
+    for i in 0..300 {
+        assert!(out[i].created, "item {i}");
+        assert_eq!(
+            (out[i + 300].id, out[i + 300].revision, out[i + 300].created),
+            (out[i].id, 2, false)
+        );
+    }
+    for i in 600..700 {
+        assert_eq!((out[i].id, out[i].revision), (out[i - 600].id, 3));
+    }
+    assert_eq!(
+        (out[700].id, out[700].revision, out[700].created),
+        (old.id, 2, false)
+    );
+    assert!(out[701].created);
+    assert_eq!((out[702].id, out[702].revision), (out[701].id, 2));
+    let r = store.get(out[650].id).unwrap().unwrap();
+    assert_eq!(r.payload.full_name(), "N650");
+    assert_eq!(r.origin, file(650));
+    assert_eq!(store.counts().unwrap().total, 1 + 300 + 1);
+    assert_consistent(&store);
+}
+
+#[test]
+fn counts_follow_creates_updates_and_state_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<RecordId> = (0..5)
+        .map(|i| {
+            store
+                .submit(
+                    payload(json!({"full_name": format!("N{i}")})),
+                    Origin::Cli,
+                    t(i),
+                )
+                .unwrap()
+                .id
+        })
+        .collect();
+    let c = store.counts().unwrap();
+    assert_eq!((c.get(RecordState::Queued), c.total), (5, 5));
+    store
+        .update(ids[0], Durability::Lazy, |r| r.state = RecordState::Sending)
+        .unwrap();
+    store
+        .update(ids[1], Durability::Lazy, |r| r.state = RecordState::Synced)
+        .unwrap();
+    store
+        .update(ids[2], Durability::Lazy, |r| {
+            r.state = RecordState::Conflict
+        })
+        .unwrap();
+    store
+        .update(ids[0], Durability::Lazy, |r| r.state = RecordState::Synced)
+        .unwrap();
+    // A change that keeps the state does not move the counters.
+    store
+        .update(ids[1], Durability::Lazy, |r| r.failures = 3)
+        .unwrap();
+    let c = store.counts().unwrap();
+    assert_eq!(c.get(RecordState::Queued), 2);
+    assert_eq!(c.get(RecordState::Sending), 0);
+    assert_eq!(c.get(RecordState::Synced), 2);
+    assert_eq!(c.get(RecordState::Conflict), 1);
+    assert_eq!(c.total, 5);
+    assert_eq!(
+        store.in_state(RecordState::Synced).unwrap(),
+        vec![ids[0], ids[1]]
+    );
+    // Unknown id: nothing written, f not called.
+    let mut called = false;
+    assert_eq!(
+        store
+            .update(RecordId::new(), Durability::Flush, |_| called = true)
+            .unwrap(),
+        None
+    );
+    assert!(!called);
+    assert_consistent(&store);
+}
+
+#[test]
+fn due_is_in_queue_order_and_respects_backoff_and_exclusions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<RecordId> = (0..6)
+        .map(|i| {
+            store
+                .submit(
+                    payload(json!({"full_name": format!("N{i}")})),
+                    Origin::Cli,
+                    t(0),
+                )
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(store.next_due_at().unwrap(), None, "nothing backing off");
+    let at = |s| Some(t(s));
+    store
+        .update(ids[0], Durability::Lazy, |r| r.next_attempt_at = at(60))
+        .unwrap();
+    store
+        .update(ids[1], Durability::Lazy, |r| r.next_attempt_at = at(30))
+        .unwrap();
+    store
+        .update(ids[2], Durability::Lazy, |r| r.state = RecordState::Sending)
+        .unwrap();
+    // Sub-millisecond backoff: never reported due early.
+    let fine = t(10) + Duration::microseconds(1500);
+    store
+        .update(ids[3], Durability::Lazy, |r| r.next_attempt_at = Some(fine))
+        .unwrap();
+
+    let due_ids = |now, limit, exclude: &HashSet<RecordId>| -> Vec<RecordId> {
+        store
+            .due(now, limit, exclude)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    let none = HashSet::new();
+    assert_eq!(due_ids(t(0), 10, &none), vec![ids[4], ids[5]]);
+    assert_eq!(
+        due_ids(t(10) + Duration::milliseconds(1), 10, &none),
+        vec![ids[4], ids[5]]
+    );
+    assert_eq!(
+        due_ids(t(10) + Duration::milliseconds(2), 10, &none),
+        vec![ids[3], ids[4], ids[5]]
+    );
+    assert_eq!(
+        due_ids(t(30), 10, &none),
+        vec![ids[1], ids[3], ids[4], ids[5]]
+    );
+    assert_eq!(due_ids(t(60), 2, &none), vec![ids[0], ids[1]]);
+    let exclude: HashSet<RecordId> = [ids[0], ids[4]].into_iter().collect();
+    assert_eq!(due_ids(t(60), 10, &exclude), vec![ids[1], ids[3], ids[5]]);
+    assert_eq!(due_ids(t(60), 0, &none), Vec::<RecordId>::new());
+
+    let next = store.next_due_at().unwrap().unwrap();
+    assert!(
+        next >= fine && next - fine < Duration::milliseconds(1),
+        "{next}"
+    );
+    // A due time that leaves the queue stops counting.
+    store
+        .update(ids[3], Durability::Lazy, |r| r.state = RecordState::Synced)
+        .unwrap();
+    assert_eq!(store.next_due_at().unwrap(), Some(t(30)));
+    assert_consistent(&store);
+}
+
+#[test]
+fn list_pages_through_a_state_in_queue_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<RecordId> = (0..7)
+        .map(|i| {
+            store
+                .submit(
+                    payload(json!({"full_name": format!("N{i}")})),
+                    Origin::Cli,
+                    t(i),
+                )
+                .unwrap()
+                .id
+        })
+        .collect();
+    for id in [ids[1], ids[3], ids[4], ids[6]] {
+        store
+            .update(id, Durability::Lazy, |r| r.state = RecordState::Rejected)
+            .unwrap();
+    }
+    let page = |state, after, limit| -> Vec<RecordId> {
+        store
+            .list(state, after, limit)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(
+        page(Some(RecordState::Rejected), None, 3),
+        vec![ids[1], ids[3], ids[4]]
+    );
+    assert_eq!(
+        page(Some(RecordState::Rejected), Some(ids[4]), 3),
+        vec![ids[6]]
+    );
+    assert_eq!(
+        page(Some(RecordState::Rejected), Some(ids[6]), 3),
+        Vec::<RecordId>::new()
+    );
+    assert_eq!(
+        page(Some(RecordState::Queued), None, 10),
+        vec![ids[0], ids[2], ids[5]]
+    );
+    assert_eq!(page(None, Some(ids[2]), 2), vec![ids[3], ids[4]]);
+    assert_eq!(page(None, None, 100).len(), 7);
+}
+
+#[test]
+fn prefixes_resolve_when_unique_and_explain_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = store
+        .submit(payload(json!({"full_name": "A"})), Origin::Cli, t(0))
+        .unwrap()
+        .id;
+    let b = store
+        .submit(payload(json!({"full_name": "B"})), Origin::Cli, t(0))
+        .unwrap()
+        .id;
+    let (ta, tb) = (a.to_string(), b.to_string());
+    // UUIDv7 made in the same millisecond share their leading (timestamp) digits.
+    let common = ta
+        .chars()
+        .zip(tb.chars())
+        .take_while(|(x, y)| x == y)
+        .count();
+    assert!(common >= 6, "{ta} {tb}");
+    match store.resolve_prefix(&ta[..common]) {
+        Err(StoreError::Ambiguous { candidates, .. }) => assert_eq!(candidates, vec![a, b]),
+        other => panic!("expected ambiguous, got {other:?}"),
+    }
+    assert!(matches!(
+        store.resolve_prefix(&ta[..5]),
+        Err(StoreError::PrefixTooShort { .. })
+    ));
+    assert!(matches!(
+        store.resolve_prefix("zzzzzzzz"),
+        Err(StoreError::PrefixInvalid { .. })
+    ));
+    assert!(matches!(
+        store.resolve_prefix("ffffffff-ff"),
+        Err(StoreError::NoMatch { .. })
+    ));
+    assert_eq!(store.resolve_prefix(&ta.to_uppercase()).unwrap(), a);
+    assert_eq!(store.resolve_prefix(&tb[..35]).unwrap(), b);
+    // The shortest unique prefix, with an odd number of digits and a hyphen.
+    let unique = (6..=36)
+        .map(|n| &ta[..n])
+        .find(|p| !tb.starts_with(p))
+        .unwrap();
+    assert_eq!(store.resolve_prefix(unique).unwrap(), a);
+    let msg = store.resolve_prefix(&ta[..common]).unwrap_err().to_string();
+    assert!(msg.contains(&ta) && msg.contains(&tb), "{msg}");
+}
+
+#[test]
+fn attempts_write_the_ledger_and_history_stays_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = store
+        .submit(payload(json!({"full_name": "A"})), Origin::Cli, t(0))
+        .unwrap()
+        .id;
+    let key = format!("{id}:1");
+    assert_eq!(store.ledger_entry(&key).unwrap(), None);
+    store
+        .update(id, Durability::Flush, |r| {
+            r.state = RecordState::Sending;
+            r.history.push(attempt(&key, 1, t(5), None));
+        })
+        .unwrap();
+    let e = store.ledger_entry(&key).unwrap().unwrap();
+    assert_eq!(
+        (
+            e.record,
+            e.revision,
+            e.first_used_at,
+            e.last_status,
+            e.attempts
+        ),
+        (id, 1, t(5), None, 1)
+    );
+    store
+        .update(id, Durability::Flush, |r| {
+            r.state = RecordState::Synced;
+            r.history.push(attempt(&key, 1, t(9), Some(201)));
+        })
+        .unwrap();
+    let e = store.ledger_entry(&key).unwrap().unwrap();
+    assert_eq!(
+        (e.first_used_at, e.last_status, e.attempts),
+        (t(5), Some(201), 2)
+    );
+
+    let before = store.get(id).unwrap().unwrap();
+    let err = store
+        .update(id, Durability::Flush, |r| {
+            r.history.clear();
+            r.state = RecordState::Queued;
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidUpdate { .. }), "{err}");
+    assert_eq!(
+        store.get(id).unwrap().unwrap(),
+        before,
+        "a refused update changes nothing"
+    );
+    assert_eq!(store.counts().unwrap().get(RecordState::Synced), 1);
+    assert_consistent(&store);
+}
+
+fn random_payload(rng: &mut StdRng) -> Payload {
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "full_name".into(),
+        json!(format!("P{}", rng.random_range(0..1000))),
+    );
+    match rng.random_range(0..3) {
+        0 => {}
+        1 => {
+            body.insert(
+                "external_id".into(),
+                json!(format!("x{}", rng.random_range(0..6))),
+            );
+        }
+        _ => {
+            body.insert("external_id".into(), Value::Null);
+        }
+    }
+    if rng.random_bool(0.7) {
+        let email = format!("e{}@x.io", rng.random_range(0..6));
+        let email = if rng.random_bool(0.5) {
+            email.to_uppercase()
+        } else {
+            email
+        };
+        body.insert("email".into(), json!(email));
+    }
+    payload(Value::Object(body))
+}
+
+#[test]
+fn indexes_stay_consistent_through_a_random_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut rng = StdRng::seed_from_u64(0x1c5_u64);
+    let mut ids: Vec<RecordId> = Vec::new();
+    for step in 0..600i64 {
+        let now = t(step);
+        match rng.random_range(0..10) {
+            0..=2 => ids.push(
+                store
+                    .submit(random_payload(&mut rng), Origin::Cli, now)
+                    .unwrap()
+                    .id,
+            ),
+            3 => {
+                let n = rng.random_range(1..20);
+                let items = (0..n)
+                    .map(|_| (random_payload(&mut rng), Origin::Cli))
+                    .collect();
+                ids.extend(store.submit_batch(items, now).unwrap().iter().map(|s| s.id));
+            }
+            _ if ids.is_empty() => {}
+            kind => {
+                let id = ids[rng.random_range(0..ids.len())];
+                let state = RecordState::ALL[rng.random_range(0..RecordState::ALL.len())];
+                let backoff = rng
+                    .random_bool(0.5)
+                    .then(|| t(step + rng.random_range(-50..50)));
+                let new_payload = random_payload(&mut rng);
+                let status = [None, Some(201), Some(409), Some(503)][rng.random_range(0..4)];
+                store
+                    .update(id, Durability::Lazy, |r| match kind {
+                        4 | 5 => r.state = state,
+                        6 => r.next_attempt_at = backoff,
+                        7 => {
+                            let key = format!("{}:{}", r.id, r.revision);
+                            r.history.push(attempt(&key, r.revision, now, status));
+                            r.state = state;
+                        }
+                        8 => r.payload = new_payload.clone(),
+                        _ => r.state = RecordState::Discarded,
+                    })
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+    }
+    store.flush().unwrap();
+    assert_consistent(&store);
+
+    // The derived queries agree with a plain scan of the records.
+    let all = store.list(None, None, usize::MAX).unwrap();
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.total as usize, all.len());
+    for state in RecordState::ALL {
+        let scanned: Vec<RecordId> = all
+            .iter()
+            .filter(|r| r.state == state)
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(counts.get(state) as usize, scanned.len(), "{state}");
+        assert_eq!(store.in_state(state).unwrap(), scanned, "{state}");
+    }
+    let now = t(300);
+    let expected_due: Vec<RecordId> = all
+        .iter()
+        .filter(|r| {
+            r.state == RecordState::Queued && r.next_attempt_at.map_or(true, |at| at <= now)
+        })
+        .map(|r| r.id)
+        .collect();
+    let due: Vec<RecordId> = store
+        .due(now, usize::MAX, &HashSet::new())
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(due, expected_due);
+    let expected_next = all
+        .iter()
+        .filter(|r| r.state == RecordState::Queued)
+        .filter_map(|r| r.next_attempt_at)
+        .min();
+    assert_eq!(store.next_due_at().unwrap(), expected_next);
+
+    drop(store);
+    let reopened = open(dir.path());
+    assert_consistent(&reopened);
+    assert_eq!(reopened.counts().unwrap(), counts);
+}
+
+#[test]
+fn concurrent_writers_from_clones_keep_indexes_and_counters_exact() {
+    fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+    assert_shareable::<Store>();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let shared: Vec<RecordId> = (0..8)
+        .map(|i| {
+            let body = json!({"full_name": format!("S{i}"), "external_id": format!("s{i}")});
+            store.submit(payload(body), Origin::Cli, t(0)).unwrap().id
+        })
+        .collect();
+    let threads: Vec<_> = (0..4)
+        .map(|n| {
+            let store = store.clone();
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let mut rng = StdRng::seed_from_u64(n);
+                for step in 0..150 {
+                    let id = shared[rng.random_range(0..shared.len())];
+                    let state = RecordState::ALL[rng.random_range(0..5)];
+                    store
+                        .update(id, Durability::Lazy, |r| {
+                            r.state = state;
+                            r.history.push(HistoryEntry::Action {
+                                at: t(step),
+                                action: ActionKind::Retry,
+                                revision: r.revision,
+                                detail: None,
+                            });
+                        })
+                        .unwrap();
+                    if step % 10 == 0 {
+                        // Revisions of the shared records race with the updates.
+                        let x = format!("s{}", rng.random_range(0..8));
+                        let body = json!({"full_name": format!("T{n}"), "external_id": x});
+                        store.submit(payload(body), Origin::Cli, t(step)).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // Every update and every revision was applied exactly once: no lost read-modify-write.
+    let records: Vec<_> = shared
+        .iter()
+        .map(|id| store.get(*id).unwrap().unwrap())
+        .collect();
+    let retries = records
+        .iter()
+        .flat_map(|r| &r.history)
+        .filter(|h| {
+            matches!(
+                h,
+                HistoryEntry::Action {
+                    action: ActionKind::Retry,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(retries, 4 * 150);
+    let revisions: u32 = records.iter().map(|r| r.revision - 1).sum();
+    assert_eq!(revisions, 4 * 15, "every submit revised a shared record");
+    assert_eq!(store.counts().unwrap().total, 8);
+    assert_consistent(&store);
+}
+
+const CHILD_DIR_ENV: &str = "ICSYNC_STORE_TEST_CHILD_DIR";
+
+/// Runs only as the child of `a_submit_survives_the_process_dying_right_after_it_returns`.
+#[test]
+fn child_submits_then_aborts() {
+    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
+        return;
+    };
+    let store = open(Path::new(&dir));
+    let items = (0..300)
+        .map(|i| (payload(json!({"full_name": format!("B{i}")})), Origin::Cli))
+        .collect();
+    let batch = store.submit_batch(items, t(0)).unwrap();
+    let one = store
+        .submit(payload(json!({"full_name": "Survivor"})), Origin::Cli, t(1))
+        .unwrap();
+    // libtest prints "test NAME ... " first, on the same line.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "BATCH_LAST {}", batch[299].id).unwrap();
+    writeln!(out, "SUBMITTED {}", one.id).unwrap();
+    out.flush().unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn a_submit_survives_the_process_dying_right_after_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_submits_then_aborts",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR_ENV, dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.signal(), Some(libc_sigabrt()), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let id_after = |tag: &str| -> RecordId {
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once(tag).map(|(_, id)| id))
+            .unwrap();
+        RecordId(uuid::Uuid::parse_str(line.trim()).unwrap())
+    };
+    let (one, last) = (id_after("SUBMITTED "), id_after("BATCH_LAST "));
+
+    let store = open(dir.path());
+    assert_eq!(
+        store.get(one).unwrap().unwrap().payload.full_name(),
+        "Survivor"
+    );
+    assert_eq!(
+        store.get(last).unwrap().unwrap().payload.full_name(),
+        "B299"
+    );
+    assert_eq!(store.counts().unwrap().total, 301);
+    assert_consistent(&store);
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}
+
+#[test]
+fn reopening_with_a_cache_size_keeps_the_data_and_the_files_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let small = StoreOptions {
+        cache_capacity_bytes: 1024 * 1024,
+    };
+    let store = Store::open(&data, small).unwrap();
+    let id = store
+        .submit(
+            payload(json!({"full_name": "Kept", "email": "k@x.io"})),
+            Origin::Cli,
+            t(0),
+        )
+        .unwrap()
+        .id;
+    // sled holds an exclusive lock: a second open of a store in use is refused clearly.
+    match Store::open(&data, small) {
+        Err(StoreError::Locked { .. }) => {}
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(store);
+
+    let reopened = Store::open(
+        &data,
+        StoreOptions {
+            cache_capacity_bytes: 4 * 1024 * 1024,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        reopened.get(id).unwrap().unwrap().payload.full_name(),
+        "Kept"
+    );
+    assert_eq!(reopened.find_by_email("k@x.io").unwrap(), Some(id));
+    assert_consistent(&reopened);
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    let mut files = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        for entry in std::fs::read_dir(&p).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                stack.push(path);
+            } else {
+                assert_eq!(mode(&path) & 0o077, 0, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 0);
+}
