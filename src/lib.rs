@@ -4,10 +4,12 @@
 //! - [`config`]: settings from the TOML file, the environment and flags.
 //! - [`contract`]: the API's types, validation, fingerprint and upsert rules (pure).
 //! - [`sandbox`]: the local implementation of the API (axum); depends on `contract` only.
+//! - [`service`]: what each command does to the records, for the daemon and the CLI alike.
 //! - [`store`]: the sled-backed record store, ledger and indexes; the only module naming sled.
 
 pub mod config;
 pub mod contract;
 pub mod control;
 pub mod sandbox;
+pub mod service;
 pub mod store;

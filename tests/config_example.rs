@@ -20,17 +20,18 @@ fn example_config_parses_and_resolves() {
 fn example_config_mentions_every_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/icsync.example.toml");
     let text = std::fs::read_to_string(path).unwrap();
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config.rs"),
-    )
-    .unwrap();
+    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config.rs"))
+        .unwrap();
     // Every `pub NAME: Option<...>` member of FileConfig must appear in the example.
     let start = src.find("pub struct FileConfig").unwrap();
     let body = &src[start..start + src[start..].find('}').unwrap()];
     for line in body.lines() {
         if let Some(rest) = line.trim().strip_prefix("pub ") {
             if let Some((name, _)) = rest.split_once(':') {
-                assert!(text.contains(&format!("{name} =")), "{name} is not documented");
+                assert!(
+                    text.contains(&format!("{name} =")),
+                    "{name} is not documented"
+                );
             }
         }
     }

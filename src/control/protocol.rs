@@ -64,6 +64,11 @@ pub enum Request {
         body: Value,
         origin: Origin,
     },
+    /// Many already-parsed bodies, queued with one flush (group commit). Invalid ones are
+    /// reported by their index and not queued; the valid ones are queued regardless.
+    SubmitMany {
+        items: Vec<SubmitItem>,
+    },
     /// Members to change on a record: absent members are kept, `null` clears; `risk` members
     /// are merged key by key.
     Edit {
@@ -118,14 +123,20 @@ pub struct Queued {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
     Status(StatusReport),
-    Records { records: Vec<Record> },
-    Record { record: Box<Record> },
+    Records {
+        records: Vec<Record>,
+    },
+    Record {
+        record: Box<Record>,
+    },
     Queued(Queued),
     QueuedMany {
         queued: Vec<Queued>,
         invalid: Vec<InvalidItem>,
     },
-    Resolved { ids: Vec<RecordId> },
+    Resolved {
+        ids: Vec<RecordId>,
+    },
     Subscribed,
     Error(ControlError),
 }

@@ -79,14 +79,22 @@ fn conflict_of(r: &Record) -> Option<(Uuid, Option<String>)> {
 }
 
 /// Applies an operator's resolution to a record.
-pub fn resolve(r: &mut Record, action: ResolveAction, now: DateTime<Utc>) -> Result<(), ActionError> {
+pub fn resolve(
+    r: &mut Record,
+    action: ResolveAction,
+    now: DateTime<Utc>,
+) -> Result<(), ActionError> {
     match action {
         ResolveAction::Retry => {
             if !matches!(
                 r.state,
                 RecordState::Conflict | RecordState::Rejected | RecordState::Queued
             ) {
-                return Err(wrong_state(r, "retry", "conflict, rejected or queued records"));
+                return Err(wrong_state(
+                    r,
+                    "retry",
+                    "conflict, rejected or queued records",
+                ));
             }
             requeue(r);
             note(r, ActionKind::Retry, None, now);
@@ -95,7 +103,11 @@ pub fn resolve(r: &mut Record, action: ResolveAction, now: DateTime<Utc>) -> Res
             let Some((existing, existing_external_id)) =
                 conflict_of(r).filter(|_| r.state == RecordState::Conflict)
             else {
-                return Err(wrong_state(r, "adopt-existing", "records in a customer_conflict"));
+                return Err(wrong_state(
+                    r,
+                    "adopt-existing",
+                    "records in a customer_conflict",
+                ));
             };
             // Matching the existing customer makes the upsert update it: by its external_id
             // when it has one, else by email alone (so this record's external_id is dropped).
@@ -115,7 +127,11 @@ pub fn resolve(r: &mut Record, action: ResolveAction, now: DateTime<Utc>) -> Res
         ResolveAction::KeepExisting => {
             let Some((existing, _)) = conflict_of(r).filter(|_| r.state == RecordState::Conflict)
             else {
-                return Err(wrong_state(r, "keep-existing", "records in a customer_conflict"));
+                return Err(wrong_state(
+                    r,
+                    "keep-existing",
+                    "records in a customer_conflict",
+                ));
             };
             r.state = RecordState::Synced;
             r.linked_customer_id = Some(existing);
@@ -135,7 +151,13 @@ pub fn resolve(r: &mut Record, action: ResolveAction, now: DateTime<Utc>) -> Res
                 r.next_attempt_at = None;
                 note(r, ActionKind::Discard, None, now);
             }
-            _ => return Err(wrong_state(r, "discard", "queued, conflict or rejected records")),
+            _ => {
+                return Err(wrong_state(
+                    r,
+                    "discard",
+                    "queued, conflict or rejected records",
+                ))
+            }
         },
     }
     Ok(())
@@ -174,4 +196,160 @@ pub fn edit(r: &mut Record, changes: &Value, now: DateTime<Utc>) -> Result<(), A
         revise(r, payload, ActionKind::Edit, now);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::ApiError;
+    use crate::store::{Origin, RecordId};
+    use serde_json::json;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn record(body: Value, state: RecordState) -> Record {
+        Record {
+            id: RecordId::new(),
+            revision: 1,
+            payload: Payload::parse(&body).unwrap(),
+            origin: Origin::Cli,
+            state,
+            last_error: None,
+            remote: None,
+            synced_revision: None,
+            linked_customer_id: None,
+            failures: 3,
+            next_attempt_at: Some(t(100)),
+            created_at: t(0),
+            updated_at: t(0),
+            history: vec![],
+        }
+    }
+
+    fn in_conflict(existing_external_id: Option<&str>) -> Record {
+        let mut r = record(
+            json!({"full_name": "Ada", "email": "ada@x.io", "external_id": "crm-new"}),
+            RecordState::Conflict,
+        );
+        r.last_error = Some(RecordError::Api {
+            error: ApiError::CustomerConflict {
+                message: "taken".into(),
+                conflicting_customer_id: Uuid::from_u128(5),
+                conflicting_external_id: existing_external_id.map(str::to_string),
+            },
+        });
+        r
+    }
+
+    #[test]
+    fn retry_requeues_the_same_revision_at_once() {
+        let mut r = in_conflict(Some("crm-old"));
+        resolve(&mut r, ResolveAction::Retry, t(1)).unwrap();
+        assert_eq!(r.state, RecordState::Queued);
+        assert_eq!(r.revision, 1, "same revision, so the same Idempotency-Key");
+        assert_eq!((r.failures, r.next_attempt_at), (0, None));
+        assert!(matches!(
+            r.history.last(),
+            Some(HistoryEntry::Action {
+                action: ActionKind::Retry,
+                ..
+            })
+        ));
+        let mut synced = record(json!({"full_name": "A"}), RecordState::Synced);
+        assert!(matches!(
+            resolve(&mut synced, ResolveAction::Retry, t(1)),
+            Err(ActionError::WrongState { .. })
+        ));
+    }
+
+    #[test]
+    fn adopt_existing_takes_its_external_id_as_a_new_revision() {
+        let mut r = in_conflict(Some("crm-old"));
+        resolve(&mut r, ResolveAction::AdoptExisting, t(1)).unwrap();
+        assert_eq!(r.payload.external_id(), Some("crm-old"));
+        assert_eq!(r.revision, 2);
+        assert_eq!(r.state, RecordState::Queued);
+        assert_eq!(r.last_error, None);
+    }
+
+    #[test]
+    fn adopt_existing_without_external_id_matches_by_email() {
+        let mut r = in_conflict(None);
+        resolve(&mut r, ResolveAction::AdoptExisting, t(1)).unwrap();
+        assert_eq!(r.payload.external_id(), None);
+        assert_eq!(r.payload.email(), Some("ada@x.io"));
+    }
+
+    #[test]
+    fn keep_existing_links_without_sending() {
+        let mut r = in_conflict(Some("crm-old"));
+        resolve(&mut r, ResolveAction::KeepExisting, t(1)).unwrap();
+        assert_eq!(r.state, RecordState::Synced);
+        assert_eq!(r.remote_id(), Some(Uuid::from_u128(5)));
+        assert_eq!(r.revision, 1);
+    }
+
+    #[test]
+    fn conflict_actions_need_a_customer_conflict() {
+        let mut r = record(json!({"full_name": "A"}), RecordState::Rejected);
+        for action in [ResolveAction::AdoptExisting, ResolveAction::KeepExisting] {
+            assert!(matches!(
+                resolve(&mut r, action, t(1)),
+                Err(ActionError::WrongState { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn discard_refuses_records_in_flight_or_synced() {
+        let mut sending = record(json!({"full_name": "A"}), RecordState::Sending);
+        assert!(matches!(
+            resolve(&mut sending, ResolveAction::Discard, t(1)),
+            Err(ActionError::InFlight(_))
+        ));
+        let mut synced = record(json!({"full_name": "A"}), RecordState::Synced);
+        assert!(resolve(&mut synced, ResolveAction::Discard, t(1)).is_err());
+        let mut queued = record(json!({"full_name": "A"}), RecordState::Queued);
+        resolve(&mut queued, ResolveAction::Discard, t(1)).unwrap();
+        assert_eq!(queued.state, RecordState::Discarded);
+    }
+
+    #[test]
+    fn edit_merges_changes_and_keeps_sending_records_in_flight() {
+        let mut r = record(
+            json!({"full_name": "Ada", "phone": "+44 1", "risk": {"is_pep": false, "occupation": "baker"}}),
+            RecordState::Sending,
+        );
+        edit(
+            &mut r,
+            &json!({"phone": null, "risk": {"is_pep": true}}),
+            t(2),
+        )
+        .unwrap();
+        assert_eq!(
+            r.payload.to_value(),
+            json!({"full_name": "Ada", "phone": null, "risk": {"is_pep": true, "occupation": "baker"}})
+        );
+        assert_eq!(r.revision, 2);
+        assert_eq!(r.state, RecordState::Sending);
+    }
+
+    #[test]
+    fn an_edit_that_changes_nothing_is_no_revision() {
+        let mut r = record(json!({"full_name": "Ada"}), RecordState::Synced);
+        edit(&mut r, &json!({"full_name": "Ada"}), t(2)).unwrap();
+        assert_eq!((r.revision, r.state), (1, RecordState::Synced));
+    }
+
+    #[test]
+    fn invalid_edits_report_contract_errors() {
+        let mut r = record(json!({"full_name": "Ada"}), RecordState::Queued);
+        match edit(&mut r, &json!({"email": "nope"}), t(2)) {
+            Err(ActionError::Invalid(errors)) => assert_eq!(errors[0].field, "email"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(r.revision, 1);
+    }
 }

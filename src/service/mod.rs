@@ -13,13 +13,12 @@ use tokio::sync::broadcast;
 
 use crate::contract::{ErrorKind, FieldError};
 use crate::control::{
-    ControlError, ControlErrorCode, Event, Handler, InvalidItem, Queued, Reply, Request, ResolveAction,
-    StatusReport,
+    ControlError, ControlErrorCode, Event, Handler, InvalidItem, Queued, Reply, Request,
+    ResolveAction, StatusReport,
 };
 use crate::store::{
     Durability, Origin, Payload, Record, RecordError, RecordId, RecordState, Store, StoreError,
 };
-use crate::sync::EngineHandle;
 
 pub use actions::ActionError;
 
@@ -71,16 +70,31 @@ impl From<ServiceError> for ControlError {
     }
 }
 
+/// What the service needs to know of a sync engine running in this process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncHealth {
+    pub online: bool,
+    /// Why sending is paused (401, rate limit, no key), if it is.
+    pub paused: Option<String>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+}
+
+/// The engine as the service sees it: its health, and a nudge when records were queued.
+pub trait SyncLink: Send + Sync + 'static {
+    fn health(&self) -> SyncHealth;
+    fn wake(&self);
+}
+
 /// Records operations over one store, with the engine when one runs in this process.
 #[derive(Clone)]
 pub struct Service {
     store: Store,
-    engine: Option<EngineHandle>,
+    engine: Option<Arc<dyn SyncLink>>,
     events: broadcast::Sender<Event>,
 }
 
 impl Service {
-    pub fn new(store: Store, engine: Option<EngineHandle>) -> Self {
+    pub fn new(store: Store, engine: Option<Arc<dyn SyncLink>>) -> Self {
         let (events, _) = broadcast::channel(1024);
         Service {
             store,
@@ -125,11 +139,11 @@ impl Service {
             ..StatusReport::default()
         };
         if let Some(engine) = &self.engine {
-            let s = engine.status();
+            let h = engine.health();
             report.daemon = true;
-            report.online = s.online;
-            report.paused = s.paused_reason();
-            report.last_sync_at = s.last_sync_at;
+            report.online = h.online;
+            report.paused = h.paused;
+            report.last_sync_at = h.last_sync_at;
         }
         Ok(report)
     }
@@ -232,13 +246,19 @@ impl Service {
         Ok(record)
     }
 
-    pub fn edit(&self, id: &str, changes: &Value, now: DateTime<Utc>) -> Result<Queued, ServiceError> {
+    pub fn edit(
+        &self,
+        id: &str,
+        changes: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<Queued, ServiceError> {
         let id = self.store.resolve_prefix(id)?;
         let current = self
             .store
             .get(id)?
             .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-        let merged = actions::merge_changes(&current.payload, changes).map_err(ServiceError::Invalid)?;
+        let merged =
+            actions::merge_changes(&current.payload, changes).map_err(ServiceError::Invalid)?;
         self.check_unique(id, &merged)?;
         let r = self.update(id, |r| actions::edit(r, changes, now))?;
         Ok(Queued {
@@ -319,7 +339,11 @@ impl Service {
         let now = Utc::now();
         let result = match request {
             Request::Status => self.status().map(Reply::Status),
-            Request::List { state, after, limit } => self
+            Request::List {
+                state,
+                after,
+                limit,
+            } => self
                 .list(state, after, limit)
                 .map(|records| Reply::Records { records }),
             Request::Show { id } => self.show(&id).map(|r| Reply::Record {

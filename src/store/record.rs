@@ -236,6 +236,10 @@ pub struct Record {
     pub remote: Option<Customer>,
     /// The newest revision the server has acknowledged.
     pub synced_revision: Option<u32>,
+    /// The server customer an operator linked this record to without sending it
+    /// (`resolve --keep-existing`).
+    #[serde(default)]
+    pub linked_customer_id: Option<Uuid>,
     /// Failed attempts in a row for the current revision: drives the backoff.
     pub failures: u32,
     /// Not sent before this instant (backoff); none means as soon as possible.
@@ -256,4 +260,14 @@ pub struct LedgerEntry {
     /// HTTP status of the newest attempt, or none when no reply came.
     pub last_status: Option<u16>,
     pub attempts: u32,
+}
+
+impl Record {
+    /// The server's id for this customer: from the last 2xx, or linked by an operator.
+    pub fn remote_id(&self) -> Option<Uuid> {
+        self.remote
+            .as_ref()
+            .map(|c| c.id)
+            .or(self.linked_customer_id)
+    }
 }

@@ -59,6 +59,7 @@ pub fn new_record(id: RecordId, payload: Payload, origin: Origin, now: DateTime<
         last_error: None,
         remote: None,
         synced_revision: None,
+        linked_customer_id: None,
         failures: 0,
         next_attempt_at: None,
         created_at: now,
