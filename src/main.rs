@@ -1,26 +1,90 @@
 //! The `icsync` binary: the CLI surface, error reporting and logging set-up. Each subcommand's
 //! work lives in the library; this file only parses and dispatches.
 
-use clap::{Parser, Subcommand};
-use color_eyre::eyre::Result;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use color_eyre::eyre::{Result, WrapErr};
+use icsync::cli::commands::{self, AddArgs, EditArgs, ListArgs, ResolveArgs, ShowArgs, StatusArgs};
+use icsync::cli::Backend;
+use icsync::config::{self, Overrides, Settings};
 
 #[derive(Debug, Parser)]
 #[command(name = "icsync", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Config file (default: icsync.toml in the user's config dir; env ICSYNC_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The API's base URL (env ICSYNC_API_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    api_url: Option<String>,
+    /// Where the store, socket and logs live (env ICSYNC_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The watched drop folder (env ICSYNC_DROP_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    drop_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a local implementation of the Instant Compliance customer API.
     Sandbox(icsync::sandbox::SandboxArgs),
+    /// Queue a new customer (or the next revision of the one it matches).
+    Add(AddArgs),
+    /// Counts per state and whether sync is running.
+    Status(StatusArgs),
+    /// List records in queue order.
+    List(ListArgs),
+    /// One record with its payload, server customer and history.
+    Show(ShowArgs),
+    /// Change a record's fields: a new revision, queued.
+    Edit(EditArgs),
+    /// Resolve a record that needs a person (conflict or rejected).
+    Resolve(ResolveArgs),
+}
+
+fn settings(global: &GlobalArgs) -> Result<Settings> {
+    let flags = Overrides {
+        api_url: global.api_url.clone(),
+        api_key: None,
+        data_dir: global.data_dir.clone(),
+        drop_dir: global.drop_dir.clone(),
+    };
+    config::load(global.config.as_deref(), flags)
+        .wrap_err("cannot load the configuration (see config/icsync.example.toml)")
 }
 
 fn main() -> Result<()> {
     color_eyre::install()?;
     let cli = Cli::parse();
-    match cli.command {
-        Command::Sandbox(args) => icsync::sandbox::run_cli(args),
+    if let Command::Sandbox(args) = cli.command {
+        return icsync::sandbox::run_cli(args);
     }
+    let settings = settings(&cli.global)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut backend = Backend::connect(&settings).await?;
+        match cli.command {
+            Command::Sandbox(_) => unreachable!("handled above"),
+            Command::Add(a) => commands::add(&mut backend, a).await?,
+            Command::Status(a) => commands::status(&mut backend, a).await?,
+            Command::List(a) => commands::list(&mut backend, a).await?,
+            Command::Show(a) => commands::show(&mut backend, a).await?,
+            Command::Edit(a) => commands::edit(&mut backend, a).await?,
+            Command::Resolve(a) => commands::resolve(&mut backend, a).await?,
+        }
+        Ok(())
+    })
 }

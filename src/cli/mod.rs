@@ -1,6 +1,7 @@
 //! The CLI's commands: argument types, the way each reaches the records (the running daemon's
 //! socket, or the store directly when no daemon runs), and output. `main.rs` only dispatches.
 
+pub mod commands;
 pub mod fields;
 pub mod output;
 
@@ -22,10 +23,12 @@ pub enum CliError {
     Store { dir: PathBuf, source: StoreError },
     #[error(transparent)]
     Service(#[from] ServiceError),
-    #[error("{0}")]
+    #[error("{}", control_message(.0))]
     Control(ControlError),
     #[error("the local request failed: {0}")]
     Join(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Where a command's requests go.
@@ -76,4 +79,13 @@ impl Backend {
             other => Ok(other),
         }
     }
+}
+
+/// A control error with the contract's field errors, one per line.
+fn control_message(e: &ControlError) -> String {
+    let mut text = e.message.clone();
+    for f in &e.invalid {
+        text.push_str(&format!("\n  {}: {}", f.field, f.message));
+    }
+    text
 }

@@ -26,7 +26,7 @@ pub use actions::ActionError;
 pub enum ServiceError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the record is not valid: {}", summary(.0))]
+    #[error("the record is not valid")]
     Invalid(Vec<FieldError>),
     #[error(transparent)]
     Action(#[from] ActionError),
@@ -34,14 +34,6 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     NotAllowed(String),
-}
-
-fn summary(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl From<ServiceError> for ControlError {

@@ -1,0 +1,335 @@
+//! One function per record command. Each reaches the records through a [`Backend`] (the
+//! daemon, or the store when none runs) and prints human text or, with `--json`, JSON.
+
+use std::io::Write;
+
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+
+use super::fields::CustomerFields;
+use super::{output, Backend, CliError};
+use crate::contract::ErrorKind;
+use crate::control::{Reply, Request, ResolveAction};
+use crate::store::{Origin, Record, RecordState};
+
+/// How many records one `list` page asks for.
+const PAGE: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Queued,
+    Sending,
+    Synced,
+    Conflict,
+    Rejected,
+    Discarded,
+}
+
+impl From<StateArg> for RecordState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Queued => RecordState::Queued,
+            StateArg::Sending => RecordState::Sending,
+            StateArg::Synced => RecordState::Synced,
+            StateArg::Conflict => RecordState::Conflict,
+            StateArg::Rejected => RecordState::Rejected,
+            StateArg::Discarded => RecordState::Discarded,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    #[command(flatten)]
+    pub fields: CustomerFields,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only records in this state.
+    #[arg(long)]
+    pub state: Option<StateArg>,
+    /// At most this many records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A record id, or a unique prefix of at least 6 characters.
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// A record id, or a unique prefix of at least 6 characters.
+    pub id: String,
+    #[command(flatten)]
+    pub fields: CustomerFields,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").required(true)))]
+pub struct ResolveArgs {
+    /// A record id or unique prefix; or use --state for every matching record.
+    #[arg(required_unless_present = "state", conflicts_with = "state")]
+    pub id: Option<String>,
+    /// Act on every record in this state (conflict or rejected).
+    #[arg(long)]
+    pub state: Option<StateArg>,
+    /// With --state: only records whose API error has this type (e.g. customer_conflict).
+    #[arg(long, requires = "state", value_parser = parse_error_type)]
+    pub error_type: Option<ErrorKind>,
+    /// Send the record again as it is.
+    #[arg(long, group = "action")]
+    pub retry: bool,
+    /// Take the existing customer's external_id so the upsert updates it with this record.
+    #[arg(long, group = "action", conflicts_with = "state")]
+    pub adopt_existing: bool,
+    /// Link to the existing customer without sending anything.
+    #[arg(long, group = "action", conflicts_with = "state")]
+    pub keep_existing: bool,
+    /// Stop syncing the record.
+    #[arg(long, group = "action")]
+    pub discard: bool,
+    /// Do not ask before discarding several records.
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_error_type(s: &str) -> Result<ErrorKind, String> {
+    ErrorKind::parse(s).ok_or_else(|| {
+        let names: Vec<_> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown error type; one of: {}", names.join(", "))
+    })
+}
+
+impl ResolveArgs {
+    fn action(&self) -> ResolveAction {
+        if self.retry {
+            ResolveAction::Retry
+        } else if self.adopt_existing {
+            ResolveAction::AdoptExisting
+        } else if self.keep_existing {
+            ResolveAction::KeepExisting
+        } else {
+            ResolveAction::Discard
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+fn unexpected(reply: Reply) -> CliError {
+    CliError::Join(format!("unexpected reply {reply:?}"))
+}
+
+pub async fn add(backend: &mut Backend, args: AddArgs) -> Result<(), CliError> {
+    let body = args
+        .fields
+        .to_body()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    match backend
+        .call(Request::Submit {
+            body,
+            origin: Origin::Cli,
+        })
+        .await?
+    {
+        Reply::Queued(q) => {
+            if args.json {
+                print_json(&json!(q));
+            } else if q.created {
+                println!("{}", q.id);
+            } else {
+                println!("{} (revision {} of an existing record)", q.id, q.revision);
+            }
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+pub async fn status(backend: &mut Backend, args: StatusArgs) -> Result<(), CliError> {
+    match backend.call(Request::Status).await? {
+        Reply::Status(s) => {
+            if args.json {
+                print_json(&json!(s));
+            } else {
+                print!("{}", output::status(&s));
+            }
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Every record matching `state`, page by page.
+pub async fn all_records(
+    backend: &mut Backend,
+    state: Option<RecordState>,
+    limit: Option<usize>,
+) -> Result<Vec<Record>, CliError> {
+    let mut out: Vec<Record> = Vec::new();
+    let want = limit.unwrap_or(usize::MAX);
+    loop {
+        let page = PAGE.min(want - out.len());
+        let after = out.last().map(|r| r.id);
+        match backend
+            .call(Request::List {
+                state,
+                after,
+                limit: page,
+            })
+            .await?
+        {
+            Reply::Records { records } => {
+                let done = records.len() < page;
+                out.extend(records);
+                if done || out.len() >= want {
+                    return Ok(out);
+                }
+            }
+            other => return Err(unexpected(other)),
+        }
+    }
+}
+
+pub async fn list(backend: &mut Backend, args: ListArgs) -> Result<(), CliError> {
+    let records = all_records(backend, args.state.map(Into::into), args.limit).await?;
+    if args.json {
+        print_json(&Value::Array(
+            records.iter().map(output::list_row).collect(),
+        ));
+    } else {
+        print!("{}", output::list(&records));
+    }
+    Ok(())
+}
+
+pub async fn show(backend: &mut Backend, args: ShowArgs) -> Result<(), CliError> {
+    match backend.call(Request::Show { id: args.id }).await? {
+        Reply::Record { record } => {
+            if args.json {
+                let mut v = json!(record);
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("remote_id".into(), json!(record.remote_id()));
+                }
+                print_json(&v);
+            } else {
+                print!("{}", output::show(&record));
+            }
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+pub async fn edit(backend: &mut Backend, args: EditArgs) -> Result<(), CliError> {
+    if args.fields.is_empty() {
+        return Err(CliError::Usage(
+            "nothing to change: give at least one field flag (see `icsync edit --help`)".into(),
+        ));
+    }
+    let changes = args
+        .fields
+        .to_body()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    match backend
+        .call(Request::Edit {
+            id: args.id,
+            changes,
+        })
+        .await?
+    {
+        Reply::Queued(q) => {
+            if args.json {
+                print_json(&json!(q));
+            } else {
+                println!("{} revision {} queued", q.id, q.revision);
+            }
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+fn confirm(question: &str) -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok()
+        && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+pub async fn resolve(backend: &mut Backend, args: ResolveArgs) -> Result<(), CliError> {
+    let action = args.action();
+    let request = match (&args.id, args.state) {
+        (Some(id), _) => Request::Resolve {
+            id: id.clone(),
+            action,
+        },
+        (None, Some(state)) => {
+            if action == ResolveAction::Discard && !args.yes {
+                let question = format!(
+                    "Discard every {} record{}?",
+                    RecordState::from(state),
+                    args.error_type
+                        .map(|t| format!(" with error {t}"))
+                        .unwrap_or_default()
+                );
+                if !confirm(&question) {
+                    return Err(CliError::Usage(
+                        "not confirmed: nothing discarded (pass --yes to skip the question)".into(),
+                    ));
+                }
+            }
+            Request::ResolveMany {
+                state: state.into(),
+                error_type: args.error_type,
+                action,
+            }
+        }
+        (None, None) => return Err(CliError::Usage("give a record id or --state".into())),
+    };
+    match backend.call(request).await? {
+        Reply::Resolved { ids } => {
+            if args.json {
+                print_json(&json!({"action": action.as_str(), "ids": ids}));
+            } else {
+                println!("{}: {} record(s)", action.as_str(), ids.len());
+                for id in ids {
+                    println!("  {id}");
+                }
+            }
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
