@@ -1,0 +1,191 @@
+//! The record commands run as the real binary with no daemon: they open the store directly.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use icsync::contract::ApiError;
+use icsync::store::{Durability, RecordError, RecordState, Store, StoreOptions};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// An empty config file, so the machine's own config cannot leak into a test.
+fn empty_config(data_dir: &Path) -> std::path::PathBuf {
+    let path = data_dir.join("icsync.toml");
+    if !path.exists() {
+        std::fs::write(&path, "").unwrap();
+    }
+    path
+}
+
+fn icsync(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_icsync"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("ICSYNC_API_KEY")
+        .env("ICSYNC_CONFIG", empty_config(data_dir))
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn ok(data_dir: &Path, args: &[&str]) -> String {
+    let out = icsync(data_dir, args);
+    assert!(
+        out.status.success(),
+        "icsync {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(data_dir: &Path, args: &[&str]) -> Value {
+    serde_json::from_str(&ok(data_dir, args)).unwrap()
+}
+
+#[test]
+fn add_then_list_show_and_status_without_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = ok(
+        d,
+        &[
+            "add", "--full-name", "Ada Lovelace", "--email", "Ada@Example.com",
+            "--external-id", "crm-1", "--risk", "is_pep=false", "--risk", "country_of_residence=GB",
+        ],
+    )
+    .trim()
+    .to_string();
+    assert!(Uuid::parse_str(&id).is_ok(), "{id}");
+
+    let list = json(d, &["list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["state"], "queued");
+    assert_eq!(list[0]["revision"], 1);
+    assert_eq!(list[0]["email"], "Ada@Example.com");
+    assert_eq!(list[0]["external_id"], "crm-1");
+    assert!(list[0]["remote_id"].is_null());
+    assert!(list[0]["error"].is_null());
+
+    let status = json(d, &["status", "--json"]);
+    for (k, v) in [("queued", 1), ("total", 1), ("synced", 0), ("sending", 0)] {
+        assert_eq!(status[k], v, "{k}");
+    }
+    assert_eq!(status["online"], false);
+    assert!(status["paused"].is_null());
+
+    // A unique prefix of 6+ characters finds the record (UUIDv7s of one run share their
+    // leading time digits, so take the whole first group and more).
+    let shown = json(d, &["show", &id[..13], "--json"]);
+    assert_eq!(shown["payload"]["risk"]["is_pep"], false);
+    assert_eq!(shown["origin"]["kind"], "cli");
+}
+
+#[test]
+fn a_matching_add_is_the_next_revision_of_the_same_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let first = json(d, &["add", "--full-name", "Ada", "--external-id", "crm-1", "--json"]);
+    let second = json(d, &["add", "--full-name", "Ada L.", "--external-id", "crm-1", "--json"]);
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(second["revision"], 2);
+    assert_eq!(second["created"], false);
+    assert_eq!(json(d, &["status", "--json"])["total"], 1);
+}
+
+#[test]
+fn invalid_input_names_every_bad_field_and_queues_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = icsync(d, &["add", "--full-name", "A", "--email", "nope", "--phone", "call me"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("email: is not a valid email address"), "{err}");
+    assert!(err.contains("phone: must be digits"), "{err}");
+    assert_eq!(json(d, &["status", "--json"])["total"], 0);
+}
+
+#[test]
+fn edit_makes_a_new_revision_and_clear_sends_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = ok(d, &["add", "--full-name", "Ada", "--phone", "+44 1"]).trim().to_string();
+    let edited = json(d, &["edit", &id, "--email", "ada@x.io", "--clear", "phone", "--json"]);
+    assert_eq!(edited["revision"], 2);
+    let shown = json(d, &["show", &id, "--json"]);
+    assert_eq!(shown["payload"]["email"], "ada@x.io");
+    assert!(shown["payload"]["phone"].is_null());
+    assert!(shown["payload"].as_object().unwrap().contains_key("phone"));
+
+    let out = icsync(d, &["edit", &id]);
+    assert!(!out.status.success(), "an edit with no field flag is refused");
+}
+
+#[test]
+fn short_or_unknown_ids_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["add", "--full-name", "Ada"]);
+    let out = icsync(d, &["show", "01a2"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 6"));
+    let out = icsync(d, &["show", "ffffffff"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record id starts with"));
+}
+
+/// Puts a record into a 409 customer_conflict, as the engine would.
+fn make_conflict(d: &Path, id: &str, existing: Uuid) {
+    let store = Store::open(&d.join("store"), StoreOptions::default()).unwrap();
+    let id = store.resolve_prefix(id).unwrap();
+    store
+        .update(id, Durability::Flush, |r| {
+            r.state = RecordState::Conflict;
+            r.last_error = Some(RecordError::Api {
+                error: ApiError::CustomerConflict {
+                    message: "email taken".into(),
+                    conflicting_customer_id: existing,
+                    conflicting_external_id: Some("crm-existing".into()),
+                },
+            });
+        })
+        .unwrap();
+}
+
+#[test]
+fn resolve_actions_on_conflicts_one_and_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let existing = Uuid::from_u128(42);
+    let a = ok(d, &["add", "--full-name", "A", "--email", "a@x.io", "--external-id", "a"]).trim().to_string();
+    let b = ok(d, &["add", "--full-name", "B", "--email", "b@x.io", "--external-id", "b"]).trim().to_string();
+    let c = ok(d, &["add", "--full-name", "C", "--email", "c@x.io", "--external-id", "c"]).trim().to_string();
+    for id in [&a, &b, &c] {
+        make_conflict(d, id, existing);
+    }
+    let listed = json(d, &["list", "--state", "conflict", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert_eq!(listed[0]["error"]["type"], "customer_conflict");
+    assert_eq!(listed[0]["error"]["conflicting_customer_id"], existing.to_string());
+
+    ok(d, &["resolve", &a, "--keep-existing"]);
+    let shown = json(d, &["show", &a, "--json"]);
+    assert_eq!(shown["state"], "synced");
+    assert_eq!(shown["remote_id"], existing.to_string());
+
+    ok(d, &["resolve", &b, "--adopt-existing"]);
+    let shown = json(d, &["show", &b, "--json"]);
+    assert_eq!(shown["state"], "queued");
+    assert_eq!(shown["revision"], 2);
+    assert_eq!(shown["payload"]["external_id"], "crm-existing");
+
+    // Bulk discard asks first; with no terminal to ask on, it refuses without --yes.
+    let out = icsync(d, &["resolve", "--state", "conflict", "--discard"]);
+    assert!(!out.status.success());
+    assert_eq!(json(d, &["status", "--json"])["conflict"], 1);
+    let done = json(d, &["resolve", "--state", "conflict", "--error-type", "customer_conflict", "--discard", "--yes", "--json"]);
+    assert_eq!(done["ids"], serde_json::json!([c]));
+    assert_eq!(json(d, &["status", "--json"])["discarded"], 1);
+
+    let history = json(d, &["show", &c, "--json"])["history"].clone();
+    assert!(history.as_array().unwrap().iter().any(|h| h["action"] == "discard"));
+}
