@@ -166,8 +166,13 @@ impl SandboxProcess {
     }
 
     /// Sends SIGTERM and waits (with a deadline) for the exit status.
-    pub fn terminate(mut self) -> ExitStatus {
-        send_signal(self.pid(), "TERM");
+    pub fn terminate(self) -> ExitStatus {
+        self.stop_with("TERM")
+    }
+
+    /// Sends the named signal (`TERM`, `INT`) and waits (with a deadline) for the exit status.
+    pub fn stop_with(mut self, signal: &str) -> ExitStatus {
+        send_signal(self.pid(), signal);
         wait_with_deadline(&mut self.child, EXIT_DEADLINE)
     }
 
