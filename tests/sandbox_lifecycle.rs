@@ -50,6 +50,35 @@ fn exits_0_on_sigint() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    let sb = SandboxOptions::new().args(["--latency-ms", "1500"]).start();
+    let api = ApiClient::new(&sb, DEMO_KEY);
+    let body = json!({"full_name": "Ada"});
+    // Two requests with one key: the one that claims it spends the latency in flight; the
+    // other answers in-progress at once, which is the event that says "one is in flight".
+    let mut a = tokio::spawn({
+        let (api, body) = (api.clone(), body.clone());
+        async move { api.upsert(&body, Some("k")).await }
+    });
+    let mut b = tokio::spawn({
+        let (api, body) = (api.clone(), body.clone());
+        async move { api.upsert(&body, Some("k")).await }
+    });
+    let (quick, in_flight) = tokio::select! {
+        r = &mut a => (r.unwrap(), b),
+        r = &mut b => (r.unwrap(), a),
+    };
+    assert_eq!(quick.error_type(), "idempotency_in_progress");
+    sb.signal("TERM");
+    let finished = in_flight.await.unwrap();
+    assert_eq!(
+        finished.status, 201,
+        "the in-flight request completes during shutdown"
+    );
+    assert_eq!(sb.wait().code(), Some(0));
+}
+
+#[tokio::test]
 async fn state_survives_a_sigterm_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("sandbox.json");

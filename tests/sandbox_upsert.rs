@@ -327,9 +327,14 @@ async fn organisations_are_isolated() {
 async fn get_answers_404_for_unknown_or_malformed_ids() {
     let sb = SandboxProcess::with_args(&[]);
     let api = ApiClient::new(&sb, DEMO_KEY);
-    for id in [uuid::Uuid::new_v4().to_string(), "not-a-uuid".to_string()] {
+    let ids = [
+        uuid::Uuid::new_v4().to_string(),
+        "not-a-uuid".into(),
+        "%FF%FE".into(),
+    ];
+    for id in ids {
         let reply = api.get(&id).await;
-        assert_eq!(reply.status, 404);
+        assert_eq!(reply.status, 404, "{id}");
         assert_eq!(reply.error_type(), "not_found");
     }
 }

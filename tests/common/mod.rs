@@ -171,8 +171,18 @@ impl SandboxProcess {
     }
 
     /// Sends the named signal (`TERM`, `INT`) and waits (with a deadline) for the exit status.
-    pub fn stop_with(mut self, signal: &str) -> ExitStatus {
+    pub fn stop_with(self, signal: &str) -> ExitStatus {
+        self.signal(signal);
+        self.wait()
+    }
+
+    /// Sends the named signal without waiting.
+    pub fn signal(&self, signal: &str) {
         send_signal(self.pid(), signal);
+    }
+
+    /// Waits (with a deadline) for the process to exit.
+    pub fn wait(mut self) -> ExitStatus {
         wait_with_deadline(&mut self.child, EXIT_DEADLINE)
     }
 
