@@ -50,8 +50,17 @@ fn add_then_list_show_and_status_without_a_daemon() {
     let id = ok(
         d,
         &[
-            "add", "--full-name", "Ada Lovelace", "--email", "Ada@Example.com",
-            "--external-id", "crm-1", "--risk", "is_pep=false", "--risk", "country_of_residence=GB",
+            "add",
+            "--full-name",
+            "Ada Lovelace",
+            "--email",
+            "Ada@Example.com",
+            "--external-id",
+            "crm-1",
+            "--risk",
+            "is_pep=false",
+            "--risk",
+            "country_of_residence=GB",
         ],
     )
     .trim()
@@ -86,8 +95,28 @@ fn add_then_list_show_and_status_without_a_daemon() {
 fn a_matching_add_is_the_next_revision_of_the_same_record() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let first = json(d, &["add", "--full-name", "Ada", "--external-id", "crm-1", "--json"]);
-    let second = json(d, &["add", "--full-name", "Ada L.", "--external-id", "crm-1", "--json"]);
+    let first = json(
+        d,
+        &[
+            "add",
+            "--full-name",
+            "Ada",
+            "--external-id",
+            "crm-1",
+            "--json",
+        ],
+    );
+    let second = json(
+        d,
+        &[
+            "add",
+            "--full-name",
+            "Ada L.",
+            "--external-id",
+            "crm-1",
+            "--json",
+        ],
+    );
     assert_eq!(first["id"], second["id"]);
     assert_eq!(second["revision"], 2);
     assert_eq!(second["created"], false);
@@ -98,7 +127,18 @@ fn a_matching_add_is_the_next_revision_of_the_same_record() {
 fn invalid_input_names_every_bad_field_and_queues_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = icsync(d, &["add", "--full-name", "A", "--email", "nope", "--phone", "call me"]);
+    let out = icsync(
+        d,
+        &[
+            "add",
+            "--full-name",
+            "A",
+            "--email",
+            "nope",
+            "--phone",
+            "call me",
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("email: is not a valid email address"), "{err}");
@@ -110,8 +150,15 @@ fn invalid_input_names_every_bad_field_and_queues_nothing() {
 fn edit_makes_a_new_revision_and_clear_sends_null() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let id = ok(d, &["add", "--full-name", "Ada", "--phone", "+44 1"]).trim().to_string();
-    let edited = json(d, &["edit", &id, "--email", "ada@x.io", "--clear", "phone", "--json"]);
+    let id = ok(d, &["add", "--full-name", "Ada", "--phone", "+44 1"])
+        .trim()
+        .to_string();
+    let edited = json(
+        d,
+        &[
+            "edit", &id, "--email", "ada@x.io", "--clear", "phone", "--json",
+        ],
+    );
     assert_eq!(edited["revision"], 2);
     let shown = json(d, &["show", &id, "--json"]);
     assert_eq!(shown["payload"]["email"], "ada@x.io");
@@ -119,7 +166,10 @@ fn edit_makes_a_new_revision_and_clear_sends_null() {
     assert!(shown["payload"].as_object().unwrap().contains_key("phone"));
 
     let out = icsync(d, &["edit", &id]);
-    assert!(!out.status.success(), "an edit with no field flag is refused");
+    assert!(
+        !out.status.success(),
+        "an edit with no field flag is refused"
+    );
 }
 
 #[test]
@@ -135,7 +185,10 @@ fn short_or_unknown_ids_are_clear_errors() {
 
 /// Puts a record into a 409 customer_conflict, as the engine would.
 fn make_conflict(d: &Path, id: &str, existing: Uuid) {
-    let store = Store::open(&d.join("store"), StoreOptions::default()).unwrap();
+    let store = match Store::open(&d.join("store"), StoreOptions::default()) {
+        Ok(s) => s,
+        Err(e) => panic!("open: {e}"),
+    };
     let id = store.resolve_prefix(id).unwrap();
     store
         .update(id, Durability::Flush, |r| {
@@ -156,16 +209,58 @@ fn resolve_actions_on_conflicts_one_and_many() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let existing = Uuid::from_u128(42);
-    let a = ok(d, &["add", "--full-name", "A", "--email", "a@x.io", "--external-id", "a"]).trim().to_string();
-    let b = ok(d, &["add", "--full-name", "B", "--email", "b@x.io", "--external-id", "b"]).trim().to_string();
-    let c = ok(d, &["add", "--full-name", "C", "--email", "c@x.io", "--external-id", "c"]).trim().to_string();
+    let a = ok(
+        d,
+        &[
+            "add",
+            "--full-name",
+            "A",
+            "--email",
+            "a@x.io",
+            "--external-id",
+            "a",
+        ],
+    )
+    .trim()
+    .to_string();
+    let b = ok(
+        d,
+        &[
+            "add",
+            "--full-name",
+            "B",
+            "--email",
+            "b@x.io",
+            "--external-id",
+            "b",
+        ],
+    )
+    .trim()
+    .to_string();
+    let c = ok(
+        d,
+        &[
+            "add",
+            "--full-name",
+            "C",
+            "--email",
+            "c@x.io",
+            "--external-id",
+            "c",
+        ],
+    )
+    .trim()
+    .to_string();
     for id in [&a, &b, &c] {
         make_conflict(d, id, existing);
     }
     let listed = json(d, &["list", "--state", "conflict", "--json"]);
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[0]["error"]["type"], "customer_conflict");
-    assert_eq!(listed[0]["error"]["conflicting_customer_id"], existing.to_string());
+    assert_eq!(
+        listed[0]["error"]["conflicting_customer_id"],
+        existing.to_string()
+    );
 
     ok(d, &["resolve", &a, "--keep-existing"]);
     let shown = json(d, &["show", &a, "--json"]);
@@ -182,10 +277,26 @@ fn resolve_actions_on_conflicts_one_and_many() {
     let out = icsync(d, &["resolve", "--state", "conflict", "--discard"]);
     assert!(!out.status.success());
     assert_eq!(json(d, &["status", "--json"])["conflict"], 1);
-    let done = json(d, &["resolve", "--state", "conflict", "--error-type", "customer_conflict", "--discard", "--yes", "--json"]);
+    let done = json(
+        d,
+        &[
+            "resolve",
+            "--state",
+            "conflict",
+            "--error-type",
+            "customer_conflict",
+            "--discard",
+            "--yes",
+            "--json",
+        ],
+    );
     assert_eq!(done["ids"], serde_json::json!([c]));
     assert_eq!(json(d, &["status", "--json"])["discarded"], 1);
 
     let history = json(d, &["show", &c, "--json"])["history"].clone();
-    assert!(history.as_array().unwrap().iter().any(|h| h["action"] == "discard"));
+    assert!(history
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["action"] == "discard"));
 }

@@ -56,6 +56,9 @@ pub use upsert::MatchKey;
 use index::TermIndex;
 use txn::{Trees, Tx, TxResult};
 
+/// How long `open` waits for a lock that is being released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The sled database's directory inside the store directory.
 const DB_DIR: &str = "sled";
 /// Records per transaction in `submit_batch`: big enough to amortise the commit, small enough
@@ -252,11 +255,23 @@ impl Store {
         create_private_dir(dir)?;
         let db_dir = dir.join(DB_DIR);
         create_private_dir(&db_dir)?;
-        let db = sled::Config::new()
-            .path(&db_dir)
-            .cache_capacity(options.cache_capacity_bytes)
-            .open()
-            .map_err(|e| open_error(db_dir.clone(), e))?;
+        // A store closed a moment ago may still be locked while sled's background threads
+        // let go of it (in this process, or a daemon that is just exiting): wait briefly
+        // before reporting it as in use.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(&db_dir)
+                .cache_capacity(options.cache_capacity_bytes)
+                .open()
+                .map_err(|e| open_error(db_dir.clone(), e));
+            match opened {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         restrict_tree(&db_dir)?;
         let trees = Trees::open(&db).map_err(|e| open_error(db_dir.clone(), e))?;
         Ok(Store {
