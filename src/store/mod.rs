@@ -1,7 +1,562 @@
-//! The local store: the only module that touches sled.
+//! The local store: the only module that touches sled. It owns the records, the idempotency
+//! ledger and the indexes, and keeps them consistent: every write of a record applies the
+//! difference of its index entries in the same multi-tree sled transaction (see `txn`), so a
+//! crash can never leave an index disagreeing with a record. It knows nothing of HTTP, the
+//! engine's policy or the CLI; callers pass the clock in.
+//!
+//! Layout (one sled database in `<dir>/sled`):
+//! - `records`: id -> record, history included. The history stays inside the record because
+//!   it is read with the record (`show`) and written with it (an attempt and the state it leads
+//!   to are one change); a separate tree would double the writes for no reader. It grows by
+//!   one entry per attempt; backoff caps attempts per hour, and purge (issue 8) will trim it.
+//! - `index.external_id`, `index.email`: term -> ids of the live records holding it. Sets, not
+//!   single ids: two local rows may share an email (different external_ids), and edits can
+//!   make two rows share an external_id; lookups take the oldest live holder.
+//! - `index.state`: (state, id) -> due millis for queued records. Queue order is id order
+//!   (UUIDv7), so listing a state or finding due records walks this index in queue order and
+//!   decodes only the records it returns; records backing off are skipped on the index value.
+//! - `index.due`: (due millis, id) for queued records: the earliest backoff is one seek.
+//!   Two indexes because no single key order serves both "queue order" and "earliest time".
+//! - `ledger`: Idempotency-Key -> [`LedgerEntry`], written from the attempts appended to a
+//!   record's history in the same transaction.
+//! - `counters`: state -> count, kept in the same transactions, so `counts` reads six keys.
+//!
+//! Every byte layout lives in `codec`, versioned, so encryption at rest and hashed index
+//! terms can be added there without migrating the rest.
+//!
+//! Durability: sled commits to memory and flushes its log every 500 ms. `submit` and
+//! `submit_batch` (once, at the end) and `Durability::Flush` call `Db::flush` (an fsync)
+//! before returning, so whatever a user is told is saved is on disk.
 
+mod check;
+mod codec;
+mod error;
+mod index;
+mod ledger;
 mod record;
+mod txn;
+mod upsert;
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use error::{StoreError, MIN_PREFIX_CHARS};
 pub use record::{
-    ActionKind, Attempt, HistoryEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
+    ActionKind, Attempt, HistoryEntry, LedgerEntry, Origin, Payload, Record, RecordError, RecordId,
+    RecordState,
 };
+pub use upsert::MatchKey;
+
+use index::TermIndex;
+use txn::{Trees, Tx, TxResult};
+
+/// The sled database's directory inside the store directory.
+const DB_DIR: &str = "sled";
+/// Records per transaction in `submit_batch`: big enough to amortise the commit, small enough
+/// that sled's global transaction lock is not held for long while the engine waits.
+const BATCH_CHUNK: usize = 256;
+/// How many candidates an ambiguous prefix error lists.
+const AMBIGUOUS_CANDIDATES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    /// 32 MiB: sled's own default (1 GiB) is far too much for a daemon on a field laptop.
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// When a write must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Returns only after `Db::flush` (fsync).
+    Flush,
+    /// On disk with sled's next periodic flush (at most about 500 ms later).
+    Lazy,
+}
+
+/// The outcome of a submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: RecordId,
+    pub revision: u32,
+    /// True when a new record was made; false when an existing one got a new revision.
+    pub created: bool,
+}
+
+/// Records per state, from the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    per_state: [u64; RecordState::ALL.len()],
+    pub total: u64,
+}
+
+impl Counts {
+    pub fn get(&self, state: RecordState) -> u64 {
+        self.per_state[usize::from(state.tag())]
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    trees: Trees,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StoreError::CreateDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// sled creates its files with the process umask; the store's files hold customer data, so
+/// they are narrowed to the owner. The directory is 0700 as well, which also covers files
+/// sled creates later (snapshots, blobs).
+fn restrict_tree(path: &Path) -> Result<(), StoreError> {
+    let perm_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::Permissions { path, source }
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(perm_err(path))?;
+    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+    if meta.permissions().mode() & 0o777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(perm_err(path))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(perm_err(path))? {
+            restrict_tree(&entry.map_err(perm_err(path))?.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn open_error(path: PathBuf, e: sled::Error) -> StoreError {
+    match &e {
+        // sled reports its exclusive file lock only as an io error with this text.
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::Locked { path }
+        }
+        _ => StoreError::Open { path, source: e },
+    }
+}
+
+fn submit_one(
+    tx: &Tx<'_>,
+    payload: &Payload,
+    origin: &Origin,
+    now: DateTime<Utc>,
+) -> TxResult<Submitted> {
+    let matched = match upsert::match_key(payload) {
+        MatchKey::ExternalId(x) => {
+            live_holder(tx, TermIndex::ExternalId, &codec::external_id_term(&x))?
+        }
+        MatchKey::Email(e) => live_holder(tx, TermIndex::Email, &codec::email_term(&e))?,
+        MatchKey::None => None,
+    };
+    match matched {
+        Some(old) => {
+            let mut new = old.clone();
+            upsert::revise(&mut new, payload.clone(), origin.clone(), now);
+            tx.write_record(Some(&old), &new)?;
+            Ok(Submitted {
+                id: new.id,
+                revision: new.revision,
+                created: false,
+            })
+        }
+        None => {
+            let new = upsert::new_record(RecordId::new(), payload.clone(), origin.clone(), now);
+            tx.write_record(None, &new)?;
+            Ok(Submitted {
+                id: new.id,
+                revision: new.revision,
+                created: true,
+            })
+        }
+    }
+}
+
+/// The oldest live record holding `term`. Discarded records are unindexed, so the state check
+/// only guards against an index that drifted.
+fn live_holder(tx: &Tx<'_>, index: TermIndex, term: &[u8]) -> TxResult<Option<Record>> {
+    for id in tx.holders(index, term)? {
+        if let Some(record) = tx.record(id)? {
+            if record.state != RecordState::Discarded {
+                return Ok(Some(record));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A record id prefix as hex digits, lowercased: hyphens must sit where the hyphenated text
+/// has them.
+fn prefix_digits(prefix: &str) -> Result<String, StoreError> {
+    const HYPHENS: [usize; 4] = [8, 13, 18, 23];
+    let invalid = || StoreError::PrefixInvalid {
+        prefix: prefix.to_owned(),
+    };
+    if prefix.chars().count() < MIN_PREFIX_CHARS {
+        return Err(StoreError::PrefixTooShort {
+            prefix: prefix.to_owned(),
+        });
+    }
+    if prefix.len() > 36 {
+        return Err(invalid());
+    }
+    let mut digits = String::with_capacity(32);
+    for (i, c) in prefix.chars().enumerate() {
+        match c {
+            '-' if HYPHENS.contains(&i) => {}
+            c if c.is_ascii_hexdigit() && !HYPHENS.contains(&i) => {
+                digits.push(c.to_ascii_lowercase())
+            }
+            _ => return Err(invalid()),
+        }
+    }
+    Ok(digits)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, created mode 0700. A second process
+    /// opening the same store gets [`StoreError::Locked`].
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        create_private_dir(dir)?;
+        let db_dir = dir.join(DB_DIR);
+        create_private_dir(&db_dir)?;
+        let db = sled::Config::new()
+            .path(&db_dir)
+            .cache_capacity(options.cache_capacity_bytes)
+            .open()
+            .map_err(|e| open_error(db_dir.clone(), e))?;
+        restrict_tree(&db_dir)?;
+        let trees = Trees::open(&db).map_err(|e| open_error(db_dir.clone(), e))?;
+        Ok(Store {
+            inner: Arc::new(Inner { db, trees }),
+        })
+    }
+
+    fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    /// The local mirror of the upsert rules (see `upsert`): a payload whose external_id (or,
+    /// with none, normalised email) matches a live record becomes its next revision, queued;
+    /// otherwise a new record is made. On disk before returning.
+    pub fn submit(
+        &self,
+        payload: Payload,
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) -> Result<Submitted, StoreError> {
+        let submitted = self
+            .trees()
+            .transaction(|tx| submit_one(tx, &payload, &origin, now))?;
+        self.flush()?;
+        Ok(submitted)
+    }
+
+    /// `submit` for many, with group commit: chunks of records per transaction and one flush
+    /// at the end. Items are applied in order, so an item matching an earlier one of the same
+    /// batch becomes its next revision. On error, the chunks before the failing one stay
+    /// committed (and are flushed before the error is returned); the failing chunk is not.
+    pub fn submit_batch(
+        &self,
+        items: Vec<(Payload, Origin)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Submitted>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(BATCH_CHUNK) {
+            let done = self.trees().transaction(|tx| {
+                chunk
+                    .iter()
+                    .map(|(payload, origin)| submit_one(tx, payload, origin, now))
+                    .collect::<TxResult<Vec<_>>>()
+            });
+            match done {
+                Ok(done) => out.extend(done),
+                Err(e) => {
+                    self.flush()?;
+                    return Err(e);
+                }
+            }
+        }
+        self.flush()?;
+        Ok(out)
+    }
+
+    pub fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        match self.trees().records.get(codec::record_key(id))? {
+            Some(bytes) => codec::decode_record(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The record whose id's hyphenated text starts with `prefix` (case-insensitive, at least
+    /// [`MIN_PREFIX_CHARS`] characters).
+    pub fn resolve_prefix(&self, prefix: &str) -> Result<RecordId, StoreError> {
+        let digits = prefix_digits(prefix)?;
+        let whole = digits.len() / 2;
+        let mut lower =
+            hex::decode(&digits[..whole * 2]).map_err(|_| StoreError::PrefixInvalid {
+                prefix: prefix.to_owned(),
+            })?;
+        let nibble = digits[whole * 2..]
+            .chars()
+            .next()
+            .and_then(|c| c.to_digit(16))
+            .map(|d| d as u8);
+        if let Some(n) = nibble {
+            lower.push(n << 4);
+        }
+        let mut found = Vec::new();
+        for kv in self.trees().records.range(lower.clone()..) {
+            let (key, _) = kv?;
+            let matches = key.starts_with(&lower[..whole])
+                && nibble.map_or(true, |n| key.get(whole).map(|b| b >> 4) == Some(n));
+            if !matches {
+                break;
+            }
+            found.push(codec::decode_record_key(&key)?);
+            if found.len() >= AMBIGUOUS_CANDIDATES {
+                break;
+            }
+        }
+        match found.as_slice() {
+            [] => Err(StoreError::NoMatch {
+                prefix: prefix.to_owned(),
+            }),
+            [id] => Ok(*id),
+            _ => Err(StoreError::Ambiguous {
+                prefix: prefix.to_owned(),
+                candidates: found,
+            }),
+        }
+    }
+
+    /// Atomic read-modify-write of one record; indexes, counters and the ledger change in the
+    /// same transaction. `f` may run more than once (transaction retry), each time on a fresh
+    /// copy. `None` when the id is unknown. Refused: changing the id, rewriting history.
+    pub fn update<T>(
+        &self,
+        id: RecordId,
+        durability: Durability,
+        f: impl FnMut(&mut Record) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        let f = RefCell::new(f);
+        let out = self.trees().transaction(|tx| {
+            let Some(old) = tx.record(id)? else {
+                return Ok(None);
+            };
+            let mut new = old.clone();
+            let value = (f.borrow_mut())(&mut new);
+            if new != old {
+                tx.write_record(Some(&old), &new)?;
+            }
+            Ok(Some(value))
+        })?;
+        if durability == Durability::Flush && out.is_some() {
+            self.flush()?;
+        }
+        Ok(out)
+    }
+
+    /// Counts per state from the counters: six reads, whatever the store's size.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let mut counts = Counts::default();
+        for state in RecordState::ALL {
+            let n = match self.trees().counters.get(codec::counter_key(state))? {
+                Some(bytes) => codec::decode_u64(&bytes)?,
+                None => 0,
+            };
+            counts.per_state[usize::from(state.tag())] = n;
+            counts.total += n;
+        }
+        Ok(counts)
+    }
+
+    /// Records in queue order (id order), optionally of one state, starting after `after`.
+    pub fn list(
+        &self,
+        state: Option<RecordState>,
+        after: Option<RecordId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let Some(state) = state else {
+            let start = match after {
+                Some(a) => Bound::Excluded(codec::record_key(a).to_vec()),
+                None => Bound::Unbounded,
+            };
+            for kv in self
+                .trees()
+                .records
+                .range((start, Bound::Unbounded))
+                .take(limit)
+            {
+                out.push(codec::decode_record(&kv?.1)?);
+            }
+            return Ok(out);
+        };
+        let prefix = codec::state_prefix(state);
+        let start = match after {
+            Some(a) => Bound::Excluded(codec::state_key(state, a).to_vec()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        for kv in self.trees().state.range((start, Bound::Unbounded)) {
+            let (key, _) = kv?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (_, id) = codec::decode_state_key(&key)?;
+            // Re-checked: the record may have moved since the index was read.
+            if let Some(record) = self.get(id)?.filter(|r| r.state == state) {
+                out.push(record);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queued records due at `now` (no `next_attempt_at`, or one not after `now`), in queue
+    /// order, at most `limit`, skipping `exclude`. Walks the state index's queued section and
+    /// filters on its values; only returned records are decoded.
+    pub fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        exclude: &HashSet<RecordId>,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let now_ms = codec::now_millis(now);
+        for kv in self
+            .trees()
+            .state
+            .scan_prefix(codec::state_prefix(RecordState::Queued))
+        {
+            let (key, value) = kv?;
+            let (_, id) = codec::decode_state_key(&key)?;
+            let due_ms = codec::decode_state_value(&value)?.unwrap_or(0);
+            if due_ms > now_ms || exclude.contains(&id) {
+                continue;
+            }
+            let fresh = self.get(id)?.filter(|r| {
+                r.state == RecordState::Queued && codec::due_millis(r.next_attempt_at) <= now_ms
+            });
+            if let Some(record) = fresh {
+                out.push(record);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest `next_attempt_at` among queued records that have one, rounded up to the
+    /// millisecond (never earlier than the real instant). Queued records without one are due
+    /// at once and are `due`'s business, not this one's.
+    pub fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let start = codec::due_key(1, RecordId(uuid::Uuid::nil()));
+        match self.trees().due.range(start.to_vec()..).next() {
+            Some(kv) => {
+                let (millis, _) = codec::decode_due_key(&kv?.0)?;
+                Ok(codec::millis_to_time(millis))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Ids of the records in `state`, in queue order.
+    pub fn in_state(&self, state: RecordState) -> Result<Vec<RecordId>, StoreError> {
+        self.trees()
+            .state
+            .scan_prefix(codec::state_prefix(state))
+            .map(|kv| Ok(codec::decode_state_key(&kv?.0)?.1))
+            .collect()
+    }
+
+    pub fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, StoreError> {
+        match self.trees().ledger.get(codec::ledger_key(key))? {
+            Some(bytes) => codec::decode_ledger(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn find_live(&self, tree: &sled::Tree, term: &[u8]) -> Result<Option<RecordId>, StoreError> {
+        let Some(bytes) = tree.get(term)? else {
+            return Ok(None);
+        };
+        for id in codec::decode_id_set(&bytes)? {
+            if self
+                .get(id)?
+                .is_some_and(|r| r.state != RecordState::Discarded)
+            {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The oldest live record whose payload has exactly this external_id.
+    pub fn find_by_external_id(&self, external_id: &str) -> Result<Option<RecordId>, StoreError> {
+        self.find_live(
+            &self.trees().external_id,
+            &codec::external_id_term(external_id),
+        )
+    }
+
+    /// The oldest live record whose payload's email equals `email` once both are normalised.
+    pub fn find_by_email(&self, email: &str) -> Result<Option<RecordId>, StoreError> {
+        let normalized = crate::contract::normalize_email(email);
+        self.find_live(&self.trees().email, &codec::email_term(&normalized))
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Every way the indexes, counters and ledger disagree with the records, one line each
+    /// (ids and index names only, never customer fields). Reads the trees one after another,
+    /// so run it on a quiet store (`doctor`, tests): concurrent writes show up as problems.
+    pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
+        check::check(self.trees())
+    }
+}

@@ -244,3 +244,16 @@ pub struct Record {
     pub updated_at: DateTime<Utc>,
     pub history: Vec<HistoryEntry>,
 }
+
+/// What the idempotency ledger remembers about one Idempotency-Key: which record and revision
+/// it was derived for, when it was first sent, the last status it got and how often it went
+/// out. Written by the store from the attempts appended to a record's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub record: RecordId,
+    pub revision: u32,
+    pub first_used_at: DateTime<Utc>,
+    /// HTTP status of the newest attempt, or none when no reply came.
+    pub last_status: Option<u16>,
+    pub attempts: u32,
+}

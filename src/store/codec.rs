@@ -1,0 +1,333 @@
+//! Every byte layout the store writes: record and ledger values, index keys and values,
+//! counters. Nothing else in the store builds or parses bytes, so encryption at rest and
+//! keyed-hash index terms (issue 8) change this file only.
+//!
+//! Versioning is what makes that possible without migrating everything at once: each value
+//! starts with a format byte (`1` = plain serde_json), and each index term with a scheme byte
+//! (`1` = plain UTF-8 text). A sealed format or a hashed scheme gets a new byte; decoding
+//! dispatches on it, so old and new encodings can live side by side while a background job
+//! rewrites records one transaction at a time.
+//!
+//! Fixed-width parts (ids, states, times, counts) are big-endian so sled's byte order is the
+//! order we want: record id order is queue order (UUIDv7), and due keys sort by time.
+//! Decode errors never quote the bytes: they may hold customer data.
+
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Serialize};
+use uuid::Uuid;
+
+use super::error::StoreError;
+use super::record::{LedgerEntry, Record, RecordId, RecordState};
+
+const VALUE_JSON_V1: u8 = 1;
+const TERM_PLAIN_V1: u8 = 1;
+const ID_LEN: usize = 16;
+
+pub type RecordKey = [u8; ID_LEN];
+pub type StateKey = [u8; 1 + ID_LEN];
+pub type DueKey = [u8; 8 + ID_LEN];
+
+pub fn record_key(id: RecordId) -> RecordKey {
+    *id.as_bytes()
+}
+
+pub fn decode_record_key(key: &[u8]) -> Result<RecordId, StoreError> {
+    let bytes: [u8; ID_LEN] = key.try_into().map_err(|_| StoreError::Corrupt {
+        what: "record key",
+        detail: format!("{} bytes instead of {ID_LEN}", key.len()),
+    })?;
+    Ok(RecordId(Uuid::from_bytes(bytes)))
+}
+
+fn encode_json<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![VALUE_JSON_V1];
+    serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Encode {
+        what,
+        detail: format!("{:?}", e.classify()),
+    })?;
+    Ok(out)
+}
+
+fn decode_json<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&VALUE_JSON_V1, json)) => serde_json::from_slice(json).map_err(|e| {
+            // Only the category and position: serde's message can quote the value.
+            StoreError::Corrupt {
+                what,
+                detail: format!("{:?} error at column {}", e.classify(), e.column()),
+            }
+        }),
+        Some((format, _)) => Err(StoreError::Corrupt {
+            what,
+            detail: format!("unknown value format {format}"),
+        }),
+        None => Err(StoreError::Corrupt {
+            what,
+            detail: "empty value".into(),
+        }),
+    }
+}
+
+pub fn encode_record(record: &Record) -> Result<Vec<u8>, StoreError> {
+    encode_json("record", record)
+}
+
+pub fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
+    decode_json("record", bytes)
+}
+
+pub fn ledger_key(idempotency_key: &str) -> Vec<u8> {
+    idempotency_key.as_bytes().to_vec()
+}
+
+pub fn encode_ledger(entry: &LedgerEntry) -> Result<Vec<u8>, StoreError> {
+    encode_json("ledger entry", entry)
+}
+
+pub fn decode_ledger(bytes: &[u8]) -> Result<LedgerEntry, StoreError> {
+    decode_json("ledger entry", bytes)
+}
+
+/// The key of the external_id index for a payload's external_id (matched exactly).
+pub fn external_id_term(external_id: &str) -> Vec<u8> {
+    plain_term(external_id)
+}
+
+/// The key of the email index; `normalized_email` comes from `contract::normalize_email`.
+pub fn email_term(normalized_email: &str) -> Vec<u8> {
+    plain_term(normalized_email)
+}
+
+fn plain_term(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + text.len());
+    out.push(TERM_PLAIN_V1);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// The ids holding one index term, ascending: local rows may share an email (and, after an
+/// edit or adoption, an external_id), so term indexes map to sets, not to one id.
+pub fn encode_id_set(ids: &[RecordId]) -> Vec<u8> {
+    ids.iter().flat_map(|id| *id.as_bytes()).collect()
+}
+
+pub fn decode_id_set(bytes: &[u8]) -> Result<Vec<RecordId>, StoreError> {
+    if bytes.is_empty() || bytes.len() % ID_LEN != 0 {
+        return Err(StoreError::Corrupt {
+            what: "index id set",
+            detail: format!("{} bytes", bytes.len()),
+        });
+    }
+    bytes.chunks_exact(ID_LEN).map(decode_record_key).collect()
+}
+
+pub fn state_key(state: RecordState, id: RecordId) -> StateKey {
+    let mut key = [0u8; 1 + ID_LEN];
+    key[0] = state.tag();
+    key[1..].copy_from_slice(id.as_bytes());
+    key
+}
+
+pub fn state_prefix(state: RecordState) -> [u8; 1] {
+    [state.tag()]
+}
+
+pub fn decode_state(tag: u8) -> Result<RecordState, StoreError> {
+    RecordState::ALL
+        .into_iter()
+        .find(|s| s.tag() == tag)
+        .ok_or_else(|| StoreError::Corrupt {
+            what: "state tag",
+            detail: format!("unknown tag {tag}"),
+        })
+}
+
+pub fn decode_state_key(key: &[u8]) -> Result<(RecordState, RecordId), StoreError> {
+    match key.split_first() {
+        Some((&tag, id)) => Ok((decode_state(tag)?, decode_record_key(id)?)),
+        None => Err(StoreError::Corrupt {
+            what: "state index key",
+            detail: "empty key".into(),
+        }),
+    }
+}
+
+/// A record's `next_attempt_at` as index millis: 0 for none (due at once), otherwise the
+/// instant rounded UP to the millisecond and at least 1. Rounding up means "index millis <=
+/// now millis" never calls a record due early, and the instant `next_due_at` reports is never
+/// before the real one, so an engine sleeping until it never wakes to an empty `due`.
+pub fn due_millis(next_attempt_at: Option<DateTime<Utc>>) -> u64 {
+    match next_attempt_at {
+        None => 0,
+        Some(t) => {
+            let millis = t.timestamp_millis();
+            let ceil = if t.timestamp_subsec_nanos() % 1_000_000 == 0 {
+                millis
+            } else {
+                millis.saturating_add(1)
+            };
+            u64::try_from(ceil).unwrap_or(0).max(1)
+        }
+    }
+}
+
+/// `now` as index millis, rounded down (the counterpart of [`due_millis`]).
+pub fn now_millis(now: DateTime<Utc>) -> u64 {
+    u64::try_from(now.timestamp_millis()).unwrap_or(0)
+}
+
+pub fn millis_to_time(millis: u64) -> Option<DateTime<Utc>> {
+    i64::try_from(millis)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+}
+
+/// The state index's value: for a queued record its due millis (so `due` filters on the index
+/// without decoding records), empty for every other state.
+pub fn state_value(record: &Record) -> Vec<u8> {
+    match record.state {
+        RecordState::Queued => due_millis(record.next_attempt_at).to_be_bytes().to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+pub fn decode_state_value(bytes: &[u8]) -> Result<Option<u64>, StoreError> {
+    match bytes.len() {
+        0 => Ok(None),
+        8 => Ok(Some(decode_u64(bytes)?)),
+        n => Err(StoreError::Corrupt {
+            what: "state index value",
+            detail: format!("{n} bytes"),
+        }),
+    }
+}
+
+pub fn due_key(millis: u64, id: RecordId) -> DueKey {
+    let mut key = [0u8; 8 + ID_LEN];
+    key[..8].copy_from_slice(&millis.to_be_bytes());
+    key[8..].copy_from_slice(id.as_bytes());
+    key
+}
+
+pub fn decode_due_key(key: &[u8]) -> Result<(u64, RecordId), StoreError> {
+    if key.len() != 8 + ID_LEN {
+        return Err(StoreError::Corrupt {
+            what: "due index key",
+            detail: format!("{} bytes", key.len()),
+        });
+    }
+    Ok((decode_u64(&key[..8])?, decode_record_key(&key[8..])?))
+}
+
+pub fn counter_key(state: RecordState) -> [u8; 1] {
+    [state.tag()]
+}
+
+pub fn encode_count(count: u64) -> [u8; 8] {
+    count.to_be_bytes()
+}
+
+pub fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    let fixed: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        what: "counter",
+        detail: format!("{} bytes instead of 8", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(fixed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::record::{Origin, Payload};
+    use serde_json::json;
+
+    fn record() -> Record {
+        let payload = Payload::parse(&json!({
+            "full_name": "Ada Lovelace", "email": "ada@x.io", "phone": null
+        }))
+        .unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        super::super::upsert::new_record(RecordId::new(), payload, Origin::Cli, now)
+    }
+
+    #[test]
+    fn record_round_trips_and_keeps_null_apart_from_absent() {
+        let r = record();
+        let bytes = encode_record(&r).unwrap();
+        assert_eq!(bytes[0], VALUE_JSON_V1);
+        let back = decode_record(&bytes).unwrap();
+        assert_eq!(back, r);
+        assert!(back.payload.as_map().contains_key("phone"));
+        assert!(!back.payload.as_map().contains_key("external_id"));
+    }
+
+    #[test]
+    fn unknown_format_and_garbage_are_corrupt_without_quoting_data() {
+        let mut bytes = encode_record(&record()).unwrap();
+        bytes[0] = 9;
+        let err = decode_record(&bytes).unwrap_err().to_string();
+        assert!(err.contains("unknown value format 9"), "{err}");
+        let err = decode_record(b"\x01{\"id\": \"ada@x.io\"}")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("ada"), "{err}");
+        assert!(decode_record(b"").is_err());
+    }
+
+    #[test]
+    fn id_sets_round_trip_and_reject_partial_ids() {
+        let ids = vec![RecordId::new(), RecordId::new()];
+        assert_eq!(decode_id_set(&encode_id_set(&ids)).unwrap(), ids);
+        assert!(decode_id_set(&[1, 2, 3]).is_err());
+        assert!(decode_id_set(&[]).is_err());
+    }
+
+    #[test]
+    fn state_and_due_keys_sort_by_state_then_id_and_by_time_then_id() {
+        let a = RecordId::new();
+        let b = RecordId::new();
+        assert!(a < b);
+        assert!(state_key(RecordState::Queued, b) < state_key(RecordState::Sending, a));
+        assert!(state_key(RecordState::Queued, a) < state_key(RecordState::Queued, b));
+        assert_eq!(
+            decode_state_key(&state_key(RecordState::Conflict, a)).unwrap(),
+            (RecordState::Conflict, a)
+        );
+        assert!(due_key(5, b) < due_key(6, a));
+        assert!(due_key(0, b) < due_key(1, a));
+        assert_eq!(decode_due_key(&due_key(77, a)).unwrap(), (77, a));
+        assert!(decode_state(200).is_err());
+    }
+
+    #[test]
+    fn due_millis_rounds_up_and_keeps_zero_for_none() {
+        assert_eq!(due_millis(None), 0);
+        let exact = DateTime::from_timestamp_millis(1_000).unwrap();
+        assert_eq!(due_millis(Some(exact)), 1_000);
+        let between = DateTime::from_timestamp(1, 500_001).unwrap();
+        assert_eq!(due_millis(Some(between)), 1_001);
+        assert_eq!(now_millis(between), 1_000);
+        // Before the epoch is "long due", never confused with "none".
+        let old = DateTime::from_timestamp(-5, 0).unwrap();
+        assert_eq!(due_millis(Some(old)), 1);
+        assert_eq!(millis_to_time(1_000), Some(exact));
+    }
+
+    #[test]
+    fn terms_are_versioned_and_exact() {
+        assert_eq!(external_id_term("crm-1"), b"\x01crm-1".to_vec());
+        assert_ne!(external_id_term("CRM-1"), external_id_term("crm-1"));
+        assert_eq!(email_term("a@x.io")[0], TERM_PLAIN_V1);
+    }
+
+    #[test]
+    fn counters_and_state_values_round_trip() {
+        assert_eq!(decode_u64(&encode_count(42)).unwrap(), 42);
+        assert!(decode_u64(&[1]).is_err());
+        let mut r = record();
+        assert_eq!(decode_state_value(&state_value(&r)).unwrap(), Some(0));
+        r.state = RecordState::Synced;
+        assert_eq!(decode_state_value(&state_value(&r)).unwrap(), None);
+        assert!(decode_state_value(&[1, 2]).is_err());
+    }
+}

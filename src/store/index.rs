@@ -1,0 +1,399 @@
+//! Which index entries a record owns, and the difference between a record's old and new
+//! entries as a list of operations. Pure: the transaction layer applies the operations, so a
+//! write of a record and of its index changes is one sled transaction, and this logic is
+//! tested without a database.
+//!
+//! The indexes (all keys and values built by `codec`):
+//! - `external_id` and `email`: term -> set of record ids, for live (not discarded) records;
+//! - `state`: (state tag, id) -> for queued records their due millis, else empty. List by
+//!   state and `due` walk it in queue order;
+//! - `due`: (due millis, id) for queued records, so the earliest due time is one seek;
+//! - counters: per state, so `counts` reads six keys instead of scanning.
+
+use super::codec;
+use super::record::{Record, RecordId, RecordState};
+use super::upsert::indexed_email;
+
+/// An index mapping a term to a set of ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TermIndex {
+    ExternalId,
+    Email,
+}
+
+/// An index with one key per record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyIndex {
+    State,
+    Due,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexOp {
+    AddId {
+        index: TermIndex,
+        term: Vec<u8>,
+        id: RecordId,
+    },
+    RemoveId {
+        index: TermIndex,
+        term: Vec<u8>,
+        id: RecordId,
+    },
+    Put {
+        index: KeyIndex,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        index: KeyIndex,
+        key: Vec<u8>,
+    },
+    Count {
+        state: RecordState,
+        delta: i64,
+    },
+}
+
+/// The index entries one record owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntries {
+    pub id: RecordId,
+    pub external_id: Option<Vec<u8>>,
+    pub email: Option<Vec<u8>>,
+    pub state_key: Vec<u8>,
+    pub state_value: Vec<u8>,
+    pub due_key: Option<Vec<u8>>,
+    pub state: RecordState,
+}
+
+impl IndexEntries {
+    pub fn of(record: &Record) -> Self {
+        let live = record.state != RecordState::Discarded;
+        let queued = record.state == RecordState::Queued;
+        IndexEntries {
+            id: record.id,
+            external_id: live
+                .then(|| record.payload.external_id().map(codec::external_id_term))
+                .flatten(),
+            email: live
+                .then(|| indexed_email(record).map(|e| codec::email_term(&e)))
+                .flatten(),
+            state_key: codec::state_key(record.state, record.id).to_vec(),
+            state_value: codec::state_value(record),
+            due_key: queued.then(|| {
+                codec::due_key(codec::due_millis(record.next_attempt_at), record.id).to_vec()
+            }),
+            state: record.state,
+        }
+    }
+}
+
+fn term_diff(
+    ops: &mut Vec<IndexOp>,
+    index: TermIndex,
+    id: RecordId,
+    old: Option<&Vec<u8>>,
+    new: Option<&Vec<u8>>,
+) {
+    if old == new {
+        return;
+    }
+    if let Some(term) = old {
+        ops.push(IndexOp::RemoveId {
+            index,
+            term: term.clone(),
+            id,
+        });
+    }
+    if let Some(term) = new {
+        ops.push(IndexOp::AddId {
+            index,
+            term: term.clone(),
+            id,
+        });
+    }
+}
+
+fn key_diff(
+    ops: &mut Vec<IndexOp>,
+    index: KeyIndex,
+    old: Option<(&Vec<u8>, &Vec<u8>)>,
+    new: Option<(&Vec<u8>, &Vec<u8>)>,
+) {
+    if old == new {
+        return;
+    }
+    if let Some((key, _)) = old {
+        if new.map(|(k, _)| k) != Some(key) {
+            ops.push(IndexOp::Delete {
+                index,
+                key: key.clone(),
+            });
+        }
+    }
+    if let Some((key, value)) = new {
+        ops.push(IndexOp::Put {
+            index,
+            key: key.clone(),
+            value: value.clone(),
+        });
+    }
+}
+
+/// The operations that turn `old`'s index entries into `new`'s (none for a missing record).
+/// Only what changed is touched, so an update that moves nothing indexed writes only the record.
+pub fn diff(old: Option<&Record>, new: Option<&Record>) -> Vec<IndexOp> {
+    let old = old.map(IndexEntries::of);
+    let new = new.map(IndexEntries::of);
+    let Some(id) = new.as_ref().or(old.as_ref()).map(|e| e.id) else {
+        return Vec::new();
+    };
+    let mut ops = Vec::new();
+    term_diff(
+        &mut ops,
+        TermIndex::ExternalId,
+        id,
+        old.as_ref().and_then(|e| e.external_id.as_ref()),
+        new.as_ref().and_then(|e| e.external_id.as_ref()),
+    );
+    term_diff(
+        &mut ops,
+        TermIndex::Email,
+        id,
+        old.as_ref().and_then(|e| e.email.as_ref()),
+        new.as_ref().and_then(|e| e.email.as_ref()),
+    );
+    key_diff(
+        &mut ops,
+        KeyIndex::State,
+        old.as_ref().map(|e| (&e.state_key, &e.state_value)),
+        new.as_ref().map(|e| (&e.state_key, &e.state_value)),
+    );
+    let empty = Vec::new();
+    key_diff(
+        &mut ops,
+        KeyIndex::Due,
+        old.as_ref()
+            .and_then(|e| e.due_key.as_ref())
+            .map(|k| (k, &empty)),
+        new.as_ref()
+            .and_then(|e| e.due_key.as_ref())
+            .map(|k| (k, &empty)),
+    );
+    let old_state = old.as_ref().map(|e| e.state);
+    let new_state = new.as_ref().map(|e| e.state);
+    if old_state != new_state {
+        if let Some(state) = old_state {
+            ops.push(IndexOp::Count { state, delta: -1 });
+        }
+        if let Some(state) = new_state {
+            ops.push(IndexOp::Count { state, delta: 1 });
+        }
+    }
+    ops
+}
+
+/// Adds `id` to an ascending id set; false when it was already there.
+pub fn set_insert(ids: &mut Vec<RecordId>, id: RecordId) -> bool {
+    match ids.binary_search(&id) {
+        Ok(_) => false,
+        Err(at) => {
+            ids.insert(at, id);
+            true
+        }
+    }
+}
+
+/// Removes `id` from an ascending id set; false when it was not there.
+pub fn set_remove(ids: &mut Vec<RecordId>, id: RecordId) -> bool {
+    match ids.binary_search(&id) {
+        Ok(at) => {
+            ids.remove(at);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::record::{Origin, Payload};
+    use crate::store::upsert::new_record;
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn record(body: serde_json::Value) -> Record {
+        new_record(
+            RecordId::new(),
+            Payload::parse(&body).unwrap(),
+            Origin::Cli,
+            t(0),
+        )
+    }
+
+    #[test]
+    fn a_new_record_adds_every_entry_and_counts_once() {
+        let r = record(json!({"full_name": "A", "external_id": "x1", "email": "A@x.io"}));
+        let ops = diff(None, Some(&r));
+        assert!(ops.contains(&IndexOp::AddId {
+            index: TermIndex::ExternalId,
+            term: codec::external_id_term("x1"),
+            id: r.id
+        }));
+        assert!(ops.contains(&IndexOp::AddId {
+            index: TermIndex::Email,
+            term: codec::email_term("a@x.io"),
+            id: r.id
+        }));
+        assert!(ops.contains(&IndexOp::Put {
+            index: KeyIndex::Due,
+            key: codec::due_key(0, r.id).to_vec(),
+            value: vec![]
+        }));
+        assert!(ops.contains(&IndexOp::Count {
+            state: RecordState::Queued,
+            delta: 1
+        }));
+        assert_eq!(ops.len(), 5);
+    }
+
+    #[test]
+    fn an_unchanged_index_view_writes_nothing() {
+        let r = record(json!({"full_name": "A", "email": "a@x.io"}));
+        let mut same = r.clone();
+        same.history.clear();
+        same.payload = Payload::parse(&json!({"full_name": "B", "email": "A@X.IO"})).unwrap();
+        assert_eq!(diff(Some(&r), Some(&same)), vec![]);
+    }
+
+    #[test]
+    fn leaving_queued_moves_state_drops_due_and_moves_the_count() {
+        let r = record(json!({"full_name": "A"}));
+        let mut sent = r.clone();
+        sent.state = RecordState::Synced;
+        let ops = diff(Some(&r), Some(&sent));
+        assert_eq!(
+            ops,
+            vec![
+                IndexOp::Delete {
+                    index: KeyIndex::State,
+                    key: codec::state_key(RecordState::Queued, r.id).to_vec()
+                },
+                IndexOp::Put {
+                    index: KeyIndex::State,
+                    key: codec::state_key(RecordState::Synced, r.id).to_vec(),
+                    value: vec![]
+                },
+                IndexOp::Delete {
+                    index: KeyIndex::Due,
+                    key: codec::due_key(0, r.id).to_vec()
+                },
+                IndexOp::Count {
+                    state: RecordState::Queued,
+                    delta: -1
+                },
+                IndexOp::Count {
+                    state: RecordState::Synced,
+                    delta: 1
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn backoff_rewrites_the_state_value_in_place_and_moves_the_due_key() {
+        let r = record(json!({"full_name": "A"}));
+        let mut later = r.clone();
+        later.next_attempt_at = Some(t(30));
+        let ms = codec::due_millis(Some(t(30)));
+        assert_eq!(
+            diff(Some(&r), Some(&later)),
+            vec![
+                IndexOp::Put {
+                    index: KeyIndex::State,
+                    key: codec::state_key(RecordState::Queued, r.id).to_vec(),
+                    value: ms.to_be_bytes().to_vec()
+                },
+                IndexOp::Delete {
+                    index: KeyIndex::Due,
+                    key: codec::due_key(0, r.id).to_vec()
+                },
+                IndexOp::Put {
+                    index: KeyIndex::Due,
+                    key: codec::due_key(ms, r.id).to_vec(),
+                    value: vec![]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn discarding_unindexes_external_id_and_email() {
+        let r = record(json!({"full_name": "A", "external_id": "x1", "email": "a@x.io"}));
+        let mut gone = r.clone();
+        gone.state = RecordState::Discarded;
+        let ops = diff(Some(&r), Some(&gone));
+        for index in [TermIndex::ExternalId, TermIndex::Email] {
+            assert!(
+                ops.iter()
+                    .any(|op| matches!(op, IndexOp::RemoveId { index: i, .. } if *i == index)),
+                "{index:?} not removed"
+            );
+        }
+        assert!(!ops.iter().any(|op| matches!(op, IndexOp::AddId { .. })));
+    }
+
+    #[test]
+    fn changing_the_external_id_moves_it_between_terms() {
+        let r = record(json!({"full_name": "A", "external_id": "x1"}));
+        let mut edited = r.clone();
+        edited.payload = Payload::parse(&json!({"full_name": "A", "external_id": "x2"})).unwrap();
+        assert_eq!(
+            diff(Some(&r), Some(&edited)),
+            vec![
+                IndexOp::RemoveId {
+                    index: TermIndex::ExternalId,
+                    term: codec::external_id_term("x1"),
+                    id: r.id
+                },
+                IndexOp::AddId {
+                    index: TermIndex::ExternalId,
+                    term: codec::external_id_term("x2"),
+                    id: r.id
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn removing_a_record_undoes_creating_it() {
+        let r = record(json!({"full_name": "A", "email": "a@x.io"}));
+        let ops = diff(Some(&r), None);
+        assert_eq!(ops.len(), 4);
+        assert!(ops.contains(&IndexOp::Count {
+            state: RecordState::Queued,
+            delta: -1
+        }));
+        assert_eq!(diff(None, None), vec![]);
+    }
+
+    #[test]
+    fn id_sets_stay_sorted_and_unique() {
+        let (a, b, c) = (RecordId::new(), RecordId::new(), RecordId::new());
+        let mut ids = vec![];
+        assert!(set_insert(&mut ids, c));
+        assert!(set_insert(&mut ids, a));
+        assert!(set_insert(&mut ids, b));
+        assert!(!set_insert(&mut ids, b));
+        assert_eq!(ids, vec![a, b, c]);
+        assert!(set_remove(&mut ids, b));
+        assert!(!set_remove(&mut ids, b));
+        assert_eq!(ids, vec![a, c]);
+    }
+}

@@ -1,0 +1,212 @@
+//! The store's trees and the writes done inside one sled transaction: reading a record,
+//! writing it with its index difference, counters and ledger entries. Every record write in
+//! the store goes through [`Tx::write_record`], which is what keeps indexes and records in
+//! step: they change in the same multi-tree transaction or not at all.
+//!
+//! sled transactions offer only point reads and writes (no scans), which is why every index
+//! the write path consults is keyed for point lookups (see `index`).
+
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+use sled::Tree;
+
+use super::codec;
+use super::error::StoreError;
+use super::index::{self, IndexOp, KeyIndex, TermIndex};
+use super::ledger;
+use super::record::{Record, RecordId, RecordState};
+
+pub type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+pub fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+/// The trees of the store, opened once.
+#[derive(Clone)]
+pub struct Trees {
+    pub records: Tree,
+    pub external_id: Tree,
+    pub email: Tree,
+    pub state: Tree,
+    pub due: Tree,
+    pub ledger: Tree,
+    pub counters: Tree,
+}
+
+impl Trees {
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(Trees {
+            records: db.open_tree("records")?,
+            external_id: db.open_tree("index.external_id")?,
+            email: db.open_tree("index.email")?,
+            state: db.open_tree("index.state")?,
+            due: db.open_tree("index.due")?,
+            ledger: db.open_tree("ledger")?,
+            counters: db.open_tree("counters")?,
+        })
+    }
+
+    /// Runs `f` in one transaction over every tree. `f` may run more than once.
+    pub fn transaction<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        let trees = [
+            &self.records,
+            &self.external_id,
+            &self.email,
+            &self.state,
+            &self.due,
+            &self.ledger,
+            &self.counters,
+        ];
+        let result = trees[..].transaction(|view: &Vec<TransactionalTree>| {
+            let tx = Tx {
+                records: &view[0],
+                external_id: &view[1],
+                email: &view[2],
+                state: &view[3],
+                due: &view[4],
+                ledger: &view[5],
+                counters: &view[6],
+            };
+            f(&tx)
+        });
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Database(e),
+        })
+    }
+}
+
+pub struct Tx<'a> {
+    records: &'a TransactionalTree,
+    external_id: &'a TransactionalTree,
+    email: &'a TransactionalTree,
+    state: &'a TransactionalTree,
+    due: &'a TransactionalTree,
+    ledger: &'a TransactionalTree,
+    counters: &'a TransactionalTree,
+}
+
+impl Tx<'_> {
+    pub fn record(&self, id: RecordId) -> TxResult<Option<Record>> {
+        match self.records.get(codec::record_key(id))? {
+            Some(bytes) => codec::decode_record(&bytes).map(Some).or_else(abort),
+            None => Ok(None),
+        }
+    }
+
+    fn term_tree(&self, index: TermIndex) -> &TransactionalTree {
+        match index {
+            TermIndex::ExternalId => self.external_id,
+            TermIndex::Email => self.email,
+        }
+    }
+
+    fn key_tree(&self, index: KeyIndex) -> &TransactionalTree {
+        match index {
+            KeyIndex::State => self.state,
+            KeyIndex::Due => self.due,
+        }
+    }
+
+    /// The ids holding `term` in a term index, ascending (sees this transaction's writes).
+    pub fn holders(&self, index: TermIndex, term: &[u8]) -> TxResult<Vec<RecordId>> {
+        match self.term_tree(index).get(term)? {
+            Some(bytes) => codec::decode_id_set(&bytes).or_else(abort),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn update_set(
+        &self,
+        index: TermIndex,
+        term: &[u8],
+        change: impl FnOnce(&mut Vec<RecordId>) -> bool,
+    ) -> TxResult<()> {
+        let mut ids = self.holders(index, term)?;
+        if !change(&mut ids) {
+            // Already as wanted; `check_consistency` reports how it got that way.
+            return Ok(());
+        }
+        let tree = self.term_tree(index);
+        if ids.is_empty() {
+            tree.remove(term)?;
+        } else {
+            tree.insert(term, codec::encode_id_set(&ids))?;
+        }
+        Ok(())
+    }
+
+    fn add_count(&self, state: RecordState, delta: i64) -> TxResult<()> {
+        let key = codec::counter_key(state);
+        let current = match self.counters.get(key)? {
+            Some(bytes) => codec::decode_u64(&bytes).or_else(abort)?,
+            None => 0,
+        };
+        // Saturating: a counter that drifted is reported by `check_consistency`; refusing the
+        // write would stop the sync over a statistic.
+        let next = current.saturating_add_signed(delta);
+        self.counters.insert(&key, &codec::encode_count(next))?;
+        Ok(())
+    }
+
+    fn apply(&self, op: IndexOp) -> TxResult<()> {
+        match op {
+            IndexOp::AddId { index, term, id } => {
+                self.update_set(index, &term, |ids| index::set_insert(ids, id))
+            }
+            IndexOp::RemoveId { index, term, id } => {
+                self.update_set(index, &term, |ids| index::set_remove(ids, id))
+            }
+            IndexOp::Put { index, key, value } => {
+                self.key_tree(index).insert(key, value)?;
+                Ok(())
+            }
+            IndexOp::Delete { index, key } => {
+                self.key_tree(index).remove(key)?;
+                Ok(())
+            }
+            IndexOp::Count { state, delta } => self.add_count(state, delta),
+        }
+    }
+
+    /// Writes `new` (whose previous version is `old`) with its index difference and, for the
+    /// attempts appended to its history, its ledger entries.
+    pub fn write_record(&self, old: Option<&Record>, new: &Record) -> TxResult<()> {
+        let attempts = match old {
+            Some(old) if old.id != new.id => {
+                return abort(StoreError::InvalidUpdate {
+                    id: old.id,
+                    reason: "a record's id cannot change",
+                })
+            }
+            Some(old) => match ledger::appended_attempts(old, new) {
+                Some(attempts) => attempts,
+                None => {
+                    return abort(StoreError::InvalidUpdate {
+                        id: old.id,
+                        reason: "history is append-only",
+                    })
+                }
+            },
+            None => ledger::attempts(new),
+        };
+        for attempt in attempts {
+            let key = codec::ledger_key(&attempt.key);
+            let existing = match self.ledger.get(&key)? {
+                Some(bytes) => Some(codec::decode_ledger(&bytes).or_else(abort)?),
+                None => None,
+            };
+            let entry = ledger::after_attempt(existing, new.id, attempt);
+            self.ledger
+                .insert(key, codec::encode_ledger(&entry).or_else(abort)?)?;
+        }
+        for op in index::diff(old, Some(new)) {
+            self.apply(op)?;
+        }
+        let value = codec::encode_record(new).or_else(abort)?;
+        self.records.insert(&codec::record_key(new.id), value)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! The local mirror of the upsert rules, as pure functions: which index a payload is matched
+//! on, and what a new record or a record's next revision looks like. The store's transactions
+//! do the lookups and writes; nothing here touches sled or the clock.
+//!
+//! Matching follows the brief for issue 4: a payload with an external_id matches only on it
+//! (exactly, case-sensitive, like the server); a payload without one matches on its email,
+//! normalised with `contract::normalize_email`. Discarded records are not indexed, so they
+//! never match. The server's adoption rule (an unheld external_id taking over an email match)
+//! is deliberately not mirrored: that would merge two local rows the user entered apart, and
+//! the server's answer settles it.
+
+use chrono::{DateTime, Utc};
+
+use super::record::{ActionKind, HistoryEntry, Origin, Payload, Record, RecordId, RecordState};
+use crate::contract::normalize_email;
+
+/// The index a payload is matched on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchKey {
+    ExternalId(String),
+    /// Already normalised.
+    Email(String),
+    None,
+}
+
+pub fn match_key(payload: &Payload) -> MatchKey {
+    if let Some(x) = payload.external_id() {
+        return MatchKey::ExternalId(x.to_owned());
+    }
+    match payload.email() {
+        Some(e) => MatchKey::Email(normalize_email(e)),
+        None => MatchKey::None,
+    }
+}
+
+/// The record's normalised email, as the email index holds it.
+pub fn indexed_email(record: &Record) -> Option<String> {
+    record.payload.email().map(normalize_email)
+}
+
+fn action(at: DateTime<Utc>, action: ActionKind, revision: u32, origin: &Origin) -> HistoryEntry {
+    HistoryEntry::Action {
+        at,
+        action,
+        revision,
+        // The origin of each revision is kept here; `Record::origin` only holds the newest.
+        detail: Some(origin.to_string()),
+    }
+}
+
+pub fn new_record(id: RecordId, payload: Payload, origin: Origin, now: DateTime<Utc>) -> Record {
+    let history = vec![action(now, ActionKind::Created, 1, &origin)];
+    Record {
+        id,
+        revision: 1,
+        payload,
+        origin,
+        state: RecordState::Queued,
+        last_error: None,
+        remote: None,
+        synced_revision: None,
+        failures: 0,
+        next_attempt_at: None,
+        created_at: now,
+        updated_at: now,
+        history,
+    }
+}
+
+/// Makes `payload` the record's next revision, queued to be sent as soon as possible. The
+/// server's customer and the synced revision stay: they describe what the server holds.
+pub fn revise(record: &mut Record, payload: Payload, origin: Origin, now: DateTime<Utc>) {
+    record.revision += 1;
+    record.payload = payload;
+    record
+        .history
+        .push(action(now, ActionKind::Revised, record.revision, &origin));
+    record.origin = origin;
+    record.state = RecordState::Queued;
+    record.failures = 0;
+    record.next_attempt_at = None;
+    record.last_error = None;
+    record.updated_at = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn payload(body: serde_json::Value) -> Payload {
+        Payload::parse(&body).unwrap()
+    }
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn external_id_takes_precedence_over_email() {
+        let p = payload(json!({"full_name": "N", "external_id": "crm-1", "email": "A@x.io"}));
+        assert_eq!(match_key(&p), MatchKey::ExternalId("crm-1".into()));
+    }
+
+    #[test]
+    fn email_is_normalised_and_null_external_id_counts_as_none() {
+        let p = payload(json!({"full_name": "N", "external_id": null, "email": " Ada@X.io "}));
+        assert_eq!(match_key(&p), MatchKey::Email("ada@x.io".into()));
+        assert_eq!(
+            match_key(&payload(json!({"full_name": "N"}))),
+            MatchKey::None
+        );
+    }
+
+    #[test]
+    fn revision_requeues_and_resets_the_retry_state() {
+        let mut r = new_record(
+            RecordId::new(),
+            payload(json!({"full_name": "A"})),
+            Origin::Cli,
+            t(0),
+        );
+        assert_eq!((r.revision, r.state), (1, RecordState::Queued));
+        r.state = RecordState::Rejected;
+        r.failures = 3;
+        r.next_attempt_at = Some(t(60));
+        r.synced_revision = Some(1);
+        let origin = Origin::Import {
+            file: "f.ndjson".into(),
+            line: 4,
+        };
+        revise(
+            &mut r,
+            payload(json!({"full_name": "B"})),
+            origin.clone(),
+            t(9),
+        );
+        assert_eq!(r.revision, 2);
+        assert_eq!(r.state, RecordState::Queued);
+        assert_eq!((r.failures, r.next_attempt_at), (0, None));
+        assert_eq!(r.synced_revision, Some(1));
+        assert_eq!(r.origin, origin);
+        assert_eq!(r.payload.full_name(), "B");
+        assert_eq!((r.created_at, r.updated_at), (t(0), t(9)));
+        assert!(matches!(
+            r.history.last(),
+            Some(HistoryEntry::Action {
+                action: ActionKind::Revised,
+                revision: 2,
+                ..
+            })
+        ));
+    }
+}
