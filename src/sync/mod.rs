@@ -5,11 +5,13 @@
 //! its own; the engine only executes what they decide. This module reads and writes records
 //! only through `store::Store` and talks to the API only through `api::ApiClient`.
 
+pub mod engine;
 pub mod keys;
 pub mod planner;
 pub mod policy;
 pub mod transition;
 
+pub use engine::{Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineStatus};
 pub use keys::idempotency_key;
 pub use planner::{Gate, Offline};
 pub use policy::{backoff, classify, retry_delay, Disposition};
