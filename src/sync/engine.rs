@@ -152,11 +152,14 @@ struct Finished {
     key_generation: u64,
 }
 
+/// An offline probe's answer, with the key generation it was sent under.
+type ProbeOutcome = (u64, Result<Reply, Transport>);
+
 /// What woke the loop.
 enum Wake {
     Shutdown,
     Finished(Result<(tokio::task::Id, Finished), JoinError>),
-    Probe(Result<Result<Reply, Transport>, JoinError>),
+    Probe(Result<ProbeOutcome, JoinError>),
     Nudge,
 }
 
@@ -213,7 +216,7 @@ struct Runner {
     in_flight: HashSet<RecordId>,
     tasks: JoinSet<Finished>,
     task_records: HashMap<tokio::task::Id, RecordId>,
-    probe: Option<JoinHandle<Result<Reply, Transport>>>,
+    probe: Option<JoinHandle<ProbeOutcome>>,
     seen_key_generation: u64,
     last_sync_at: Option<DateTime<Utc>>,
 }
@@ -448,27 +451,30 @@ impl Runner {
             return;
         }
         let client = self.shared.client.clone();
-        // Any id will do: the answer (a 404, a 401) matters, not the customer.
+        let key_generation = self.shared.key_generation.load(Ordering::SeqCst);
+        // Any id will do: that an answer came (a 404, a 401) matters, not the customer.
         self.probe = Some(tokio::spawn(async move {
-            client.get_customer(Uuid::nil()).await
+            (key_generation, client.get_customer(Uuid::nil()).await)
         }));
     }
 
-    fn probe_finished(&mut self, result: Result<Result<Reply, Transport>, JoinError>) {
+    fn probe_finished(&mut self, result: Result<ProbeOutcome, JoinError>) {
         let now = Utc::now();
         match result {
-            Ok(Ok(reply)) => {
+            Ok((key_generation, Ok(reply))) => {
                 self.gate.offline = None;
-                match reply.status {
-                    401 => {
-                        self.gate.paused =
-                            Some("the API refused the key (401 unauthorized)".to_string())
+                // The same reading of a reply as for upserts; only the gate-level parts apply.
+                match classify(&Ok(reply)) {
+                    Disposition::PauseAll { reason }
+                        if key_generation == self.seen_key_generation =>
+                    {
+                        self.gate.paused = Some(reason);
                     }
-                    429 => self.rate_limit(reply.retry_after, now),
+                    Disposition::RateLimited { retry_after } => self.rate_limit(retry_after, now),
                     _ => {}
                 }
             }
-            Ok(Err(_)) | Err(_) => {
+            Ok((_, Err(_))) | Err(_) => {
                 let delay = self
                     .gate
                     .offline
@@ -551,8 +557,8 @@ impl Runner {
 }
 
 async fn wait_probe(
-    probe: &mut Option<JoinHandle<Result<Reply, Transport>>>,
-) -> Result<Result<Reply, Transport>, JoinError> {
+    probe: &mut Option<JoinHandle<ProbeOutcome>>,
+) -> Result<ProbeOutcome, JoinError> {
     match probe.as_mut() {
         Some(handle) => handle.await,
         None => std::future::pending().await,
