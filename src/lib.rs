@@ -1,17 +1,25 @@
 //! icsync: local-first sync of customer records into Instant Compliance.
 //!
-//! Module map (dependencies point one way, downwards in this list):
-//! - [`cli`]: the record commands, their flags and output, over the daemon or the store.
-//! - [`config`]: settings from the TOML file, the environment and flags.
+//! Module map, lowest first (dependencies point one way: a module uses only those above it):
 //! - [`contract`]: the API's types, validation, fingerprint and upsert rules (pure).
 //! - [`sandbox`]: the local implementation of the API (axum); depends on `contract` only.
-//! - [`service`]: what each command does to the records, for the daemon and the CLI alike.
+//! - [`config`]: settings from the TOML file, the environment and flags.
 //! - [`store`]: the sled-backed record store, ledger and indexes; the only module naming sled.
+//! - [`api`]: the reqwest client for the two API endpoints; depends on `contract` only.
+//! - [`sync`]: retry keys, outcome policy, state transitions and planning (pure) plus the
+//!   tokio engine.
+//! - [`control`]: the daemon's Unix-socket protocol, server and client.
+//! - [`service`]: what each command does to the records, for the daemon and the CLI alike.
+//! - [`daemon`]: wires store, engine and control socket; signals, locking, logs.
+//! - [`cli`]: the record commands, their flags and output, over the daemon or the store.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod control;
+pub mod daemon;
 pub mod sandbox;
 pub mod service;
 pub mod store;
+pub mod sync;

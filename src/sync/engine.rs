@@ -1,0 +1,584 @@
+//! The tokio engine: executes what `planner`, `policy` and `transition` decide. It owns the
+//! in-flight requests, the global gate (401 pause, 429 rate limit, offline and its probe),
+//! the status and the event stream. It decides nothing about outcomes itself.
+//!
+//! Shape: one task runs [`Engine::run`]; each request is a task in a `JoinSet`; the loop
+//! sleeps until the next due time, a `wake()`, a key change, a finished request or shutdown,
+//! never polling. Store calls are made from the loop directly: they are sled operations on
+//! memory (the lazy writes do not fsync), so they do not stall the runtime; the one fsync is
+//! the final flush at shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::planner::{self, Gate, Offline};
+use super::policy::{self, classify, Disposition};
+use super::transition::{attempt_entry, begin_attempt, finish_attempt, recover_sending, SendPlan};
+use crate::api::{ApiClient, ApiKey, Reply, Transport};
+use crate::store::{Durability, RecordId, RecordState, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Delay between offline probes: doubles from base up to cap.
+    pub probe_base: Duration,
+    pub probe_cap: Duration,
+    /// How long shutdown waits for requests in flight before abandoning them.
+    pub drain_deadline: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            concurrency: 8,
+            backoff_base: policy::DEFAULT_BACKOFF_BASE,
+            backoff_cap: policy::DEFAULT_BACKOFF_CAP,
+            probe_base: Duration::from_secs(1),
+            probe_cap: Duration::from_secs(60),
+            drain_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A 429 without `Retry-After` still pauses the queue, this long.
+const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
+/// Events kept for a slow subscriber before it sees `RecvError::Lagged`.
+const EVENT_CAPACITY: usize = 1024;
+
+/// What the engine is doing, as `icsync status` and the TUI show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineStatus {
+    pub online: bool,
+    /// Why sending is paused (a 401), until the key changes.
+    pub paused: Option<String>,
+    pub rate_limited_until: Option<DateTime<Utc>>,
+    pub in_flight: usize,
+    pub last_sync_at: Option<DateTime<Utc>>,
+}
+
+impl Default for EngineStatus {
+    fn default() -> Self {
+        EngineStatus {
+            online: true,
+            paused: None,
+            rate_limited_until: None,
+            in_flight: 0,
+            last_sync_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    RecordChanged { id: RecordId, state: RecordState },
+    StatusChanged(EngineStatus),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the sync engine cannot use the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// State shared between the engine and its handles.
+struct Shared {
+    client: ApiClient,
+    status: watch::Sender<EngineStatus>,
+    events: broadcast::Sender<EngineEvent>,
+    wake: Notify,
+    /// Bumped by every `set_api_key`; lets the engine ignore a 401 earned by an older key.
+    key_generation: AtomicU64,
+}
+
+/// A cheap, clonable remote control for a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    shared: Arc<Shared>,
+}
+
+impl EngineHandle {
+    pub fn status(&self) -> EngineStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    /// A receiver that always holds the newest status (`wait_for` is handy in tests).
+    pub fn status_updates(&self) -> watch::Receiver<EngineStatus> {
+        self.shared.status.subscribe()
+    }
+
+    /// Call after submitting records so they are sent now rather than at the next timer.
+    /// Wake-ups coalesce: a thousand calls before the engine looks cost one pass.
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    /// Uses `key` for every request from now on and lifts a 401 pause.
+    pub fn set_api_key(&self, key: ApiKey) {
+        self.shared.client.set_key(key);
+        self.shared.key_generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.shared.events.subscribe()
+    }
+}
+
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    shared: Arc<Shared>,
+}
+
+/// A request that finished, with what is needed to record it.
+struct Finished {
+    plan: SendPlan,
+    result: Result<Reply, Transport>,
+    at: DateTime<Utc>,
+    latency: Duration,
+    key_generation: u64,
+}
+
+/// An offline probe's answer, with the key generation it was sent under.
+type ProbeOutcome = (u64, Result<Reply, Transport>);
+
+/// What woke the loop.
+enum Wake {
+    Shutdown,
+    Finished(Result<(tokio::task::Id, Finished), JoinError>),
+    Probe(Result<ProbeOutcome, JoinError>),
+    Nudge,
+}
+
+impl Engine {
+    pub fn new(store: Store, client: ApiClient, config: EngineConfig) -> Engine {
+        let (status, _) = watch::channel(EngineStatus::default());
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Engine {
+            store,
+            config,
+            shared: Arc::new(Shared {
+                client,
+                status,
+                events,
+                wake: Notify::new(),
+                key_generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Sends queued records until `shutdown` completes, then drains (see [`Runner::drain`]).
+    pub async fn run(self, shutdown: impl Future) -> Result<(), EngineError> {
+        let mut runner = Runner {
+            seen_key_generation: self.shared.key_generation.load(Ordering::SeqCst),
+            store: self.store,
+            config: self.config,
+            shared: self.shared,
+            gate: Gate::default(),
+            in_flight: HashSet::new(),
+            tasks: JoinSet::new(),
+            task_records: HashMap::new(),
+            probe: None,
+            last_sync_at: None,
+        };
+        runner.recover()?;
+        let outcome = runner.run_until(shutdown).await;
+        // Drain even after a store error: requests in flight still deserve their outcome.
+        let drained = runner.drain().await;
+        outcome.and(drained)
+    }
+}
+
+struct Runner {
+    store: Store,
+    config: EngineConfig,
+    shared: Arc<Shared>,
+    gate: Gate,
+    in_flight: HashSet<RecordId>,
+    tasks: JoinSet<Finished>,
+    task_records: HashMap<tokio::task::Id, RecordId>,
+    probe: Option<JoinHandle<ProbeOutcome>>,
+    seen_key_generation: u64,
+    last_sync_at: Option<DateTime<Utc>>,
+}
+
+impl Runner {
+    /// Records left `sending` by a previous run go back to the queue; their revision is
+    /// unchanged, so they are re-sent with the same key and the server replays if it had
+    /// already executed them.
+    fn recover(&mut self) -> Result<(), EngineError> {
+        for id in self.store.in_state(RecordState::Sending)? {
+            self.store.update(id, Durability::Lazy, recover_sending)?;
+        }
+        Ok(())
+    }
+
+    async fn run_until(&mut self, shutdown: impl Future) -> Result<(), EngineError> {
+        tokio::pin!(shutdown);
+        loop {
+            self.observe_key_change();
+            self.dispatch()?;
+            self.start_probe_if_due();
+            self.publish_status();
+
+            let now = Utc::now();
+            let wake_at = planner::wake_at(&self.gate, self.store.next_due_at()?, now);
+            let timer = tokio::time::sleep_until(instant_at(wake_at, now));
+            let event = tokio::select! {
+                biased;
+                _ = &mut shutdown => Wake::Shutdown,
+                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    Wake::Finished(joined)
+                }
+                result = wait_probe(&mut self.probe), if self.probe.is_some() => {
+                    Wake::Probe(result)
+                }
+                _ = self.shared.wake.notified() => Wake::Nudge,
+                _ = timer, if wake_at.is_some() => Wake::Nudge,
+            };
+            match event {
+                Wake::Shutdown => return Ok(()),
+                Wake::Finished(joined) => self.finished(joined)?,
+                Wake::Probe(result) => {
+                    self.probe = None;
+                    self.probe_finished(result);
+                }
+                Wake::Nudge => {}
+            }
+        }
+    }
+
+    fn observe_key_change(&mut self) {
+        let generation = self.shared.key_generation.load(Ordering::SeqCst);
+        if generation != self.seen_key_generation {
+            self.seen_key_generation = generation;
+            self.gate.paused = None;
+        }
+    }
+
+    /// Starts as many due records as there are free slots, while the gate is open.
+    fn dispatch(&mut self) -> Result<(), EngineError> {
+        loop {
+            let now = Utc::now();
+            let free = self.config.concurrency.saturating_sub(self.in_flight.len());
+            if free == 0 || !self.gate.is_open(now) {
+                return Ok(());
+            }
+            let candidates = self.store.due(now, free, &self.in_flight)?;
+            let chosen = planner::select(&candidates, &self.in_flight, free, &self.gate, now);
+            let mut started = 0;
+            for id in chosen {
+                // The record may have changed since `due` read it; begin_attempt re-checks
+                // on the fresh copy and takes the payload as it is now.
+                if let Some(Some(plan)) = self
+                    .store
+                    .update(id, Durability::Lazy, |r| begin_attempt(r, now))?
+                {
+                    self.spawn(plan);
+                    self.emit_record(id, RecordState::Sending);
+                    started += 1;
+                }
+            }
+            if started == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn spawn(&mut self, plan: SendPlan) {
+        let client = self.shared.client.clone();
+        let key_generation = self.shared.key_generation.load(Ordering::SeqCst);
+        let id = plan.id;
+        let task = self.tasks.spawn(async move {
+            let at = Utc::now();
+            let started = Instant::now();
+            let result = client.upsert(&plan.body, &plan.key).await;
+            Finished {
+                plan,
+                result,
+                at,
+                latency: started.elapsed(),
+                key_generation,
+            }
+        });
+        self.task_records.insert(task.id(), id);
+        self.in_flight.insert(id);
+    }
+
+    fn finished(
+        &mut self,
+        joined: Result<(tokio::task::Id, Finished), JoinError>,
+    ) -> Result<(), EngineError> {
+        match joined {
+            Ok((task, finished)) => {
+                self.task_records.remove(&task);
+                self.in_flight.remove(&finished.plan.id);
+                self.record_outcome(finished)
+            }
+            Err(e) => {
+                // A request task panicked or was aborted: the outcome is unknown, which is
+                // exactly the crash case, so the record is re-queued with its same key.
+                if let Some(id) = self.task_records.remove(&e.id()) {
+                    self.in_flight.remove(&id);
+                    self.store.update(id, Durability::Lazy, recover_sending)?;
+                    self.emit_record(id, RecordState::Queued);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn record_outcome(&mut self, finished: Finished) -> Result<(), EngineError> {
+        let now = Utc::now();
+        let disposition = classify(&finished.result);
+        self.apply_to_gate(&disposition, &finished, now);
+
+        let attempt = attempt_entry(
+            &finished.plan,
+            &finished.result,
+            finished.at,
+            finished.latency,
+        );
+        let unit_random: f64 = rand::random();
+        let (base, cap) = (self.config.backoff_base, self.config.backoff_cap);
+        let sent_revision = finished.plan.revision;
+        // Lazy is safe here: if the process dies before sled's next flush, this outcome is
+        // lost and the record is found `sending` (or queued) at the same revision next time,
+        // so it is re-sent with the same derived key and the server replays its stored
+        // answer. Losing an outcome costs one request, never a duplicate customer.
+        let state = self
+            .store
+            .update(finished.plan.id, Durability::Lazy, |record| {
+                let next_attempt_at = match &disposition {
+                    Disposition::RetryLater { retry_after, .. } => {
+                        let delay = policy::retry_delay(
+                            record.failures.saturating_add(1),
+                            *retry_after,
+                            base,
+                            cap,
+                            unit_random,
+                        );
+                        Some(later(now, delay))
+                    }
+                    // These wait on the global gate, not on the record.
+                    _ => None,
+                };
+                finish_attempt(
+                    record,
+                    sent_revision,
+                    attempt.clone(),
+                    &disposition,
+                    next_attempt_at,
+                    now,
+                )
+            })?;
+        if let Some(state) = state {
+            self.emit_record(finished.plan.id, state);
+        }
+        Ok(())
+    }
+
+    fn apply_to_gate(
+        &mut self,
+        disposition: &Disposition,
+        finished: &Finished,
+        now: DateTime<Utc>,
+    ) {
+        if matches!(disposition, Disposition::Offline { .. }) {
+            self.go_offline(now);
+            return;
+        }
+        // Any HTTP answer proves the API is reachable.
+        self.gate.offline = None;
+        match disposition {
+            Disposition::Synced { .. } => self.last_sync_at = Some(now),
+            // A 401 for a request sent with a key since replaced says nothing about the new one.
+            Disposition::PauseAll { reason }
+                if finished.key_generation == self.seen_key_generation =>
+            {
+                self.gate.paused = Some(reason.clone());
+            }
+            Disposition::RateLimited { retry_after } => self.rate_limit(*retry_after, now),
+            _ => {}
+        }
+    }
+
+    fn rate_limit(&mut self, retry_after: Option<Duration>, now: DateTime<Utc>) {
+        let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+        let until = later(now, wait);
+        self.gate.rate_limited_until = Some(match self.gate.rate_limited_until {
+            Some(existing) if existing > until => existing,
+            _ => until,
+        });
+    }
+
+    fn go_offline(&mut self, now: DateTime<Utc>) {
+        if self.gate.offline.is_none() {
+            self.gate.offline = Some(Offline {
+                next_probe_at: later(now, self.probe_delay(1)),
+                failed_probes: 0,
+            });
+        }
+    }
+
+    /// Half fixed, half jitter: probes never fire back to back, yet many clients spread out.
+    fn probe_delay(&self, probes: u32) -> Duration {
+        let unit = 0.5 + rand::random::<f64>() / 2.0;
+        policy::backoff(probes, self.config.probe_base, self.config.probe_cap, unit)
+    }
+
+    fn start_probe_if_due(&mut self) {
+        if !planner::probe_now(&self.gate, self.probe.is_some(), Utc::now()) {
+            return;
+        }
+        let client = self.shared.client.clone();
+        let key_generation = self.shared.key_generation.load(Ordering::SeqCst);
+        // Any id will do: that an answer came (a 404, a 401) matters, not the customer.
+        self.probe = Some(tokio::spawn(async move {
+            (key_generation, client.get_customer(Uuid::nil()).await)
+        }));
+    }
+
+    fn probe_finished(&mut self, result: Result<ProbeOutcome, JoinError>) {
+        let now = Utc::now();
+        match result {
+            Ok((key_generation, Ok(reply))) => {
+                self.gate.offline = None;
+                // The same reading of a reply as for upserts; only the gate-level parts apply.
+                match classify(&Ok(reply)) {
+                    Disposition::PauseAll { reason }
+                        if key_generation == self.seen_key_generation =>
+                    {
+                        self.gate.paused = Some(reason);
+                    }
+                    Disposition::RateLimited { retry_after } => self.rate_limit(retry_after, now),
+                    _ => {}
+                }
+            }
+            Ok((_, Err(_))) | Err(_) => {
+                let delay = self
+                    .gate
+                    .offline
+                    .map(|o| self.probe_delay(o.failed_probes + 2));
+                if let (Some(offline), Some(delay)) = (self.gate.offline.as_mut(), delay) {
+                    offline.failed_probes += 1;
+                    offline.next_probe_at = later(now, delay);
+                }
+            }
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let now = Utc::now();
+        if matches!(self.gate.rate_limited_until, Some(until) if until <= now) {
+            self.gate.rate_limited_until = None;
+        }
+        let status = EngineStatus {
+            online: self.gate.offline.is_none(),
+            paused: self.gate.paused.clone(),
+            rate_limited_until: self.gate.rate_limited_until,
+            in_flight: self.in_flight.len(),
+            last_sync_at: self.last_sync_at,
+        };
+        let changed = self.shared.status.send_if_modified(|current| {
+            if *current == status {
+                false
+            } else {
+                *current = status.clone();
+                true
+            }
+        });
+        if changed {
+            // No subscribers is not an error.
+            let _ = self.shared.events.send(EngineEvent::StatusChanged(status));
+        }
+    }
+
+    fn emit_record(&self, id: RecordId, state: RecordState) {
+        let _ = self
+            .shared
+            .events
+            .send(EngineEvent::RecordChanged { id, state });
+    }
+
+    /// Stops dispatching, waits for requests in flight until the drain deadline and records
+    /// their outcomes, puts the records of abandoned requests back in the queue (same
+    /// revision, same key next time), then flushes the store to disk.
+    async fn drain(&mut self) -> Result<(), EngineError> {
+        if let Some(probe) = self.probe.take() {
+            probe.abort();
+        }
+        let deadline = Instant::now() + self.config.drain_deadline;
+        let mut first_error = None;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(joined)) => {
+                    if let Err(e) = self.finished(joined) {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.tasks.abort_all();
+        self.task_records.clear();
+        for id in std::mem::take(&mut self.in_flight) {
+            if let Err(e) = self.store.update(id, Durability::Lazy, recover_sending) {
+                first_error.get_or_insert(e.into());
+            }
+        }
+        self.publish_status();
+        // The one write that must reach the disk: everything recorded lazily above.
+        let flushed = self.store.flush().map_err(EngineError::from);
+        match first_error {
+            Some(e) => Err(e),
+            None => flushed,
+        }
+    }
+}
+
+async fn wait_probe(
+    probe: &mut Option<JoinHandle<ProbeOutcome>>,
+) -> Result<ProbeOutcome, JoinError> {
+    match probe.as_mut() {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `now + d`, saturating instead of panicking on absurd durations.
+fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The tokio instant for a wall-clock time; far in the future for `None` (the timer branch
+/// is disabled then anyway).
+fn instant_at(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Instant {
+    let far = Instant::now() + Duration::from_secs(24 * 60 * 60);
+    match at {
+        Some(at) => Instant::now() + (at - now).to_std().unwrap_or(Duration::ZERO),
+        None => far,
+    }
+}

@@ -1,0 +1,225 @@
+//! What the engine does next, as a pure function of the queue, what is in flight, the global
+//! gate (paused, rate limited, offline) and the clock. The engine only executes the plan, so
+//! "nothing is dispatched while rate limited" and "never two requests for one record" are
+//! properties of this file and tested here.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{Record, RecordId, RecordState};
+
+/// Conditions that stop all dispatch, whatever the records say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gate {
+    /// A 401: nothing is sent until the key changes.
+    pub paused: Option<String>,
+    /// A 429's `Retry-After`: nothing is sent before this instant.
+    pub rate_limited_until: Option<DateTime<Utc>>,
+    /// A connection error: nothing is sent until a probe gets an HTTP answer.
+    pub offline: Option<Offline>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offline {
+    pub next_probe_at: DateTime<Utc>,
+    /// Probes that failed since going offline: drives the probe backoff.
+    pub failed_probes: u32,
+}
+
+impl Gate {
+    pub fn is_open(&self, now: DateTime<Utc>) -> bool {
+        self.paused.is_none()
+            && self.offline.is_none()
+            && !matches!(self.rate_limited_until, Some(until) if until > now)
+    }
+}
+
+/// The records to start now: queued, due, not already in flight, at most `free_slots`, in
+/// the order given (the store's queue order). Nothing while the gate is closed.
+pub fn select(
+    candidates: &[Record],
+    in_flight: &HashSet<RecordId>,
+    free_slots: usize,
+    gate: &Gate,
+    now: DateTime<Utc>,
+) -> Vec<RecordId> {
+    if !gate.is_open(now) {
+        return Vec::new();
+    }
+    candidates
+        .iter()
+        .filter(|r| r.state == RecordState::Queued)
+        .filter(|r| !matches!(r.next_attempt_at, Some(at) if at > now))
+        .filter(|r| !in_flight.contains(&r.id))
+        .map(|r| r.id)
+        .take(free_slots)
+        .collect()
+}
+
+/// Whether to send an offline probe now.
+pub fn probe_now(gate: &Gate, probe_running: bool, now: DateTime<Utc>) -> bool {
+    gate.paused.is_none() && !probe_running && gate.offline.is_some_and(|o| o.next_probe_at <= now)
+}
+
+/// When the engine must wake by itself, if nothing else (a wake-up call, a finished request,
+/// a key change, shutdown) wakes it first. `None` means only those events can help.
+///
+/// A due time already past is not a timer: after a planning pass, a record that is due but
+/// was not started is in flight or waiting for a slot, and a finished request wakes the
+/// engine anyway. Treating it as a timer would spin.
+pub fn wake_at(
+    gate: &Gate,
+    next_due_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if gate.paused.is_some() {
+        return None;
+    }
+    if let Some(offline) = gate.offline {
+        return Some(offline.next_probe_at.max(now));
+    }
+    if let Some(until) = gate.rate_limited_until.filter(|until| *until > now) {
+        return Some(until);
+    }
+    next_due_at.filter(|at| *at > now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Origin, Payload};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_770_000_000 + secs, 0).unwrap()
+    }
+
+    fn record(n: u128, state: RecordState, next: Option<i64>) -> Record {
+        Record {
+            id: RecordId(Uuid::from_u128(n)),
+            revision: 1,
+            payload: Payload::parse(&json!({"full_name": "Ada"})).unwrap(),
+            origin: Origin::Cli,
+            state,
+            last_error: None,
+            remote: None,
+            synced_revision: None,
+            failures: 0,
+            next_attempt_at: next.map(t),
+            created_at: t(0),
+            updated_at: t(0),
+            history: Vec::new(),
+        }
+    }
+
+    fn ids(ns: &[u128]) -> Vec<RecordId> {
+        ns.iter().map(|n| RecordId(Uuid::from_u128(*n))).collect()
+    }
+
+    #[test]
+    fn selects_due_queued_records_in_order_up_to_the_free_slots() {
+        let rs = [
+            record(1, RecordState::Queued, None),
+            record(2, RecordState::Queued, Some(100)),
+            record(3, RecordState::Synced, None),
+            record(4, RecordState::Queued, Some(10)),
+            record(5, RecordState::Queued, None),
+        ];
+        let open = Gate::default();
+        assert_eq!(
+            select(&rs, &HashSet::new(), 8, &open, t(10)),
+            ids(&[1, 4, 5])
+        );
+        assert_eq!(select(&rs, &HashSet::new(), 2, &open, t(10)), ids(&[1, 4]));
+        assert_eq!(select(&rs, &HashSet::new(), 0, &open, t(10)), ids(&[]));
+    }
+
+    #[test]
+    fn never_selects_a_record_already_in_flight() {
+        let rs = [
+            record(1, RecordState::Queued, None),
+            record(2, RecordState::Queued, None),
+        ];
+        let in_flight: HashSet<_> = ids(&[1]).into_iter().collect();
+        assert_eq!(
+            select(&rs, &in_flight, 8, &Gate::default(), t(0)),
+            ids(&[2])
+        );
+    }
+
+    #[test]
+    fn a_closed_gate_selects_nothing() {
+        let rs = [record(1, RecordState::Queued, None)];
+        let none = HashSet::new();
+        let paused = Gate {
+            paused: Some("401".into()),
+            ..Gate::default()
+        };
+        let limited = Gate {
+            rate_limited_until: Some(t(30)),
+            ..Gate::default()
+        };
+        let offline = Gate {
+            offline: Some(Offline {
+                next_probe_at: t(5),
+                failed_probes: 0,
+            }),
+            ..Gate::default()
+        };
+        for gate in [&paused, &limited, &offline] {
+            assert!(select(&rs, &none, 8, gate, t(10)).is_empty(), "{gate:?}");
+        }
+        assert_eq!(
+            select(&rs, &none, 8, &limited, t(30)),
+            ids(&[1]),
+            "limit over"
+        );
+    }
+
+    #[test]
+    fn wakes_for_the_next_due_record_but_never_for_one_already_due() {
+        let open = Gate::default();
+        assert_eq!(wake_at(&open, Some(t(20)), t(10)), Some(t(20)));
+        assert_eq!(wake_at(&open, Some(t(10)), t(10)), None);
+        assert_eq!(wake_at(&open, None, t(10)), None);
+    }
+
+    #[test]
+    fn a_rate_limit_or_offline_probe_sets_the_wake_time_and_a_pause_waits_for_the_key() {
+        let limited = Gate {
+            rate_limited_until: Some(t(30)),
+            ..Gate::default()
+        };
+        assert_eq!(wake_at(&limited, Some(t(11)), t(10)), Some(t(30)));
+        let offline = Gate {
+            offline: Some(Offline {
+                next_probe_at: t(15),
+                failed_probes: 2,
+            }),
+            ..Gate::default()
+        };
+        assert_eq!(wake_at(&offline, Some(t(11)), t(10)), Some(t(15)));
+        let paused = Gate {
+            paused: Some("401".into()),
+            ..offline.clone()
+        };
+        assert_eq!(wake_at(&paused, Some(t(11)), t(10)), None);
+    }
+
+    #[test]
+    fn one_probe_at_a_time_and_only_when_due_and_not_paused() {
+        let offline = Gate {
+            offline: Some(Offline {
+                next_probe_at: t(15),
+                failed_probes: 0,
+            }),
+            ..Gate::default()
+        };
+        assert!(!probe_now(&offline, false, t(14)));
+        assert!(probe_now(&offline, false, t(15)));
+        assert!(!probe_now(&offline, true, t(15)));
+        assert!(!probe_now(&Gate::default(), false, t(15)));
+    }
+}
