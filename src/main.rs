@@ -34,8 +34,17 @@ struct GlobalArgs {
     drop_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct DaemonArgs {
+    /// Also log to stderr (the log file in the data dir is always written).
+    #[arg(long, short)]
+    verbose: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the sync daemon: sends queued records and answers the CLI and the TUI.
+    Daemon(DaemonArgs),
     /// Run a local implementation of the Instant Compliance customer API.
     Sandbox(icsync::sandbox::SandboxArgs),
     /// Queue a new customer (or the next revision of the one it matches).
@@ -70,14 +79,32 @@ fn main() -> Result<()> {
         return icsync::sandbox::run_cli(args);
     }
     let settings = settings(&cli.global)?;
+    if let Command::Daemon(args) = &cli.command {
+        let log = icsync::daemon::logging::init(&settings.log_dir(), args.verbose)
+            .wrap_err("cannot set up logging")?;
+        if args.verbose {
+            eprintln!("logging to {}", log.display());
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .wrap_err("cannot start the async runtime")?;
     runtime.block_on(async move {
+        if let Command::Daemon(_) = cli.command {
+            let data_dir = settings.data_dir.clone();
+            return icsync::daemon::run(settings, icsync::daemon::signals())
+                .await
+                .wrap_err_with(|| {
+                    format!(
+                        "icsync daemon failed (its log is in {}/logs)",
+                        data_dir.display()
+                    )
+                });
+        }
         let mut backend = Backend::connect(&settings).await?;
         match cli.command {
-            Command::Sandbox(_) => unreachable!("handled above"),
+            Command::Sandbox(_) | Command::Daemon(_) => unreachable!("handled above"),
             Command::Add(a) => commands::add(&mut backend, a).await?,
             Command::Status(a) => commands::status(&mut backend, a).await?,
             Command::List(a) => commands::list(&mut backend, a).await?,

@@ -24,6 +24,8 @@ pub fn init(log_dir: &Path, verbose: bool) -> Result<PathBuf, LogError> {
     let path = log_dir.join("icsync.log");
     let open = || -> std::io::Result<std::fs::File> {
         std::fs::create_dir_all(log_dir)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(log_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]

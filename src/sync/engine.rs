@@ -141,6 +141,8 @@ pub struct Engine {
     store: Store,
     config: EngineConfig,
     shared: Arc<Shared>,
+    /// Sending starts paused with this reason (no key configured yet) until a key is set.
+    initial_pause: Option<String>,
 }
 
 /// A request that finished, with what is needed to record it.
@@ -177,7 +179,15 @@ impl Engine {
                 wake: Notify::new(),
                 key_generation: AtomicU64::new(0),
             }),
+            initial_pause: None,
         }
+    }
+
+    /// Starts with sending paused for `reason` (e.g. no API key yet); the pause lifts on the
+    /// next [`EngineHandle::set_api_key`]. Records are still accepted and queued meanwhile.
+    pub fn paused_until_key(mut self, reason: impl Into<String>) -> Engine {
+        self.initial_pause = Some(reason.into());
+        self
     }
 
     pub fn handle(&self) -> EngineHandle {
@@ -193,7 +203,10 @@ impl Engine {
             store: self.store,
             config: self.config,
             shared: self.shared,
-            gate: Gate::default(),
+            gate: Gate {
+                paused: self.initial_pause,
+                ..Gate::default()
+            },
             in_flight: HashSet::new(),
             tasks: JoinSet::new(),
             task_records: HashMap::new(),

@@ -200,6 +200,7 @@ mod tests {
             last_error: None,
             remote: None,
             synced_revision: None,
+            linked_customer_id: None,
             failures: 0,
             next_attempt_at: None,
             created_at: t(0),
