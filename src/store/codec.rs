@@ -112,7 +112,7 @@ pub fn encode_id_set(ids: &[RecordId]) -> Vec<u8> {
 }
 
 pub fn decode_id_set(bytes: &[u8]) -> Result<Vec<RecordId>, StoreError> {
-    if bytes.is_empty() || bytes.len() % ID_LEN != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(ID_LEN) {
         return Err(StoreError::Corrupt {
             what: "index id set",
             detail: format!("{} bytes", bytes.len()),

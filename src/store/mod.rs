@@ -356,7 +356,7 @@ impl Store {
         for kv in self.trees().records.range(lower.clone()..) {
             let (key, _) = kv?;
             let matches = key.starts_with(&lower[..whole])
-                && nibble.map_or(true, |n| key.get(whole).map(|b| b >> 4) == Some(n));
+                && nibble.is_none_or(|n| key.get(whole).map(|b| b >> 4) == Some(n));
             if !matches {
                 break;
             }
