@@ -644,9 +644,7 @@ fn indexes_stay_consistent_through_a_random_workload() {
     let now = t(300);
     let expected_due: Vec<RecordId> = all
         .iter()
-        .filter(|r| {
-            r.state == RecordState::Queued && r.next_attempt_at.map_or(true, |at| at <= now)
-        })
+        .filter(|r| r.state == RecordState::Queued && r.next_attempt_at.is_none_or(|at| at <= now))
         .map(|r| r.id)
         .collect();
     let due: Vec<RecordId> = store
