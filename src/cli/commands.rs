@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::{json, Value};
 
 use super::fields::CustomerFields;
@@ -15,27 +15,11 @@ use crate::store::{Origin, Record, RecordState};
 /// How many records one `list` page asks for.
 const PAGE: usize = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StateArg {
-    Queued,
-    Sending,
-    Synced,
-    Conflict,
-    Rejected,
-    Discarded,
-}
-
-impl From<StateArg> for RecordState {
-    fn from(s: StateArg) -> Self {
-        match s {
-            StateArg::Queued => RecordState::Queued,
-            StateArg::Sending => RecordState::Sending,
-            StateArg::Synced => RecordState::Synced,
-            StateArg::Conflict => RecordState::Conflict,
-            StateArg::Rejected => RecordState::Rejected,
-            StateArg::Discarded => RecordState::Discarded,
-        }
-    }
+fn parse_state(s: &str) -> Result<RecordState, String> {
+    RecordState::parse(s).ok_or_else(|| {
+        let names: Vec<_> = RecordState::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown state; one of: {}", names.join(", "))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -56,8 +40,8 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only records in this state.
-    #[arg(long)]
-    pub state: Option<StateArg>,
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<RecordState>,
     /// At most this many records.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -90,8 +74,8 @@ pub struct ResolveArgs {
     #[arg(required_unless_present = "state", conflicts_with = "state")]
     pub id: Option<String>,
     /// Act on every record in this state (conflict or rejected).
-    #[arg(long)]
-    pub state: Option<StateArg>,
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<RecordState>,
     /// With --state: only records whose API error has this type (e.g. customer_conflict).
     #[arg(long, requires = "state", value_parser = parse_error_type)]
     pub error_type: Option<ErrorKind>,
@@ -218,7 +202,7 @@ pub async fn all_records(
 }
 
 pub async fn list(backend: &mut Backend, args: ListArgs) -> Result<(), CliError> {
-    let records = all_records(backend, args.state.map(Into::into), args.limit).await?;
+    let records = all_records(backend, args.state, args.limit).await?;
     if args.json {
         print_json(&Value::Array(
             records.iter().map(output::list_row).collect(),
@@ -299,7 +283,7 @@ pub async fn resolve(backend: &mut Backend, args: ResolveArgs) -> Result<(), Cli
             if action == ResolveAction::Discard && !args.yes {
                 let question = format!(
                     "Discard every {} record{}?",
-                    RecordState::from(state),
+                    state,
                     args.error_type
                         .map(|t| format!(" with error {t}"))
                         .unwrap_or_default()
@@ -311,7 +295,7 @@ pub async fn resolve(backend: &mut Backend, args: ResolveArgs) -> Result<(), Cli
                 }
             }
             Request::ResolveMany {
-                state: state.into(),
+                state,
                 error_type: args.error_type,
                 action,
             }

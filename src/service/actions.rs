@@ -43,20 +43,6 @@ fn note(r: &mut Record, action: ActionKind, detail: Option<String>, now: DateTim
     r.updated_at = now;
 }
 
-/// Queues the record's current payload as a new revision (a new Idempotency-Key). A record
-/// in flight stays `sending`: the engine queues the new revision when the old one returns.
-pub fn revise(r: &mut Record, payload: Payload, action: ActionKind, now: DateTime<Utc>) {
-    r.payload = payload;
-    r.revision += 1;
-    if r.state != RecordState::Sending {
-        r.state = RecordState::Queued;
-    }
-    r.failures = 0;
-    r.next_attempt_at = None;
-    r.last_error = None;
-    note(r, action, None, now);
-}
-
 fn requeue(r: &mut Record) {
     r.state = RecordState::Queued;
     r.failures = 0;
@@ -119,10 +105,12 @@ pub fn resolve(
                 };
             }
             let payload = Payload::parse(&body).map_err(ActionError::Invalid)?;
-            revise(r, payload, ActionKind::AdoptExisting, now);
-            if let Some(HistoryEntry::Action { detail, .. }) = r.history.last_mut() {
-                *detail = Some(format!("existing customer {existing}"));
-            }
+            r.revise(
+                payload,
+                ActionKind::AdoptExisting,
+                Some(format!("existing customer {existing}")),
+                now,
+            );
         }
         ResolveAction::KeepExisting => {
             let Some((existing, _)) = conflict_of(r).filter(|_| r.state == RecordState::Conflict)
@@ -193,7 +181,7 @@ pub fn edit(r: &mut Record, changes: &Value, now: DateTime<Utc>) -> Result<(), A
     let payload = merge_changes(&r.payload, changes).map_err(ActionError::Invalid)?;
     // An edit that changes nothing is not a new revision: nothing new to send.
     if payload != r.payload {
-        revise(r, payload, ActionKind::Edit, now);
+        r.revise(payload, ActionKind::Edit, None, now);
     }
     Ok(())
 }

@@ -263,6 +263,60 @@ pub struct LedgerEntry {
 }
 
 impl Record {
+    /// A new local record at revision 1, queued.
+    pub fn new(id: RecordId, payload: Payload, origin: Origin, now: DateTime<Utc>) -> Record {
+        let detail = Some(origin.to_string());
+        Record {
+            id,
+            revision: 1,
+            payload,
+            origin,
+            state: RecordState::Queued,
+            last_error: None,
+            remote: None,
+            synced_revision: None,
+            linked_customer_id: None,
+            failures: 0,
+            next_attempt_at: None,
+            created_at: now,
+            updated_at: now,
+            history: vec![HistoryEntry::Action {
+                at: now,
+                action: ActionKind::Created,
+                revision: 1,
+                detail,
+            }],
+        }
+    }
+
+    /// Makes `payload` the next revision (so a new Idempotency-Key), to be sent as soon as
+    /// possible. A record in flight stays `sending`: the engine queues the new revision when
+    /// the old one's reply arrives, so revisions reach the server in order. The server's
+    /// customer and the synced revision stay: they describe what the server holds.
+    pub fn revise(
+        &mut self,
+        payload: Payload,
+        action: ActionKind,
+        detail: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        self.revision += 1;
+        self.payload = payload;
+        if self.state != RecordState::Sending {
+            self.state = RecordState::Queued;
+        }
+        self.failures = 0;
+        self.next_attempt_at = None;
+        self.last_error = None;
+        self.updated_at = now;
+        self.history.push(HistoryEntry::Action {
+            at: now,
+            action,
+            revision: self.revision,
+            detail,
+        });
+    }
+
     /// The server's id for this customer: from the last 2xx, or linked by an operator.
     pub fn remote_id(&self) -> Option<Uuid> {
         self.remote

@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::record::{ActionKind, HistoryEntry, Origin, Payload, Record, RecordId, RecordState};
+use super::record::{ActionKind, Origin, Payload, Record, RecordId};
 use crate::contract::normalize_email;
 
 /// The index a payload is matched on.
@@ -38,55 +38,21 @@ pub fn indexed_email(record: &Record) -> Option<String> {
     record.payload.email().map(normalize_email)
 }
 
-fn action(at: DateTime<Utc>, action: ActionKind, revision: u32, origin: &Origin) -> HistoryEntry {
-    HistoryEntry::Action {
-        at,
-        action,
-        revision,
-        // The origin of each revision is kept here; `Record::origin` only holds the newest.
-        detail: Some(origin.to_string()),
-    }
-}
-
 pub fn new_record(id: RecordId, payload: Payload, origin: Origin, now: DateTime<Utc>) -> Record {
-    let history = vec![action(now, ActionKind::Created, 1, &origin)];
-    Record {
-        id,
-        revision: 1,
-        payload,
-        origin,
-        state: RecordState::Queued,
-        last_error: None,
-        remote: None,
-        synced_revision: None,
-        linked_customer_id: None,
-        failures: 0,
-        next_attempt_at: None,
-        created_at: now,
-        updated_at: now,
-        history,
-    }
+    Record::new(id, payload, origin, now)
 }
 
-/// Makes `payload` the record's next revision, queued to be sent as soon as possible. The
-/// server's customer and the synced revision stay: they describe what the server holds.
+/// Makes `payload` the record's next revision (see [`Record::revise`]); the origin of each
+/// revision is kept in its history line, `Record::origin` holds the newest.
 pub fn revise(record: &mut Record, payload: Payload, origin: Origin, now: DateTime<Utc>) {
-    record.revision += 1;
-    record.payload = payload;
-    record
-        .history
-        .push(action(now, ActionKind::Revised, record.revision, &origin));
+    record.revise(payload, ActionKind::Revised, Some(origin.to_string()), now);
     record.origin = origin;
-    record.state = RecordState::Queued;
-    record.failures = 0;
-    record.next_attempt_at = None;
-    record.last_error = None;
-    record.updated_at = now;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{HistoryEntry, RecordState};
     use serde_json::json;
 
     fn payload(body: serde_json::Value) -> Payload {
