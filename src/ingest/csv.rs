@@ -14,7 +14,7 @@ use ::csv::{ByteRecord, ReaderBuilder};
 use serde_json::{Map, Value};
 
 use super::error::FileError;
-use super::record::{validate, Parsed, Position, META_ERROR, META_ID};
+use super::record::{meta_id, validate, Parsed, Position, META_ERROR, META_ID};
 use crate::contract::FieldError;
 
 /// The prefix that puts a column inside the nested `risk` object.
@@ -195,7 +195,7 @@ fn parse_row(header: &Header, row: &ByteRecord, line: u64) -> Result<Parsed, Fil
             continue;
         }
         match column {
-            Column::Id => record_id = Some(text.to_string()),
+            Column::Id => record_id = meta_id(text),
             Column::Note => {}
             Column::Top(member) => {
                 body.insert(member.clone(), Value::from(text));
@@ -224,7 +224,9 @@ fn parse_row(header: &Header, row: &ByteRecord, line: u64) -> Result<Parsed, Fil
         }
     }
     if !risk.is_empty() {
-        if body.contains_key("risk") {
+        // Both spellings of risk at once: report that alone, not also what the contract
+        // thinks of the plain `risk` cell.
+        if body.remove("risk").is_some() {
             errors.push(FieldError::new(
                 "risk",
                 "given both as a risk column and as risk.* columns; use one",

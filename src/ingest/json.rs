@@ -39,7 +39,7 @@ where
                 index: state.delivered,
                 line: e.line() as u64,
                 column: e.column() as u64,
-                message: json_message(&e),
+                message: friendly(json_message(&e)),
             }
         } else {
             syntax(&e)
@@ -53,7 +53,17 @@ fn syntax(e: &serde_json::Error) -> FileError {
     FileError::Syntax {
         line: e.line() as u64,
         column: e.column() as u64,
-        message: json_message(e),
+        message: friendly(json_message(e)),
+    }
+}
+
+/// serde_json reports bytes that are not UTF-8 inside a string as a bad code point, at the
+/// string's end.
+fn friendly(message: String) -> String {
+    if message == "invalid unicode code point" {
+        "a string ending here is not valid UTF-8 (or holds an invalid \\u escape)".to_string()
+    } else {
+        message
     }
 }
 

@@ -4,9 +4,9 @@
 //!
 //! Everything here works over `std::io::Read`/`Write` and streams: a record is handed to the
 //! caller as soon as it is read, so a file of any size is read in bounded memory. Records are
-//! validated by the contract (`store::Payload::parse`); nothing here knows the store, the
-//! folder layout, or what happens to a record next (queuing and group commit belong to the
-//! caller).
+//! validated by the contract (through `store::Payload::parse`, a pure type); nothing here
+//! opens files, touches the database or the drop folder, or decides what happens to a record
+//! next (queuing, group commit and rejection reports belong to the caller).
 
 mod bom;
 mod csv;
@@ -109,7 +109,8 @@ impl Batch {
 /// Streams the records of `reader` to `on_batch` in batches of up to `size` valid records
 /// (a `size` of 0 counts as 1), for the caller to commit each batch at once. The last
 /// batch may be smaller; an empty file gives no batch. Before a [`FileError`] is returned the
-/// records read so far are handed out as a final batch.
+/// records read so far are handed out as a final batch (if `on_batch` breaks on that batch,
+/// its break wins over the file error).
 pub fn read_batches<R, B, F>(
     format: Format,
     reader: R,

@@ -145,7 +145,7 @@ pub(super) fn from_value(position: Position, mut value: Value) -> Parsed {
         members.remove(META_ERROR);
         match members.remove(META_ID) {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) => record_id = Some(s).filter(|s| !s.is_empty()),
+            Some(Value::String(s)) => record_id = meta_id(&s),
             Some(_) => errors.push(FieldError::new(
                 META_ID,
                 "must be a string (the icsync record id from an export)",
@@ -153,6 +153,14 @@ pub(super) fn from_value(position: Position, mut value: Value) -> Parsed {
         }
     }
     validate(position, record_id, &value, errors)
+}
+
+/// A record id as written in a file: surrounding spaces from hand editing do not count, and
+/// an empty id is none.
+pub(super) fn meta_id(text: &str) -> Option<String> {
+    Some(text.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 /// Runs the contract over `body` (meta members already taken out) and adds the contract's

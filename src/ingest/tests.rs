@@ -211,6 +211,7 @@ fn json_top_level_syntax_errors_are_file_errors_with_line_and_column() {
 fn json_invalid_utf8_is_a_file_error() {
     let err = file_error(Format::Json, b"{\"full_name\":\"\xff\"}");
     assert!(matches!(err, FileError::Syntax { line: 1, .. }), "{err:?}");
+    assert!(err.to_string().contains("not valid UTF-8"), "{err}");
 }
 
 #[test]
@@ -383,7 +384,7 @@ fn csv_unknown_columns_are_reported_by_the_contract_per_record() {
 
 #[test]
 fn csv_meta_columns_are_stripped_and_the_id_returned() {
-    let text = "_icsync_id,_error,full_name,_note\nr-1,email: bad,Ada,\n,,Bo,x\n";
+    let text = "_icsync_id,_error,full_name,_note\n r-1 ,email: bad,Ada,\n  ,,Bo,x\n";
     let got = parse(Format::Csv, text);
     assert_eq!(got[0].record_id.as_deref(), Some("r-1"));
     assert_eq!(got[0].result, Ok(payload(json!({"full_name": "Ada"}))));
@@ -501,4 +502,17 @@ fn batches_deliver_what_was_read_before_a_file_error() {
     .unwrap_err();
     assert_eq!(got, 2);
     assert!(matches!(err, FileError::BadElement { index: 2, .. }));
+}
+
+#[test]
+fn csv_risk_given_as_a_column_and_as_risk_columns_is_a_record_error() {
+    let text = "full_name,risk,risk.occupation\nAda,x,Engineer\nBo,,Engineer\n";
+    let got = parse(Format::Csv, text);
+    assert_eq!(fields(&got[0]), ["risk"]);
+    assert!(got[1].result.is_ok());
+}
+
+#[test]
+fn json_empty_array_has_no_records() {
+    assert!(parse(Format::Json, " [ ] ").is_empty());
 }
