@@ -5,6 +5,7 @@
 //! - [`sandbox`]: the local implementation of the API (axum); depends on `contract` only.
 //! - [`config`]: settings from the TOML file, the environment and flags.
 //! - [`store`]: the sled-backed record store, ledger and indexes; the only module naming sled.
+//! - [`ingest`]: streaming JSON / NDJSON / CSV parsers and export writers (pure over readers).
 //! - [`api`]: the reqwest client for the two API endpoints; depends on `contract` only.
 //! - [`sync`]: retry keys, outcome policy, state transitions and planning (pure) plus the
 //!   tokio engine.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod contract;
 pub mod control;
 pub mod daemon;
+pub mod ingest;
 pub mod sandbox;
 pub mod service;
 pub mod store;

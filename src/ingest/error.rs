@@ -1,0 +1,91 @@
+//! What can go wrong with a whole file: an extension we do not read, or content that cannot
+//! be parsed at all. Per-record problems are not here: they travel as
+//! [`FieldError`](crate::contract::FieldError)s inside [`Parsed`](super::Parsed).
+
+/// A file whose name does not end in one of the extensions [`Format`](super::Format) knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: not a supported file type (use .json, .ndjson, .jsonl or .csv)")]
+pub struct UnsupportedFormat {
+    pub name: String,
+}
+
+/// A file that cannot be read as a list of records. Every variant names where in the file it
+/// went wrong; the `Display` starts with that position so that `"{file} {error}"` reads as
+/// `customers.json line 3, column 7: ...` (see [`FileError::in_file`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot be read: {0}")]
+    Io(#[from] std::io::Error),
+    /// JSON that is malformed before or at its top level, or whose top level is neither an
+    /// object nor an array.
+    #[error("line {line}, column {column}: {message}")]
+    Syntax {
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    /// An element of a top-level JSON array that is not valid JSON. The elements before it
+    /// have been delivered; nothing after it is read.
+    #[error(
+        "line {line}, column {column}: array element {index} is not valid JSON ({index} \
+         element(s) before it were read): {message}"
+    )]
+    BadElement {
+        index: u64,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    /// Bytes that are not UTF-8. `column` counts characters from 1 on that line.
+    #[error("line {line}, column {column}: not valid UTF-8")]
+    NotUtf8 { line: u64, column: u64 },
+    /// A CSV cell that is not UTF-8; `line` is where its record starts.
+    #[error("line {line}, column {column_name:?}: not valid UTF-8")]
+    CellNotUtf8 { line: u64, column_name: String },
+    #[error("line 1: no header row (a CSV file must start with a row naming its columns)")]
+    MissingHeader,
+    #[error("line {line}: column {name:?} appears more than once in the header")]
+    DuplicateColumn { line: u64, name: String },
+    /// Anything else the CSV reader reports.
+    #[error("line {line}: {message}")]
+    Csv { line: u64, message: String },
+}
+
+impl FileError {
+    /// `customers.json line 3, column 7: ...`
+    pub fn in_file<'a>(&'a self, file: &'a str) -> impl std::fmt::Display + 'a {
+        InFile { file, error: self }
+    }
+}
+
+struct InFile<'a> {
+    file: &'a str,
+    error: &'a FileError,
+}
+
+impl std::fmt::Display for InFile<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.error {
+            // An I/O error has no position to lead with.
+            FileError::Io(_) => write!(f, "{}: {}", self.file, self.error),
+            _ => write!(f, "{} {}", self.file, self.error),
+        }
+    }
+}
+
+/// serde_json's message without its trailing " at line L column C", which callers report in
+/// their own words.
+pub(super) fn json_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match full.strip_suffix(&suffix) {
+        Some(m) => m.to_string(),
+        None => full,
+    }
+}
+
+/// The 1-based character column of byte `at` in `line`, whose first `at` bytes are UTF-8.
+pub(super) fn char_column(line: &[u8], at: usize) -> u64 {
+    let prefix = std::str::from_utf8(&line[..at]).map_or(at, |s| s.chars().count());
+    prefix as u64 + 1
+}
