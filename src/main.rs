@@ -2,10 +2,12 @@
 //! work lives in the library; this file only parses and dispatches.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use color_eyre::eyre::{Result, WrapErr};
 use icsync::cli::commands::{self, AddArgs, EditArgs, ListArgs, ResolveArgs, ShowArgs, StatusArgs};
+use icsync::cli::transfer::{self, ExportArgs, ImportArgs, ImportOutcome};
 use icsync::cli::Backend;
 use icsync::config::{self, Overrides, Settings};
 
@@ -59,6 +61,11 @@ enum Command {
     Edit(EditArgs),
     /// Resolve a record that needs a person (conflict or rejected).
     Resolve(ResolveArgs),
+    /// Queue records from files (.json, .ndjson/.jsonl, .csv). Exit status 2 when some
+    /// records or files were refused (the rest are queued).
+    Import(ImportArgs),
+    /// Write the records that need a person to a file that can be fixed and imported again.
+    Export(ExportArgs),
 }
 
 fn settings(global: &GlobalArgs) -> Result<Settings> {
@@ -72,11 +79,11 @@ fn settings(global: &GlobalArgs) -> Result<Settings> {
         .wrap_err("cannot load the configuration (see config/icsync.example.toml)")
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     color_eyre::install()?;
     let cli = Cli::parse();
     if let Command::Sandbox(args) = cli.command {
-        return icsync::sandbox::run_cli(args);
+        return icsync::sandbox::run_cli(args).map(|()| ExitCode::SUCCESS);
     }
     let settings = settings(&cli.global)?;
     if let Command::Daemon(args) = &cli.command {
@@ -95,6 +102,7 @@ fn main() -> Result<()> {
             let data_dir = settings.data_dir.clone();
             return icsync::daemon::run(settings, icsync::daemon::signals())
                 .await
+                .map(|()| ExitCode::SUCCESS)
                 .wrap_err_with(|| {
                     format!(
                         "icsync daemon failed (its log is in {}/logs)",
@@ -111,7 +119,13 @@ fn main() -> Result<()> {
             Command::Show(a) => commands::show(&mut backend, a).await?,
             Command::Edit(a) => commands::edit(&mut backend, a).await?,
             Command::Resolve(a) => commands::resolve(&mut backend, a).await?,
+            Command::Export(a) => transfer::export(&mut backend, a).await?,
+            Command::Import(a) => {
+                if let ImportOutcome::SomeRejected = transfer::import(&mut backend, a).await? {
+                    return Ok(ExitCode::from(2));
+                }
+            }
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     })
 }

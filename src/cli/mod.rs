@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod fields;
 pub mod output;
+pub mod transfer;
 
 use std::path::PathBuf;
 

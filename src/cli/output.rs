@@ -61,11 +61,14 @@ pub fn list_row(r: &Record) -> Value {
     })
 }
 
+/// One table cell: control characters (a newline in a name) shown as spaces, and cut to
+/// `width` characters.
 fn clip(s: &str, width: usize) -> String {
+    let flat = s.chars().map(|c| if c.is_control() { ' ' } else { c });
     if s.chars().count() <= width {
-        s.to_string()
+        flat.collect()
     } else {
-        let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
+        let mut t: String = flat.take(width.saturating_sub(1)).collect();
         t.push('…');
         t
     }

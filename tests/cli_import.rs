@@ -1,0 +1,195 @@
+//! `icsync import` and `icsync export` as the real binary, with no daemon (store opened
+//! directly): bad records are reported by file, line and field and never block good ones; an
+//! export of records that need a person can be fixed and imported onto the same records.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use icsync::contract::ApiError;
+use icsync::store::{Durability, RecordError, RecordState, Store, StoreOptions};
+use serde_json::Value;
+use uuid::Uuid;
+
+fn icsync(dir: &Path, args: &[&str]) -> Output {
+    let config = dir.join("icsync.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").unwrap();
+    }
+    Command::new(env!("CARGO_BIN_EXE_icsync"))
+        .current_dir(dir)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .env("ICSYNC_CONFIG", config)
+        .env_remove("ICSYNC_API_KEY")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let out = icsync(dir, args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn bad_records_are_named_by_line_and_field_and_good_ones_still_queue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(
+        d,
+        "a.ndjson",
+        b"{\"full_name\":\"Ann\",\"email\":\"ann@x.io\"}\n{\"full_name\":\"Bob\",\"email\":\"bob\"}\nnot json\n\n{\"fullName\":\"Cid\",\"externalId\":\"c-1\"}\n",
+    );
+    write(
+        d,
+        "b.csv",
+        "\u{feff}full_name,email,risk.is_pep,risk.expected_monthly_volume\r\nDee,dee@x.io,yes,100\r\nEve,eve@x.io,maybe,\r\n"
+            .as_bytes(),
+    );
+    write(
+        d,
+        "c.json",
+        br#"[{"full_name":"Fay"},{"full_name":"Ann B","email":"ANN@x.io"}]"#,
+    );
+    write(d, "d.txt", b"hello");
+    let out = icsync(d, &["import", "a.ndjson", "b.csv", "c.json", "d.txt"]);
+    assert_eq!(out.status.code(), Some(2), "some records were refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stderr.contains("a.ndjson line 2: email: is not a valid email address"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a.ndjson line 3: not valid JSON"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("b.csv line 3: risk.is_pep"), "{stderr}");
+    assert!(
+        stdout.contains("d.txt: 0 new, 0 updated, 0 rejected; file error"),
+        "{stdout}"
+    );
+
+    let list = json(d, &["list", "--json"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["full_name"].as_str().unwrap())
+        .collect();
+    // "Ann B" matched Ann by email: one row, revision 2.
+    assert_eq!(names, ["Ann B", "Cid", "Dee", "Fay"]);
+    assert_eq!(list[0]["revision"], 2);
+    let dee = json(d, &["show", list[2]["id"].as_str().unwrap(), "--json"]);
+    assert_eq!(
+        dee["payload"]["risk"],
+        serde_json::json!({"is_pep": true, "expected_monthly_volume": 100})
+    );
+    assert_eq!(
+        dee["origin"],
+        serde_json::json!({"kind": "import", "file": "b.csv", "line": 2})
+    );
+}
+
+#[test]
+fn a_clean_import_exits_zero_and_the_same_file_twice_makes_no_new_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut ndjson = String::new();
+    for i in 0..2500 {
+        ndjson.push_str(&format!(
+            "{{\"full_name\":\"P{i}\",\"external_id\":\"crm-{i}\"}}\n"
+        ));
+    }
+    write(d, "many.jsonl", ndjson.as_bytes());
+    let summary = json(d, &["import", "many.jsonl", "--json"]);
+    assert_eq!(summary[0]["created"], 2500);
+    let again = json(d, &["import", "many.jsonl", "--json"]);
+    assert_eq!(again[0]["created"], 0);
+    assert_eq!(again[0]["revised"], 2500);
+    assert_eq!(json(d, &["status", "--json"])["total"], 2500);
+}
+
+#[test]
+fn exported_conflicts_fixed_in_a_spreadsheet_import_onto_the_same_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(
+        d,
+        "in.csv",
+        b"full_name,email,external_id\nAnn,ann@x.io,crm-1\nBob,bob@x.io,crm-2\n",
+    );
+    assert!(icsync(d, &["import", "in.csv"]).status.success());
+    {
+        let store = Store::open(&d.join("data/store"), StoreOptions::default()).unwrap();
+        for id in store.in_state(RecordState::Queued).unwrap() {
+            store
+                .update(id, Durability::Flush, |r| {
+                    r.state = RecordState::Conflict;
+                    r.last_error = Some(RecordError::Api {
+                        error: ApiError::CustomerConflict {
+                            message: "email taken".into(),
+                            conflicting_customer_id: Uuid::from_u128(9),
+                            conflicting_external_id: Some("other".into()),
+                        },
+                    });
+                })
+                .unwrap();
+        }
+    }
+    let out = icsync(d, &["export", "--state", "conflict", "fix.csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.join("fix.csv")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(d.join("fix.csv")).unwrap();
+    assert!(text.starts_with("_icsync_id,_error,"), "{text}");
+    assert!(text.contains("email taken"), "{text}");
+    // The operator fixes the emails (and even an external_id) in a spreadsheet.
+    let fixed = text
+        .replace("ann@x.io", "ann.new@x.io")
+        .replace("bob@x.io", "bob.new@x.io")
+        .replace("crm-2", "crm-2b");
+    write(d, "fix.csv", fixed.as_bytes());
+    let out = icsync(d, &["import", "fix.csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let list = json(d, &["list", "--json"]);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "fixed rows land on the same records"
+    );
+    for r in list.as_array().unwrap() {
+        assert_eq!(r["state"], "queued");
+        assert_eq!(r["revision"], 2);
+        assert!(r["email"].as_str().unwrap().contains(".new@"));
+    }
+    assert_eq!(list[1]["external_id"], "crm-2b");
+
+    // NDJSON works the same way.
+    let out = icsync(d, &["export", "--state", "rejected", "none.ndjson"]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(d.join("none.ndjson")).unwrap(), "");
+}
