@@ -16,11 +16,11 @@ const BOUND_BYTES: u64 = 64 << 20;
 /// Every 97th record is broken (malformed NDJSON line, ragged CSV row; none in JSON, where a
 /// broken element would end the file) and every 89th has a bad email.
 fn broken(format: Format, n: u64) -> bool {
-    format != Format::Json && n % 97 == 0
+    format != Format::Json && n.is_multiple_of(97)
 }
 
 fn bad_email(n: u64) -> bool {
-    n % 89 == 0
+    n.is_multiple_of(89)
 }
 
 fn email(n: u64) -> String {
