@@ -175,12 +175,12 @@ pub const GLOBAL_HINTS: [KeyHint; 9] = [
     hint("?", "help"),
     hint("q", "quit"),
     help_only("Tab/S-Tab", "next/previous screen"),
-    help_only("F1", "help, also inside the form"),
-    help_only("1-4", "dashboard, queue, conflicts, capture"),
+    help_only("F1", "help (also in the form)"),
+    help_only("1-4", "go to screen 1-4"),
     help_only("c", "capture a new customer"),
     help_only("Esc", "back"),
     help_only("Ctrl+R", "reload from the daemon"),
-    help_only("Ctrl+C", "quit (asks if the form holds unsaved input)"),
+    help_only("Ctrl+C", "quit (asks if input unsaved)"),
 ];
 
 pub struct App {

@@ -20,6 +20,8 @@ use crate::store::{Record, RecordId, RecordState};
 pub struct KeyHint {
     pub keys: &'static str,
     pub what: &'static str,
+    /// The longer text the help shows, when the footer's word is not enough.
+    pub detail: Option<&'static str>,
     /// Shown in the one-line footer as well as in the help.
     pub footer: bool,
 }
@@ -28,6 +30,17 @@ pub const fn hint(keys: &'static str, what: &'static str) -> KeyHint {
     KeyHint {
         keys,
         what,
+        detail: None,
+        footer: true,
+    }
+}
+
+/// A footer hint with a fuller explanation in the help.
+pub const fn hint_long(keys: &'static str, what: &'static str, detail: &'static str) -> KeyHint {
+    KeyHint {
+        keys,
+        what,
+        detail: Some(detail),
         footer: true,
     }
 }
@@ -37,6 +50,7 @@ pub const fn help_only(keys: &'static str, what: &'static str) -> KeyHint {
     KeyHint {
         keys,
         what,
+        detail: None,
         footer: false,
     }
 }

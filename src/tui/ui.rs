@@ -7,8 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::app::{App, Connection, Level, Overlay, ScreenId};
-use super::component::{Component, Ctx};
+use super::app::{App, Connection, Level, Overlay, ScreenId, GLOBAL_HINTS};
+use super::component::{Component, Ctx, KeyHint};
 use super::screens::{confirm, help};
 use super::theme::Theme;
 
@@ -85,8 +85,14 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Line::from(Span::styled(format!(" {}", n.text), style))
         }
         None => {
+            // Global keys first, so `? help` is never cut off on a narrow terminal.
+            let hints = app.hints();
+            let (global, local): (Vec<&KeyHint>, Vec<&KeyHint>) = hints
+                .iter()
+                .filter(|h| h.footer)
+                .partition(|h| GLOBAL_HINTS.contains(h));
             let mut spans = Vec::new();
-            for h in app.hints().iter().filter(|h| h.footer) {
+            for h in global.into_iter().chain(local) {
                 spans.push(Span::styled(format!(" {}", h.keys), theme.key()));
                 spans.push(Span::raw(format!(" {} ", h.what)));
             }

@@ -503,11 +503,16 @@ impl Component for CaptureForm {
             )];
             spans.extend(self.value_spans(f, focused, t));
             lines.push(Line::from(spans));
+            // Messages are wrapped by hand to stay indented under the value.
+            let room = (area.width as usize).saturating_sub(2 + 28).max(20);
             for message in self.field_errors(f) {
-                lines.push(Line::from(Span::styled(
-                    format!("{:26}↳ {message}", ""),
-                    t.error(),
-                )));
+                for (n, part) in wrap_words(&message, room).into_iter().enumerate() {
+                    let arrow = if n == 0 { "↳ " } else { "  " };
+                    lines.push(Line::from(Span::styled(
+                        format!("{:26}{arrow}{part}", ""),
+                        t.error(),
+                    )));
+                }
             }
         }
         let save = Span::styled(
@@ -586,5 +591,40 @@ fn status_line<'a>(status: &FormStatus, t: &Theme) -> Line<'a> {
         FormStatus::NothingChanged => {
             Line::from(Span::styled(" Nothing changed: nothing to save.", t.dim()))
         }
+    }
+}
+
+/// Splits `text` into lines of at most `width` characters at spaces (a longer word gets a
+/// line of its own).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let fits = line.chars().count() + 1 + word.chars().count() <= width;
+        if line.is_empty() || fits {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        } else {
+            lines.push(std::mem::take(&mut line));
+            line.push_str(word);
+        }
+    }
+    lines.push(line);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_words;
+
+    #[test]
+    fn wrap_words_keeps_lines_within_width() {
+        let lines = wrap_words("must be digits with an optional leading +", 16);
+        assert_eq!(
+            lines,
+            vec!["must be digits", "with an optional", "leading +"]
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::contract::{ApiError, ErrorKind};
 use crate::control::ResolveAction;
 use crate::store::{Record, RecordError, RecordId, RecordState};
 use crate::tui::app::ListId;
-use crate::tui::component::{help_only, hint, Action, Component, Ctx, KeyHint};
+use crate::tui::component::{help_only, hint, hint_long, Action, Component, Ctx, KeyHint};
 use crate::tui::paging::{error_kind, ListView, Window};
 use crate::tui::theme::Theme;
 
@@ -117,27 +117,25 @@ impl Component for ConflictsView {
     fn hints(&self) -> Vec<KeyHint> {
         if self.list.searching {
             return vec![
-                hint("type", "search name, email, external id"),
+                hint("type", "search this page: name, email, external id"),
                 hint("Enter", "keep"),
                 hint("Esc", "clear"),
             ];
         }
         vec![
             hint("Space", "mark"),
-            hint("A", "mark all"),
+            hint_long("A", "all", "mark all matching the filter"),
             hint("e", "edit"),
-            hint("a", "adopt"),
-            hint("K", "keep existing"),
+            hint_long("a", "adopt", "adopt the existing customer"),
+            hint_long("K", "keep", "keep existing, send nothing"),
             hint("r", "retry"),
-            hint("d", "discard"),
+            hint_long("d", "discard", "discard (asks first)"),
             help_only("j/k", "move"),
             help_only("Enter", "open the record"),
             help_only("f", "conflicts or rejected"),
             help_only("t", "filter by error type"),
-            help_only("/", "search this page by name, email, external id"),
+            help_only("/", "search this page"),
             help_only("s", "sort this page"),
-            help_only("a", "adopt existing: take its external_id and send again"),
-            help_only("K", "keep existing: link to it and send nothing"),
         ]
     }
 
@@ -216,7 +214,7 @@ impl Component for ConflictsView {
             Constraint::Length(18),
             Constraint::Fill(3),
             Constraint::Fill(4),
-            Constraint::Fill(2),
+            Constraint::Fill(3),
         ];
         let marked = if self.mark_all {
             format!(" · marked: every {} record matching", self.state())
@@ -281,8 +279,10 @@ fn other_side<'a>(r: &Record, t: &Theme) -> (&'static str, Vec<Line<'a>>) {
                     ..
                 },
         }) => {
+            // The id on a line of its own: 36 characters do not fit beside a label at 80 columns.
             let mut lines = vec![
-                field("customer id", conflicting_customer_id.to_string()),
+                field("customer id", String::new()),
+                Line::raw(format!("  {conflicting_customer_id}")),
                 field(
                     "external id",
                     conflicting_external_id

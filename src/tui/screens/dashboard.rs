@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Sparkline};
+use ratatui::widgets::{Block, Paragraph, Sparkline, Wrap};
 use ratatui::Frame;
 
 use super::ago;
@@ -67,7 +67,7 @@ impl Component for DashboardView {
 
     fn draw(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
         let [banner, middle, needs] = Layout::vertical([
-            Constraint::Length(4),
+            Constraint::Length(5),
             Constraint::Min(9),
             Constraint::Length(3),
         ])
@@ -108,15 +108,15 @@ impl Component for DashboardView {
         let lines = vec![
             Line::from(vec![
                 Span::styled(format!(" {headline} "), style),
-                Span::raw(format!(" {reason}")),
-            ]),
-            Line::from(vec![
-                Span::styled(" last sync ", t.dim()),
+                Span::styled("  last sync ", t.dim()),
                 Span::raw(last_sync),
             ]),
+            Line::raw(format!(" {reason}")),
         ];
         frame.render_widget(
-            Paragraph::new(lines).block(Block::bordered().title(" Sync ")),
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(" Sync ")),
             banner,
         );
 
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn throughput_is_the_synced_delta_per_second_with_gaps_as_zero() {
-        let t = |s| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let t = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
         let mut d = DashboardView::default();
         d.sample(t(0), 100);
         d.sample(t(0), 150);

@@ -5,7 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 use serde_json::Value;
 
@@ -168,14 +168,16 @@ impl Component for DetailView {
         let [top, bottom] =
             Layout::vertical([Constraint::Length(13), Constraint::Min(4)]).areas(area);
         let [left, right] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+            Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(top);
         frame.render_widget(
             Paragraph::new(payload_lines(r, t))
                 .block(Block::bordered().title(format!(" Payload (revision {}) ", r.revision))),
             left,
         );
         frame.render_widget(
-            Paragraph::new(status_lines(r, t)).block(Block::bordered().title(" Sync ")),
+            Paragraph::new(status_lines(r, t))
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(format!(" {} ", r.id))),
             right,
         );
         draw_history(frame, bottom, r, self.scroll, t);
@@ -184,20 +186,19 @@ impl Component for DetailView {
 
 fn label<'a>(name: &str, value: String, theme: &Theme) -> Line<'a> {
     Line::from(vec![
-        Span::styled(format!(" {name:<11}"), theme.dim()),
+        Span::styled(format!(" {name:<9}"), theme.dim()),
         Span::raw(value),
     ])
 }
 
 fn status_lines<'a>(r: &Record, t: &Theme) -> Vec<Line<'a>> {
     let mut lines = vec![
-        label("id", r.id.to_string(), t),
         Line::from(vec![
-            Span::styled(format!(" {:<11}", "state"), t.dim()),
+            Span::styled(format!(" {:<9}", "state"), t.dim()),
             Span::styled(r.state.as_str(), t.state(r.state)),
             Span::raw(match r.synced_revision {
-                Some(n) => format!(", server has revision {n}"),
-                None => ", never synced".into(),
+                Some(n) => format!(" (server has rev {n})"),
+                None => " (never synced)".into(),
             }),
         ]),
         label("origin", r.origin.to_string(), t),
@@ -206,19 +207,21 @@ fn status_lines<'a>(r: &Record, t: &Theme) -> Vec<Line<'a>> {
     if let Some(at) = r.next_attempt_at {
         lines.push(label(
             "next try",
-            format!("{} UTC ({} failures)", time(at), r.failures),
+            format!("{} UTC, {} failed", time(at), r.failures),
             t,
         ));
     }
     if r.last_error.is_some() {
         lines.push(Line::from(vec![
-            Span::styled(format!(" {:<11}", "error"), t.dim()),
+            Span::styled(format!(" {:<9}", "error"), t.dim()),
             Span::styled(error_line(r), t.error()),
         ]));
     }
     match &r.remote {
         Some(c) => {
-            lines.push(label("customer", c.id.to_string(), t));
+            // The id on a line of its own: 36 characters do not fit beside a label at 80x24.
+            lines.push(label("customer", String::new(), t));
+            lines.push(Line::raw(format!("  {}", c.id)));
             lines.push(label(
                 "kyc",
                 format!(
@@ -271,8 +274,11 @@ fn draw_history(frame: &mut Frame, area: Rect, r: &Record, scroll: usize, t: &Th
         } => Row::new(vec![
             Cell::from(time(*at)),
             Cell::from(revision.to_string()),
-            Cell::from(Span::styled("action", t.dim())),
-            Cell::from(wire_name(action)),
+            Cell::from(Span::styled(
+                format!("action: {}", wire_name(action)),
+                t.dim(),
+            )),
+            Cell::from(""),
             Cell::from(""),
             Cell::from(detail.clone().unwrap_or_default()),
         ]),
@@ -281,8 +287,8 @@ fn draw_history(frame: &mut Frame, area: Rect, r: &Record, scroll: usize, t: &Th
         Constraint::Length(19),
         Constraint::Length(3),
         Constraint::Fill(2),
-        Constraint::Length(14),
         Constraint::Length(6),
+        Constraint::Length(8),
         Constraint::Fill(3),
     ];
     let title = format!(" History: {} entries, newest first ", r.history.len());

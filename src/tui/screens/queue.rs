@@ -66,7 +66,7 @@ impl Component for QueueView {
     fn hints(&self) -> Vec<KeyHint> {
         if self.list.searching {
             return vec![
-                hint("type", "search name, email, external id"),
+                hint("type", "search this page: name, email, external id"),
                 hint("Enter", "keep"),
                 hint("Esc", "clear"),
             ];
@@ -102,7 +102,7 @@ impl Component for QueueView {
             Constraint::Length(3),
             Constraint::Fill(3),
             Constraint::Fill(4),
-            Constraint::Fill(2),
+            Constraint::Fill(3),
             Constraint::Fill(3),
         ];
         let total = ctx.status.map(|s| match self.list.window.filter() {
