@@ -12,6 +12,7 @@
 //! - [`control`]: the daemon's Unix-socket protocol, server and client.
 //! - [`service`]: what each command does to the records, for the daemon and the CLI alike.
 //! - [`daemon`]: wires store, engine and control socket; signals, locking, logs.
+//! - [`tui`]: the terminal front end; reaches the daemon only through `control`.
 //! - [`cli`]: the record commands, their flags and output, over the daemon or the store.
 
 pub mod api;
@@ -25,3 +26,4 @@ pub mod sandbox;
 pub mod service;
 pub mod store;
 pub mod sync;
+pub mod tui;

@@ -1,0 +1,439 @@
+//! Keyset paging over the daemon's record list, so the TUI never holds more than one screen
+//! of records however many the store has. The daemon answers `list {state, after, limit}`
+//! in queue order; a page is named by its `after` cursor, and the cursors of the pages
+//! before it are kept to page back (the protocol has no `before`).
+//!
+//! [`ListView`] adds what the queue and conflicts screens share on top of a page: the
+//! selection, the `/` search and the sort. Search and sort apply to the loaded page only
+//! (the protocol has no server-side search yet); the screens say so in their footer.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::{ListId, Outgoing, PageMove, Purpose};
+use super::component::Action;
+use crate::contract::ErrorKind;
+use crate::control::Request;
+use crate::store::{Record, RecordError, RecordId, RecordState};
+
+/// One page of a list and the cursors to move between pages.
+#[derive(Debug, Clone)]
+pub struct Window {
+    list: ListId,
+    filter: Option<RecordState>,
+    cursor: Option<RecordId>,
+    trail: Vec<Option<RecordId>>,
+    rows: Vec<Record>,
+    limit: usize,
+    generation: u64,
+    in_flight: bool,
+    refresh_wanted: bool,
+    at_end: bool,
+}
+
+/// Where the selection goes after a page arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing {
+    Top,
+    Bottom,
+    Keep,
+}
+
+impl Window {
+    pub fn new(list: ListId, filter: Option<RecordState>, limit: usize) -> Self {
+        Window {
+            list,
+            filter,
+            cursor: None,
+            trail: Vec::new(),
+            rows: Vec::new(),
+            limit: limit.max(1),
+            generation: 0,
+            in_flight: false,
+            refresh_wanted: false,
+            at_end: false,
+        }
+    }
+
+    pub fn rows(&self) -> &[Record] {
+        &self.rows
+    }
+
+    pub fn filter(&self) -> Option<RecordState> {
+        self.filter
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// 1 for the first page.
+    pub fn page_number(&self) -> usize {
+        self.trail.len() + 1
+    }
+
+    pub fn loading(&self) -> bool {
+        self.in_flight
+    }
+
+    /// Whether a page forward is known to be empty.
+    pub fn at_end(&self) -> bool {
+        self.at_end || self.rows.len() < self.limit
+    }
+
+    fn request(&mut self, mv: PageMove, after: Option<RecordId>) -> Outgoing {
+        self.in_flight = true;
+        Outgoing {
+            purpose: Purpose::Page {
+                list: self.list,
+                generation: self.generation,
+                mv,
+                after,
+            },
+            request: Request::List {
+                state: self.filter,
+                after,
+                limit: self.limit,
+            },
+        }
+    }
+
+    /// Back to the first page, with a new filter; replies for the old filter are ignored.
+    pub fn reset(&mut self, filter: Option<RecordState>) -> Outgoing {
+        self.generation += 1;
+        self.filter = filter;
+        self.trail.clear();
+        self.cursor = None;
+        self.at_end = false;
+        self.refresh_wanted = false;
+        self.request(PageMove::Reset, None)
+    }
+
+    pub fn forward(&mut self) -> Option<Outgoing> {
+        if self.in_flight || self.at_end() {
+            return None;
+        }
+        let after = self.rows.last().map(|r| r.id);
+        Some(self.request(PageMove::Forward, after))
+    }
+
+    pub fn back(&mut self) -> Option<Outgoing> {
+        if self.in_flight {
+            return None;
+        }
+        let after = *self.trail.last()?;
+        Some(self.request(PageMove::Back, after))
+    }
+
+    /// Reloads the page shown; coalesced: while a request is out, one more is remembered.
+    pub fn refresh(&mut self) -> Option<Outgoing> {
+        if self.in_flight {
+            self.refresh_wanted = true;
+            return None;
+        }
+        Some(self.request(PageMove::Refresh, self.cursor))
+    }
+
+    pub fn set_limit(&mut self, limit: usize) -> Option<Outgoing> {
+        let limit = limit.max(1);
+        if limit == self.limit {
+            return None;
+        }
+        self.limit = limit;
+        self.refresh()
+    }
+
+    /// Takes a page the daemon sent. Returns where the selection goes (none for a stale
+    /// reply) and a follow-up request, if one is due.
+    pub fn accept(
+        &mut self,
+        generation: u64,
+        mv: PageMove,
+        after: Option<RecordId>,
+        records: Vec<Record>,
+    ) -> (Option<Landing>, Option<Outgoing>) {
+        if generation != self.generation {
+            return (None, None);
+        }
+        self.in_flight = false;
+        let landing = match mv {
+            PageMove::Reset => {
+                self.cursor = after;
+                self.rows = records;
+                Landing::Top
+            }
+            PageMove::Refresh if records.is_empty() && self.cursor.is_some() => {
+                // Everything on this page left the filter (a drained queue): start over.
+                self.trail.clear();
+                self.cursor = None;
+                return (
+                    Some(Landing::Top),
+                    Some(self.request(PageMove::Reset, None)),
+                );
+            }
+            PageMove::Refresh => {
+                self.rows = records;
+                self.at_end = false;
+                Landing::Keep
+            }
+            PageMove::Forward if records.is_empty() => {
+                self.at_end = true;
+                Landing::Keep
+            }
+            PageMove::Forward => {
+                self.trail.push(self.cursor);
+                self.cursor = after;
+                self.rows = records;
+                Landing::Top
+            }
+            PageMove::Back => {
+                self.trail.pop();
+                self.cursor = after;
+                self.rows = records;
+                self.at_end = false;
+                Landing::Bottom
+            }
+        };
+        let follow = if std::mem::take(&mut self.refresh_wanted) {
+            self.refresh()
+        } else {
+            None
+        };
+        (Some(landing), follow)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    /// The daemon's order: oldest record first.
+    Queue,
+    Name,
+    State,
+    NewestChange,
+}
+
+impl SortOrder {
+    pub fn label(self) -> &'static str {
+        match self {
+            SortOrder::Queue => "queue order",
+            SortOrder::Name => "name",
+            SortOrder::State => "state",
+            SortOrder::NewestChange => "newest change",
+        }
+    }
+
+    fn next(self) -> Self {
+        match self {
+            SortOrder::Queue => SortOrder::Name,
+            SortOrder::Name => SortOrder::State,
+            SortOrder::State => SortOrder::NewestChange,
+            SortOrder::NewestChange => SortOrder::Queue,
+        }
+    }
+}
+
+/// The API error type of a record's last error, if the API gave one.
+pub fn error_kind(r: &Record) -> Option<ErrorKind> {
+    match &r.last_error {
+        Some(RecordError::Api { error }) => Some(error.kind()),
+        _ => None,
+    }
+}
+
+/// A page plus selection, search and sort.
+#[derive(Debug, Clone)]
+pub struct ListView {
+    pub window: Window,
+    /// The state filter cycles through these (`None` is every state).
+    filters: Vec<Option<RecordState>>,
+    pub search: String,
+    pub searching: bool,
+    pub error_filter: Option<ErrorKind>,
+    pub sort: SortOrder,
+    selected: usize,
+}
+
+impl ListView {
+    pub fn new(window: Window, filters: Vec<Option<RecordState>>) -> Self {
+        ListView {
+            window,
+            filters,
+            search: String::new(),
+            searching: false,
+            error_filter: None,
+            sort: SortOrder::Queue,
+            selected: 0,
+        }
+    }
+
+    /// The loaded page as shown: searched, filtered by error type, sorted.
+    pub fn view(&self) -> Vec<&Record> {
+        let needle = self.search.trim().to_lowercase();
+        let mut rows: Vec<&Record> = self
+            .window
+            .rows()
+            .iter()
+            .filter(|r| needle.is_empty() || matches_search(r, &needle))
+            .filter(|r| self.error_filter.is_none() || error_kind(r) == self.error_filter)
+            .collect();
+        match self.sort {
+            SortOrder::Queue => {}
+            SortOrder::Name => rows.sort_by_key(|r| r.payload.full_name().to_lowercase()),
+            SortOrder::State => rows.sort_by_key(|r| r.state),
+            SortOrder::NewestChange => rows.sort_by_key(|r| std::cmp::Reverse(r.updated_at)),
+        }
+        rows
+    }
+
+    pub fn selected_index(&self) -> usize {
+        self.selected
+    }
+
+    pub fn selected(&self) -> Option<&Record> {
+        self.view().get(self.selected).copied()
+    }
+
+    fn clamp(&mut self) {
+        self.selected = self.selected.min(self.view().len().saturating_sub(1));
+    }
+
+    /// Applies a page from the daemon; returns a follow-up request if one is due.
+    pub fn accept(
+        &mut self,
+        generation: u64,
+        mv: PageMove,
+        after: Option<RecordId>,
+        records: Vec<Record>,
+    ) -> Option<Outgoing> {
+        let keep = self.selected().map(|r| r.id);
+        let (landing, follow) = self.window.accept(generation, mv, after, records);
+        match landing {
+            Some(Landing::Top) => self.selected = 0,
+            Some(Landing::Bottom) => self.selected = self.view().len().saturating_sub(1),
+            Some(Landing::Keep) => {
+                if let Some(i) = keep.and_then(|id| self.view().iter().position(|r| r.id == id)) {
+                    self.selected = i;
+                }
+                self.clamp();
+            }
+            None => {}
+        }
+        follow
+    }
+
+    fn cycle_filter(&mut self) -> Outgoing {
+        let now = self.window.filter();
+        let i = self.filters.iter().position(|f| *f == now).unwrap_or(0);
+        let next = self.filters[(i + 1) % self.filters.len()];
+        self.selected = 0;
+        self.window.reset(next)
+    }
+
+    /// Keys every list shares: movement, paging, search, filter, sort, open.
+    pub fn handle_key(&mut self, key: KeyEvent) -> Action {
+        if self.searching {
+            return self.search_key(key);
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let len = self.view().len();
+        match key.code {
+            KeyCode::Down | KeyCode::Char('j') if !ctrl => {
+                if self.selected + 1 < len {
+                    self.selected += 1;
+                    Action::Handled
+                } else {
+                    send_or_handled(self.window.forward())
+                }
+            }
+            KeyCode::Up | KeyCode::Char('k') if !ctrl => {
+                if self.selected > 0 {
+                    self.selected -= 1;
+                    Action::Handled
+                } else {
+                    send_or_handled(self.window.back())
+                }
+            }
+            KeyCode::PageDown | KeyCode::Char('f') if ctrl || key.code == KeyCode::PageDown => {
+                send_or_handled(self.window.forward())
+            }
+            KeyCode::PageUp | KeyCode::Char('b') if ctrl || key.code == KeyCode::PageUp => {
+                send_or_handled(self.window.back())
+            }
+            KeyCode::Home | KeyCode::Char('g') => {
+                self.selected = 0;
+                if self.window.page_number() > 1 {
+                    Action::Send(self.window.reset(self.window.filter()))
+                } else {
+                    Action::Handled
+                }
+            }
+            KeyCode::End | KeyCode::Char('G') => {
+                self.selected = len.saturating_sub(1);
+                Action::Handled
+            }
+            KeyCode::Enter => match self.selected() {
+                Some(r) => Action::Open(r.id),
+                None => Action::Handled,
+            },
+            KeyCode::Char('/') => {
+                self.searching = true;
+                Action::Handled
+            }
+            KeyCode::Char('f') => Action::Send(self.cycle_filter()),
+            KeyCode::Char('s') => {
+                self.sort = self.sort.next();
+                self.clamp();
+                Action::Handled
+            }
+            _ => Action::Unhandled,
+        }
+    }
+
+    fn search_key(&mut self, key: KeyEvent) -> Action {
+        match key.code {
+            KeyCode::Enter => self.searching = false,
+            KeyCode::Esc => {
+                self.searching = false;
+                self.search.clear();
+            }
+            KeyCode::Backspace => {
+                self.search.pop();
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.search.push(c)
+            }
+            _ => return Action::Unhandled,
+        }
+        self.selected = 0;
+        Action::Handled
+    }
+
+    /// The one-line description of what is shown: filter, search, sort, page.
+    pub fn indicators(&self) -> String {
+        let state = self.window.filter().map_or("all", |s| s.as_str());
+        let mut s = format!("state: {state}");
+        if let Some(k) = self.error_filter {
+            s.push_str(&format!(" · error: {k}"));
+        }
+        s.push_str(&format!(
+            " · sort: {} · page {}",
+            self.sort.label(),
+            self.window.page_number()
+        ));
+        if self.window.loading() {
+            s.push_str(" · loading");
+        }
+        s
+    }
+}
+
+fn send_or_handled(out: Option<Outgoing>) -> Action {
+    out.map_or(Action::Handled, Action::Send)
+}
+
+fn matches_search(r: &Record, needle: &str) -> bool {
+    let p = &r.payload;
+    [Some(p.full_name()), p.email(), p.external_id()]
+        .into_iter()
+        .flatten()
+        .any(|s| s.to_lowercase().contains(needle))
+}

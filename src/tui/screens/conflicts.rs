@@ -1,0 +1,319 @@
+//! Records that need a person: 409 conflicts and rejected records, one page at a time, each
+//! shown side by side with what collided with it. A `customer_conflict` names only the
+//! existing customer's id and external_id (the API returns nothing else about it), so that
+//! is what the right-hand pane shows, with the email both share.
+//!
+//! Actions apply to the marked records, or to everything matching the state and error-type
+//! filter after `A` (one `resolve_many`), or else to the selected record.
+
+use std::collections::BTreeSet;
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::Frame;
+
+use super::detail::payload_lines;
+use super::queue::search_line;
+use crate::contract::{ApiError, ErrorKind};
+use crate::control::ResolveAction;
+use crate::store::{Record, RecordError, RecordId, RecordState};
+use crate::tui::app::ListId;
+use crate::tui::component::{help_only, hint, hint_long, Action, Component, Ctx, KeyHint};
+use crate::tui::paging::{error_kind, ListView, Window};
+use crate::tui::theme::Theme;
+
+/// The error types `t` cycles through: the ones that leave a record needing a person.
+const ERROR_FILTERS: [Option<ErrorKind>; 5] = [
+    None,
+    Some(ErrorKind::CustomerConflict),
+    Some(ErrorKind::IdempotencyConflict),
+    Some(ErrorKind::ValidationError),
+    Some(ErrorKind::InvalidRequest),
+];
+
+#[derive(Debug, Clone)]
+pub struct ConflictsView {
+    pub list: ListView,
+    marks: BTreeSet<RecordId>,
+    mark_all: bool,
+}
+
+impl ConflictsView {
+    pub fn new(rows: usize) -> Self {
+        let filters = vec![Some(RecordState::Conflict), Some(RecordState::Rejected)];
+        let window = Window::new(ListId::Conflicts, Some(RecordState::Conflict), rows);
+        ConflictsView {
+            list: ListView::new(window, filters),
+            marks: BTreeSet::new(),
+            mark_all: false,
+        }
+    }
+
+    /// Table rows that fit in a body `height` rows tall: the list takes half, less its
+    /// borders and header.
+    pub fn rows_for(height: u16) -> usize {
+        (list_height(height).saturating_sub(3)).max(1) as usize
+    }
+
+    pub fn marks(&self) -> &BTreeSet<RecordId> {
+        &self.marks
+    }
+
+    pub fn marking_all(&self) -> bool {
+        self.mark_all
+    }
+
+    pub fn clear_marks(&mut self) {
+        self.marks.clear();
+        self.mark_all = false;
+    }
+
+    fn state(&self) -> RecordState {
+        self.list.window.filter().unwrap_or(RecordState::Conflict)
+    }
+
+    /// The action applied to the marks, or everything matching, or the selected record.
+    fn target(&self, action: ResolveAction) -> Action {
+        if self.mark_all {
+            return Action::ResolveMany {
+                state: self.state(),
+                error_type: self.list.error_filter,
+                action,
+            };
+        }
+        let ids: Vec<RecordId> = if self.marks.is_empty() {
+            self.list.selected().map(|r| r.id).into_iter().collect()
+        } else {
+            self.marks.iter().copied().collect()
+        };
+        if ids.is_empty() {
+            Action::Handled
+        } else {
+            Action::Resolve { ids, action }
+        }
+    }
+
+    fn mark_everything(&mut self) {
+        if self.mark_all || self.list.search.trim().is_empty() {
+            // Everything matching the state and error type, on every page: one resolve_many.
+            self.mark_all = !self.mark_all;
+            self.marks.clear();
+        } else {
+            // A search narrows this page only, and resolve_many cannot carry it: mark the
+            // records shown, by id.
+            let ids: Vec<RecordId> = self.list.view().iter().map(|r| r.id).collect();
+            self.marks.extend(ids);
+        }
+    }
+}
+
+fn list_height(body: u16) -> u16 {
+    body.saturating_sub(1) / 2
+}
+
+impl Component for ConflictsView {
+    fn hints(&self) -> Vec<KeyHint> {
+        if self.list.searching {
+            return vec![
+                hint("type", "search this page: name, email, external id"),
+                hint("Enter", "keep"),
+                hint("Esc", "clear"),
+            ];
+        }
+        vec![
+            hint("Space", "mark"),
+            hint_long("A", "all", "mark all matching the filter"),
+            hint("e", "edit"),
+            hint_long("a", "adopt", "adopt the existing customer"),
+            hint_long("K", "keep", "keep existing, send nothing"),
+            hint("r", "retry"),
+            hint_long("d", "discard", "discard (asks first)"),
+            help_only("j/k", "move"),
+            help_only("Enter", "open the record"),
+            help_only("f", "conflicts or rejected"),
+            help_only("t", "filter by error type"),
+            help_only("/", "search this page"),
+            help_only("s", "sort this page"),
+        ]
+    }
+
+    fn captures_text(&self) -> bool {
+        self.list.searching
+    }
+
+    fn handle_key(&mut self, key: KeyEvent) -> Action {
+        if self.list.searching {
+            return self.list.handle_key(key);
+        }
+        match key.code {
+            KeyCode::Char(' ') => {
+                if let Some(id) = self.list.selected().map(|r| r.id) {
+                    self.mark_all = false;
+                    if !self.marks.remove(&id) {
+                        self.marks.insert(id);
+                    }
+                }
+                Action::Handled
+            }
+            KeyCode::Char('A') => {
+                self.mark_everything();
+                Action::Handled
+            }
+            KeyCode::Char('t') => {
+                let i = ERROR_FILTERS
+                    .iter()
+                    .position(|f| *f == self.list.error_filter)
+                    .unwrap_or(0);
+                self.list.error_filter = ERROR_FILTERS[(i + 1) % ERROR_FILTERS.len()];
+                self.clear_marks();
+                Action::Handled
+            }
+            KeyCode::Char('f') => {
+                self.clear_marks();
+                self.list.handle_key(key)
+            }
+            KeyCode::Char('e') => match self.list.selected() {
+                Some(r) => Action::Edit(Box::new(r.clone())),
+                None => Action::Handled,
+            },
+            KeyCode::Char('a') => self.target(ResolveAction::AdoptExisting),
+            KeyCode::Char('K') => self.target(ResolveAction::KeepExisting),
+            KeyCode::Char('r') => self.target(ResolveAction::Retry),
+            KeyCode::Char('d') => self.target(ResolveAction::Discard),
+            _ => self.list.handle_key(key),
+        }
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let t = ctx.theme;
+        let [top, list, compare] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(list_height(area.height)),
+            Constraint::Min(0),
+        ])
+        .areas(area);
+        frame.render_widget(Paragraph::new(search_line(&self.list, t)), top);
+
+        let view = self.list.view();
+        let rows = view.iter().map(|r| {
+            let marked = self.mark_all || self.marks.contains(&r.id);
+            Row::new(vec![
+                Cell::from(if marked { "[x]" } else { "[ ]" }),
+                Cell::from(Span::styled(r.state.as_str(), t.state(r.state))),
+                Cell::from(error_kind(r).map_or("-", ErrorKind::as_str)),
+                Cell::from(r.payload.full_name().to_string()),
+                Cell::from(r.payload.email().unwrap_or("-").to_string()),
+                Cell::from(r.payload.external_id().unwrap_or("-").to_string()),
+            ])
+        });
+        let widths = [
+            Constraint::Length(3),
+            Constraint::Length(9),
+            Constraint::Length(18),
+            Constraint::Fill(3),
+            Constraint::Fill(4),
+            Constraint::Fill(3),
+        ];
+        let marked = if self.mark_all {
+            format!(" · marked: every {} record matching", self.state())
+        } else if self.marks.is_empty() {
+            String::new()
+        } else {
+            format!(" · marked: {}", self.marks.len())
+        };
+        let title = format!(" Needs a person{marked} ");
+        let table = Table::new(rows, widths)
+            .header(
+                Row::new(["", "state", "error", "name", "email", "external id"]).style(t.title()),
+            )
+            .row_highlight_style(t.selected())
+            .block(Block::bordered().title(title));
+        let mut state = TableState::default()
+            .with_selected((!view.is_empty()).then_some(self.list.selected_index()));
+        frame.render_stateful_widget(table, list, &mut state);
+
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(compare);
+        match self.list.selected() {
+            Some(r) => {
+                frame.render_widget(
+                    Paragraph::new(payload_lines(r, t)).block(
+                        Block::bordered().title(format!(" Local record, revision {} ", r.revision)),
+                    ),
+                    left,
+                );
+                let (title, lines) = other_side(r, t);
+                frame.render_widget(
+                    Paragraph::new(lines)
+                        .wrap(Wrap { trim: false })
+                        .block(Block::bordered().title(title)),
+                    right,
+                );
+            }
+            None => frame.render_widget(
+                Paragraph::new(Span::styled(" nothing needs a person here", t.dim()))
+                    .block(Block::bordered()),
+                compare,
+            ),
+        }
+    }
+}
+
+/// The right-hand pane: what the record collided with, or why it was refused.
+fn other_side<'a>(r: &Record, t: &Theme) -> (&'static str, Vec<Line<'a>>) {
+    let field = |name: &str, value: String| {
+        Line::from(vec![
+            Span::styled(format!(" {name:<12}"), t.dim()),
+            Span::raw(value),
+        ])
+    };
+    match &r.last_error {
+        Some(RecordError::Api {
+            error:
+                ApiError::CustomerConflict {
+                    conflicting_customer_id,
+                    conflicting_external_id,
+                    ..
+                },
+        }) => {
+            // The id on a line of its own: 36 characters do not fit beside a label at 80 columns.
+            let mut lines = vec![
+                field("customer id", String::new()),
+                Line::raw(format!("  {conflicting_customer_id}")),
+                field(
+                    "external id",
+                    conflicting_external_id
+                        .clone()
+                        .unwrap_or_else(|| "none".into()),
+                ),
+            ];
+            if let Some(email) = r.payload.email() {
+                lines.push(field("email", format!("{email} (same as local)")));
+            }
+            lines.push(Line::from(Span::styled(
+                " The API reports only the id and external id of the existing customer.",
+                t.dim(),
+            )));
+            (" Existing customer on the server ", lines)
+        }
+        Some(RecordError::Api {
+            error: ApiError::ValidationError { errors, .. },
+        }) => {
+            let lines = errors
+                .iter()
+                .map(|e| {
+                    Line::from(vec![
+                        Span::styled(format!(" {} ", e.field), t.error()),
+                        Span::raw(e.message.clone()),
+                    ])
+                })
+                .collect();
+            (" Refused by the API: validation_error ", lines)
+        }
+        Some(e) => (" Error ", vec![Line::raw(format!(" {e}"))]),
+        None => (" Error ", vec![Line::raw(" no error recorded")]),
+    }
+}

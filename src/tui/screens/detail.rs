@@ -1,0 +1,304 @@
+//! One record in full: its payload, where it stands, the server's customer when known
+//! (id, kyc_status, added_via, verified identity), its history of attempts and actions
+//! (time, key, status, latency, error), and the operator actions that apply to it.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+use serde_json::Value;
+
+use super::{error_line, time, wire_name};
+use crate::control::{Request, ResolveAction};
+use crate::store::{HistoryEntry, Record, RecordId, RecordState};
+use crate::tui::app::{Outgoing, Purpose};
+use crate::tui::component::{help_only, hint, Action, Component, Ctx, KeyHint};
+use crate::tui::theme::Theme;
+
+#[derive(Debug, Clone, Default)]
+pub struct DetailView {
+    id: Option<RecordId>,
+    record: Option<Record>,
+    scroll: usize,
+}
+
+/// The payload's members in the contract's order, with their labels.
+pub const PAYLOAD_FIELDS: [(&str, &str); 11] = [
+    ("type", "type"),
+    ("full_name", "full name"),
+    ("email", "email"),
+    ("external_id", "external id"),
+    ("trading_name", "trading name"),
+    ("phone", "phone"),
+    ("risk.occupation", "occupation"),
+    ("risk.source_of_funds", "source of funds"),
+    ("risk.country_of_residence", "country"),
+    ("risk.expected_monthly_volume", "monthly volume"),
+    ("risk.is_pep", "PEP"),
+];
+
+/// A payload member as text: "-" when absent or null.
+pub fn member(record: &Record, path: &str) -> String {
+    let map = record.payload.as_map();
+    let value = match path.split_once('.') {
+        Some((outer, inner)) => map.get(outer).and_then(|v| v.get(inner)),
+        None => map.get(path),
+    };
+    match value {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(true)) => "yes".into(),
+        Some(Value::Bool(false)) => "no".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+pub fn payload_lines<'a>(record: &Record, theme: &Theme) -> Vec<Line<'a>> {
+    PAYLOAD_FIELDS
+        .iter()
+        .map(|(path, label)| {
+            Line::from(vec![
+                Span::styled(format!(" {label:<16}"), theme.dim()),
+                Span::raw(member(record, path)),
+            ])
+        })
+        .collect()
+}
+
+impl DetailView {
+    pub fn id(&self) -> Option<RecordId> {
+        self.id
+    }
+
+    pub fn record(&self) -> Option<&Record> {
+        self.record.as_ref()
+    }
+
+    pub fn open(&mut self, id: RecordId) -> Outgoing {
+        if self.id != Some(id) {
+            self.record = None;
+            self.scroll = 0;
+        }
+        self.id = Some(id);
+        show(id)
+    }
+
+    pub fn reload(&self) -> Option<Outgoing> {
+        self.id.map(show)
+    }
+
+    pub fn loaded(&mut self, id: RecordId, record: Record) {
+        if self.id == Some(id) {
+            self.record = Some(record);
+        }
+    }
+
+    fn resolve(&self, action: ResolveAction) -> Action {
+        match &self.record {
+            Some(r) => Action::Resolve {
+                ids: vec![r.id],
+                action,
+            },
+            None => Action::Handled,
+        }
+    }
+}
+
+fn show(id: RecordId) -> Outgoing {
+    Outgoing {
+        purpose: Purpose::Detail { id },
+        request: Request::Show { id: id.to_string() },
+    }
+}
+
+impl Component for DetailView {
+    fn hints(&self) -> Vec<KeyHint> {
+        let mut hints = vec![hint("Esc", "back"), hint("e", "edit")];
+        let state = self.record.as_ref().map(|r| r.state);
+        if matches!(state, Some(s) if s.needs_person()) {
+            hints.push(hint("r", "retry"));
+        }
+        if state == Some(RecordState::Conflict) {
+            hints.push(hint("a", "adopt"));
+            hints.push(hint("K", "keep existing"));
+        }
+        hints.push(hint("d", "discard"));
+        hints.push(help_only("j/k", "scroll the history"));
+        hints
+    }
+
+    fn handle_key(&mut self, key: KeyEvent) -> Action {
+        match key.code {
+            KeyCode::Down | KeyCode::Char('j') => {
+                let len = self.record.as_ref().map_or(0, |r| r.history.len());
+                self.scroll = (self.scroll + 1).min(len.saturating_sub(1));
+                Action::Handled
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.scroll = self.scroll.saturating_sub(1);
+                Action::Handled
+            }
+            KeyCode::Esc => Action::Back,
+            KeyCode::Char('e') => match &self.record {
+                Some(r) => Action::Edit(Box::new(r.clone())),
+                None => Action::Handled,
+            },
+            KeyCode::Char('r') => self.resolve(ResolveAction::Retry),
+            KeyCode::Char('a') => self.resolve(ResolveAction::AdoptExisting),
+            KeyCode::Char('K') => self.resolve(ResolveAction::KeepExisting),
+            KeyCode::Char('d') => self.resolve(ResolveAction::Discard),
+            _ => Action::Unhandled,
+        }
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let t = ctx.theme;
+        let Some(r) = &self.record else {
+            let text = match self.id {
+                Some(id) => format!(" loading record {id}…"),
+                None => " no record selected: open one from the queue".into(),
+            };
+            frame.render_widget(
+                Paragraph::new(Span::styled(text, t.dim())).block(Block::bordered()),
+                area,
+            );
+            return;
+        };
+        let [top, bottom] =
+            Layout::vertical([Constraint::Length(13), Constraint::Min(4)]).areas(area);
+        let [left, right] =
+            Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(top);
+        frame.render_widget(
+            Paragraph::new(payload_lines(r, t))
+                .block(Block::bordered().title(format!(" Payload (revision {}) ", r.revision))),
+            left,
+        );
+        frame.render_widget(
+            Paragraph::new(status_lines(r, t))
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(format!(" {} ", r.id))),
+            right,
+        );
+        draw_history(frame, bottom, r, self.scroll, t);
+    }
+}
+
+fn label<'a>(name: &str, value: String, theme: &Theme) -> Line<'a> {
+    Line::from(vec![
+        Span::styled(format!(" {name:<9}"), theme.dim()),
+        Span::raw(value),
+    ])
+}
+
+fn status_lines<'a>(r: &Record, t: &Theme) -> Vec<Line<'a>> {
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(format!(" {:<9}", "state"), t.dim()),
+            Span::styled(r.state.as_str(), t.state(r.state)),
+            Span::raw(match r.synced_revision {
+                Some(n) => format!(" (server has rev {n})"),
+                None => " (never synced)".into(),
+            }),
+        ]),
+        label("origin", r.origin.to_string(), t),
+        label("updated", format!("{} UTC", time(r.updated_at)), t),
+    ];
+    if let Some(at) = r.next_attempt_at {
+        lines.push(label(
+            "next try",
+            format!("{} UTC, {} failed", time(at), r.failures),
+            t,
+        ));
+    }
+    if r.last_error.is_some() {
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<9}", "error"), t.dim()),
+            Span::styled(error_line(r), t.error()),
+        ]));
+    }
+    match &r.remote {
+        Some(c) => {
+            // The id on a line of its own: 36 characters do not fit beside a label at 80x24.
+            lines.push(label("customer", String::new(), t));
+            lines.push(Line::raw(format!("  {}", c.id)));
+            lines.push(label(
+                "kyc",
+                format!(
+                    "{} · added via {}",
+                    c.kyc_status.as_str(),
+                    wire_name(&c.added_via)
+                ),
+                t,
+            ));
+            lines.push(label(
+                "verified",
+                match &c.verified_identity {
+                    Some(v) => format!("{}, born {}, {}", v.full_name, v.birth_year, v.country),
+                    None => "-".into(),
+                },
+                t,
+            ));
+        }
+        None => lines.push(label("customer", "not on the server yet".into(), t)),
+    }
+    lines
+}
+
+fn draw_history(frame: &mut Frame, area: Rect, r: &Record, scroll: usize, t: &Theme) {
+    let rows = r.history.iter().rev().skip(scroll).map(|h| match h {
+        HistoryEntry::Attempt(a) => {
+            let mut note = a.error.clone().unwrap_or_default();
+            if a.replayed {
+                note = format!("replayed {note}");
+            }
+            let status = a.status.map_or("none".into(), |s| s.to_string());
+            let style = match a.status {
+                Some(200..=299) => t.ok(),
+                _ => t.error(),
+            };
+            Row::new(vec![
+                Cell::from(time(a.at)),
+                Cell::from(a.revision.to_string()),
+                Cell::from(a.key.clone()),
+                Cell::from(Span::styled(status, style)),
+                Cell::from(format!("{}ms", a.latency_ms)),
+                Cell::from(note),
+            ])
+        }
+        HistoryEntry::Action {
+            at,
+            action,
+            revision,
+            detail,
+        } => Row::new(vec![
+            Cell::from(time(*at)),
+            Cell::from(revision.to_string()),
+            Cell::from(Span::styled(
+                format!("action: {}", wire_name(action)),
+                t.dim(),
+            )),
+            Cell::from(""),
+            Cell::from(""),
+            Cell::from(detail.clone().unwrap_or_default()),
+        ]),
+    });
+    let widths = [
+        Constraint::Length(19),
+        Constraint::Length(3),
+        Constraint::Fill(2),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Fill(3),
+    ];
+    let title = format!(" History: {} entries, newest first ", r.history.len());
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(
+                Row::new(["time (UTC)", "rev", "key", "status", "latency", "error"])
+                    .style(t.title()),
+            )
+            .block(Block::bordered().title(title)),
+        area,
+    );
+}

@@ -1,0 +1,145 @@
+//! The queue: one page of records as a table (state, revision, name, email, external id,
+//! error) with filter, search and sort indicators. Only the visible page is fetched.
+
+use crossterm::event::KeyEvent;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+use super::error_line;
+use crate::store::{Record, RecordState};
+use crate::tui::app::ListId;
+use crate::tui::component::{help_only, hint, Action, Component, Ctx, KeyHint};
+use crate::tui::paging::{ListView, Window};
+use crate::tui::theme::Theme;
+
+#[derive(Debug, Clone)]
+pub struct QueueView {
+    pub list: ListView,
+}
+
+impl QueueView {
+    pub fn new(rows: usize) -> Self {
+        let mut filters = vec![None];
+        filters.extend(RecordState::ALL.map(Some));
+        QueueView {
+            list: ListView::new(Window::new(ListId::Queue, None, rows), filters),
+        }
+    }
+
+    /// Table rows that fit in a body `height` rows tall: one page.
+    pub fn rows_for(height: u16) -> usize {
+        height.saturating_sub(4).max(1) as usize
+    }
+}
+
+/// The search prompt or the note that search and sort cover the loaded page only.
+pub fn search_line<'a>(list: &ListView, theme: &Theme) -> Line<'a> {
+    let mut spans = vec![Span::styled(format!(" {}", list.indicators()), theme.dim())];
+    if list.searching {
+        spans.push(Span::styled("  / ", theme.key()));
+        spans.push(Span::raw(format!("{}▏", list.search)));
+        spans.push(Span::styled(" (this page)", theme.dim()));
+    } else if !list.search.is_empty() {
+        spans.push(Span::styled(
+            format!("  search \"{}\" (this page)", list.search),
+            theme.warn(),
+        ));
+    }
+    Line::from(spans)
+}
+
+pub fn record_row<'a>(r: &Record, theme: &Theme) -> Vec<Cell<'a>> {
+    let p = &r.payload;
+    vec![
+        Cell::from(Span::styled(r.state.as_str(), theme.state(r.state))),
+        Cell::from(r.revision.to_string()),
+        Cell::from(p.full_name().to_string()),
+        Cell::from(p.email().unwrap_or("-").to_string()),
+        Cell::from(p.external_id().unwrap_or("-").to_string()),
+        Cell::from(Span::styled(error_line(r), theme.error())),
+    ]
+}
+
+impl Component for QueueView {
+    fn hints(&self) -> Vec<KeyHint> {
+        if self.list.searching {
+            return vec![
+                hint("type", "search this page: name, email, external id"),
+                hint("Enter", "keep"),
+                hint("Esc", "clear"),
+            ];
+        }
+        vec![
+            hint("j/k", "move"),
+            hint("Enter", "open"),
+            hint("/", "search"),
+            hint("f", "state"),
+            hint("s", "sort"),
+            help_only("g/G", "first page / last row of this page"),
+            help_only("PgDn/PgUp", "next / previous page"),
+            help_only("note", "search and sort apply to the loaded page only"),
+        ]
+    }
+
+    fn handle_key(&mut self, key: KeyEvent) -> Action {
+        self.list.handle_key(key)
+    }
+
+    fn captures_text(&self) -> bool {
+        self.list.searching
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let [top, table] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        frame.render_widget(Paragraph::new(search_line(&self.list, ctx.theme)), top);
+        let view = self.list.view();
+        let rows = view.iter().map(|r| Row::new(record_row(r, ctx.theme)));
+        let widths = [
+            Constraint::Length(9),
+            Constraint::Length(3),
+            Constraint::Fill(3),
+            Constraint::Fill(4),
+            Constraint::Fill(3),
+            Constraint::Fill(3),
+        ];
+        let total = ctx.status.map(|s| match self.list.window.filter() {
+            None => s.total,
+            Some(RecordState::Queued) => s.queued,
+            Some(RecordState::Sending) => s.sending,
+            Some(RecordState::Synced) => s.synced,
+            Some(RecordState::Conflict) => s.conflict,
+            Some(RecordState::Rejected) => s.rejected,
+            Some(RecordState::Discarded) => s.discarded,
+        });
+        let title = match total {
+            Some(n) => format!(" Queue: {n} records ",),
+            None => " Queue ".into(),
+        };
+        let empty = view.is_empty();
+        let t = Table::new(rows, widths)
+            .header(
+                Row::new(["state", "rev", "name", "email", "external id", "error"])
+                    .style(ctx.theme.title()),
+            )
+            .row_highlight_style(ctx.theme.selected())
+            .block(Block::bordered().title(title));
+        let mut state =
+            TableState::default().with_selected((!empty).then_some(self.list.selected_index()));
+        frame.render_stateful_widget(t, table, &mut state);
+        if empty && !self.list.window.loading() {
+            let inner = Rect {
+                y: table.y + 2,
+                height: 1,
+                x: table.x + 2,
+                width: table.width.saturating_sub(4),
+            };
+            frame.render_widget(
+                Paragraph::new(Span::styled("no records match", ctx.theme.dim())),
+                inner,
+            );
+        }
+    }
+}

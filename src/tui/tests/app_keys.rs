@@ -1,0 +1,508 @@
+//! Key handling and state changes, one behaviour per test.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::json;
+
+use super::fixtures::{answer, id, loaded_app, sent, settle, t0};
+use crate::contract::parse_input;
+use crate::control::{
+    ControlError, ControlErrorCode, Event, Queued, Reply, Request, ResolveAction,
+};
+use crate::store::{Origin, RecordState};
+use crate::tui::app::{App, Effect, Incoming, Overlay, Purpose, ScreenId};
+use crate::tui::screens::capture::{FieldId, FormStatus, Mode};
+use crate::tui::screens::queue::QueueView;
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn ch(c: char) -> KeyEvent {
+    key(KeyCode::Char(c))
+}
+
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+fn press(app: &mut App, keys: &[KeyEvent]) -> Vec<Effect> {
+    keys.iter().flat_map(|k| app.handle_key(*k)).collect()
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.handle_key(ch(c));
+    }
+}
+
+fn requests(effects: &[Effect]) -> Vec<Request> {
+    sent(effects).into_iter().map(|o| o.request).collect()
+}
+
+#[test]
+fn start_asks_for_status_and_one_screenful_of_each_list() {
+    let mut app = App::new(t0(), 24);
+    let reqs = requests(&app.start());
+    assert_eq!(reqs[0], Request::Status);
+    assert_eq!(
+        reqs[1],
+        Request::List {
+            state: None,
+            after: None,
+            limit: QueueView::rows_for(22),
+        }
+    );
+    assert!(matches!(
+        reqs[2],
+        Request::List {
+            state: Some(RecordState::Conflict),
+            after: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn tab_cycles_the_screens_and_number_keys_jump() {
+    let mut app = loaded_app(24);
+    let mut seen = vec![app.screen];
+    for _ in 0..3 {
+        app.handle_key(key(KeyCode::Tab));
+        seen.push(app.screen);
+    }
+    use ScreenId::*;
+    assert_eq!(seen, vec![Dashboard, Queue, Conflicts, Capture]);
+    // In the form Tab moves between fields; Esc leaves it.
+    app.handle_key(key(KeyCode::Tab));
+    assert_eq!(app.screen, Capture);
+    app.handle_key(key(KeyCode::Esc));
+    assert_eq!(app.screen, Dashboard);
+    app.handle_key(ch('3'));
+    assert_eq!(app.screen, Conflicts);
+    app.handle_key(key(KeyCode::BackTab));
+    assert_eq!(app.screen, Queue);
+}
+
+#[test]
+fn enter_opens_the_selected_record_and_esc_goes_back() {
+    let mut app = loaded_app(24);
+    press(&mut app, &[ch('2'), ch('j')]);
+    let fx = app.handle_key(key(KeyCode::Enter));
+    assert_eq!(app.screen, ScreenId::Detail);
+    assert_eq!(
+        requests(&fx),
+        vec![Request::Show {
+            id: id(2).to_string()
+        }]
+    );
+    settle(&mut app, fx);
+    assert_eq!(app.detail.record().map(|r| r.id), Some(id(2)));
+    app.handle_key(key(KeyCode::Esc));
+    assert_eq!(app.screen, ScreenId::Queue);
+}
+
+#[test]
+fn moving_past_the_page_fetches_the_next_page_by_keyset_and_back_again() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('2'));
+    let rows = app.queue.list.window.rows().len();
+    assert_eq!(
+        rows,
+        QueueView::rows_for(22),
+        "one screenful, not everything"
+    );
+    let last = app.queue.list.window.rows()[rows - 1].id;
+    app.handle_key(ch('G'));
+    let fx = app.handle_key(ch('j'));
+    assert_eq!(
+        requests(&fx),
+        vec![Request::List {
+            state: None,
+            after: Some(last),
+            limit: rows,
+        }]
+    );
+    settle(&mut app, fx);
+    assert_eq!(app.queue.list.window.page_number(), 2);
+    assert_eq!(
+        app.queue.list.selected().map(|r| r.id),
+        Some(id(rows as u128 + 1))
+    );
+
+    let fx = app.handle_key(ch('k'));
+    assert_eq!(
+        requests(&fx),
+        vec![Request::List {
+            state: None,
+            after: None,
+            limit: rows,
+        }]
+    );
+    settle(&mut app, fx);
+    assert_eq!(app.queue.list.window.page_number(), 1);
+    assert_eq!(app.queue.list.selected().map(|r| r.id), Some(last));
+}
+
+#[test]
+fn changing_the_filter_reloads_and_drops_the_stale_page() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('2'));
+    let first = sent(&app.handle_key(ch('f')));
+    let second = sent(&app.handle_key(ch('f')));
+    assert!(matches!(
+        second[0].request,
+        Request::List {
+            state: Some(RecordState::Sending),
+            ..
+        }
+    ));
+    // The answer to the sending filter arrives, then the late answer to the queued one.
+    for o in second.into_iter().chain(first) {
+        let reply = answer(&o.request);
+        app.apply(Incoming::Reply {
+            purpose: o.purpose,
+            reply,
+        });
+    }
+    let states: Vec<_> = app.queue.list.view().iter().map(|r| r.state).collect();
+    assert_eq!(states, vec![RecordState::Sending]);
+}
+
+#[test]
+fn search_filters_the_page_and_its_keys_are_typed_not_acted_on() {
+    let mut app = loaded_app(24);
+    press(&mut app, &[ch('2'), ch('/')]);
+    type_text(&mut app, "GRACE");
+    assert_eq!(app.screen, ScreenId::Queue, "typed q-less text stays");
+    let names: Vec<_> = app
+        .queue
+        .list
+        .view()
+        .iter()
+        .map(|r| r.payload.full_name().to_string())
+        .collect();
+    assert_eq!(names, vec!["Grace Hopper"]);
+    let fx = press(&mut app, &[ch('q'), ch('?')]);
+    assert!(!fx.contains(&Effect::Quit));
+    assert!(app.overlay.is_none());
+    assert_eq!(app.queue.list.search, "GRACEq?");
+    app.handle_key(key(KeyCode::Esc));
+    assert!(app.queue.list.search.is_empty());
+    assert_eq!(
+        app.queue.list.view().len(),
+        app.queue.list.window.rows().len()
+    );
+}
+
+#[test]
+fn search_matches_email_and_external_id_too() {
+    let mut app = loaded_app(24);
+    press(&mut app, &[ch('2'), ch('/')]);
+    type_text(&mut app, "crm-1003");
+    assert_eq!(app.queue.list.view().len(), 1);
+    app.handle_key(key(KeyCode::Esc));
+    press(&mut app, &[ch('/')]);
+    type_text(&mut app, "ada@");
+    assert_eq!(app.queue.list.view()[0].id, id(1));
+}
+
+#[test]
+fn discarding_marked_records_asks_first_then_resolves_each() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    let fx = press(&mut app, &[ch(' '), ch('j'), ch(' '), ch('d')]);
+    assert!(
+        requests(&fx).is_empty(),
+        "nothing is sent before confirming"
+    );
+    assert!(matches!(app.overlay, Some(Overlay::Confirm(_))));
+    let fx = app.handle_key(ch('y'));
+    let expected: Vec<Request> = [id(3), id(7)]
+        .iter()
+        .map(|id| Request::Resolve {
+            id: id.to_string(),
+            action: ResolveAction::Discard,
+        })
+        .collect();
+    assert_eq!(requests(&fx), expected);
+    assert!(app.overlay.is_none());
+    assert!(app.conflicts.marks().is_empty());
+}
+
+#[test]
+fn declining_the_confirm_sends_nothing() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    press(&mut app, &[ch('d')]);
+    let fx = press(&mut app, &[ch('x'), ch('n')]);
+    assert!(requests(&fx).is_empty());
+    assert!(app.overlay.is_none());
+}
+
+#[test]
+fn mark_all_applies_one_resolve_many_to_the_filter() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    app.handle_key(ch('A'));
+    assert!(app.conflicts.marking_all());
+    let fx = app.handle_key(ch('a'));
+    assert_eq!(
+        requests(&fx),
+        vec![Request::ResolveMany {
+            state: RecordState::Conflict,
+            error_type: None,
+            action: ResolveAction::AdoptExisting,
+        }]
+    );
+    assert!(app.overlay.is_none(), "adopting does not ask");
+}
+
+#[test]
+fn without_marks_an_action_applies_to_the_selected_record() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    let fx = press(&mut app, &[ch('j'), ch('K')]);
+    assert_eq!(
+        requests(&fx),
+        vec![Request::Resolve {
+            id: id(7).to_string(),
+            action: ResolveAction::KeepExisting,
+        }]
+    );
+}
+
+#[test]
+fn q_quits_at_once_without_form_input() {
+    let mut app = loaded_app(24);
+    assert!(app.handle_key(ch('q')).contains(&Effect::Quit));
+}
+
+#[test]
+fn q_asks_first_when_the_form_holds_unsaved_input() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('c'));
+    type_text(&mut app, "Mary q");
+    assert_eq!(app.screen, ScreenId::Capture, "q is typed in the form");
+    app.handle_key(key(KeyCode::Esc));
+    assert_eq!(app.screen, ScreenId::Dashboard);
+    let fx = app.handle_key(ch('q'));
+    assert!(!fx.contains(&Effect::Quit));
+    assert!(matches!(app.overlay, Some(Overlay::Confirm(_))));
+    app.handle_key(ch('n'));
+    assert_eq!(
+        app.capture.values.body()["full_name"],
+        "Mary q",
+        "input kept"
+    );
+    app.handle_key(ch('c'));
+    let fx = app.handle_key(ctrl('c'));
+    assert!(!fx.contains(&Effect::Quit));
+    assert!(app.handle_key(ch('y')).contains(&Effect::Quit));
+}
+
+#[test]
+fn form_messages_are_the_contracts_own_as_you_type() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('c'));
+    assert!(app.capture.field_errors(FieldId::Email).is_empty());
+    type_text(&mut app, "Mary Jackson");
+    app.handle_key(key(KeyCode::Tab));
+    type_text(&mut app, "mary@");
+    let expected = parse_input(&json!({"full_name": "Mary Jackson", "email": "mary@"}))
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.message)
+        .collect::<Vec<_>>();
+    assert_eq!(app.capture.field_errors(FieldId::Email), expected);
+    type_text(&mut app, "nasa.gov");
+    assert!(app.capture.field_errors(FieldId::Email).is_empty());
+    // Monthly volume: a number goes as a number; anything else gets the contract's message.
+    for _ in 0..7 {
+        app.handle_key(key(KeyCode::Tab));
+    }
+    assert_eq!(app.capture.focused(), Some(FieldId::Volume));
+    type_text(&mut app, "12x");
+    assert_eq!(
+        app.capture.field_errors(FieldId::Volume),
+        vec!["must be a whole number of currency units, 0 or more"]
+    );
+    app.handle_key(key(KeyCode::Backspace));
+    assert_eq!(
+        app.capture.values.body()["risk"]["expected_monthly_volume"],
+        12
+    );
+}
+
+#[test]
+fn saving_an_invalid_form_sends_nothing_and_shows_every_error() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('c'));
+    app.handle_key(key(KeyCode::Tab));
+    type_text(&mut app, "x");
+    let fx = app.handle_key(ctrl('s'));
+    assert!(requests(&fx).is_empty());
+    assert_eq!(app.capture.status, FormStatus::Invalid);
+    assert_eq!(
+        app.capture.field_errors(FieldId::FullName),
+        vec!["is required"]
+    );
+    assert_eq!(app.capture.focused(), Some(FieldId::FullName));
+}
+
+#[test]
+fn saved_is_shown_only_after_the_daemon_confirms() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('c'));
+    type_text(&mut app, "Mary Jackson");
+    let fx = app.handle_key(ctrl('s'));
+    let out = sent(&fx);
+    assert_eq!(
+        out[0].request,
+        Request::Submit {
+            body: json!({"type": "INDIVIDUAL", "full_name": "Mary Jackson"}),
+            origin: Origin::Capture,
+        }
+    );
+    assert!(matches!(app.capture.status, FormStatus::Saving { .. }));
+    assert!(
+        app.capture.has_unsaved(),
+        "not saved until the daemon says so"
+    );
+    // A second save while the first is out sends nothing.
+    assert!(requests(&app.handle_key(ctrl('s'))).is_empty());
+    app.apply(Incoming::Reply {
+        purpose: out[0].purpose.clone(),
+        reply: Reply::Queued(Queued {
+            id: id(99),
+            revision: 1,
+            created: true,
+        }),
+    });
+    assert_eq!(
+        app.capture.status,
+        FormStatus::Saved {
+            id: id(99),
+            revision: 1
+        }
+    );
+    assert!(!app.capture.has_unsaved());
+    assert!(app
+        .notice
+        .as_ref()
+        .is_some_and(|n| n.text.starts_with("saved")));
+    assert!(!app.handle_key(ch('q')).contains(&Effect::Quit));
+    assert_eq!(
+        app.capture.values.body()["full_name"],
+        "q",
+        "typed into a fresh form"
+    );
+}
+
+#[test]
+fn a_refused_save_keeps_the_input_and_shows_the_daemons_field_errors() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('c'));
+    type_text(&mut app, "Mary Jackson");
+    let out = sent(&app.handle_key(ctrl('s')));
+    let mut error = ControlError::new(ControlErrorCode::Invalid, "the body is not valid");
+    error.invalid = vec![crate::contract::FieldError::new("email", "is taken")];
+    app.apply(Incoming::Reply {
+        purpose: out[0].purpose.clone(),
+        reply: Reply::Error(error),
+    });
+    assert!(matches!(app.capture.status, FormStatus::Failed { .. }));
+    assert_eq!(app.capture.field_errors(FieldId::Email), vec!["is taken"]);
+    assert!(app.capture.has_unsaved());
+}
+
+#[test]
+fn editing_sends_only_the_changed_members_and_null_for_cleared_ones() {
+    let mut app = loaded_app(24);
+    press(&mut app, &[ch('2')]);
+    let fx = app.handle_key(key(KeyCode::Enter));
+    settle(&mut app, fx);
+    app.handle_key(ch('e'));
+    assert_eq!(app.screen, ScreenId::Capture);
+    assert!(matches!(app.capture.mode, Mode::Edit { .. }));
+    // Focus starts on full name; go to phone (3 down) and clear it, then the occupation.
+    press(&mut app, &[key(KeyCode::Down); 4]);
+    assert_eq!(app.capture.focused(), Some(FieldId::Phone));
+    app.handle_key(ctrl('u'));
+    app.handle_key(key(KeyCode::Down));
+    type_text(&mut app, "!");
+    let fx = app.handle_key(ctrl('s'));
+    assert_eq!(
+        requests(&fx),
+        vec![Request::Edit {
+            id: id(1).to_string(),
+            changes: json!({"phone": null, "risk": {"occupation": "Mathematician!"}}),
+        }]
+    );
+}
+
+#[test]
+fn change_events_coalesce_into_one_reload_per_tick() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('2'));
+    let changed = |n| {
+        Incoming::Event(Event::RecordChanged {
+            id: id(n),
+            state: RecordState::Synced,
+        })
+    };
+    for n in 0..50 {
+        assert!(
+            app.apply(changed(n)).is_empty(),
+            "events alone send nothing"
+        );
+    }
+    let fx = app.apply(Incoming::Tick(t0() + chrono::Duration::seconds(1)));
+    let out = sent(&fx);
+    let lists = out
+        .iter()
+        .filter(|o| matches!(o.purpose, Purpose::Page { .. }))
+        .count();
+    assert_eq!(lists, 1);
+    assert!(out.iter().any(|o| o.request == Request::Status));
+    // More changes while that reload is out: no second request until it returns.
+    app.apply(changed(1));
+    let fx2 = app.apply(Incoming::Tick(t0() + chrono::Duration::seconds(2)));
+    assert!(sent(&fx2)
+        .iter()
+        .all(|o| !matches!(o.purpose, Purpose::Page { .. })));
+    let page = out
+        .into_iter()
+        .find(|o| matches!(o.purpose, Purpose::Page { .. }))
+        .unwrap();
+    let follow = app.apply(Incoming::Reply {
+        reply: answer(&page.request),
+        purpose: page.purpose,
+    });
+    assert_eq!(sent(&follow).len(), 1, "the remembered reload goes out now");
+}
+
+#[test]
+fn help_lists_every_hint_of_the_screen_and_the_global_keys() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    app.handle_key(ch('?'));
+    assert_eq!(app.overlay, Some(Overlay::Help));
+    let hints = app.hints();
+    for keys in ["Space", "A", "K", "d", "t", "?", "q", "Tab/S-Tab"] {
+        assert!(hints.iter().any(|h| h.keys == keys), "{keys} missing");
+    }
+    app.handle_key(key(KeyCode::Esc));
+    assert!(app.overlay.is_none());
+}
+
+#[test]
+fn losing_the_daemon_is_shown() {
+    let mut app = loaded_app(24);
+    app.apply(Incoming::Disconnected {
+        reason: "the daemon closed the connection".into(),
+    });
+    assert!(matches!(
+        app.connection,
+        crate::tui::app::Connection::Lost { .. }
+    ));
+}

@@ -1,0 +1,265 @@
+//! Fixed records and a status with fixed ids and timestamps, and a stand-in that answers
+//! list / show / status requests from them, so tests and snapshots are stable.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::contract::{
+    AddedVia, ApiError, Customer, CustomerType, FieldError, KycStatus, Risk, VerifiedIdentity,
+};
+use crate::control::{Reply, Request, StatusReport};
+use crate::store::{
+    ActionKind, Attempt, HistoryEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
+};
+use crate::tui::app::{App, Effect, Incoming, Outgoing};
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 15, 0).unwrap()
+}
+
+pub fn id(n: u128) -> RecordId {
+    RecordId(Uuid::from_u128(
+        0x0195_5a1e_0000_7000_8000_0000_0000_0000 + n,
+    ))
+}
+
+pub const EXISTING: u128 = 0x5e1f_c0de_0000_4000_8000_0000_0000_0042;
+
+fn record(n: u128, state: RecordState, body: Value) -> Record {
+    let created = t0() - Duration::minutes(60 - n as i64);
+    Record {
+        id: id(n),
+        revision: 1,
+        payload: Payload::parse(&body).unwrap(),
+        origin: Origin::Drop {
+            file: "crm-export.csv".into(),
+            line: n as u64 + 1,
+        },
+        state,
+        last_error: None,
+        remote: None,
+        synced_revision: None,
+        failures: 0,
+        next_attempt_at: None,
+        created_at: created,
+        updated_at: created + Duration::seconds(30),
+        history: vec![HistoryEntry::Action {
+            at: created,
+            action: ActionKind::Created,
+            revision: 1,
+            detail: None,
+        }],
+    }
+}
+
+fn attempt(at: DateTime<Utc>, status: Option<u16>, ms: u64, error: Option<&str>) -> HistoryEntry {
+    HistoryEntry::Attempt(Attempt {
+        at,
+        revision: 1,
+        key: "icsync-0195-r1".into(),
+        status,
+        latency_ms: ms,
+        replayed: false,
+        error: error.map(str::to_owned),
+    })
+}
+
+pub fn records() -> Vec<Record> {
+    let mut ada = record(
+        1,
+        RecordState::Synced,
+        json!({"type": "INDIVIDUAL", "full_name": "Ada Lovelace", "email": "ada@example.com",
+               "external_id": "CRM-1001", "phone": "+44 20 7946 0001",
+               "risk": {"occupation": "Mathematician", "country_of_residence": "GB",
+                        "expected_monthly_volume": 2500, "is_pep": false}}),
+    );
+    ada.synced_revision = Some(1);
+    ada.remote = Some(Customer {
+        id: Uuid::from_u128(0xada),
+        external_id: Some("CRM-1001".into()),
+        customer_type: CustomerType::Individual,
+        full_name: "Ada Lovelace".into(),
+        email: Some("ada@example.com".into()),
+        trading_name: None,
+        phone: Some("+44 20 7946 0001".into()),
+        risk: Risk::default(),
+        kyc_status: KycStatus::Verified,
+        added_via: AddedVia::Integration,
+        verified_identity: Some(VerifiedIdentity {
+            full_name: "Augusta Ada King".into(),
+            birth_year: 1815,
+            country: "GB".into(),
+        }),
+        created_at: t0(),
+        updated_at: t0(),
+    });
+    let at = ada.created_at;
+    ada.history.push(attempt(
+        at + Duration::seconds(2),
+        Some(503),
+        41,
+        Some("unavailable (503): try later"),
+    ));
+    ada.history
+        .push(attempt(at + Duration::seconds(4), Some(201), 87, None));
+
+    let mut grace = record(
+        2,
+        RecordState::Queued,
+        json!({"full_name": "Grace Hopper", "email": "grace@example.com", "external_id": "CRM-1002"}),
+    );
+    grace.failures = 2;
+    grace.next_attempt_at = Some(t0() + Duration::seconds(8));
+    grace.last_error = Some(RecordError::Transport {
+        message: "timed out after 10s".into(),
+    });
+    let at = grace.created_at;
+    grace
+        .history
+        .push(attempt(at, None, 10_000, Some("timed out after 10s")));
+
+    let mut alan = record(
+        3,
+        RecordState::Conflict,
+        json!({"full_name": "Alan Turing", "email": "alan@example.com", "external_id": "CRM-1003",
+               "type": "SOLE_TRADER", "trading_name": "Turing Machines"}),
+    );
+    alan.last_error = Some(RecordError::Api {
+        error: ApiError::CustomerConflict {
+            message: "email alan@example.com belongs to another customer".into(),
+            conflicting_customer_id: Uuid::from_u128(EXISTING),
+            conflicting_external_id: Some("LEGACY-77".into()),
+        },
+    });
+
+    let mut rejected = record(
+        4,
+        RecordState::Rejected,
+        json!({"full_name": "Kurt Gödel", "email": "kurt@example.com", "phone": "+43 1 4277"}),
+    );
+    rejected.last_error = Some(RecordError::Api {
+        error: ApiError::validation(vec![FieldError::new(
+            "phone",
+            "must be digits with an optional leading +; spaces and dashes are allowed",
+        )]),
+    });
+
+    let sending = record(
+        5,
+        RecordState::Sending,
+        json!({"full_name": "Edsger Dijkstra"}),
+    );
+    let discarded = record(
+        6,
+        RecordState::Discarded,
+        json!({"full_name": "Test Customer", "email": "test@example.com"}),
+    );
+    let mut barbara = record(
+        7,
+        RecordState::Conflict,
+        json!({"full_name": "Barbara Liskov", "email": "barbara@example.com", "external_id": "CRM-1007"}),
+    );
+    barbara.last_error = Some(RecordError::Api {
+        error: ApiError::CustomerConflict {
+            message: "email barbara@example.com belongs to another customer".into(),
+            conflicting_customer_id: Uuid::from_u128(EXISTING + 1),
+            conflicting_external_id: None,
+        },
+    });
+    let mut more: Vec<Record> = (8..40)
+        .map(|n| {
+            record(
+                n,
+                RecordState::Queued,
+                json!({"full_name": format!("Customer {n:03}"),
+                       "email": format!("customer{n:03}@example.com"),
+                       "external_id": format!("CRM-{}", 1000 + n)}),
+            )
+        })
+        .collect();
+    let mut all = vec![ada, grace, alan, rejected, sending, discarded, barbara];
+    all.append(&mut more);
+    all
+}
+
+pub fn status() -> StatusReport {
+    StatusReport {
+        queued: 1200,
+        sending: 4,
+        synced: 48_210,
+        conflict: 2,
+        rejected: 1,
+        discarded: 3,
+        total: 49_420,
+        paused: None,
+        online: true,
+        last_sync_at: Some(t0() - Duration::seconds(5)),
+        daemon: true,
+    }
+}
+
+/// What a daemon holding [`records`] would answer (reads only; writes are echoed).
+pub fn answer(request: &Request) -> Reply {
+    let all = records();
+    match request {
+        Request::Status => Reply::Status(status()),
+        Request::List {
+            state,
+            after,
+            limit,
+        } => Reply::Records {
+            records: all
+                .into_iter()
+                .filter(|r| state.map_or(true, |s| r.state == s))
+                .filter(|r| after.map_or(true, |a| r.id > a))
+                .take(*limit)
+                .collect(),
+        },
+        Request::Show { id } => match all.into_iter().find(|r| r.id.to_string() == *id) {
+            Some(r) => Reply::Record {
+                record: Box::new(r),
+            },
+            None => Reply::Error(crate::control::ControlError::new(
+                crate::control::ControlErrorCode::NotFound,
+                "no such record",
+            )),
+        },
+        other => panic!("the fixture daemon does not answer {other:?}"),
+    }
+}
+
+/// The requests among `effects`.
+pub fn sent(effects: &[Effect]) -> Vec<Outgoing> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Answers every request in `effects` from the fixtures, and those the answers lead to.
+pub fn settle(app: &mut App, effects: Vec<Effect>) {
+    let mut pending = sent(&effects);
+    while let Some(o) = pending.pop() {
+        let reply = answer(&o.request);
+        let fx = app.apply(Incoming::Reply {
+            purpose: o.purpose,
+            reply,
+        });
+        pending.extend(sent(&fx));
+    }
+}
+
+/// An app of `height` rows, connected, with status and the first pages loaded.
+pub fn loaded_app(height: u16) -> App {
+    let mut app = App::new(t0(), height);
+    app.apply(Incoming::Connected {
+        daemon_version: "0.1.0".into(),
+    });
+    let fx = app.start();
+    settle(&mut app, fx);
+    app
+}

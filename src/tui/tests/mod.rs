@@ -1,0 +1,6 @@
+//! Tests of the TUI without a terminal: key handling and state (app.rs), and every screen
+//! rendered to ratatui's TestBackend and compared with insta snapshots.
+
+mod app_keys;
+mod fixtures;
+mod snapshots;

@@ -1,0 +1,154 @@
+//! Every screen rendered headless at 80x24 and 120x40 and compared with a reviewed
+//! snapshot (`src/tui/tests/snapshots/`). The plain theme is used; the buffer text is what
+//! is compared, so colours do not matter here.
+
+use chrono::Duration;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+use super::fixtures::{loaded_app, settle, status, t0};
+use crate::control::Event;
+use crate::tui::app::{App, Incoming};
+use crate::tui::{ui, Theme};
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| ui::draw(frame, app, &Theme::PLAIN))
+        .unwrap();
+    terminal.backend().to_string()
+}
+
+fn keys(app: &mut App, keys: &[KeyEvent]) {
+    for k in keys {
+        let fx = app.handle_key(*k);
+        settle(app, fx);
+    }
+}
+
+fn ch(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn code(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+fn text(s: &str) -> Vec<KeyEvent> {
+    s.chars().map(ch).collect()
+}
+
+/// Renders `scenario` at both sizes and compares each with its snapshot.
+fn check(name: &str, scenario: impl Fn(&mut App)) {
+    for (w, h) in SIZES {
+        let mut app = loaded_app(h);
+        scenario(&mut app);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), render(&app, w, h));
+    }
+}
+
+#[test]
+fn dashboard() {
+    check("dashboard", |app| {
+        // A minute of throughput: the synced count grows a little more each second.
+        let mut s = status();
+        s.synced -= 60 * 31;
+        for sec in -60..=0 {
+            s.synced += (sec + 61) as u64 % 23 + 20;
+            app.apply(Incoming::Event(Event::Status(s.clone())));
+            app.apply(Incoming::Tick(t0() + Duration::seconds(sec)));
+        }
+    });
+}
+
+#[test]
+fn dashboard_paused() {
+    check("dashboard_paused", |app| {
+        let mut s = status();
+        s.paused = Some("the API refused the key (401 unauthorized): fix api_key".into());
+        app.apply(Incoming::Event(Event::Status(s)));
+    });
+}
+
+#[test]
+fn dashboard_without_daemon() {
+    check("dashboard_without_daemon", |app| {
+        app.apply(Incoming::Disconnected {
+            reason: "the daemon closed the connection".into(),
+        });
+    });
+}
+
+#[test]
+fn queue() {
+    check("queue", |app| keys(app, &[ch('2'), ch('j')]));
+}
+
+#[test]
+fn queue_searching() {
+    check("queue_searching", |app| {
+        keys(app, &[ch('2'), ch('s'), ch('/')]);
+        keys(app, &text("example.com"));
+    });
+}
+
+#[test]
+fn detail_synced() {
+    check("detail_synced", |app| {
+        keys(app, &[ch('2'), code(KeyCode::Enter)])
+    });
+}
+
+#[test]
+fn detail_backing_off() {
+    check("detail_backing_off", |app| {
+        keys(app, &[ch('2'), ch('j'), code(KeyCode::Enter)])
+    });
+}
+
+#[test]
+fn conflicts() {
+    check("conflicts", |app| keys(app, &[ch('3'), ch(' ')]));
+}
+
+#[test]
+fn conflicts_rejected() {
+    check("conflicts_rejected", |app| keys(app, &[ch('3'), ch('f')]));
+}
+
+#[test]
+fn conflicts_discard_confirm() {
+    check("conflicts_discard_confirm", |app| {
+        keys(app, &[ch('3'), ch('A'), ch('d')])
+    });
+}
+
+#[test]
+fn capture_with_errors() {
+    check("capture_with_errors", |app| {
+        keys(app, &[ch('c')]);
+        keys(app, &text("Mary Jackson"));
+        keys(app, &[code(KeyCode::Tab)]);
+        keys(app, &text("mary@"));
+        keys(
+            app,
+            &[code(KeyCode::Tab), code(KeyCode::Tab), code(KeyCode::Tab)],
+        );
+        keys(app, &text("07700 90O123"));
+    });
+}
+
+#[test]
+fn capture_edit() {
+    check("capture_edit", |app| {
+        keys(app, &[ch('2'), code(KeyCode::Enter), ch('e')]);
+    });
+}
+
+#[test]
+fn help_overlay() {
+    check("help_overlay", |app| keys(app, &[ch('3'), ch('?')]));
+}

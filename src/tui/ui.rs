@@ -1,0 +1,103 @@
+//! Draws a whole frame from an [`App`]: the tab bar with the sync badge, the current
+//! screen, the footer (a notice, or the screen's key hints) and any overlay. Pure: reads
+//! the app, writes the frame.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::app::{App, Connection, Level, Overlay, ScreenId, GLOBAL_HINTS};
+use super::component::{Component, Ctx, KeyHint};
+use super::screens::{confirm, help};
+use super::theme::Theme;
+
+pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let ctx = Ctx {
+        theme,
+        now: app.now,
+        status: app.status.as_ref(),
+        connection: &app.connection,
+    };
+    draw_header(frame, header, app, theme);
+    let screen: &dyn Component = match app.screen {
+        ScreenId::Dashboard => &app.dashboard,
+        ScreenId::Queue => &app.queue,
+        ScreenId::Conflicts => &app.conflicts,
+        ScreenId::Capture => &app.capture,
+        ScreenId::Detail => &app.detail,
+    };
+    screen.draw(frame, body, &ctx);
+    draw_footer(frame, footer, app, theme);
+    match &app.overlay {
+        Some(Overlay::Help) => help::draw(frame, body, app.screen, &app.hints(), theme),
+        Some(Overlay::Confirm(c)) => confirm::draw(frame, body, c, theme),
+        None => {}
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let mut spans = vec![Span::styled(" icsync ", theme.title())];
+    for (i, s) in ScreenId::TABS.iter().enumerate() {
+        let label = format!(" {} {} ", i + 1, s.title());
+        let style = if *s == app.screen {
+            theme.active_tab()
+        } else {
+            theme.dim()
+        };
+        spans.push(Span::styled(label, style));
+    }
+    if app.screen == ScreenId::Detail {
+        spans.push(Span::styled(" › Detail ", theme.active_tab()));
+    }
+    let (badge, style) = badge(app, theme);
+    let badge_width = badge.chars().count() as u16;
+    let [left, right] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(badge_width)]).areas(area);
+    frame.render_widget(Paragraph::new(Line::from(spans)), left);
+    frame.render_widget(Paragraph::new(Span::styled(badge, style)), right);
+}
+
+/// The sync state in a word or two, for the corner of every screen.
+fn badge(app: &App, theme: &Theme) -> (String, ratatui::style::Style) {
+    match (&app.connection, &app.status) {
+        (Connection::Lost { .. }, _) => (" NO DAEMON ".into(), theme.error()),
+        (Connection::Connecting, _) | (_, None) => (" connecting ".into(), theme.dim()),
+        (_, Some(s)) if s.paused.is_some() => (" PAUSED ".into(), theme.warn()),
+        (_, Some(s)) if !s.online => (" OFFLINE ".into(), theme.warn()),
+        (_, Some(_)) => (" online ".into(), theme.ok()),
+    }
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let line = match &app.notice {
+        Some(n) => {
+            let style = match n.level {
+                Level::Info => theme.ok(),
+                Level::Error => theme.error(),
+            };
+            Line::from(Span::styled(format!(" {}", n.text), style))
+        }
+        None => {
+            // Global keys first, so `? help` is never cut off on a narrow terminal.
+            let hints = app.hints();
+            let (global, local): (Vec<&KeyHint>, Vec<&KeyHint>) = hints
+                .iter()
+                .filter(|h| h.footer)
+                .partition(|h| GLOBAL_HINTS.contains(h));
+            let mut spans = Vec::new();
+            for h in global.into_iter().chain(local) {
+                spans.push(Span::styled(format!(" {}", h.keys), theme.key()));
+                spans.push(Span::raw(format!(" {} ", h.what)));
+            }
+            Line::from(spans)
+        }
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
