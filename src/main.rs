@@ -47,6 +47,8 @@ struct DaemonArgs {
 enum Command {
     /// Run the sync daemon: sends queued records and answers the CLI and the TUI.
     Daemon(DaemonArgs),
+    /// The terminal front end (starts the sync engine in this process if no daemon runs).
+    Tui,
     /// Run a local implementation of the Instant Compliance customer API.
     Sandbox(icsync::sandbox::SandboxArgs),
     /// Queue a new customer (or the next revision of the one it matches).
@@ -86,12 +88,20 @@ fn main() -> Result<ExitCode> {
         return icsync::sandbox::run_cli(args).map(|()| ExitCode::SUCCESS);
     }
     let settings = settings(&cli.global)?;
-    if let Command::Daemon(args) = &cli.command {
-        let log = icsync::daemon::logging::init(&settings.log_dir(), args.verbose)
-            .wrap_err("cannot set up logging")?;
-        if args.verbose {
-            eprintln!("logging to {}", log.display());
+    match &cli.command {
+        Command::Daemon(args) => {
+            let log = icsync::daemon::logging::init(&settings.log_dir(), args.verbose)
+                .wrap_err("cannot set up logging")?;
+            if args.verbose {
+                eprintln!("logging to {}", log.display());
+            }
         }
+        // The terminal belongs to the TUI: an in-process engine logs to the file only.
+        Command::Tui => {
+            icsync::daemon::logging::init(&settings.log_dir(), false)
+                .wrap_err("cannot set up logging")?;
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -110,9 +120,17 @@ fn main() -> Result<ExitCode> {
                     )
                 });
         }
+        if let Command::Tui = cli.command {
+            icsync::cli::interactive::run_tui(settings)
+                .await
+                .wrap_err("icsync tui failed")?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut backend = Backend::connect(&settings).await?;
         match cli.command {
-            Command::Sandbox(_) | Command::Daemon(_) => unreachable!("handled above"),
+            Command::Sandbox(_) | Command::Daemon(_) | Command::Tui => {
+                unreachable!("handled above")
+            }
             Command::Add(a) => commands::add(&mut backend, a).await?,
             Command::Status(a) => commands::status(&mut backend, a).await?,
             Command::List(a) => commands::list(&mut backend, a).await?,

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod fields;
+pub mod interactive;
 pub mod output;
 pub mod transfer;
 

@@ -196,6 +196,8 @@ pub struct App {
     pub detail: DetailView,
     pub conflicts: ConflictsView,
     pub capture: CaptureForm,
+    /// No daemon was running: the TUI runs the engine itself until it quits.
+    pub in_process: bool,
     queue_dirty: bool,
     conflicts_dirty: bool,
     detail_dirty: bool,
@@ -214,6 +216,7 @@ impl App {
             overlay: None,
             status: None,
             connection: Connection::Connecting,
+            in_process: false,
             now,
             notice: None,
             dashboard: DashboardView::default(),
@@ -541,6 +544,16 @@ impl App {
                 action,
             },
         })]
+    }
+
+    /// Says that this TUI runs the engine itself (no daemon was running), so records are
+    /// synced only while it is open.
+    pub fn mark_in_process(&mut self) {
+        self.in_process = true;
+        self.notice(
+            "no daemon was running: syncing from this window until you quit",
+            Level::Info,
+        );
     }
 
     fn notice(&mut self, text: impl Into<String>, level: Level) {

@@ -66,8 +66,9 @@ impl Drop for Tasks {
 }
 
 /// Attaches to the daemon listening on `socket_path` and runs the TUI until the user quits.
-/// Fails before touching the terminal when no daemon answers.
-pub async fn run(socket_path: &Path) -> Result<(), TuiError> {
+/// Fails before touching the terminal when no daemon answers. `in_process` says the daemon
+/// was started by this process for the TUI (shown in the corner badge).
+pub async fn run(socket_path: &Path, in_process: bool) -> Result<(), TuiError> {
     let requests = Client::connect(socket_path).await?;
     let mut events = Client::connect(socket_path).await?;
     events.subscribe().await?;
@@ -78,6 +79,9 @@ pub async fn run(socket_path: &Path) -> Result<(), TuiError> {
     let _guard = TerminalGuard;
     let size = terminal.size()?;
     let mut app = App::new(Utc::now(), size.height);
+    if in_process {
+        app.mark_in_process();
+    }
 
     let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(256);
     let (outgoing, outgoing_rx) = mpsc::channel::<Outgoing>(64);

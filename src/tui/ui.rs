@@ -66,6 +66,15 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 /// The sync state in a word or two, for the corner of every screen.
 fn badge(app: &App, theme: &Theme) -> (String, ratatui::style::Style) {
+    let (text, style) = connection_badge(app, theme);
+    if app.in_process {
+        (format!("{}· in-process ", text), style)
+    } else {
+        (text, style)
+    }
+}
+
+fn connection_badge(app: &App, theme: &Theme) -> (String, ratatui::style::Style) {
     match (&app.connection, &app.status) {
         (Connection::Lost { .. }, _) => (" NO DAEMON ".into(), theme.error()),
         (Connection::Connecting, _) | (_, None) => (" connecting ".into(), theme.dim()),
