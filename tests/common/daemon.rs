@@ -97,6 +97,32 @@ impl DaemonEnv {
         }
     }
 
+    /// Appends a line to the config file.
+    pub fn add_config(&self, line: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Writes `key` to `<tmp>/api-key` with `mode`, names it as `api_key_file` in the config
+    /// (on first use) and registers it as a secret. Returns the file's path.
+    pub fn write_key_file(&self, key: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join("api-key");
+        let first = !path.exists();
+        // Written aside and renamed over, so a daemon re-reading the file never sees half.
+        let tmp = self.dir.path().join("api-key.tmp");
+        std::fs::write(&tmp, format!("{key}\n")).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        if first {
+            self.add_config(&format!("api_key_file = \"{}\"", path.display()));
+        }
+        self.secret(key);
+        path
+    }
+
     /// Every process gets `key` in `ICSYNC_API_KEY`; no output may contain it.
     pub fn with_env_key(mut self, key: &str) -> DaemonEnv {
         self.env_key = Some(key.to_string());
