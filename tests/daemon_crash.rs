@@ -104,6 +104,38 @@ fn queue_records(store_dir: &std::path::Path) -> HashMap<RecordId, Expected> {
     ids.into_iter().map(Option::unwrap).zip(expected).collect()
 }
 
+/// Polls `status --json` until nothing is queued or sending. On timeout, panics with what a
+/// person would need to see: the status, the records still waiting and their histories, and
+/// the daemon's log.
+fn wait_drained(env: &DaemonEnv, deadline: Duration) -> Value {
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        let status = env.status();
+        if status["queued"] == 0 && status["sending"] == 0 {
+            return status;
+        }
+        if std::time::Instant::now() > until {
+            let waiting: Vec<Value> = env
+                .json(&["list", "--json"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["state"] != "synced")
+                .cloned()
+                .collect();
+            let first = waiting
+                .first()
+                .map(|r| env.json(&["show", r["id"].as_str().unwrap(), "--json"]));
+            panic!(
+                "the queue did not drain in {deadline:?}: {status}\nwaiting: {waiting:#?}\n\
+                 first: {first:#?}\nlog:\n{}",
+                env.all_daemon_output()
+            );
+        }
+        std::thread::sleep(common::daemon::POLL);
+    }
+}
+
 #[test]
 fn kill_9_during_a_faulty_sync_of_1000_records_loses_and_doubles_nothing() {
     let sandbox = SandboxOptions::new()
@@ -170,9 +202,7 @@ fn kill_9_during_a_faulty_sync_of_1000_records_loses_and_doubles_nothing() {
         daemon = env.start_daemon(&[]);
     }
 
-    let status = env.wait_status("the queue to drain", Duration::from_secs(120), |s| {
-        s["queued"] == 0 && s["sending"] == 0
-    });
+    let status = wait_drained(&env, Duration::from_secs(120));
     assert_eq!(status["daemon"], true);
     for (state, n) in [
         ("synced", RECORDS),
