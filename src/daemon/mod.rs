@@ -104,11 +104,19 @@ pub async fn run(
         },
     )?;
 
-    let key = match read_key(&settings) {
-        Ok(k) => k,
+    // A key source that cannot be used (a key file others can read, a missing file) does not
+    // stop the daemon: records still queue, the reason is shown as the pause in `status`, and
+    // the key watcher resumes sending once the file is fixed, without a restart. The reason
+    // names the file and its mode, never the key.
+    let (key, key_problem) = match read_key(&settings) {
+        Ok(k) => (k, None),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the API key; sending waits until it is fixed");
-            None
+            eprintln!("icsync daemon: {e}; sending is paused until it is fixed");
+            (
+                None,
+                Some(format!("{e}; sending is paused until it is fixed")),
+            )
         }
     };
     let client = ApiClient::new(
@@ -137,7 +145,7 @@ pub async fn run(
         },
     );
     if key.is_none() {
-        engine = engine.paused_until_key(NO_KEY);
+        engine = engine.paused_until_key(key_problem.unwrap_or_else(|| NO_KEY.to_string()));
     }
     let handle = engine.handle();
     let service = Arc::new(Service::new(

@@ -248,14 +248,24 @@ impl Runner {
     async fn run_until(&mut self, shutdown: impl Future) -> Result<(), EngineError> {
         tokio::pin!(shutdown);
         loop {
+            // The timer is planned from the instant before `dispatch`, not after it: every
+            // record due by then was seen by `dispatch` (whose clock reads are later), so the
+            // timer need only cover those due after it. With a clock read after `dispatch`, a
+            // record falling due in between got no timer at all, and with nothing in flight
+            // the queue stalled for good (seen in the daemon's kill -9 test).
+            let planned_at = Utc::now();
             self.observe_key_change();
             self.dispatch()?;
             self.start_probe_if_due();
             self.publish_status();
 
-            let now = Utc::now();
-            let wake_at = planner::wake_at(&self.gate, self.store.next_due_at()?, now);
-            let timer = tokio::time::sleep_until(instant_at(wake_at, now));
+            let wake_at = planner::wake_at(
+                &self.gate,
+                self.store.next_due_at()?,
+                self.probe.is_some(),
+                planned_at,
+            );
+            let timer = tokio::time::sleep_until(instant_at(wake_at, Utc::now()));
             let event = tokio::select! {
                 biased;
                 _ = &mut shutdown => Wake::Shutdown,
@@ -404,6 +414,17 @@ impl Runner {
                     now,
                 )
             })?;
+        // Ids, revisions and statuses only: never the payload, the key or error texts (a
+        // server message may quote a field's value).
+        tracing::debug!(
+            record = %finished.plan.id,
+            revision = sent_revision,
+            status = ?attempt.status,
+            replayed = attempt.replayed,
+            latency_ms = attempt.latency_ms,
+            state = ?state,
+            "attempt finished"
+        );
         if let Some(state) = state {
             self.emit_record(finished.plan.id, state);
         }
@@ -421,13 +442,18 @@ impl Runner {
             return;
         }
         // Any HTTP answer proves the API is reachable.
-        self.gate.offline = None;
+        if self.gate.offline.take().is_some() {
+            tracing::info!("the API answers again: online");
+        }
         match disposition {
             Disposition::Synced { .. } => self.last_sync_at = Some(now),
             // A 401 for a request sent with a key since replaced says nothing about the new one.
             Disposition::PauseAll { reason }
                 if finished.key_generation == self.seen_key_generation =>
             {
+                if self.gate.paused.is_none() {
+                    tracing::warn!(%reason, "sending paused until the API key changes");
+                }
                 self.gate.paused = Some(reason.clone());
             }
             Disposition::RateLimited { retry_after } => self.rate_limit(*retry_after, now),
@@ -437,6 +463,7 @@ impl Runner {
 
     fn rate_limit(&mut self, retry_after: Option<Duration>, now: DateTime<Utc>) {
         let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+        tracing::debug!(wait_ms = wait.as_millis() as u64, "rate limited by the API");
         let until = later(now, wait);
         self.gate.rate_limited_until = Some(match self.gate.rate_limited_until {
             Some(existing) if existing > until => existing,
@@ -446,6 +473,7 @@ impl Runner {
 
     fn go_offline(&mut self, now: DateTime<Utc>) {
         if self.gate.offline.is_none() {
+            tracing::warn!("the API does not answer: offline, probing until it does");
             self.gate.offline = Some(Offline {
                 next_probe_at: later(now, self.probe_delay(1)),
                 failed_probes: 0,
@@ -475,7 +503,9 @@ impl Runner {
         let now = Utc::now();
         match result {
             Ok((key_generation, Ok(reply))) => {
-                self.gate.offline = None;
+                if self.gate.offline.take().is_some() {
+                    tracing::info!("the API answers again: online");
+                }
                 // The same reading of a reply as for upserts; only the gate-level parts apply.
                 match classify(&Ok(reply)) {
                     Disposition::PauseAll { reason }

@@ -65,19 +65,22 @@ pub fn probe_now(gate: &Gate, probe_running: bool, now: DateTime<Utc>) -> bool {
 /// When the engine must wake by itself, if nothing else (a wake-up call, a finished request,
 /// a key change, shutdown) wakes it first. `None` means only those events can help.
 ///
-/// A due time already past is not a timer: after a planning pass, a record that is due but
-/// was not started is in flight or waiting for a slot, and a finished request wakes the
-/// engine anyway. Treating it as a timer would spin.
+/// `now` is the instant the planning pass started (before records were dispatched). A due
+/// time not after it is not a timer: that record was due during the pass, so it was started
+/// or is in flight or waiting for a slot, and a finished request wakes the engine anyway.
+/// Treating it as a timer would spin. Likewise, while a probe runs its end wakes the engine:
+/// a probe time already past must not fire a timer for as long as the probe takes.
 pub fn wake_at(
     gate: &Gate,
     next_due_at: Option<DateTime<Utc>>,
+    probe_running: bool,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     if gate.paused.is_some() {
         return None;
     }
     if let Some(offline) = gate.offline {
-        return Some(offline.next_probe_at.max(now));
+        return (!probe_running).then(|| offline.next_probe_at.max(now));
     }
     if let Some(until) = gate.rate_limited_until.filter(|until| *until > now) {
         return Some(until);
@@ -182,9 +185,9 @@ mod tests {
     #[test]
     fn wakes_for_the_next_due_record_but_never_for_one_already_due() {
         let open = Gate::default();
-        assert_eq!(wake_at(&open, Some(t(20)), t(10)), Some(t(20)));
-        assert_eq!(wake_at(&open, Some(t(10)), t(10)), None);
-        assert_eq!(wake_at(&open, None, t(10)), None);
+        assert_eq!(wake_at(&open, Some(t(20)), false, t(10)), Some(t(20)));
+        assert_eq!(wake_at(&open, Some(t(10)), false, t(10)), None);
+        assert_eq!(wake_at(&open, None, false, t(10)), None);
     }
 
     #[test]
@@ -193,7 +196,7 @@ mod tests {
             rate_limited_until: Some(t(30)),
             ..Gate::default()
         };
-        assert_eq!(wake_at(&limited, Some(t(11)), t(10)), Some(t(30)));
+        assert_eq!(wake_at(&limited, Some(t(11)), false, t(10)), Some(t(30)));
         let offline = Gate {
             offline: Some(Offline {
                 next_probe_at: t(15),
@@ -201,12 +204,17 @@ mod tests {
             }),
             ..Gate::default()
         };
-        assert_eq!(wake_at(&offline, Some(t(11)), t(10)), Some(t(15)));
+        assert_eq!(wake_at(&offline, Some(t(11)), false, t(10)), Some(t(15)));
+        assert_eq!(
+            wake_at(&offline, Some(t(11)), true, t(20)),
+            None,
+            "a running probe's end wakes the engine; a past probe time must not spin"
+        );
         let paused = Gate {
             paused: Some("401".into()),
             ..offline.clone()
         };
-        assert_eq!(wake_at(&paused, Some(t(11)), t(10)), None);
+        assert_eq!(wake_at(&paused, Some(t(11)), false, t(10)), None);
     }
 
     #[test]
