@@ -252,7 +252,7 @@ fn ingest(
             return ControlFlow::Continue(());
         }
         commits += 1;
-        let durability = if commits % FLUSH_EVERY == 0 {
+        let durability = if commits.is_multiple_of(FLUSH_EVERY) {
             Durability::Flush
         } else {
             Durability::Lazy

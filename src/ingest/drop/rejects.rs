@@ -227,13 +227,13 @@ fn csv(
             return Ok(());
         };
         if !header_written {
-            out.write_record(&with_note_csv(&raw_header, note_column, META_ERROR))?;
+            out.write_record(with_note_csv(&raw_header, note_column, META_ERROR))?;
             header_written = true;
         }
         for e in errors {
             report_line(report, parsed.position, e)?;
         }
-        out.write_record(&with_note_csv(&record, note_column, &note(errors)))?;
+        out.write_record(with_note_csv(&record, note_column, &note(errors)))?;
         count += 1;
         Ok(())
     })?;
