@@ -70,6 +70,7 @@ pub struct FileConfig {
     pub request_timeout_secs: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
     pub cache_capacity_mb: Option<u64>,
+    pub drop_quiet_ms: Option<u64>,
 }
 
 /// Values given by the environment or by flags; the later source wins.
@@ -139,6 +140,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
     pub cache_capacity_bytes: u64,
+    /// How long a file in the drop folder must stay unchanged before it is read.
+    pub drop_quiet: Duration,
     /// The config file these settings were read from, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -245,6 +248,7 @@ pub fn resolve(
             10,
         )?),
         cache_capacity_bytes: positive("cache_capacity_mb", file.cache_capacity_mb, 32)? << 20,
+        drop_quiet: Duration::from_millis(positive("drop_quiet_ms", file.drop_quiet_ms, 1000)?),
         config_file,
     })
 }
@@ -354,6 +358,7 @@ mod tests {
         assert_eq!(s.concurrency, 8);
         assert_eq!(s.backoff_cap, Duration::from_secs(300));
         assert_eq!(s.cache_capacity_bytes, 32 << 20);
+        assert_eq!(s.drop_quiet, Duration::from_secs(1));
         assert_eq!(s.key, KeySource::None);
     }
 

@@ -11,6 +11,8 @@
 //!   tokio engine.
 //! - [`control`]: the daemon's Unix-socket protocol, server and client.
 //! - [`service`]: what each command does to the records, for the daemon and the CLI alike.
+//! - [`dropdir`]: the watched drop folder: whole files in, records queued with their file
+//!   progress, files archived and bad records reported.
 //! - [`daemon`]: wires store, engine and control socket; signals, locking, logs.
 //! - [`tui`]: the terminal front end; reaches the daemon only through `control`.
 //! - [`cli`]: the record commands, their flags and output, over the daemon or the store.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod contract;
 pub mod control;
 pub mod daemon;
+pub mod dropdir;
 pub mod ingest;
 pub mod sandbox;
 pub mod service;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::contract::{ErrorKind, FieldError};
-use crate::store::{Origin, Record, RecordId, RecordState};
+use crate::store::{DropFileEntry, Origin, Record, RecordId, RecordState};
 
 /// Bumped whenever a frame changes incompatibly.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -85,6 +85,8 @@ pub enum Request {
         action: ResolveAction,
     },
     Subscribe,
+    /// The drop folder's recent files and what became of each, newest first.
+    DropFiles,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +140,9 @@ pub enum Reply {
         ids: Vec<RecordId>,
     },
     Subscribed,
+    DropFiles {
+        files: Vec<DropFileEntry>,
+    },
     Error(ControlError),
 }
 

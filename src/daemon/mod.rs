@@ -1,6 +1,6 @@
-//! `icsync daemon`: wires the store, the sync engine and the control socket together, and
-//! owns the process-level concerns: one daemon per data dir, a private data dir, the API key's
-//! lifecycle, and an orderly stop. It holds no sync or record logic of its own.
+//! `icsync daemon`: wires the store, the sync engine, the drop-folder watcher and the control
+//! socket together, and owns the process-level concerns: one daemon per data dir, a private
+//! data dir, the API key's lifecycle, and an orderly stop. It holds no sync or record logic of its own.
 
 pub mod lock;
 pub mod logging;
@@ -169,6 +169,20 @@ pub async fn run(
         service.clone(),
         stopped(stop_rx.clone()),
     ));
+    let drops = tokio::spawn({
+        let (dir, quiet, service) = (
+            settings.drop_dir.clone(),
+            settings.drop_quiet,
+            service.clone(),
+        );
+        let stop = stopped(stop_rx.clone());
+        async move {
+            // The daemon still syncs without a drop folder; the reason is in the log.
+            if let Err(e) = crate::dropdir::watch(dir, quiet, service, stop).await {
+                tracing::error!(error = %e, "the drop folder is not watched");
+            }
+        }
+    });
     let key_watch = tokio::spawn(watch_key(
         settings.clone(),
         key,
@@ -184,7 +198,7 @@ pub async fn run(
 
     let result = engine.run(shutdown).await;
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(server, forwarder, key_watch);
+    let _ = tokio::join!(server, forwarder, key_watch, drops);
     store.flush()?;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("daemon stopped");

@@ -10,6 +10,7 @@
 
 mod bom;
 mod csv;
+pub mod drop;
 mod error;
 mod export;
 mod json;

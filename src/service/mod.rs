@@ -17,7 +17,8 @@ use crate::control::{
     ResolveAction, StatusReport,
 };
 use crate::store::{
-    Durability, Origin, Payload, Record, RecordError, RecordId, RecordState, Store, StoreError,
+    DropFileEntry, DropProgress, Durability, Fingerprint, Origin, Payload, Record, RecordError,
+    RecordId, RecordState, Store, StoreError,
 };
 
 pub use actions::ActionError;
@@ -201,6 +202,35 @@ impl Service {
             .collect())
     }
 
+    /// Queues one batch of a dropped file's records together with the file's progress (one
+    /// transaction), then wakes the engine. `Durability::Lazy` is safe for all but the last
+    /// batch: records and progress are committed together, so a crash loses both or neither.
+    pub fn submit_drop_batch(
+        &self,
+        items: &[(Payload, Origin)],
+        fp: &Fingerprint,
+        progress: &DropProgress,
+        durability: Durability,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ServiceError> {
+        let done = self
+            .store
+            .submit_drop_batch(items, fp, progress, durability, now)?;
+        if let Some(last) = done.last() {
+            let _ = self.events.send(Event::RecordChanged {
+                id: last.id,
+                state: RecordState::Queued,
+            });
+            self.wake();
+        }
+        Ok(done.len())
+    }
+
+    /// The drop folder's recent files, newest first.
+    pub fn drop_files(&self, limit: usize) -> Result<Vec<DropFileEntry>, ServiceError> {
+        Ok(self.store.recent_drop_files(limit)?)
+    }
+
     /// Refuses an edit that would give this record an external_id or email another local
     /// record holds: each customer is one row.
     fn check_unique(&self, id: RecordId, payload: &Payload) -> Result<(), ServiceError> {
@@ -366,6 +396,9 @@ impl Service {
                 .resolve_many(state, error_type, action, now)
                 .map(|ids| Reply::Resolved { ids }),
             Request::Subscribe => Ok(Reply::Subscribed),
+            Request::DropFiles => self
+                .drop_files(crate::store::DROP_HISTORY_MAX)
+                .map(|files| Reply::DropFiles { files }),
         };
         result.unwrap_or_else(|e| Reply::Error(e.into()))
     }

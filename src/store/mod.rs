@@ -20,6 +20,8 @@
 //! - `ledger`: Idempotency-Key -> [`LedgerEntry`], written from the attempts appended to a
 //!   record's history in the same transaction.
 //! - `counters`: state -> count, kept in the same transactions, so `counts` reads six keys.
+//! - `drops`: drop-folder files' progress by content fingerprint and their recent history
+//!   (see `drops`), in the same transactions as the records a file queues.
 //!
 //! Every byte layout lives in `codec`, versioned, so encryption at rest and hashed index
 //! terms can be added there without migrating the rest.
@@ -30,6 +32,7 @@
 
 mod check;
 mod codec;
+mod drops;
 mod error;
 mod index;
 mod ledger;
@@ -46,6 +49,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use drops::{
+    DropFileEntry, DropOutcome, DropProgress, DropStage, Fingerprint, DROP_HISTORY_MAX,
+};
 pub use error::{StoreError, MIN_PREFIX_CHARS};
 pub use record::{
     ActionKind, Attempt, HistoryEntry, LedgerEntry, Origin, Payload, Record, RecordError, RecordId,

@@ -33,6 +33,9 @@ pub struct Trees {
     pub due: Tree,
     pub ledger: Tree,
     pub counters: Tree,
+    /// Drop-folder files: progress by content fingerprint, and the recent-files history
+    /// (see `drops`). In every transaction so a file's progress moves with its records.
+    pub drops: Tree,
 }
 
 impl Trees {
@@ -45,6 +48,7 @@ impl Trees {
             due: db.open_tree("index.due")?,
             ledger: db.open_tree("ledger")?,
             counters: db.open_tree("counters")?,
+            drops: db.open_tree("drops")?,
         })
     }
 
@@ -58,6 +62,7 @@ impl Trees {
             &self.due,
             &self.ledger,
             &self.counters,
+            &self.drops,
         ];
         let result = trees[..].transaction(|view: &Vec<TransactionalTree>| {
             let tx = Tx {
@@ -68,6 +73,7 @@ impl Trees {
                 due: &view[4],
                 ledger: &view[5],
                 counters: &view[6],
+                drops: &view[7],
             };
             f(&tx)
         });
@@ -86,9 +92,15 @@ pub struct Tx<'a> {
     due: &'a TransactionalTree,
     ledger: &'a TransactionalTree,
     counters: &'a TransactionalTree,
+    drops: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
+    /// The drop-folder tree, for `drops` to write a file's progress beside its records.
+    pub fn drops(&self) -> &TransactionalTree {
+        self.drops
+    }
+
     pub fn record(&self, id: RecordId) -> TxResult<Option<Record>> {
         match self.records.get(codec::record_key(id))? {
             Some(bytes) => codec::decode_record(&bytes).map(Some).or_else(abort),

@@ -40,6 +40,7 @@ fn record(n: u128, state: RecordState, body: Value) -> Record {
         last_error: None,
         remote: None,
         synced_revision: None,
+        linked_customer_id: None,
         failures: 0,
         next_attempt_at: None,
         created_at: created,

@@ -1,0 +1,50 @@
+//! The drop folder: the daemon watches it and turns each whole file dropped there into queued
+//! records, archiving the file in `processed/` and explaining every bad record (or a file that
+//! cannot be read at all) in `rejected/`. It owns the folder's layout and the order of steps
+//! that makes a file's ingestion survive kill -9 (see `pipeline`); parsing and the rejection
+//! report's format belong to `ingest`, the records and file progress to `store` (reached
+//! through `service`). It never deletes a dropped file.
+
+mod folder;
+mod pipeline;
+mod quiet;
+mod watch;
+
+use std::path::{Path, PathBuf};
+
+pub use folder::{Folder, PROCESSED_DIR, REJECTED_DIR, WORK_DIR};
+pub use pipeline::process;
+pub use quiet::{Settle, Stamp};
+pub use watch::watch;
+
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DropError {
+    #[error("drop folder: {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("{0} (the file changed while it was being read; it is read again once it settles)")]
+    Changed(String),
+    #[error("cannot watch the drop folder {path}: {source} (set drop_dir in icsync.toml or ICSYNC_DROP_DIR)")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+}
+
+impl DropError {
+    pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> DropError + '_ {
+        move |source| DropError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The watcher loop: notify events (and a scan at start-up and now and then, in case events
+//! were missed or overflowed) say which files to look at; the quiet-period bookkeeping says
+//! when each is ready; ready files are taken one at a time on the blocking pool. Between
+//! events and deadlines the loop sleeps: no polling.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::folder::Folder;
+use super::pipeline;
+use super::quiet::{Settle, Stamp};
+use super::DropError;
+use crate::ingest::drop::names::waits_for_rename;
+use crate::service::Service;
+
+/// The safety-net scan, for events lost to an overflow or a file system that sends none.
+const RESCAN_EVERY: Duration = Duration::from_secs(30);
+/// How long a file that failed (I/O error, store error) waits before another try.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Paths queued from notify's thread; beyond this a rescan is asked for instead.
+const EVENT_QUEUE: usize = 4096;
+
+/// How `path` looks, if it is a regular file directly in the folder that is not waiting for a
+/// rename. Symlinks and folders are never drops.
+fn look(root: &Path, path: &Path) -> Option<Stamp> {
+    if path.parent() != Some(root) {
+        return None;
+    }
+    let name = path.file_name()?.to_string_lossy();
+    if waits_for_rename(&name) {
+        return None;
+    }
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type().is_file().then(|| Stamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    })
+}
+
+fn scan(root: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(root) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            tracing::warn!(folder = %root.display(), error = %e, "cannot list the drop folder");
+            Vec::new()
+        }
+    }
+}
+
+/// Watches `root` until `shutdown`, taking each whole file into the store through `service`.
+/// A file being ingested when `shutdown` comes stops after its current batch (its progress is
+/// saved and the next start resumes it).
+pub async fn watch(
+    root: PathBuf,
+    quiet: Duration,
+    service: Arc<Service>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DropError> {
+    let folder = Folder::prepare(&root).map_err(DropError::io(&root))?;
+    let (tx, mut rx) = mpsc::channel::<PathBuf>(EVENT_QUEUE);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let flag = overflow.clone();
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) => {
+                for path in event.paths {
+                    if tx.try_send(path).is_err() {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(_) => flag.store(true, Ordering::Relaxed),
+        })
+        .map_err(|source| DropError::Watch {
+            path: root.clone(),
+            source,
+        })?;
+    watcher
+        .watch(&root, RecursiveMode::NonRecursive)
+        .map_err(|source| DropError::Watch {
+            path: root.clone(),
+            source,
+        })?;
+    tracing::info!(folder = %root.display(), quiet_ms = quiet.as_millis() as u64, "watching the drop folder");
+
+    let mut settle = Settle::new(quiet);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut rescan_at = Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        let now = Instant::now();
+        if now >= rescan_at || overflow.swap(false, Ordering::Relaxed) {
+            for path in scan(&root) {
+                settle.saw(&path, look(&root, &path), now.into_std());
+            }
+            rescan_at = now + RESCAN_EVERY;
+        }
+        for path in settle.due(now.into_std()) {
+            if !settle.ready(&path, look(&root, &path), Instant::now().into_std()) {
+                continue;
+            }
+            let job = {
+                let (folder, service, path, cancel) = (
+                    folder.clone(),
+                    service.clone(),
+                    path.clone(),
+                    cancel.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    pipeline::process(&folder, &service, &path, &cancel)
+                })
+            };
+            tokio::pin!(job);
+            let result = tokio::select! {
+                r = &mut job => r,
+                _ = &mut shutdown => {
+                    cancel.store(true, Ordering::Relaxed);
+                    let _ = job.await;
+                    return Ok(());
+                }
+            };
+            match result {
+                Ok(Ok(_)) => settle.forget(&path),
+                Ok(Err(e)) => {
+                    tracing::warn!(file = %path.display(), error = %e, "drop-folder file not taken; will retry");
+                    settle.defer(&path, (Instant::now() + RETRY_AFTER).into_std());
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "drop-folder worker failed");
+                    settle.defer(&path, (Instant::now() + RETRY_AFTER).into_std());
+                }
+            }
+        }
+        let wake = settle
+            .next_wake()
+            .map(Instant::from_std)
+            .map_or(rescan_at, |w| w.min(rescan_at));
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep_until(wake) => {}
+            path = rx.recv() => {
+                let now = Instant::now().into_std();
+                let mut next = path;
+                // Take every event already queued before looking at deadlines again.
+                while let Some(path) = next {
+                    settle.saw(&path, look(&root, &path), now);
+                    next = rx.try_recv().ok();
+                }
+            }
+        }
+    }
+}

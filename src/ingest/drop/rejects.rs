@@ -1,0 +1,435 @@
+//! Writes a file's rejected records twice over: a report (one line per problem, with the
+//! record's position, field and message) and a copy of the records themselves in the file's
+//! own format, each carrying an `_error` member or column (ignored on reading), so a person
+//! can fix the copy and drop it again.
+//!
+//! The copy is taken from the original text, not rebuilt from what was parsed (a rejected
+//! record has no payload): the file is read twice in step, once by the parser (which says
+//! which records are rejected and why) and once raw. Both readers stream, so memory stays
+//! bounded whatever the file's size.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::ops::ControlFlow;
+
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::super::bom::SkipBom;
+use super::super::record::{from_value, Parsed, Position, META_ERROR};
+use super::super::{read_records, FileError, Format, MAX_LINE_BYTES};
+use crate::contract::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RejectsError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("cannot write the rejection report: {0}")]
+    Write(#[from] io::Error),
+}
+
+/// The extension of the rejected-records copy: the source's own format.
+pub fn rejected_copy_extension(format: Format) -> &'static str {
+    match format {
+        Format::Json => "json",
+        Format::Ndjson => "ndjson",
+        Format::Csv => "csv",
+    }
+}
+
+/// Reads the file twice in step (`parse_src` and `raw_src` must be the same bytes) and
+/// writes every rejected record to `report` and `copy`. Returns how many were rejected.
+pub fn write_rejects(
+    format: Format,
+    parse_src: impl Read,
+    raw_src: impl Read,
+    report: &mut impl Write,
+    copy: &mut impl Write,
+) -> Result<u64, RejectsError> {
+    match format {
+        Format::Ndjson => ndjson(parse_src, raw_src, report, copy),
+        Format::Csv => csv(parse_src, raw_src, report, copy),
+        Format::Json => json(raw_src, report, copy),
+    }
+}
+
+/// One report line: `line 7: email: is not a valid email address`; a problem with the
+/// record as a whole has the field `(record)`. Newlines in messages become spaces so every
+/// problem stays on one line.
+fn report_line(out: &mut impl Write, position: Position, error: &FieldError) -> io::Result<()> {
+    let field = if error.field.is_empty() {
+        "(record)"
+    } else {
+        error.field.as_str()
+    };
+    let message = error.message.replace(['\n', '\r'], " ");
+    writeln!(out, "{position}: {field}: {message}")
+}
+
+fn note(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            if e.field.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.field, e.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn rejected_errors(parsed: &Parsed) -> Option<&[FieldError]> {
+    parsed.result.as_ref().err().map(Vec::as_slice)
+}
+
+/// Runs the parser, calling `on_record` for each record; stops at the first write error.
+fn each_parsed(
+    format: Format,
+    src: impl Read,
+    mut on_record: impl FnMut(&Parsed) -> io::Result<()>,
+) -> Result<(), RejectsError> {
+    let mut failed = None;
+    // Breaking is only ever our own write error, kept in `failed`.
+    let _flow = read_records(format, src, |parsed| match on_record(&parsed) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            failed = Some(e);
+            ControlFlow::Break(())
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+fn ndjson(
+    parse_src: impl Read,
+    raw_src: impl Read,
+    report: &mut impl Write,
+    copy: &mut impl Write,
+) -> Result<u64, RejectsError> {
+    let mut raw = BufReader::new(SkipBom::new(raw_src));
+    let mut line_no = 0u64;
+    let mut line = Vec::new();
+    let mut count = 0;
+    each_parsed(Format::Ndjson, parse_src, |parsed| {
+        let Some(errors) = rejected_errors(parsed) else {
+            return Ok(());
+        };
+        let target = parsed.position.number();
+        let mut fits = true;
+        while line_no < target {
+            fits = capped_line(&mut raw, &mut line)?;
+            line_no += 1;
+        }
+        for e in errors {
+            report_line(report, parsed.position, e)?;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if !fits {
+            let placeholder = serde_json::json!({
+                META_ERROR: format!("line {target} was too long to copy; see the report"),
+            });
+            writeln!(copy, "{placeholder}")?;
+        } else {
+            copy.write_all(&with_note_ndjson(text, &note(errors)))?;
+            copy.write_all(b"\n")?;
+        }
+        count += 1;
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+/// Reads one line into `line`; false (and an empty `line`) when it was longer than the
+/// parser's limit, so a huge line is never held.
+fn capped_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
+    line.clear();
+    let mut fits = true;
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(fits);
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if fits && line.len() + take > MAX_LINE_BYTES + 2 {
+            fits = false;
+            line.clear();
+        } else if fits {
+            line.extend_from_slice(&buf[..take]);
+        }
+        input.consume(take);
+        if done {
+            return Ok(fits);
+        }
+    }
+}
+
+/// The line with `"_error": note` put first inside its object, the rest of its text kept
+/// byte for byte; a line that is not a JSON object is kept as it is (the report says why).
+fn with_note_ndjson(line: &[u8], note: &str) -> Vec<u8> {
+    let is_object = std::str::from_utf8(line)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .is_some_and(|v| v.is_object());
+    let Some(brace) = line.iter().position(|&b| b == b'{').filter(|_| is_object) else {
+        return line.to_vec();
+    };
+    let rest = &line[brace + 1..];
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = line[..=brace].to_vec();
+    out.extend_from_slice(format!("\"{META_ERROR}\":").as_bytes());
+    out.extend_from_slice(Value::from(note).to_string().as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+fn csv(
+    parse_src: impl Read,
+    raw_src: impl Read,
+    report: &mut impl Write,
+    copy: &mut impl Write,
+) -> Result<u64, RejectsError> {
+    // The same reader settings as the parser, so the two see the same records in step.
+    let mut raw = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(SkipBom::new(raw_src));
+    let mut out = ::csv::WriterBuilder::new().flexible(true).from_writer(copy);
+    let mut record = ::csv::ByteRecord::new();
+    let mut header_written = false;
+    let mut note_column = None;
+    let mut count = 0;
+    let mut raw_header = ::csv::ByteRecord::new();
+    if raw
+        .read_byte_record(&mut raw_header)
+        .map_err(io::Error::from)?
+    {
+        note_column = raw_header
+            .iter()
+            .position(|c| c.trim_ascii() == META_ERROR.as_bytes());
+    }
+    each_parsed(Format::Csv, parse_src, |parsed| {
+        // Every record, accepted or not, moves the raw reader one record on.
+        if !raw.read_byte_record(&mut record).map_err(io::Error::from)? {
+            return Ok(());
+        }
+        let Some(errors) = rejected_errors(parsed) else {
+            return Ok(());
+        };
+        if !header_written {
+            out.write_record(with_note_csv(&raw_header, note_column, META_ERROR))?;
+            header_written = true;
+        }
+        for e in errors {
+            report_line(report, parsed.position, e)?;
+        }
+        out.write_record(with_note_csv(&record, note_column, &note(errors)))?;
+        count += 1;
+        Ok(())
+    })?;
+    out.flush()?;
+    Ok(count)
+}
+
+/// The row with `note` in its `_error` cell: the existing column if the header has one,
+/// otherwise a new first column (first, so a ragged row does not shift it).
+fn with_note_csv(row: &::csv::ByteRecord, column: Option<usize>, note: &str) -> Vec<Vec<u8>> {
+    let mut cells: Vec<Vec<u8>> = row.iter().map(<[u8]>::to_vec).collect();
+    match column {
+        Some(i) if i < cells.len() => cells[i] = note.as_bytes().to_vec(),
+        Some(_) => {}
+        None => cells.insert(0, note.as_bytes().to_vec()),
+    }
+    cells
+}
+
+fn json(
+    raw_src: impl Read,
+    report: &mut impl Write,
+    copy: &mut impl Write,
+) -> Result<u64, RejectsError> {
+    let mut de = serde_json::Deserializer::from_reader(BufReader::new(SkipBom::new(raw_src)));
+    let mut walk = JsonWalk {
+        report,
+        copy,
+        count: 0,
+        failed: None,
+    };
+    let outcome = (&mut de).deserialize_any(&mut walk);
+    if let Some(e) = walk.failed.take() {
+        return Err(e.into());
+    }
+    // The parser already accepted this file; an error here means it changed under us.
+    outcome.map_err(|e| FileError::Syntax {
+        line: e.line() as u64,
+        column: e.column() as u64,
+        message: "the file changed while its rejected records were copied".into(),
+    })?;
+    let count = walk.count;
+    if count > 0 {
+        copy.write_all(b"\n]\n")?;
+    }
+    Ok(count)
+}
+
+/// Visits a top-level object or array, writing each rejected element.
+struct JsonWalk<'w, R, C> {
+    report: &'w mut R,
+    copy: &'w mut C,
+    count: u64,
+    failed: Option<io::Error>,
+}
+
+impl<R: Write, C: Write> JsonWalk<'_, R, C> {
+    fn element(&mut self, index: u64, value: Value) -> io::Result<()> {
+        let parsed = from_value(Position::Index(index), value.clone());
+        let Some(errors) = rejected_errors(&parsed) else {
+            return Ok(());
+        };
+        for e in errors {
+            report_line(self.report, parsed.position, e)?;
+        }
+        let value = match value {
+            Value::Object(members) => {
+                let mut noted = Map::new();
+                noted.insert(META_ERROR.to_string(), Value::from(note(errors)));
+                noted.extend(members.into_iter().filter(|(k, _)| k != META_ERROR));
+                Value::Object(noted)
+            }
+            other => other,
+        };
+        self.copy
+            .write_all(if self.count == 0 { b"[\n  " } else { b",\n  " })?;
+        serde_json::to_writer(&mut *self.copy, &value)?;
+        self.count += 1;
+        Ok(())
+    }
+}
+
+impl<'de, R: Write, C: Write> Visitor<'de> for &mut JsonWalk<'_, R, C> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a customer object or an array of customer objects")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        use serde::Deserialize;
+        let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        if let Err(e) = self.element(0, value) {
+            self.failed = Some(e);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(value) = seq.next_element::<Value>()? {
+            if let Err(e) = self.element(index, value) {
+                self.failed = Some(e);
+                return Ok(());
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(format: Format, input: &str) -> (String, String, u64) {
+        let mut report = Vec::new();
+        let mut copy = Vec::new();
+        let n = write_rejects(
+            format,
+            input.as_bytes(),
+            input.as_bytes(),
+            &mut report,
+            &mut copy,
+        )
+        .unwrap();
+        (
+            String::from_utf8(report).unwrap(),
+            String::from_utf8(copy).unwrap(),
+            n,
+        )
+    }
+
+    #[test]
+    fn ndjson_copies_rejected_lines_with_their_note_and_keeps_the_rest_of_the_text() {
+        let input =
+            "{\"full_name\":\"Ann\"}\n\n{\"full_name\":\"Bob\",\"email\":\"nope\"}\nnot json\n{}\n";
+        let (report, copy, n) = run(Format::Ndjson, input);
+        assert_eq!(n, 3);
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines[0], "line 3: email: is not a valid email address");
+        assert!(
+            lines[1].starts_with("line 4: (record): not valid JSON"),
+            "{report}"
+        );
+        assert!(lines[2].starts_with("line 5: full_name: "), "{report}");
+        let copied: Vec<&str> = copy.lines().collect();
+        assert_eq!(
+            copied[0],
+            "{\"_error\":\"email: is not a valid email address\",\"full_name\":\"Bob\",\"email\":\"nope\"}"
+        );
+        assert_eq!(copied[1], "not json");
+        assert!(copied[2].starts_with("{\"_error\":\"full_name: "), "{copy}");
+        assert!(copied[2].ends_with("\"}"), "{copy}");
+    }
+
+    #[test]
+    fn csv_copy_has_the_header_and_an_error_column_and_reads_back_as_the_same_rows() {
+        let input =
+            "\u{feff}full_name,email\r\nAnn,ann@x.io\r\nBob,nope\r\n\"Cid\nSmith\",bad@\r\n";
+        let (report, copy, n) = run(Format::Csv, input);
+        assert_eq!(n, 2);
+        assert_eq!(
+            report.lines().collect::<Vec<_>>(),
+            [
+                "line 3: email: is not a valid email address",
+                "line 4: email: is not a valid email address"
+            ]
+        );
+        let mut rows = ::csv::Reader::from_reader(copy.as_bytes());
+        let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header, ["_error", "full_name", "email"]);
+        let names: Vec<String> = rows.records().map(|r| r.unwrap()[1].to_string()).collect();
+        assert_eq!(names, ["Bob", "Cid\nSmith"]);
+        // The copy parses again with the same problems: fix and drop it back.
+        let (again, _, m) = run(Format::Csv, &copy);
+        assert_eq!(m, 2);
+        assert!(again.contains("email: is not a valid email address"));
+    }
+
+    #[test]
+    fn json_array_copy_is_an_array_of_the_rejected_elements_by_index() {
+        let input =
+            r#"[{"full_name":"Ann"},{"email":"x@y.io"},{"full_name":"Cid","_error":"old"}]"#;
+        let (report, copy, n) = run(Format::Json, input);
+        assert_eq!(n, 1);
+        assert!(report.starts_with("index 1: full_name: "), "{report}");
+        let v: Value = serde_json::from_str(&copy).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1);
+        assert_eq!(v[0]["email"], "x@y.io");
+        assert!(v[0]["_error"].as_str().unwrap().starts_with("full_name: "));
+    }
+
+    #[test]
+    fn a_clean_file_writes_nothing() {
+        let (report, copy, n) = run(Format::Json, r#"{"full_name":"Ann"}"#);
+        assert_eq!((report.as_str(), copy.as_str(), n), ("", "", 0));
+    }
+}

@@ -1,0 +1,509 @@
+//! The drop folder with the real watcher: a real `icsync daemon` process on a temp data dir,
+//! files dropped into its folder, and the outcome read back through the CLI, the control
+//! socket and the folder itself. No API runs (the daemon has no key), so every record stays
+//! queued and `status` counts exactly what the folder queued.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Daemon {
+    child: Child,
+    home: PathBuf,
+}
+
+fn config(home: &Path, quiet_ms: u64) {
+    fs::write(
+        home.join("icsync.toml"),
+        format!(
+            "api_url = \"http://127.0.0.1:9\"\ndata_dir = \"{}\"\ndrop_quiet_ms = {quiet_ms}\n",
+            home.join("data").display()
+        ),
+    )
+    .unwrap();
+}
+
+fn command(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_icsync"));
+    c.arg("--config")
+        .arg(home.join("icsync.toml"))
+        .env_remove("ICSYNC_API_KEY")
+        .env_remove("ICSYNC_DATA_DIR")
+        .env_remove("ICSYNC_DROP_DIR")
+        .env_remove("ICSYNC_API_URL");
+    c
+}
+
+fn icsync(home: &Path, args: &[&str]) -> Output {
+    command(home).args(args).output().unwrap()
+}
+
+fn json(home: &Path, args: &[&str]) -> Value {
+    let out = icsync(home, args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Daemon {
+    fn start(home: &Path) -> Daemon {
+        let log = fs::File::create(home.join("daemon.stderr")).unwrap();
+        let child = command(home)
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            home: home.to_path_buf(),
+        };
+        wait_until("the daemon to answer", || {
+            let out = icsync(home, &["status", "--json"]);
+            out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| v["daemon"] == true)
+        });
+        wait_until("the drop folder to exist", || {
+            d.drop_dir().join("processed").is_dir()
+        });
+        d
+    }
+
+    fn drop_dir(&self) -> PathBuf {
+        self.home.join("data").join("drop")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn total(&self) -> u64 {
+        json(&self.home, &["status", "--json"])["total"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn drop_files(&self) -> Vec<Value> {
+        let socket = self.home.join("data").join("icsync.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut client = icsync::control::Client::connect(&socket).await.unwrap();
+            match client
+                .request(icsync::control::Request::DropFiles)
+                .await
+                .unwrap()
+            {
+                icsync::control::Reply::DropFiles { files } => files
+                    .into_iter()
+                    .map(|f| serde_json::to_value(f).unwrap())
+                    .collect(),
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+    }
+
+    /// Drops a sentinel file and waits until it is archived: every file that was ready
+    /// before it has had its turn by then (files are taken in the order they settle).
+    fn settle_with_sentinel(&self, tag: &str) {
+        let name = format!("sentinel-{tag}.ndjson");
+        fs::write(
+            self.drop_dir().join(&name),
+            format!("{{\"full_name\":\"Sentinel {tag}\"}}\n"),
+        )
+        .unwrap();
+        let archived = self.drop_dir().join("processed").join(&name);
+        wait_until("the sentinel to be archived", || archived.exists());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn names(home: &Path) -> Vec<String> {
+    json(home, &["list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["full_name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn setup(quiet_ms: u64) -> (tempfile::TempDir, Daemon) {
+    let tmp = tempfile::tempdir().unwrap();
+    config(tmp.path(), quiet_ms);
+    let d = Daemon::start(tmp.path());
+    (tmp, d)
+}
+
+#[test]
+fn a_partial_name_waits_until_renamed_then_is_taken() {
+    let (_tmp, d) = setup(200);
+    let drop = d.drop_dir();
+    assert_eq!(mode(&drop), 0o700);
+    fs::write(
+        drop.join("x.csv.part"),
+        "full_name,email\nAnn,ann@x.io\nBob,bob@x.io\n",
+    )
+    .unwrap();
+    fs::write(drop.join(".hidden.csv"), "full_name\nHid\n").unwrap();
+    d.settle_with_sentinel("1");
+    assert!(
+        drop.join("x.csv.part").exists(),
+        "a .part file is not taken"
+    );
+    assert!(
+        drop.join(".hidden.csv").exists(),
+        "a hidden file is not taken"
+    );
+    assert_eq!(d.total(), 1, "only the sentinel is queued");
+
+    fs::rename(drop.join("x.csv.part"), drop.join("x.csv")).unwrap();
+    wait_until("x.csv to be archived", || {
+        drop.join("processed").join("x.csv").exists()
+    });
+    assert_eq!(mode(&drop.join("processed").join("x.csv")), 0o600);
+    let mut got = names(&d.home);
+    got.sort();
+    assert_eq!(got, ["Ann", "Bob", "Sentinel 1"]);
+    let list = json(&d.home, &["list", "--json"]);
+    let ann = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["full_name"] == "Ann")
+        .unwrap();
+    let shown = json(&d.home, &["show", ann["id"].as_str().unwrap(), "--json"]);
+    assert_eq!(
+        shown["origin"],
+        serde_json::json!({"kind": "drop", "file": "x.csv", "line": 2})
+    );
+}
+
+#[test]
+fn a_file_written_in_place_is_taken_only_after_it_stays_unchanged() {
+    // A long quiet period; each pause of the writer below is shorter than it.
+    let (_tmp, d) = setup(1500);
+    let drop = d.drop_dir();
+    let path = drop.join("slow.csv");
+    let mut rows = vec!["full_name,external_id".to_string()];
+    rows.extend((0..300).map(|i| format!("Slow {i},slow-{i}")));
+    let text = rows.join("\n") + "\n";
+    let (first, rest) = text.split_at(text.len() / 3);
+    let (second, third) = rest.split_at(rest.len() / 2);
+    let started = Instant::now();
+    let mut f = fs::File::create(&path).unwrap();
+    use std::io::Write;
+    for part in [first, second] {
+        f.write_all(part.as_bytes()).unwrap();
+        f.flush().unwrap();
+        // The scenario's own pause: a writer that stalls for less than the quiet period.
+        std::thread::sleep(Duration::from_millis(900));
+        assert!(path.exists(), "taken while still being written");
+        assert_eq!(d.total(), 0);
+    }
+    f.write_all(third.as_bytes()).unwrap();
+    std::mem::drop(f);
+    assert!(started.elapsed() > Duration::from_millis(1500));
+    wait_until("slow.csv to be archived", || {
+        drop.join("processed").join("slow.csv").exists()
+    });
+    assert_eq!(d.total(), 300, "every row, not the part written first");
+    let files = d.drop_files();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["accepted"], 300);
+    assert_eq!(files[0]["outcome"], "processed");
+}
+
+#[test]
+fn fifty_files_at_once_are_all_taken() {
+    let (_tmp, d) = setup(200);
+    let drop = d.drop_dir();
+    for f in 0..50 {
+        let body: String = (0..20)
+            .map(|i| format!("{{\"full_name\":\"F{f} R{i}\",\"external_id\":\"f{f}-{i}\"}}\n"))
+            .collect();
+        fs::write(drop.join(format!("batch-{f}.jsonl")), body).unwrap();
+    }
+    wait_until("1000 records", || d.total() == 1000);
+    wait_until("50 archived files", || {
+        fs::read_dir(drop.join("processed")).unwrap().count() == 50
+    });
+    let files = d.drop_files();
+    assert_eq!(files.len(), 50);
+    assert!(files
+        .iter()
+        .all(|f| f["accepted"] == 20 && f["rejected"] == 0));
+    let unique: HashSet<String> = names(&d.home).into_iter().collect();
+    assert_eq!(unique.len(), 1000);
+}
+
+#[test]
+fn bad_rows_are_reported_by_line_and_copied_for_fixing_while_good_rows_are_queued() {
+    let (_tmp, d) = setup(200);
+    let drop = d.drop_dir();
+    let csv = "\u{feff}fullName,email,risk.is_pep\r\n\
+               Ann,ann@x.io,no\r\n\
+               Bob,not-an-email,no\r\n\
+               Cid,cid@x.io,yes\r\n\
+               ,dee@x.io,maybe\r\n";
+    fs::write(drop.join("crm.csv"), csv).unwrap();
+    wait_until("crm.csv to be archived", || {
+        drop.join("processed").join("crm.csv").exists()
+    });
+    let mut got = names(&d.home);
+    got.sort();
+    assert_eq!(got, ["Ann", "Cid"]);
+
+    let report_path = drop.join("rejected").join("crm.errors.txt");
+    let report = fs::read_to_string(&report_path).unwrap();
+    let problems: Vec<&str> = report.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        problems,
+        [
+            "line 3: email: is not a valid email address",
+            "line 5: risk.is_pep: \"maybe\" is not one of true/false/yes/no/1/0",
+            "line 5: full_name: is required",
+        ],
+        "{report}"
+    );
+    assert!(
+        report.contains("2 record(s) queued, 2 rejected"),
+        "{report}"
+    );
+
+    let copy_path = drop.join("rejected").join("crm.rejected.csv");
+    let copy = fs::read_to_string(&copy_path).unwrap();
+    let mut rows = csv::Reader::from_reader(copy.as_bytes());
+    assert_eq!(
+        rows.headers().unwrap(),
+        vec!["_error", "fullName", "email", "risk.is_pep"]
+    );
+    let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][1], "Bob");
+    assert_eq!(&rows[0][0], "email: is not a valid email address");
+    assert_eq!(&rows[1][2], "dee@x.io");
+    for p in [&report_path, &copy_path] {
+        assert_eq!(mode(p), 0o600, "{}", p.display());
+    }
+
+    // Fixed in a spreadsheet and dropped again: the fixed rows are queued.
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(["_error", "fullName", "email", "risk.is_pep"])
+        .unwrap();
+    out.write_record([&rows[0][0], "Bob", "bob@x.io", "no"])
+        .unwrap();
+    out.write_record([&rows[1][0], "Dee", "dee@x.io", "yes"])
+        .unwrap();
+    let fixed = out.into_inner().unwrap();
+    fs::write(drop.join("crm-fixed.csv"), fixed).unwrap();
+    wait_until("the fixed file to be archived", || {
+        drop.join("processed").join("crm-fixed.csv").exists()
+    });
+    let mut got = names(&d.home);
+    got.sort();
+    assert_eq!(got, ["Ann", "Bob", "Cid", "Dee"]);
+    assert!(!drop.join("rejected").join("crm-fixed.errors.txt").exists());
+}
+
+#[test]
+fn unreadable_and_unsupported_files_move_to_rejected_with_a_report() {
+    let (_tmp, d) = setup(200);
+    let drop = d.drop_dir();
+    fs::write(
+        drop.join("broken.json"),
+        "[{\"full_name\":\"Ann\"},\n{\"full_",
+    )
+    .unwrap();
+    fs::write(drop.join("notes.txt"), "hello").unwrap();
+    fs::write(drop.join("nohead.csv"), "").unwrap();
+    let rejected = drop.join("rejected");
+    wait_until("three rejected files", || {
+        ["broken.json", "notes.txt", "nohead.csv"]
+            .iter()
+            .all(|n| rejected.join(format!("{n}.errors.txt")).exists() && rejected.join(n).exists())
+    });
+    let broken = fs::read_to_string(rejected.join("broken.json.errors.txt")).unwrap();
+    assert!(broken.contains("broken.json line 2"), "{broken}");
+    assert!(broken.contains("nothing from it was queued"), "{broken}");
+    let notes = fs::read_to_string(rejected.join("notes.txt.errors.txt")).unwrap();
+    assert!(notes.contains("not a supported file type"), "{notes}");
+    assert!(fs::read_to_string(rejected.join("nohead.csv.errors.txt"))
+        .unwrap()
+        .contains("no header row"));
+    assert_eq!(mode(&rejected.join("broken.json")), 0o600);
+    assert_eq!(d.total(), 0, "nothing from a broken file is queued");
+    let outcomes: Vec<Value> = d
+        .drop_files()
+        .iter()
+        .map(|f| f["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, ["rejected", "rejected", "rejected"]);
+}
+
+#[test]
+fn the_same_content_dropped_again_is_archived_as_a_duplicate_and_not_queued() {
+    let (_tmp, d) = setup(200);
+    let drop = d.drop_dir();
+    let body = "{\"full_name\":\"Ann\",\"external_id\":\"a-1\"}\n{\"full_name\":\"Bob\"}\n";
+    fs::write(drop.join("a.ndjson"), body).unwrap();
+    wait_until("a.ndjson archived", || {
+        drop.join("processed").join("a.ndjson").exists()
+    });
+    let ann = json(&d.home, &["list", "--json"])[0].clone();
+    fs::write(drop.join("a.ndjson"), body).unwrap();
+    wait_until("the second a.ndjson archived", || {
+        drop.join("processed").join("a.2.ndjson").exists()
+    });
+    fs::write(drop.join("again.ndjson"), body).unwrap();
+    wait_until("again.ndjson archived", || {
+        drop.join("processed").join("again.ndjson").exists()
+    });
+    assert_eq!(d.total(), 2);
+    let after = json(&d.home, &["show", ann["id"].as_str().unwrap(), "--json"]);
+    assert_eq!(
+        after["revision"], ann["revision"],
+        "not even a new revision"
+    );
+    let note =
+        fs::read_to_string(drop.join("processed").join("again.ndjson.duplicate.txt")).unwrap();
+    assert!(
+        note.contains("same content") && note.contains("as a.ndjson"),
+        "{note}"
+    );
+    assert!(drop
+        .join("processed")
+        .join("a.2.ndjson.duplicate.txt")
+        .exists());
+    let outcomes: Vec<Value> = d
+        .drop_files()
+        .iter()
+        .map(|f| f["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, ["duplicate", "duplicate", "processed"]);
+}
+
+fn big_ndjson(rows: usize, bad_every: usize) -> (String, usize) {
+    let mut out = String::with_capacity(rows * 80);
+    let mut good = 0;
+    for i in 0..rows {
+        if i % bad_every == bad_every - 1 {
+            out.push_str(&format!(
+                "{{\"full_name\":\"Bad {i}\",\"email\":\"nope\"}}\n"
+            ));
+        } else {
+            good += 1;
+            out.push_str(&format!(
+                "{{\"full_name\":\"Person {i}\",\"external_id\":\"crm-{i}\",\"email\":\"p{i}@example.com\"}}\n"
+            ));
+        }
+    }
+    (out, good)
+}
+
+#[test]
+fn kill_9_while_a_file_is_ingested_loses_and_doubles_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    config(home, 200);
+    let (body, good) = big_ndjson(40_000, 500);
+    let mut d = Daemon::start(home);
+    let drop = d.drop_dir();
+    fs::write(drop.join("big.ndjson.part"), &body).unwrap();
+    fs::rename(drop.join("big.ndjson.part"), drop.join("big.ndjson")).unwrap();
+    let mut kills = 0;
+    let mut last = 0;
+    // Kill it part-way, several times, each time further in.
+    while kills < 3 {
+        let total = d.total();
+        if total > last && (total as usize) < good {
+            d.kill9();
+            kills += 1;
+            last = total;
+            d = Daemon::start(home);
+        } else if total as usize >= good {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(kills >= 1, "the daemon was never caught mid-file");
+    eprintln!("killed {kills} time(s) mid-file, the last at {last} of {good} records");
+    wait_until("big.ndjson archived", || {
+        drop.join("processed").join("big.ndjson").exists()
+    });
+    assert_eq!(d.total() as usize, good, "every good row exactly once");
+    let all = names(home);
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), good);
+    assert_eq!(unique.len(), good);
+    assert!(all.iter().all(|n| n.starts_with("Person ")));
+    let report = fs::read_to_string(drop.join("rejected").join("big.errors.txt")).unwrap();
+    let problems = report.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(problems, 40_000 - good, "every bad row reported once");
+    assert!(!drop.join("big.ndjson").exists());
+}
+
+fn vm_kb(pid: u32, key: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_large_file_is_ingested_in_bounded_memory() {
+    let (_tmp, d) = setup(200);
+    let drop = d.drop_dir();
+    let (body, good) = big_ndjson(300_000, 1_000_000);
+    let staging = d.home.join("big.ndjson");
+    fs::write(&staging, body).unwrap();
+    let before = vm_kb(d.pid(), "VmRSS:");
+    fs::rename(&staging, drop.join("big.ndjson")).unwrap();
+    wait_until("big.ndjson archived", || {
+        drop.join("processed").join("big.ndjson").exists()
+    });
+    assert_eq!(d.total() as usize, good);
+    let peak = vm_kb(d.pid(), "VmHWM:");
+    let growth_mb = peak.saturating_sub(before) / 1024;
+    eprintln!("RSS before {} MB, peak {} MB", before / 1024, peak / 1024);
+    assert!(
+        growth_mb < 100,
+        "peak RSS grew by {growth_mb} MB while ingesting a {} MB file",
+        fs::metadata(drop.join("processed").join("big.ndjson"))
+            .unwrap()
+            .len()
+            >> 20
+    );
+}
