@@ -43,12 +43,22 @@ struct DaemonArgs {
     verbose: bool,
 }
 
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Keep the demo's temporary data dir after quitting (its path is printed).
+    #[arg(long)]
+    keep: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the sync daemon: sends queued records and answers the CLI and the TUI.
     Daemon(DaemonArgs),
     /// The terminal front end (starts the sync engine in this process if no daemon runs).
     Tui,
+    /// Try icsync with nothing set up: a sandbox, a daemon on a temporary data dir, sample
+    /// files dropped in, and the TUI. Quitting stops and removes everything it started.
+    Demo(DemoArgs),
     /// Run a local implementation of the Instant Compliance customer API.
     Sandbox(icsync::sandbox::SandboxArgs),
     /// Queue a new customer (or the next revision of the one it matches).
@@ -84,6 +94,13 @@ fn settings(global: &GlobalArgs) -> Result<Settings> {
 fn main() -> Result<ExitCode> {
     color_eyre::install()?;
     let cli = Cli::parse();
+    if let Command::Demo(args) = &cli.command {
+        let runtime = tokio::runtime::Runtime::new().wrap_err("cannot start the async runtime")?;
+        runtime
+            .block_on(icsync::cli::demo::run(args.keep))
+            .wrap_err("icsync demo failed")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::Sandbox(args) = cli.command {
         return icsync::sandbox::run_cli(args).map(|()| ExitCode::SUCCESS);
     }
@@ -128,7 +145,7 @@ fn main() -> Result<ExitCode> {
         }
         let mut backend = Backend::connect(&settings).await?;
         match cli.command {
-            Command::Sandbox(_) | Command::Daemon(_) | Command::Tui => {
+            Command::Sandbox(_) | Command::Daemon(_) | Command::Tui | Command::Demo(_) => {
                 unreachable!("handled above")
             }
             Command::Add(a) => commands::add(&mut backend, a).await?,

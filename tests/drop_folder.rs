@@ -238,8 +238,9 @@ fn a_file_written_in_place_is_taken_only_after_it_stays_unchanged() {
         drop.join("processed").join("slow.csv").exists()
     });
     assert_eq!(d.total(), 300, "every row, not the part written first");
+    // The history line is written just after the move.
+    wait_until("the file's history line", || d.drop_files().len() == 1);
     let files = d.drop_files();
-    assert_eq!(files.len(), 1);
     assert_eq!(files[0]["accepted"], 300);
     assert_eq!(files[0]["outcome"], "processed");
 }
@@ -258,8 +259,9 @@ fn fifty_files_at_once_are_all_taken() {
     wait_until("50 archived files", || {
         fs::read_dir(drop.join("processed")).unwrap().count() == 50
     });
+    // Each file's history line is written just after its move.
+    wait_until("50 history lines", || d.drop_files().len() == 50);
     let files = d.drop_files();
-    assert_eq!(files.len(), 50);
     assert!(files
         .iter()
         .all(|f| f["accepted"] == 20 && f["rejected"] == 0));
@@ -363,6 +365,7 @@ fn unreadable_and_unsupported_files_move_to_rejected_with_a_report() {
         .contains("no header row"));
     assert_eq!(mode(&rejected.join("broken.json")), 0o600);
     assert_eq!(d.total(), 0, "nothing from a broken file is queued");
+    wait_until("3 history lines", || d.drop_files().len() == 3);
     let outcomes: Vec<Value> = d
         .drop_files()
         .iter()
@@ -405,6 +408,7 @@ fn the_same_content_dropped_again_is_archived_as_a_duplicate_and_not_queued() {
         .join("processed")
         .join("a.2.ndjson.duplicate.txt")
         .exists());
+    wait_until("3 history lines", || d.drop_files().len() == 3);
     let outcomes: Vec<Value> = d
         .drop_files()
         .iter()

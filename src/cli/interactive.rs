@@ -76,10 +76,14 @@ impl InProcess {
 pub async fn run_tui(settings: Settings) -> Result<(), InteractiveError> {
     let socket = settings.socket_path();
     match Client::connect(&socket).await {
-        Ok(_) => Ok(tui::run(&socket, false).await?),
+        Ok(_) => Ok(tui::run(&socket, None).await?),
         Err(ClientError::NotRunning(_)) => {
             let daemon = InProcess::start(settings).await?;
-            let shown = tui::run(&socket, true).await;
+            let shown = tui::run(
+                &socket,
+                Some("no daemon was running: syncing from this window until you quit"),
+            )
+            .await;
             let stopped = daemon.stop().await;
             shown?;
             stopped

@@ -2,6 +2,7 @@
 //! socket, or the store directly when no daemon runs), and output. `main.rs` only dispatches.
 
 pub mod commands;
+pub mod demo;
 pub mod fields;
 pub mod interactive;
 pub mod output;

@@ -548,12 +548,9 @@ impl App {
 
     /// Says that this TUI runs the engine itself (no daemon was running), so records are
     /// synced only while it is open.
-    pub fn mark_in_process(&mut self) {
+    pub fn mark_in_process(&mut self, message: &str) {
         self.in_process = true;
-        self.notice(
-            "no daemon was running: syncing from this window until you quit",
-            Level::Info,
-        );
+        self.notice(message, Level::Info);
     }
 
     fn notice(&mut self, text: impl Into<String>, level: Level) {

@@ -66,9 +66,10 @@ impl Drop for Tasks {
 }
 
 /// Attaches to the daemon listening on `socket_path` and runs the TUI until the user quits.
-/// Fails before touching the terminal when no daemon answers. `in_process` says the daemon
-/// was started by this process for the TUI (shown in the corner badge).
-pub async fn run(socket_path: &Path, in_process: bool) -> Result<(), TuiError> {
+/// Fails before touching the terminal when no daemon answers. `in_process`, when given, says
+/// the daemon was started by this process for the TUI: the corner badge says so and the
+/// message is shown at start.
+pub async fn run(socket_path: &Path, in_process: Option<&str>) -> Result<(), TuiError> {
     let requests = Client::connect(socket_path).await?;
     let mut events = Client::connect(socket_path).await?;
     events.subscribe().await?;
@@ -79,8 +80,8 @@ pub async fn run(socket_path: &Path, in_process: bool) -> Result<(), TuiError> {
     let _guard = TerminalGuard;
     let size = terminal.size()?;
     let mut app = App::new(Utc::now(), size.height);
-    if in_process {
-        app.mark_in_process();
+    if let Some(message) = in_process {
+        app.mark_in_process(message);
     }
 
     let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(256);
