@@ -212,8 +212,8 @@ pub fn answer(request: &Request) -> Reply {
         } => Reply::Records {
             records: all
                 .into_iter()
-                .filter(|r| state.map_or(true, |s| r.state == s))
-                .filter(|r| after.map_or(true, |a| r.id > a))
+                .filter(|r| state.is_none_or(|s| r.state == s))
+                .filter(|r| after.is_none_or(|a| r.id > a))
                 .take(*limit)
                 .collect(),
         },
