@@ -1,0 +1,144 @@
+//! End to end in a real terminal: `icsync demo` runs in tmux (its own server socket), and the
+//! test reads the screen with capture-pane the way a new user would: the queue drains, a
+//! conflict is opened and resolved, a customer is captured, and quitting stops everything.
+//!
+//! Needs tmux (`.ci/run` installs it). Without it this test fails, unless ICSYNC_SKIP_TMUX=1
+//! says to skip it on purpose.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "demo"]).stdout)
+            .into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "demo"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success());
+    }
+
+    /// Polls the screen until `ok` holds, or fails with the last screen.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.run(&["has-session", "-t", "demo"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// A dashboard count line, e.g. `│ conflict             2 │`.
+fn count(screen: &str, state: &str) -> Option<u64> {
+    screen.lines().find_map(|line| {
+        let rest = line.split(&format!("│ {state} ")).nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+#[test]
+fn a_new_user_runs_the_demo_resolves_a_conflict_captures_and_quits() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        if std::env::var("ICSYNC_SKIP_TMUX").as_deref() == Ok("1") {
+            eprintln!("skipped: tmux is not installed and ICSYNC_SKIP_TMUX=1");
+            return;
+        }
+        panic!("tmux is not installed (apt-get install tmux), or set ICSYNC_SKIP_TMUX=1");
+    }
+    let tmux = Tmux {
+        socket: format!("icsync-test-{}", std::process::id()),
+    };
+    let bin = env!("CARGO_BIN_EXE_icsync");
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "demo",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &format!("env -u NO_COLOR RUST_BACKTRACE=0 {bin} demo"),
+    ]);
+    assert!(started.status.success(), "{started:?}");
+
+    // The queue drains: every sample record is sent, two end in conflict.
+    let screen = tmux.wait_for("the queue to drain", |s| {
+        count(s, "queued") == Some(0)
+            && count(s, "sending") == Some(0)
+            && count(s, "conflict") == Some(2)
+    });
+    let total = count(&screen, "total").unwrap();
+    assert_eq!(count(&screen, "synced"), Some(total - 2));
+    assert!(screen.contains("ONLINE"), "{screen}");
+
+    // Open the conflicts: the local record beside the existing customer.
+    tmux.keys(&["3"]);
+    tmux.wait_for("the conflicts screen", |s| {
+        s.contains("Maria Garcia") && s.contains("Wei Zhang") && s.contains("customer_conflict")
+    });
+    tmux.keys(&["a"]);
+    tmux.wait_for("adopt to be confirmed", |s| {
+        s.contains("adopt_existing: 1 record")
+    });
+
+    // Capture a new customer; "saved" appears only once the daemon flushed it.
+    tmux.keys(&["4"]);
+    tmux.wait_for("the capture form", |s| s.contains("full name"));
+    tmux.keys(&["Tess Tester", "Tab", "tess@example.org"]);
+    tmux.keys(&["C-s"]);
+    tmux.wait_for("the save", |s| s.contains("saved: record created"));
+    // Esc and the next key in one burst would read as Alt+key: wait for Esc to land first.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the form to close", |s| !s.contains("New customer"));
+    tmux.keys(&["1"]);
+    tmux.wait_for("the resolved conflict and the new record to sync", |s| {
+        count(s, "conflict") == Some(1)
+            && count(s, "total") == Some(total + 1)
+            && count(s, "synced") == Some(total)
+    });
+
+    // Quit: the demo stops its daemon and sandbox and the session ends.
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tmux.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "demo did not exit:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
