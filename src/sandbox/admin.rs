@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -195,13 +196,13 @@ pub async fn clock(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Res
 /// `POST /_sandbox/customers/{id}/kyc {"kyc_status": "..."}`: any organisation's customer.
 pub async fn kyc(
     State(sandbox): State<Arc<Sandbox>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
     if let Err(r) = authorize(&sandbox, &request, &[Method::POST]) {
         return r;
     }
-    let Ok(id) = Uuid::parse_str(&id) else {
+    let Some(id) = id.ok().and_then(|Path(id)| Uuid::parse_str(&id).ok()) else {
         return http::not_found();
     };
     let body = match object_body(request).await {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
@@ -221,7 +222,7 @@ fn replay(status: u16, body: Bytes) -> Response {
 
 async fn get_customer(
     State(sandbox): State<Arc<Sandbox>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
     if roll(sandbox.faults().fail_rate) {
@@ -232,8 +233,10 @@ async fn get_customer(
         Err(r) => r,
         Ok(org) => {
             latency(&sandbox).await;
-            let customer = Uuid::parse_str(&id)
+            // An id that does not even decode (bad percent-encoding) is as absent as any other.
+            let customer = id
                 .ok()
+                .and_then(|Path(id)| Uuid::parse_str(&id).ok())
                 .and_then(|id| sandbox.customer(&org, &id));
             match customer.map(|c| customer_body(&c)) {
                 Some(Ok(body)) => http::json_bytes(200, body),

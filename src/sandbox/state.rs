@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::config::{Faults, SandboxConfig, Secret};
-use super::idempotency::{Begin, ClaimId, IdempotencyTable};
+use super::idempotency::{Begin, ClaimId, EntryState, IdempotencyTable};
 use super::orgs::{IndexError, OrgCustomers, UpsertOutcome};
 use super::persist::{StateFile, StoredKey};
 use super::rate_limit::{RateLimiter, RetryAfter};
@@ -195,8 +195,8 @@ impl Sandbox {
             UpsertOutcome::Conflict { id, external_id } => {
                 return Err(ApiError::CustomerConflict {
                     message: format!(
-                        "the email belongs to customer {id}, which has another external_id; \
-                         resolve it in the app or send that customer's external_id"
+                        "the request's email is held by customer {id}, which this request \
+                         cannot update; resolve it in the app, then retry"
                     ),
                     conflicting_customer_id: id,
                     conflicting_external_id: external_id,
@@ -275,7 +275,7 @@ impl Sandbox {
             .idempotency
             .done_entries()
             .filter_map(|(org, key, entry)| match &entry.state {
-                super::idempotency::EntryState::Done { status, body } => Some(StoredKey {
+                EntryState::Done { status, body } => Some(StoredKey {
                     org: org.to_string(),
                     key: key.clone(),
                     fingerprint: entry.fingerprint,
@@ -283,7 +283,7 @@ impl Sandbox {
                     status: *status,
                     body: String::from_utf8_lossy(body).into_owned(),
                 }),
-                super::idempotency::EntryState::InProgress => None,
+                EntryState::InProgress => None,
             })
             .collect();
         (
