@@ -1,0 +1,13 @@
+# Recipes for the same commands the README gives; `just` is optional.
+
+# Run the test suite.
+test:
+    cargo test
+
+# Run the whole CI: fmt, clippy, tests, schemathesis against the sandbox.
+ci:
+    bash .ci/run
+
+# Run the local API sandbox (extra flags pass through: just sandbox --listen 127.0.0.1:0).
+sandbox *FLAGS:
+    cargo run --release -- sandbox {{FLAGS}}
