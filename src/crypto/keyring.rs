@@ -93,6 +93,20 @@ pub fn default_key_file() -> Result<PathBuf, KeyError> {
 }
 
 impl KeyConfig {
+    /// What unwraps (or wraps) a keyring of `source`; a passphrase keyring needs one.
+    pub fn wrapping<'a>(
+        &'a self,
+        source: KeySourceKind,
+        passphrase: Option<&'a Passphrase>,
+    ) -> Result<Wrapping<'a>, KeyError> {
+        match source {
+            KeySourceKind::File => Ok(Wrapping::KeyFile(&self.key_file)),
+            KeySourceKind::Passphrase => passphrase
+                .map(|p| Wrapping::Passphrase(p, self.kdf))
+                .ok_or(KeyError::PassphraseNeeded),
+        }
+    }
+
     /// The default: a key file at [`default_key_file`].
     pub fn from_env() -> Result<Self, KeyError> {
         Ok(KeyConfig {
@@ -261,7 +275,12 @@ pub fn create_key_file(path: &Path) -> Result<(), KeyError> {
 fn key_file_key(path: &Path, create: bool) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
     match read_key_file(path) {
         Err(KeyError::KeyFileMissing { .. }) if create => {
-            create_key_file(path)?;
+            match create_key_file(path) {
+                // Another process (a second store of the same user) made it meanwhile.
+                Err(KeyError::KeyFileIo { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                other => other?,
+            }
             read_key_file(path)
         }
         other => other,
