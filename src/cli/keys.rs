@@ -62,13 +62,22 @@ fn parse_date(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| "expected YYYY-MM-DD or an RFC 3339 time".into())
 }
 
+/// One line from `fd`, read a byte at a time so the next line stays for the next reader
+/// (`rekey` reads the current and the new passphrase from the same descriptor).
 fn read_fd(fd: u32) -> Result<Passphrase, CliError> {
+    use std::io::Read;
+    let err =
+        |e: std::io::Error| CliError::Usage(format!("cannot read a passphrase from fd {fd}: {e}"));
     let path = format!("/dev/fd/{fd}");
-    let text = std::fs::read_to_string(Path::new(&path))
-        .map_err(|e| CliError::Usage(format!("cannot read a passphrase from fd {fd}: {e}")))?;
-    let first = text.lines().next().unwrap_or_default().to_string();
-    drop(zeroize::Zeroizing::new(text));
-    Ok(Passphrase::new(first))
+    let mut file = std::fs::File::open(Path::new(&path)).map_err(err)?;
+    let mut line = zeroize::Zeroizing::new(Vec::new());
+    let mut byte = [0u8; 1];
+    while file.read(&mut byte).map_err(err)? == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    let text = String::from_utf8(line.to_vec())
+        .map_err(|_| CliError::Usage(format!("the passphrase on fd {fd} is not UTF-8")))?;
+    Ok(Passphrase::new(text))
 }
 
 fn prompt(text: &str) -> Result<Passphrase, CliError> {
