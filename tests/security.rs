@@ -201,6 +201,24 @@ fn no_customer_field_is_on_disk_in_plaintext_after_a_sync() {
     // The operator still sees everything.
     let listed = env.ok(&["list", "--json"], "");
     assert!(listed.contains(NAME) && listed.contains(EMAIL));
+    // Retention on demand through the daemon: the dry run changes nothing.
+    let dry: Value = serde_json::from_str(&env.ok(
+        &[
+            "purge",
+            "--synced-before",
+            "2100-01-01",
+            "--dry-run",
+            "--json",
+        ],
+        "",
+    ))
+    .unwrap();
+    assert_eq!(dry["ids"].as_array().unwrap().len(), 21);
+    assert!(env.ok(&["list", "--json"], "").contains(NAME));
+    env.ok(&["purge", "--synced-before", "2100-01-01"], "");
+    let listed = env.ok(&["list", "--json"], "");
+    assert!(!listed.contains(NAME), "{listed}");
+    assert_eq!(env.status()["synced"], json!(21));
     stop(daemon);
 
     assert_no_plaintext(&env.data, &[NAME, EMAIL, PHONE, "crm-zeb-77", "Zebediah"]);
