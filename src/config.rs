@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::crypto::{KdfParams, KeyConfig, KeySourceKind};
+
 /// Environment variables that override the file.
 pub const ENV_API_URL: &str = "ICSYNC_API_URL";
 pub const ENV_API_KEY: &str = "ICSYNC_API_KEY";
 pub const ENV_DATA_DIR: &str = "ICSYNC_DATA_DIR";
 pub const ENV_DROP_DIR: &str = "ICSYNC_DROP_DIR";
 pub const ENV_CONFIG: &str = "ICSYNC_CONFIG";
+pub use crate::crypto::keyring::ENV_KEY_FILE;
 
 /// The API the daemon talks to unless told otherwise: a sandbox on this machine, so that a
 /// fresh install can never send data to a live organisation by accident.
@@ -71,6 +74,10 @@ pub struct FileConfig {
     pub drain_timeout_secs: Option<u64>,
     pub cache_capacity_mb: Option<u64>,
     pub drop_quiet_ms: Option<u64>,
+    pub key_source: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub kdf_memory_mib: Option<u32>,
+    pub retain_synced_days: Option<u32>,
 }
 
 /// Values given by the environment or by flags; the later source wins.
@@ -80,6 +87,7 @@ pub struct Overrides {
     pub api_key: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub drop_dir: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -91,6 +99,7 @@ impl Overrides {
             api_key: nonempty(ENV_API_KEY),
             data_dir: nonempty(ENV_DATA_DIR).map(PathBuf::from),
             drop_dir: nonempty(ENV_DROP_DIR).map(PathBuf::from),
+            key_file: nonempty(ENV_KEY_FILE).map(PathBuf::from),
         }
     }
 
@@ -100,6 +109,7 @@ impl Overrides {
             api_key: self.api_key.or(lower.api_key),
             data_dir: self.data_dir.or(lower.data_dir),
             drop_dir: self.drop_dir.or(lower.drop_dir),
+            key_file: self.key_file.or(lower.key_file),
         }
     }
 }
@@ -142,6 +152,10 @@ pub struct Settings {
     pub cache_capacity_bytes: u64,
     /// How long a file in the drop folder must stay unchanged before it is read.
     pub drop_quiet: Duration,
+    /// How the store's data key is wrapped (docs/security.md).
+    pub keys: KeyConfig,
+    /// Synced records unchanged this long lose their customer data; 0 = at once.
+    pub retain_synced: chrono::Duration,
     /// The config file these settings were read from, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -151,6 +165,8 @@ pub struct Settings {
 pub struct Defaults {
     pub config_file: PathBuf,
     pub data_dir: PathBuf,
+    /// Where the wrapping key file goes: the config dir, apart from the data dir.
+    pub key_file: PathBuf,
 }
 
 impl Defaults {
@@ -160,6 +176,7 @@ impl Defaults {
         Ok(Defaults {
             config_file: dirs.config_dir().join("icsync.toml"),
             data_dir: dirs.data_dir().to_path_buf(),
+            key_file: dirs.config_dir().join("data.key"),
         })
     }
 }
@@ -219,6 +236,29 @@ pub fn resolve(
             problem: "must be at most 256".into(),
         });
     }
+    let key_source = match file.key_source.as_deref() {
+        None => KeySourceKind::File,
+        Some(s) => KeySourceKind::parse(s).ok_or_else(|| ConfigError::Invalid {
+            key: "key_source",
+            value: s.to_string(),
+            problem: "must be \"file\" or \"passphrase\"".into(),
+        })?,
+    };
+    let mut kdf = KdfParams::default();
+    if let Some(mib) = file.kdf_memory_mib {
+        kdf.memory_kib = u32::try_from(positive("kdf_memory_mib", Some(mib.into()), 64)?)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(1024);
+    }
+    let keys = KeyConfig {
+        source: key_source,
+        key_file: overrides
+            .key_file
+            .or(file.key_file)
+            .unwrap_or_else(|| defaults.key_file.clone()),
+        kdf,
+    };
+    let retain_synced = chrono::Duration::days(file.retain_synced_days.unwrap_or(30).into());
     Ok(Settings {
         api_url,
         key,
@@ -249,6 +289,8 @@ pub fn resolve(
         )?),
         cache_capacity_bytes: positive("cache_capacity_mb", file.cache_capacity_mb, 32)? << 20,
         drop_quiet: Duration::from_millis(positive("drop_quiet_ms", file.drop_quiet_ms, 1000)?),
+        keys,
+        retain_synced,
         config_file,
     })
 }
@@ -340,6 +382,7 @@ mod tests {
         Defaults {
             config_file: "/cfg/icsync.toml".into(),
             data_dir: "/data".into(),
+            key_file: "/cfg/data.key".into(),
         }
     }
 
@@ -360,6 +403,27 @@ mod tests {
         assert_eq!(s.cache_capacity_bytes, 32 << 20);
         assert_eq!(s.drop_quiet, Duration::from_secs(1));
         assert_eq!(s.key, KeySource::None);
+        assert_eq!(s.keys.source, KeySourceKind::File);
+        assert_eq!(s.keys.key_file, PathBuf::from("/cfg/data.key"));
+        assert_eq!(s.retain_synced, chrono::Duration::days(30));
+    }
+
+    #[test]
+    fn key_settings_come_from_the_file_and_the_key_file_from_env() {
+        let file = parse_file(
+            "key_source = \"passphrase\"\nkey_file = \"/f.key\"\nkdf_memory_mib = 8\nretain_synced_days = 0",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let env = Overrides::from_env(|k| (k == ENV_KEY_FILE).then(|| "/env.key".into()));
+        let s = resolve(file, env, &defaults(), None).unwrap();
+        assert_eq!(s.keys.source, KeySourceKind::Passphrase);
+        assert_eq!(s.keys.key_file, PathBuf::from("/env.key"));
+        assert_eq!(s.keys.kdf.memory_kib, 8 * 1024);
+        assert_eq!(s.retain_synced, chrono::Duration::zero());
+        let bad = parse_file("key_source = \"usb\"", Path::new("c.toml")).unwrap();
+        let e = resolve(bad, Overrides::default(), &defaults(), None).unwrap_err();
+        assert!(e.to_string().contains("key_source = usb"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`contract`]: the API's types, validation, fingerprint and upsert rules (pure).
 //! - [`sandbox`]: the local implementation of the API (axum); depends on `contract` only.
 //! - [`config`]: settings from the TOML file, the environment and flags.
+//! - [`crypto`]: the data key, sealing, keyed index terms and the keyring (no sled, no I/O
+//!   beyond the key and keyring files).
 //! - [`store`]: the sled-backed record store, ledger and indexes; the only module naming sled.
 //! - [`ingest`]: streaming JSON / NDJSON / CSV parsers and export writers (pure over readers).
 //! - [`api`]: the reqwest client for the two API endpoints; depends on `contract` only.
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod control;
+pub mod crypto;
 pub mod daemon;
 pub mod dropdir;
 pub mod ingest;

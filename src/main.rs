@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use color_eyre::eyre::{Result, WrapErr};
 use icsync::cli::commands::{self, AddArgs, EditArgs, ListArgs, ResolveArgs, ShowArgs, StatusArgs};
+use icsync::cli::keys::{self, PurgeArgs, RekeyArgs, UnlockArgs};
 use icsync::cli::transfer::{self, ExportArgs, ImportArgs, ImportOutcome};
 use icsync::cli::Backend;
 use icsync::config::{self, Overrides, Settings};
@@ -78,6 +79,15 @@ enum Command {
     Import(ImportArgs),
     /// Write the records that need a person to a file that can be fixed and imported again.
     Export(ExportArgs),
+    /// Open a passphrase-locked store in the running daemon; sending starts.
+    Unlock(UnlockArgs),
+    /// Stop sending and drop the store's key from the daemon's memory.
+    Lock,
+    /// Rewrap the store's data key: a new passphrase, or move between key file and
+    /// passphrase. No record is rewritten.
+    Rekey(RekeyArgs),
+    /// Erase the customer data of records synced long enough ago (retention, on demand).
+    Purge(PurgeArgs),
 }
 
 fn settings(global: &GlobalArgs) -> Result<Settings> {
@@ -86,6 +96,7 @@ fn settings(global: &GlobalArgs) -> Result<Settings> {
         api_key: None,
         data_dir: global.data_dir.clone(),
         drop_dir: global.drop_dir.clone(),
+        key_file: None,
     };
     config::load(global.config.as_deref(), flags)
         .wrap_err("cannot load the configuration (see config/icsync.example.toml)")
@@ -105,6 +116,10 @@ fn main() -> Result<ExitCode> {
         return icsync::sandbox::run_cli(args).map(|()| ExitCode::SUCCESS);
     }
     let settings = settings(&cli.global)?;
+    if let Command::Rekey(args) = cli.command {
+        keys::rekey(&settings, args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match &cli.command {
         Command::Daemon(args) => {
             let log = icsync::daemon::logging::init(&settings.log_dir(), args.verbose)
@@ -145,9 +160,16 @@ fn main() -> Result<ExitCode> {
         }
         let mut backend = Backend::connect(&settings).await?;
         match cli.command {
-            Command::Sandbox(_) | Command::Daemon(_) | Command::Tui | Command::Demo(_) => {
+            Command::Sandbox(_)
+            | Command::Daemon(_)
+            | Command::Tui
+            | Command::Demo(_)
+            | Command::Rekey(_) => {
                 unreachable!("handled above")
             }
+            Command::Unlock(a) => keys::unlock(&mut backend, a).await?,
+            Command::Lock => keys::lock(&mut backend).await?,
+            Command::Purge(a) => keys::purge(&mut backend, &settings, a).await?,
             Command::Add(a) => commands::add(&mut backend, a).await?,
             Command::Status(a) => commands::status(&mut backend, a).await?,
             Command::List(a) => commands::list(&mut backend, a).await?,

@@ -11,6 +11,7 @@ fn example_config_parses_and_resolves() {
     let defaults = Defaults {
         config_file: "/c".into(),
         data_dir: "/d".into(),
+        key_file: "/c/data.key".into(),
     };
     let s = resolve(file, Overrides::default(), &defaults, None).unwrap();
     assert_eq!(s.concurrency, 8);

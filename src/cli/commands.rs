@@ -126,7 +126,7 @@ fn print_json(value: &Value) {
     );
 }
 
-fn unexpected(reply: Reply) -> CliError {
+pub(crate) fn unexpected(reply: Reply) -> CliError {
     CliError::Join(format!("unexpected reply {reply:?}"))
 }
 

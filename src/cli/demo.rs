@@ -154,6 +154,8 @@ fn demo_settings(root: &Path, api_url: &str) -> Result<Settings, DemoError> {
     let defaults = Defaults {
         config_file: root.join("icsync.toml"),
         data_dir,
+        // The demo's data key lives with its throwaway data, not in the user's config dir.
+        key_file: root.join("data.key"),
     };
     Ok(config::resolve(file, overrides, &defaults, None)?)
 }

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod demo;
 pub mod fields;
 pub mod interactive;
+pub mod keys;
 pub mod output;
 pub mod transfer;
 
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 use crate::config::Settings;
 use crate::control::{Client, ClientError, ControlError, Reply, Request};
+use crate::crypto::KeySourceKind;
 use crate::service::{Service, ServiceError};
 use crate::store::{Store, StoreError, StoreOptions};
 
@@ -49,12 +51,20 @@ impl Backend {
             Ok(client) => Ok(Backend::Daemon(client)),
             Err(ClientError::NotRunning(_)) => {
                 let dir = settings.store_dir();
-                let store = Store::open(
+                let store = Store::open_locked(
                     &dir,
                     StoreOptions {
                         cache_capacity_bytes: settings.cache_capacity_bytes,
                     },
                 )
+                .and_then(|store| {
+                    // A passphrase store stays locked here: counts work, record commands
+                    // answer "locked" (unlocking is the daemon's job).
+                    if store.key_source(&settings.keys)? == KeySourceKind::File {
+                        store.unlock(&settings.keys, None)?;
+                    }
+                    Ok(store)
+                })
                 .map_err(|source| CliError::Store { dir, source })?;
                 Ok(Backend::Local(Service::new(store, None)))
             }

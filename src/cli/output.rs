@@ -30,6 +30,9 @@ pub fn status(s: &StatusReport) -> String {
                 .unwrap_or_default()
         );
     }
+    if s.locked {
+        out.push_str("locked: records wait until `icsync unlock`\n");
+    }
     if let Some(reason) = &s.paused {
         let _ = writeln!(out, "paused: {reason}");
     }

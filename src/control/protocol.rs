@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::contract::{ErrorKind, FieldError};
+use crate::crypto::Passphrase;
 use crate::store::{DropFileEntry, Origin, Record, RecordId, RecordState};
 
 /// Bumped whenever a frame changes incompatibly.
@@ -87,6 +88,19 @@ pub enum Request {
     Subscribe,
     /// The drop folder's recent files and what became of each, newest first.
     DropFiles,
+    /// Opens a passphrase-locked store; sending starts. Answered with the status.
+    Unlock {
+        passphrase: Passphrase,
+    },
+    /// Stops sending (draining requests in flight) and drops the key from memory. Answered
+    /// with the status.
+    Lock,
+    /// Erases the customer data of synced records unchanged since `synced_before` (see
+    /// docs/security.md); with `dry_run`, only lists them.
+    Purge {
+        synced_before: DateTime<Utc>,
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +125,9 @@ pub struct StatusReport {
     pub last_sync_at: Option<DateTime<Utc>>,
     /// Whether a daemon answered (false when the CLI read the store itself).
     pub daemon: bool,
+    /// The store's key is not in memory: records wait until `icsync unlock`.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 /// A submitted record: its id, the revision now queued, and whether it is new.
@@ -143,6 +160,10 @@ pub enum Reply {
     DropFiles {
         files: Vec<DropFileEntry>,
     },
+    Purged {
+        ids: Vec<RecordId>,
+        dry_run: bool,
+    },
     Error(ControlError),
 }
 
@@ -170,6 +191,8 @@ pub enum ControlErrorCode {
     Ambiguous,
     Invalid,
     NotAllowed,
+    /// The store is locked: run `icsync unlock`.
+    Locked,
     Internal,
 }
 

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use crate::api::{ApiClient, ApiClientError, ApiKey, ApiTimeouts, InsecureHttp};
 use crate::config::{ConfigError, Settings};
 use crate::control::{self, BindError, Event, StatusReport};
-use crate::service::{ControlHandler, Service, SyncHealth, SyncLink};
+use crate::crypto::{KeyConfig, KeySourceKind, Passphrase};
+use crate::service::{ControlHandler, KeyControl, Service, ServiceError, SyncHealth, SyncLink};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::sync::{Engine, EngineConfig, EngineError, EngineEvent, EngineHandle};
 
@@ -23,6 +24,8 @@ pub use lock::{DaemonLock, LockError};
 
 /// How often the key source is re-read, so a fixed key file lifts a 401 pause by itself.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// How often retention runs (and once when the store is unlocked).
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -68,6 +71,45 @@ impl SyncLink for EngineLink {
     }
 }
 
+/// `unlock` and `lock` over the control socket. Sending runs only while the store is
+/// unlocked: `lock` asks the daemon to stop the engine (draining requests in flight), and
+/// returns once the key is gone.
+struct DaemonKeys {
+    store: Store,
+    keys: KeyConfig,
+    /// true = the operator wants the store locked.
+    want_locked: watch::Sender<bool>,
+    /// The daemon's answer: true once the engine stopped and the key was dropped.
+    is_locked: watch::Receiver<bool>,
+    deadline: Duration,
+}
+
+impl KeyControl for DaemonKeys {
+    fn unlock(&self, passphrase: &Passphrase) -> Result<(), ServiceError> {
+        if self.store.is_locked() {
+            self.store.unlock(&self.keys, Some(passphrase))?;
+            tracing::info!("store unlocked");
+        }
+        let _ = self.want_locked.send(false);
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<(), ServiceError> {
+        let _ = self.want_locked.send(true);
+        let mut rx = self.is_locked.clone();
+        let waited = tokio::runtime::Handle::current().block_on(tokio::time::timeout(
+            self.deadline,
+            rx.wait_for(|locked| *locked),
+        ));
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ServiceError::NotAllowed(
+                "the daemon did not stop sending in time; the store is not locked yet".into(),
+            )),
+        }
+    }
+}
+
 pub fn create_private_dir(path: &Path) -> Result<(), DaemonError> {
     let err = |source| DaemonError::DataDir {
         path: path.to_path_buf(),
@@ -97,12 +139,18 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     create_private_dir(&settings.data_dir)?;
     let _lock = DaemonLock::acquire(&settings.data_dir)?;
-    let store = Store::open(
+    let store = Store::open_locked(
         &settings.store_dir(),
         StoreOptions {
             cache_capacity_bytes: settings.cache_capacity_bytes,
         },
     )?;
+    // A key file opens the store at once; a passphrase waits for `icsync unlock`.
+    if store.key_source(&settings.keys)? == KeySourceKind::File {
+        store.unlock(&settings.keys, None)?;
+    } else {
+        tracing::info!("the store is locked: sending waits for `icsync unlock`");
+    }
 
     // A key source that cannot be used (a key file others can read, a missing file) does not
     // stop the daemon: records still queue, the reason is shown as the pause in `status`, and
@@ -133,25 +181,39 @@ pub async fn run(
             InsecureHttp::Refuse
         },
     )?;
-    let mut engine = Engine::new(
-        store.clone(),
-        client,
-        EngineConfig {
-            concurrency: settings.concurrency,
-            backoff_base: settings.backoff_base,
-            backoff_cap: settings.backoff_cap,
-            drain_deadline: settings.drain_timeout,
-            ..EngineConfig::default()
-        },
+    let new_engine = |key: &Option<ApiKey>| {
+        let engine = Engine::new(
+            store.clone(),
+            client.clone(),
+            EngineConfig {
+                concurrency: settings.concurrency,
+                backoff_base: settings.backoff_base,
+                backoff_cap: settings.backoff_cap,
+                drain_deadline: settings.drain_timeout,
+                ..EngineConfig::default()
+            },
+        );
+        match key {
+            Some(_) => engine,
+            None => {
+                engine.paused_until_key(key_problem.clone().unwrap_or_else(|| NO_KEY.to_string()))
+            }
+        }
+    };
+    let mut engine = Some(new_engine(&key));
+    let handle = engine.as_ref().map(Engine::handle).expect("just built");
+    let link = Arc::new(SwitchLink(std::sync::Mutex::new(handle.clone())));
+    let (want_locked, mut want_locked_rx) = watch::channel(store.is_locked());
+    let (is_locked_tx, is_locked) = watch::channel(store.is_locked());
+    let service = Arc::new(
+        Service::new(store.clone(), Some(link.clone())).with_keys(Arc::new(DaemonKeys {
+            store: store.clone(),
+            keys: settings.keys.clone(),
+            want_locked,
+            is_locked,
+            deadline: settings.drain_timeout + Duration::from_secs(5),
+        })),
     );
-    if key.is_none() {
-        engine = engine.paused_until_key(key_problem.unwrap_or_else(|| NO_KEY.to_string()));
-    }
-    let handle = engine.handle();
-    let service = Arc::new(Service::new(
-        store.clone(),
-        Some(Arc::new(EngineLink(handle.clone()))),
-    ));
 
     let socket = settings.socket_path();
     let listener = control::bind(&socket).await?;
@@ -164,11 +226,8 @@ pub async fn run(
         Arc::new(ControlHandler(service.clone())),
         stopped(stop_rx.clone()),
     ));
-    let forwarder = tokio::spawn(forward_events(
-        handle.clone(),
-        service.clone(),
-        stopped(stop_rx.clone()),
-    ));
+    // The drop folder is watched for the daemon's whole life; its files wait in the folder
+    // while the store is locked (they cannot be sealed without the key).
     let drops = tokio::spawn({
         let (dir, quiet, service) = (
             settings.drop_dir.clone(),
@@ -183,12 +242,6 @@ pub async fn run(
             }
         }
     });
-    let key_watch = tokio::spawn(watch_key(
-        settings.clone(),
-        key,
-        handle.clone(),
-        stopped(stop_rx),
-    ));
     tracing::info!(
         api = %settings.api_url,
         data_dir = %settings.data_dir.display(),
@@ -196,13 +249,119 @@ pub async fn run(
         "daemon started"
     );
 
-    let result = engine.run(shutdown).await;
+    // One engine per unlocked period: locking stops (drains) it and drops the key; unlocking
+    // starts a new one on the same store, which re-sends what was left `sending`.
+    tokio::pin!(shutdown);
+    let mut key = key;
+    let result = loop {
+        if *want_locked_rx.borrow() {
+            let _ = is_locked_tx.send(true);
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                _ = want_locked_rx.wait_for(|locked| !*locked) => {}
+            }
+            let _ = is_locked_tx.send(false);
+            let fresh = new_engine(&key);
+            *link
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.handle();
+            engine = Some(fresh);
+        }
+        let current = engine.take().unwrap_or_else(|| new_engine(&key));
+        let handle = current.handle();
+        let (session_tx, session_rx) = watch::channel(false);
+        let forwarder = tokio::spawn(forward_events(
+            handle.clone(),
+            service.clone(),
+            stopped(session_rx.clone()),
+        ));
+        let key_watch = tokio::spawn(watch_key(
+            settings.clone(),
+            key.clone(),
+            handle.clone(),
+            stopped(session_rx.clone()),
+        ));
+        let retention = tokio::spawn(run_retention(
+            store.clone(),
+            settings.retain_synced,
+            stopped(session_rx),
+        ));
+        let mut quit = false;
+        let mut lock_rx = want_locked_rx.clone();
+        let stop = async {
+            tokio::select! {
+                _ = &mut shutdown => quit = true,
+                _ = lock_rx.wait_for(|locked| *locked) => {}
+            }
+        };
+        let outcome = current.run(stop).await;
+        let _ = session_tx.send(true);
+        let (_, watched, _) = tokio::join!(forwarder, key_watch, retention);
+        if let Ok(latest) = watched {
+            key = latest;
+        }
+        if quit || outcome.is_err() {
+            break outcome;
+        }
+        store.lock();
+        tracing::info!("store locked: sending waits for `icsync unlock`");
+    };
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(server, forwarder, key_watch, drops);
+    let _ = tokio::join!(server, drops);
     store.flush()?;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("daemon stopped");
     result.map_err(Into::into)
+}
+
+/// The engine handle the service reports on, replaced when a new engine starts after unlock.
+struct SwitchLink(std::sync::Mutex<EngineHandle>);
+
+impl SwitchLink {
+    fn current(&self) -> EngineHandle {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl SyncLink for SwitchLink {
+    fn health(&self) -> SyncHealth {
+        EngineLink(self.current()).health()
+    }
+
+    fn wake(&self) {
+        self.current().wake();
+    }
+}
+
+/// Erases the customer data of records synced longer than `retain` ago: once at start, then
+/// every [`RETENTION_INTERVAL`].
+async fn run_retention(store: Store, retain: chrono::Duration, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let store = store.clone();
+        let purged = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now();
+            store.purge(now - retain, now, false)
+        })
+        .await;
+        match purged {
+            Ok(Ok(ids)) if !ids.is_empty() => {
+                tracing::info!(records = ids.len(), "retention erased synced customer data")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed; it runs again later"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
 }
 
 /// Engine events become control events for subscribers (the TUI).
@@ -245,12 +404,12 @@ async fn watch_key(
     mut current: Option<ApiKey>,
     handle: EngineHandle,
     stop: impl Future<Output = ()>,
-) {
+) -> Option<ApiKey> {
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => return current,
             _ = tick.tick() => {}
         }
         let settings = settings.clone();

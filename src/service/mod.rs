@@ -16,6 +16,7 @@ use crate::control::{
     ControlError, ControlErrorCode, Event, Handler, InvalidItem, Queued, Reply, Request,
     ResolveAction, StatusReport,
 };
+use crate::crypto::Passphrase;
 use crate::store::{
     DropFileEntry, DropProgress, Durability, Fingerprint, Origin, Payload, Record, RecordError,
     RecordId, RecordState, Store, StoreError,
@@ -49,6 +50,10 @@ impl From<ServiceError> for ControlError {
                 ControlErrorCode::NotFound
             }
             ServiceError::Action(_) | ServiceError::NotAllowed(_) => ControlErrorCode::NotAllowed,
+            ServiceError::Store(
+                StoreError::KeyLocked | StoreError::Key(crate::crypto::KeyError::PassphraseNeeded),
+            ) => ControlErrorCode::Locked,
+            ServiceError::Store(StoreError::Key(_)) => ControlErrorCode::NotAllowed,
             ServiceError::Store(_) => ControlErrorCode::Internal,
         };
         let invalid = match &e {
@@ -78,11 +83,18 @@ pub trait SyncLink: Send + Sync + 'static {
     fn wake(&self);
 }
 
+/// Unlocking and locking the store, where a daemon can start and stop sending.
+pub trait KeyControl: Send + Sync + 'static {
+    fn unlock(&self, passphrase: &Passphrase) -> Result<(), ServiceError>;
+    fn lock(&self) -> Result<(), ServiceError>;
+}
+
 /// Records operations over one store, with the engine when one runs in this process.
 #[derive(Clone)]
 pub struct Service {
     store: Store,
     engine: Option<Arc<dyn SyncLink>>,
+    keys: Option<Arc<dyn KeyControl>>,
     events: broadcast::Sender<Event>,
 }
 
@@ -92,8 +104,23 @@ impl Service {
         Service {
             store,
             engine,
+            keys: None,
             events,
         }
+    }
+
+    /// Lets `unlock` and `lock` requests through to `keys` (the daemon).
+    pub fn with_keys(mut self, keys: Arc<dyn KeyControl>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    fn keys(&self) -> Result<&Arc<dyn KeyControl>, ServiceError> {
+        self.keys.as_ref().ok_or_else(|| {
+            ServiceError::NotAllowed(
+                "no daemon is running: unlock and lock apply to a running `icsync daemon`".into(),
+            )
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -129,6 +156,7 @@ impl Service {
             rejected: counts.get(RecordState::Rejected),
             discarded: counts.get(RecordState::Discarded),
             total: counts.total,
+            locked: self.store.is_locked(),
             ..StatusReport::default()
         };
         if let Some(engine) = &self.engine {
@@ -399,6 +427,22 @@ impl Service {
             Request::DropFiles => self
                 .drop_files(crate::store::DROP_HISTORY_MAX)
                 .map(|files| Reply::DropFiles { files }),
+            Request::Unlock { passphrase } => self
+                .keys()
+                .and_then(|k| k.unlock(&passphrase))
+                .and_then(|()| self.status().map(Reply::Status)),
+            Request::Lock => self
+                .keys()
+                .and_then(|k| k.lock())
+                .and_then(|()| self.status().map(Reply::Status)),
+            Request::Purge {
+                synced_before,
+                dry_run,
+            } => self
+                .store
+                .purge(synced_before, now, dry_run)
+                .map(|ids| Reply::Purged { ids, dry_run })
+                .map_err(Into::into),
         };
         result.unwrap_or_else(|e| Reply::Error(e.into()))
     }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::codec;
+use super::codec::{self, Codec};
 use super::error::StoreError;
 use super::index::{self, IndexEntries};
 use super::ledger;
@@ -69,7 +69,7 @@ fn compare_terms(
     Ok(())
 }
 
-pub fn check(trees: &Trees) -> Result<Vec<String>, StoreError> {
+pub fn check(trees: &Trees, codec: &Codec) -> Result<Vec<String>, StoreError> {
     let mut problems = Vec::new();
     let mut want = Expected::default();
     let mut total = 0u64;
@@ -82,7 +82,7 @@ pub fn check(trees: &Trees) -> Result<Vec<String>, StoreError> {
                 continue;
             }
         };
-        let record = match codec::decode_record(&value) {
+        let record = match codec.decode_record(id, &value) {
             Ok(r) => r,
             Err(e) => {
                 problems.push(format!("record {id} cannot be read: {e}"));
@@ -96,7 +96,7 @@ pub fn check(trees: &Trees) -> Result<Vec<String>, StoreError> {
             ));
         }
         total += 1;
-        let entries = IndexEntries::of(&record);
+        let entries = IndexEntries::of(codec, &record);
         if let Some(term) = entries.external_id {
             index::set_insert(want.external_id.entry(term).or_default(), record.id);
         }

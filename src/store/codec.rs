@@ -1,12 +1,19 @@
 //! Every byte layout the store writes: record and ledger values, index keys and values,
-//! counters. Nothing else in the store builds or parses bytes, so encryption at rest and
-//! keyed-hash index terms (issue 8) change this file only.
+//! counters. Nothing else in the store builds or parses bytes.
 //!
-//! Versioning is what makes that possible without migrating everything at once: each value
-//! starts with a format byte (`1` = plain serde_json), and each index term with a scheme byte
-//! (`1` = plain UTF-8 text). A sealed format or a hashed scheme gets a new byte; decoding
-//! dispatches on it, so old and new encodings can live side by side while a background job
-//! rewrites records one transaction at a time.
+//! Versioning: each value starts with a format byte and each index term with a scheme byte,
+//! and decoding dispatches on it, so old and new encodings live side by side while `migrate`
+//! rewrites a store one record per transaction:
+//! - records: `1` = plain serde_json (stores made before encryption at rest), `2` = sealed:
+//!   `2 || nonce || XChaCha20-Poly1305(json)` with the record id as associated data, so a
+//!   sealed value moved under another record's key does not open;
+//! - email / external_id terms: `1` = plain UTF-8 text, `2` = HMAC-SHA-256 under the index
+//!   subkey (32 bytes), so equal terms still meet and upsert matching still works;
+//! - ledger values stay plain JSON (format 1): they hold a record id, a revision, a time, an
+//!   HTTP status and a count, no customer field.
+//!
+//! [`Codec`] chooses the encodings: `Sealed` for every store, `Plain` only to build the
+//! pre-encryption layout (migration tests) and to find old plain terms while migrating.
 //!
 //! Fixed-width parts (ids, states, times, counts) are big-endian so sled's byte order is the
 //! order we want: record id order is queue order (UUIDv7), and due keys sort by time.
@@ -16,11 +23,16 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
+use zeroize::Zeroizing;
+
 use super::error::StoreError;
 use super::record::{LedgerEntry, Record, RecordId, RecordState};
+use crate::crypto::Crypto;
 
 const VALUE_JSON_V1: u8 = 1;
+const VALUE_SEALED_V2: u8 = 2;
 const TERM_PLAIN_V1: u8 = 1;
+const TERM_HMAC_V2: u8 = 2;
 const ID_LEN: usize = 16;
 
 pub type RecordKey = [u8; ID_LEN];
@@ -68,12 +80,89 @@ fn decode_json<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<
     }
 }
 
-pub fn encode_record(record: &Record) -> Result<Vec<u8>, StoreError> {
-    encode_json("record", record)
+/// How record values and index terms are encoded.
+#[derive(Clone, Debug)]
+pub enum Codec {
+    /// The layout before encryption at rest (format 1, scheme 1).
+    Plain,
+    Sealed(Crypto),
 }
 
-pub fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
-    decode_json("record", bytes)
+fn record_aad(id: RecordId) -> Vec<u8> {
+    let mut aad = b"icsync record v2 ".to_vec();
+    aad.extend_from_slice(id.as_bytes());
+    aad
+}
+
+/// The format byte of a stored value (`None` for an empty one).
+pub fn value_format(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
+}
+
+pub fn is_sealed(bytes: &[u8]) -> bool {
+    value_format(bytes) == Some(VALUE_SEALED_V2)
+}
+
+impl Codec {
+    pub fn encode_record(&self, record: &Record) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Codec::Plain => encode_json("record", record),
+            Codec::Sealed(crypto) => {
+                let json =
+                    Zeroizing::new(serde_json::to_vec(record).map_err(|e| StoreError::Encode {
+                        what: "record",
+                        detail: format!("{:?}", e.classify()),
+                    })?);
+                let mut out = vec![VALUE_SEALED_V2];
+                out.extend(crypto.seal(&record_aad(record.id), &json));
+                Ok(out)
+            }
+        }
+    }
+
+    /// Decodes the value stored under `id`, whatever its format.
+    pub fn decode_record(&self, id: RecordId, bytes: &[u8]) -> Result<Record, StoreError> {
+        match (bytes.split_first(), self) {
+            (Some((&VALUE_SEALED_V2, sealed)), Codec::Sealed(crypto)) => {
+                let json =
+                    crypto
+                        .open(&record_aad(id), sealed)
+                        .map_err(|e| StoreError::Corrupt {
+                            what: "sealed record",
+                            detail: format!("record {id}: {e}"),
+                        })?;
+                let mut framed = Vec::with_capacity(json.len() + 1);
+                framed.push(VALUE_JSON_V1);
+                framed.extend_from_slice(&json);
+                let framed = Zeroizing::new(framed);
+                decode_json("record", &framed)
+            }
+            (Some((&VALUE_SEALED_V2, _)), Codec::Plain) => Err(StoreError::KeyLocked),
+            _ => decode_json("record", bytes),
+        }
+    }
+
+    /// The key of the external_id index for a payload's external_id (matched exactly).
+    pub fn external_id_term(&self, external_id: &str) -> Vec<u8> {
+        self.term(b"external_id", external_id)
+    }
+
+    /// The key of the email index; `normalized_email` comes from `contract::normalize_email`.
+    pub fn email_term(&self, normalized_email: &str) -> Vec<u8> {
+        self.term(b"email", normalized_email)
+    }
+
+    fn term(&self, domain: &[u8], text: &str) -> Vec<u8> {
+        match self {
+            Codec::Plain => plain_term(text),
+            Codec::Sealed(crypto) => {
+                let mut out = Vec::with_capacity(33);
+                out.push(TERM_HMAC_V2);
+                out.extend_from_slice(&crypto.term(domain, text.as_bytes()));
+                out
+            }
+        }
+    }
 }
 
 pub fn ledger_key(idempotency_key: &str) -> Vec<u8> {
@@ -86,16 +175,6 @@ pub fn encode_ledger(entry: &LedgerEntry) -> Result<Vec<u8>, StoreError> {
 
 pub fn decode_ledger(bytes: &[u8]) -> Result<LedgerEntry, StoreError> {
     decode_json("ledger entry", bytes)
-}
-
-/// The key of the external_id index for a payload's external_id (matched exactly).
-pub fn external_id_term(external_id: &str) -> Vec<u8> {
-    plain_term(external_id)
-}
-
-/// The key of the email index; `normalized_email` comes from `contract::normalize_email`.
-pub fn email_term(normalized_email: &str) -> Vec<u8> {
-    plain_term(normalized_email)
 }
 
 fn plain_term(text: &str) -> Vec<u8> {
@@ -250,28 +329,60 @@ mod tests {
         super::super::upsert::new_record(RecordId::new(), payload, Origin::Cli, now)
     }
 
+    fn sealed() -> Codec {
+        Codec::Sealed(Crypto::generate())
+    }
+
     #[test]
     fn record_round_trips_and_keeps_null_apart_from_absent() {
+        for codec in [Codec::Plain, sealed()] {
+            let r = record();
+            let bytes = codec.encode_record(&r).unwrap();
+            let back = codec.decode_record(r.id, &bytes).unwrap();
+            assert_eq!(back, r);
+            assert!(back.payload.as_map().contains_key("phone"));
+            assert!(!back.payload.as_map().contains_key("external_id"));
+        }
+    }
+
+    #[test]
+    fn sealed_records_hide_every_field_and_do_not_open_under_another_id() {
+        let codec = sealed();
         let r = record();
-        let bytes = encode_record(&r).unwrap();
-        assert_eq!(bytes[0], VALUE_JSON_V1);
-        let back = decode_record(&bytes).unwrap();
-        assert_eq!(back, r);
-        assert!(back.payload.as_map().contains_key("phone"));
-        assert!(!back.payload.as_map().contains_key("external_id"));
+        let bytes = codec.encode_record(&r).unwrap();
+        assert_eq!(bytes[0], VALUE_SEALED_V2);
+        assert!(is_sealed(&bytes));
+        for needle in [&b"Ada"[..], b"ada@x.io", b"full_name", b"queued"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        }
+        let err = codec.decode_record(RecordId::new(), &bytes).unwrap_err();
+        assert!(err.to_string().contains("does not open"), "{err}");
+        assert!(matches!(
+            Codec::Plain.decode_record(r.id, &bytes),
+            Err(StoreError::KeyLocked)
+        ));
+        // A sealed store still reads a plain value (a store being migrated).
+        let plain = Codec::Plain.encode_record(&r).unwrap();
+        assert_eq!(plain[0], VALUE_JSON_V1);
+        assert_eq!(codec.decode_record(r.id, &plain).unwrap(), r);
     }
 
     #[test]
     fn unknown_format_and_garbage_are_corrupt_without_quoting_data() {
-        let mut bytes = encode_record(&record()).unwrap();
+        let r = record();
+        let mut bytes = Codec::Plain.encode_record(&r).unwrap();
         bytes[0] = 9;
-        let err = decode_record(&bytes).unwrap_err().to_string();
+        let err = sealed()
+            .decode_record(r.id, &bytes)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown value format 9"), "{err}");
-        let err = decode_record(b"\x01{\"id\": \"ada@x.io\"}")
+        let err = Codec::Plain
+            .decode_record(r.id, b"\x01{\"id\": \"ada@x.io\"}")
             .unwrap_err()
             .to_string();
         assert!(!err.contains("ada"), "{err}");
-        assert!(decode_record(b"").is_err());
+        assert!(Codec::Plain.decode_record(r.id, b"").is_err());
     }
 
     #[test]
@@ -315,9 +426,22 @@ mod tests {
 
     #[test]
     fn terms_are_versioned_and_exact() {
-        assert_eq!(external_id_term("crm-1"), b"\x01crm-1".to_vec());
-        assert_ne!(external_id_term("CRM-1"), external_id_term("crm-1"));
-        assert_eq!(email_term("a@x.io")[0], TERM_PLAIN_V1);
+        let plain = Codec::Plain;
+        assert_eq!(plain.external_id_term("crm-1"), b"\x01crm-1".to_vec());
+        assert_ne!(
+            plain.external_id_term("CRM-1"),
+            plain.external_id_term("crm-1")
+        );
+        assert_eq!(plain.email_term("a@x.io")[0], TERM_PLAIN_V1);
+        let keyed = sealed();
+        let t = keyed.email_term("a@x.io");
+        assert_eq!((t[0], t.len()), (TERM_HMAC_V2, 33));
+        assert_eq!(t, keyed.email_term("a@x.io"));
+        assert_ne!(t, keyed.external_id_term("a@x.io"));
+        assert_ne!(
+            keyed.external_id_term("CRM-1"),
+            keyed.external_id_term("crm-1")
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl Store {
         durability: Durability,
         now: DateTime<Utc>,
     ) -> Result<Vec<Submitted>, StoreError> {
-        let done = self.trees().transaction(|tx| {
+        let done = self.transaction(|tx| {
             let done = items
                 .iter()
                 .map(|(payload, origin)| submit_one(tx, payload, origin, now))
@@ -180,7 +180,7 @@ impl Store {
             Some(e) => Some((history_key(e.at), encode("drop history entry", e)?)),
             None => None,
         };
-        self.trees().transaction(|tx| {
+        self.transaction(|tx| {
             put_progress(tx.drops(), fp, progress)?;
             if let Some((key, value)) = &history {
                 tx.drops().insert(key.as_slice(), value.as_slice())?;

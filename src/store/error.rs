@@ -36,6 +36,20 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
     #[error("cannot encode {what} for the store: {detail}")]
     Encode { what: &'static str, detail: String },
+    #[error("the store is locked: run `icsync unlock`")]
+    KeyLocked,
+    #[error(transparent)]
+    Key(#[from] crate::crypto::KeyError),
+    #[error(
+        "the store in {path} holds encrypted records but its keyring {keyring} is missing: \
+         restore keyring.json from a backup of the data dir (the key file alone cannot open it)"
+    )]
+    KeyringMissing { path: PathBuf, keyring: PathBuf },
+    #[error(
+        "the keyring {keyring} holds another data key than the one this store was encrypted \
+         with: restore this store's own keyring.json"
+    )]
+    WrongDataKey { keyring: PathBuf },
     #[error("refused change to record {id}: {reason}")]
     InvalidUpdate { id: RecordId, reason: &'static str },
     #[error(

@@ -10,7 +10,7 @@
 //! - `due`: (due millis, id) for queued records, so the earliest due time is one seek;
 //! - counters: per state, so `counts` reads six keys instead of scanning.
 
-use super::codec;
+use super::codec::{self, Codec};
 use super::record::{Record, RecordId, RecordState};
 use super::upsert::indexed_email;
 
@@ -68,16 +68,21 @@ pub struct IndexEntries {
 }
 
 impl IndexEntries {
-    pub fn of(record: &Record) -> Self {
+    pub fn of(codec: &Codec, record: &Record) -> Self {
         let live = record.state != RecordState::Discarded;
         let queued = record.state == RecordState::Queued;
         IndexEntries {
             id: record.id,
             external_id: live
-                .then(|| record.payload.external_id().map(codec::external_id_term))
+                .then(|| {
+                    record
+                        .payload
+                        .external_id()
+                        .map(|x| codec.external_id_term(x))
+                })
                 .flatten(),
             email: live
-                .then(|| indexed_email(record).map(|e| codec::email_term(&e)))
+                .then(|| indexed_email(record).map(|e| codec.email_term(&e)))
                 .flatten(),
             state_key: codec::state_key(record.state, record.id).to_vec(),
             state_value: codec::state_value(record),
@@ -143,9 +148,9 @@ fn key_diff(
 
 /// The operations that turn `old`'s index entries into `new`'s (none for a missing record).
 /// Only what changed is touched, so an update that moves nothing indexed writes only the record.
-pub fn diff(old: Option<&Record>, new: Option<&Record>) -> Vec<IndexOp> {
-    let old = old.map(IndexEntries::of);
-    let new = new.map(IndexEntries::of);
+pub fn diff(codec: &Codec, old: Option<&Record>, new: Option<&Record>) -> Vec<IndexOp> {
+    let old = old.map(|r| IndexEntries::of(codec, r));
+    let new = new.map(|r| IndexEntries::of(codec, r));
     let Some(id) = new.as_ref().or(old.as_ref()).map(|e| e.id) else {
         return Vec::new();
     };
@@ -240,15 +245,15 @@ mod tests {
     #[test]
     fn a_new_record_adds_every_entry_and_counts_once() {
         let r = record(json!({"full_name": "A", "external_id": "x1", "email": "A@x.io"}));
-        let ops = diff(None, Some(&r));
+        let ops = diff(&Codec::Plain, None, Some(&r));
         assert!(ops.contains(&IndexOp::AddId {
             index: TermIndex::ExternalId,
-            term: codec::external_id_term("x1"),
+            term: Codec::Plain.external_id_term("x1"),
             id: r.id
         }));
         assert!(ops.contains(&IndexOp::AddId {
             index: TermIndex::Email,
-            term: codec::email_term("a@x.io"),
+            term: Codec::Plain.email_term("a@x.io"),
             id: r.id
         }));
         assert!(ops.contains(&IndexOp::Put {
@@ -269,7 +274,7 @@ mod tests {
         let mut same = r.clone();
         same.history.clear();
         same.payload = Payload::parse(&json!({"full_name": "B", "email": "A@X.IO"})).unwrap();
-        assert_eq!(diff(Some(&r), Some(&same)), vec![]);
+        assert_eq!(diff(&Codec::Plain, Some(&r), Some(&same)), vec![]);
     }
 
     #[test]
@@ -277,7 +282,7 @@ mod tests {
         let r = record(json!({"full_name": "A"}));
         let mut sent = r.clone();
         sent.state = RecordState::Synced;
-        let ops = diff(Some(&r), Some(&sent));
+        let ops = diff(&Codec::Plain, Some(&r), Some(&sent));
         assert_eq!(
             ops,
             vec![
@@ -313,7 +318,7 @@ mod tests {
         later.next_attempt_at = Some(t(30));
         let ms = codec::due_millis(Some(t(30)));
         assert_eq!(
-            diff(Some(&r), Some(&later)),
+            diff(&Codec::Plain, Some(&r), Some(&later)),
             vec![
                 IndexOp::Put {
                     index: KeyIndex::State,
@@ -338,7 +343,7 @@ mod tests {
         let r = record(json!({"full_name": "A", "external_id": "x1", "email": "a@x.io"}));
         let mut gone = r.clone();
         gone.state = RecordState::Discarded;
-        let ops = diff(Some(&r), Some(&gone));
+        let ops = diff(&Codec::Plain, Some(&r), Some(&gone));
         for index in [TermIndex::ExternalId, TermIndex::Email] {
             assert!(
                 ops.iter()
@@ -355,16 +360,16 @@ mod tests {
         let mut edited = r.clone();
         edited.payload = Payload::parse(&json!({"full_name": "A", "external_id": "x2"})).unwrap();
         assert_eq!(
-            diff(Some(&r), Some(&edited)),
+            diff(&Codec::Plain, Some(&r), Some(&edited)),
             vec![
                 IndexOp::RemoveId {
                     index: TermIndex::ExternalId,
-                    term: codec::external_id_term("x1"),
+                    term: Codec::Plain.external_id_term("x1"),
                     id: r.id
                 },
                 IndexOp::AddId {
                     index: TermIndex::ExternalId,
-                    term: codec::external_id_term("x2"),
+                    term: Codec::Plain.external_id_term("x2"),
                     id: r.id
                 },
             ]
@@ -374,13 +379,13 @@ mod tests {
     #[test]
     fn removing_a_record_undoes_creating_it() {
         let r = record(json!({"full_name": "A", "email": "a@x.io"}));
-        let ops = diff(Some(&r), None);
+        let ops = diff(&Codec::Plain, Some(&r), None);
         assert_eq!(ops.len(), 4);
         assert!(ops.contains(&IndexOp::Count {
             state: RecordState::Queued,
             delta: -1
         }));
-        assert_eq!(diff(None, None), vec![]);
+        assert_eq!(diff(&Codec::Plain, None, None), vec![]);
     }
 
     #[test]

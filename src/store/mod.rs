@@ -23,8 +23,15 @@
 //! - `drops`: drop-folder files' progress by content fingerprint and their recent history
 //!   (see `drops`), in the same transactions as the records a file queues.
 //!
-//! Every byte layout lives in `codec`, versioned, so encryption at rest and hashed index
-//! terms can be added there without migrating the rest.
+//! - `meta` (outside `Trees`): `key_check` -> a value derived from the data key, so a store is
+//!   never opened, or written, with another store's key.
+//!
+//! Every byte layout lives in `codec`, versioned. Records are sealed and email / external_id
+//! terms are keyed hashes (docs/security.md); the data key comes from the keyring beside the
+//! database (`<dir>/keyring.json`, see `crypto::keyring`). A store can be open but locked
+//! (`open_locked`, `lock`): counts and ids stay readable, anything touching a customer field
+//! answers [`StoreError::KeyLocked`]. `migrate` encrypts a store made before this in place;
+//! `retention` decides which synced records lose their customer data.
 //!
 //! Durability: sled commits to memory and flushes its log every 500 ms. `submit` and
 //! `submit_batch` (once, at the end) and `Durability::Flush` call `Db::flush` (an fsync)
@@ -36,7 +43,9 @@ mod drops;
 mod error;
 mod index;
 mod ledger;
+mod migrate;
 mod record;
+pub mod retention;
 mod txn;
 mod upsert;
 
@@ -45,13 +54,15 @@ use std::collections::HashSet;
 use std::ops::Bound;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 
+use crate::crypto::{Crypto, KeyConfig, KeySourceKind, Keyring, Passphrase};
 pub use drops::{
     DropFileEntry, DropOutcome, DropProgress, DropStage, Fingerprint, DROP_HISTORY_MAX,
 };
+
 pub use error::{StoreError, MIN_PREFIX_CHARS};
 pub use record::{
     ActionKind, Attempt, HistoryEntry, LedgerEntry, Origin, Payload, Record, RecordError, RecordId,
@@ -59,6 +70,7 @@ pub use record::{
 };
 pub use upsert::MatchKey;
 
+use codec::Codec;
 use index::TermIndex;
 use txn::{Trees, Tx, TxResult};
 
@@ -126,7 +138,13 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     trees: Trees,
+    meta: sled::Tree,
+    dir: PathBuf,
+    /// None while locked.
+    codec: RwLock<Option<Codec>>,
 }
+
+const META_KEY_CHECK: &[u8] = b"key_check";
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,9 +203,9 @@ fn submit_one(
 ) -> TxResult<Submitted> {
     let matched = match upsert::match_key(payload) {
         MatchKey::ExternalId(x) => {
-            live_holder(tx, TermIndex::ExternalId, &codec::external_id_term(&x))?
+            live_holder(tx, TermIndex::ExternalId, &tx.codec.external_id_term(&x))?
         }
-        MatchKey::Email(e) => live_holder(tx, TermIndex::Email, &codec::email_term(&e))?,
+        MatchKey::Email(e) => live_holder(tx, TermIndex::Email, &tx.codec.email_term(&e))?,
         MatchKey::None => None,
     };
     match matched {
@@ -255,9 +273,38 @@ fn prefix_digits(prefix: &str) -> Result<String, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`, created mode 0700. A second process
-    /// opening the same store gets [`StoreError::Locked`].
+    /// Opens (creating if needed) the store in `dir`, created mode 0700, unlocked with the
+    /// default key file (`ICSYNC_KEY_FILE`, else `data.key` in the user's config dir; created
+    /// with a new store). A second process opening the same store gets
+    /// [`StoreError::Locked`].
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Self::open_with_key(dir, options, &KeyConfig::from_env()?, None)
+    }
+
+    /// Opens the store and unlocks it (see [`Store::unlock`]).
+    pub fn open_with_key(
+        dir: &Path,
+        options: StoreOptions,
+        keys: &KeyConfig,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Store, StoreError> {
+        let store = Self::open_locked(dir, options)?;
+        store.unlock(keys, passphrase)?;
+        Ok(store)
+    }
+
+    /// The pre-encryption layout (plain values and terms), to build the stores `migrate`
+    /// upgrades in tests. Never use it for real data.
+    #[doc(hidden)]
+    pub fn open_legacy_plain(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let store = Self::open_locked(dir, options)?;
+        *store.codec_slot() = Some(Codec::Plain);
+        Ok(store)
+    }
+
+    /// Opens the store without its key: counts and ids can be read, nothing else until
+    /// [`Store::unlock`].
+    pub fn open_locked(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         create_private_dir(dir)?;
         let db_dir = dir.join(DB_DIR);
         create_private_dir(&db_dir)?;
@@ -280,13 +327,121 @@ impl Store {
         };
         restrict_tree(&db_dir)?;
         let trees = Trees::open(&db).map_err(|e| open_error(db_dir.clone(), e))?;
+        let meta = db
+            .open_tree("meta")
+            .map_err(|e| open_error(db_dir.clone(), e))?;
         Ok(Store {
-            inner: Arc::new(Inner { db, trees }),
+            inner: Arc::new(Inner {
+                db,
+                trees,
+                meta,
+                dir: dir.to_owned(),
+                codec: RwLock::new(None),
+            }),
         })
     }
 
     fn trees(&self) -> &Trees {
         &self.inner.trees
+    }
+
+    fn codec_slot(&self) -> std::sync::RwLockWriteGuard<'_, Option<Codec>> {
+        // A panic elsewhere while holding the lock leaves a valid Option behind.
+        self.inner
+            .codec
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The codec to read and write customer data with, or `KeyLocked`.
+    fn codec(&self) -> Result<Codec, StoreError> {
+        self.inner
+            .codec
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::KeyLocked)
+    }
+
+    fn transaction<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        let codec = self.codec()?;
+        self.trees().transaction(&codec, f)
+    }
+
+    pub fn keyring_path(&self) -> PathBuf {
+        Keyring::path_in(&self.inner.dir)
+    }
+
+    /// How this store's data key is wrapped: the keyring's own record when it has one, else
+    /// what `keys` would create.
+    pub fn key_source(&self, keys: &KeyConfig) -> Result<KeySourceKind, StoreError> {
+        Ok(Keyring::load(&self.keyring_path())?
+            .map(|k| k.source())
+            .unwrap_or(keys.source))
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.inner.codec.read().map(|c| c.is_none()).unwrap_or(true)
+    }
+
+    /// Unwraps the data key (creating the keyring for a new store), checks it is this
+    /// store's key, encrypts any record still in the old plain layout, and makes customer data
+    /// readable. On any error the store stays locked: nothing is half-decrypted.
+    pub fn unlock(
+        &self,
+        keys: &KeyConfig,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<(), StoreError> {
+        let path = self.keyring_path();
+        let check = self.inner.meta.get(META_KEY_CHECK)?;
+        let data_key = match Keyring::load(&path)? {
+            Some(ring) => ring.unwrap(&keys.wrapping(ring.source(), passphrase)?, &path)?,
+            None if check.is_some() => {
+                return Err(StoreError::KeyringMissing {
+                    path: self.inner.dir.clone(),
+                    keyring: path,
+                })
+            }
+            None => {
+                let key = crate::crypto::DataKey::generate();
+                Keyring::wrap(&key, &keys.wrapping(keys.source, passphrase)?)?.save(&path)?;
+                key
+            }
+        };
+        let crypto = Crypto::new(&data_key);
+        match check {
+            Some(stored) if stored.as_ref() != crypto.key_check() => {
+                return Err(StoreError::WrongDataKey { keyring: path })
+            }
+            Some(_) => {}
+            None => {
+                self.inner
+                    .meta
+                    .insert(META_KEY_CHECK, &crypto.key_check())?;
+                self.flush()?;
+            }
+        }
+        let codec = Codec::Sealed(crypto);
+        migrate::run(self.trees(), &codec)?;
+        self.flush()?;
+        *self.codec_slot() = Some(codec);
+        Ok(())
+    }
+
+    /// Drops the key: customer data is unreadable until the next `unlock`. Operations already
+    /// running finish with the key they started with.
+    pub fn lock(&self) {
+        *self.codec_slot() = None;
+    }
+
+    /// A record's stored bytes, undecoded (tests check they are sealed and unchanged).
+    #[doc(hidden)]
+    pub fn raw_record(&self, id: RecordId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees()
+            .records
+            .get(codec::record_key(id))?
+            .map(|v| v.to_vec()))
     }
 
     /// The local mirror of the upsert rules (see `upsert`): a payload whose external_id (or,
@@ -298,9 +453,7 @@ impl Store {
         origin: Origin,
         now: DateTime<Utc>,
     ) -> Result<Submitted, StoreError> {
-        let submitted = self
-            .trees()
-            .transaction(|tx| submit_one(tx, &payload, &origin, now))?;
+        let submitted = self.transaction(|tx| submit_one(tx, &payload, &origin, now))?;
         self.flush()?;
         Ok(submitted)
     }
@@ -316,7 +469,7 @@ impl Store {
     ) -> Result<Vec<Submitted>, StoreError> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(BATCH_CHUNK) {
-            let done = self.trees().transaction(|tx| {
+            let done = self.transaction(|tx| {
                 chunk
                     .iter()
                     .map(|(payload, origin)| submit_one(tx, payload, origin, now))
@@ -335,8 +488,9 @@ impl Store {
     }
 
     pub fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        let codec = self.codec()?;
         match self.trees().records.get(codec::record_key(id))? {
-            Some(bytes) => codec::decode_record(&bytes).map(Some),
+            Some(bytes) => codec.decode_record(id, &bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -393,7 +547,7 @@ impl Store {
         f: impl FnMut(&mut Record) -> T,
     ) -> Result<Option<T>, StoreError> {
         let f = RefCell::new(f);
-        let out = self.trees().transaction(|tx| {
+        let out = self.transaction(|tx| {
             let Some(old) = tx.record(id)? else {
                 return Ok(None);
             };
@@ -408,6 +562,50 @@ impl Store {
             self.flush()?;
         }
         Ok(out)
+    }
+
+    /// Erases the customer data of every synced record unchanged since `cutoff` (see
+    /// `retention`), one transaction each; with `dry_run`, only lists them. Returns their ids.
+    /// sled frees the old values' space when it next rewrites their segments; they were
+    /// sealed, so no plaintext lingers meanwhile.
+    pub fn purge(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        let mut purged = Vec::new();
+        for id in self.in_state(RecordState::Synced)? {
+            let done = self.transaction(|tx| {
+                let Some(old) = tx.record(id)? else {
+                    return Ok(false);
+                };
+                if !retention::purgeable(&old, cutoff) {
+                    return Ok(false);
+                }
+                if dry_run {
+                    return Ok(true);
+                }
+                let mut new = old.clone();
+                retention::erase(&mut new, now);
+                if !retention::is_purge_of(&old, &new) {
+                    return txn::abort(StoreError::InvalidUpdate {
+                        id,
+                        reason: "a purge may only erase history details",
+                    });
+                }
+                // No attempt is appended, so the ledger stays as it is.
+                tx.write_indexed(Some(&old), &new)?;
+                Ok(true)
+            })?;
+            if done {
+                purged.push(id);
+            }
+        }
+        if !dry_run && !purged.is_empty() {
+            self.flush()?;
+        }
+        Ok(purged)
     }
 
     /// Counts per state from the counters: six reads, whatever the store's size.
@@ -435,6 +633,7 @@ impl Store {
         if limit == 0 {
             return Ok(out);
         }
+        let codec = self.codec()?;
         let Some(state) = state else {
             let start = match after {
                 Some(a) => Bound::Excluded(codec::record_key(a).to_vec()),
@@ -446,7 +645,8 @@ impl Store {
                 .range((start, Bound::Unbounded))
                 .take(limit)
             {
-                out.push(codec::decode_record(&kv?.1)?);
+                let (key, value) = kv?;
+                out.push(codec.decode_record(codec::decode_record_key(&key)?, &value)?);
             }
             return Ok(out);
         };
@@ -559,14 +759,14 @@ impl Store {
     pub fn find_by_external_id(&self, external_id: &str) -> Result<Option<RecordId>, StoreError> {
         self.find_live(
             &self.trees().external_id,
-            &codec::external_id_term(external_id),
+            &self.codec()?.external_id_term(external_id),
         )
     }
 
     /// The oldest live record whose payload's email equals `email` once both are normalised.
     pub fn find_by_email(&self, email: &str) -> Result<Option<RecordId>, StoreError> {
         let normalized = crate::contract::normalize_email(email);
-        self.find_live(&self.trees().email, &codec::email_term(&normalized))
+        self.find_live(&self.trees().email, &self.codec()?.email_term(&normalized))
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -578,6 +778,6 @@ impl Store {
     /// (ids and index names only, never customer fields). Reads the trees one after another,
     /// so run it on a quiet store (`doctor`, tests): concurrent writes show up as problems.
     pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
-        check::check(self.trees())
+        check::check(self.trees(), &self.codec()?)
     }
 }

@@ -139,6 +139,16 @@ impl Payload {
         parse_input(&self.to_value()).expect("a stored payload is always valid")
     }
 
+    /// The payload of a purged record: no member at all. Never sent (a purged record is
+    /// synced), and never valid input, so nothing can queue it by mistake.
+    pub fn erased() -> Self {
+        Payload(Map::new())
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn to_value(&self) -> Value {
         Value::Object(self.0.clone())
     }
@@ -207,6 +217,8 @@ pub enum ActionKind {
     KeepExisting,
     Discard,
     Edit,
+    /// Retention erased the customer data (see `Record::is_purged`).
+    Purged,
 }
 
 /// A line in a record's history.
@@ -237,7 +249,8 @@ pub struct Record {
     /// The newest revision the server has acknowledged.
     pub synced_revision: Option<u32>,
     /// The server customer an operator linked this record to without sending it
-    /// (`resolve --keep-existing`).
+    /// (`resolve --keep-existing`), or the server's customer id kept when retention erased
+    /// `remote`.
     #[serde(default)]
     pub linked_customer_id: Option<Uuid>,
     /// Failed attempts in a row for the current revision: drives the backoff.

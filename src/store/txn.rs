@@ -11,7 +11,7 @@ use sled::transaction::{
 };
 use sled::Tree;
 
-use super::codec;
+use super::codec::{self, Codec};
 use super::error::StoreError;
 use super::index::{self, IndexOp, KeyIndex, TermIndex};
 use super::ledger;
@@ -52,8 +52,13 @@ impl Trees {
         })
     }
 
-    /// Runs `f` in one transaction over every tree. `f` may run more than once.
-    pub fn transaction<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+    /// Runs `f` in one transaction over every tree, encoding with `codec`. `f` may run more
+    /// than once.
+    pub fn transaction<T>(
+        &self,
+        codec: &Codec,
+        f: impl Fn(&Tx<'_>) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
         let trees = [
             &self.records,
             &self.external_id,
@@ -66,6 +71,7 @@ impl Trees {
         ];
         let result = trees[..].transaction(|view: &Vec<TransactionalTree>| {
             let tx = Tx {
+                codec,
                 records: &view[0],
                 external_id: &view[1],
                 email: &view[2],
@@ -85,6 +91,7 @@ impl Trees {
 }
 
 pub struct Tx<'a> {
+    pub codec: &'a Codec,
     records: &'a TransactionalTree,
     external_id: &'a TransactionalTree,
     email: &'a TransactionalTree,
@@ -103,7 +110,11 @@ impl Tx<'_> {
 
     pub fn record(&self, id: RecordId) -> TxResult<Option<Record>> {
         match self.records.get(codec::record_key(id))? {
-            Some(bytes) => codec::decode_record(&bytes).map(Some).or_else(abort),
+            Some(bytes) => self
+                .codec
+                .decode_record(id, &bytes)
+                .map(Some)
+                .or_else(abort),
             None => Ok(None),
         }
     }
@@ -214,10 +225,33 @@ impl Tx<'_> {
             self.ledger
                 .insert(key, codec::encode_ledger(&entry).or_else(abort)?)?;
         }
-        for op in index::diff(old, Some(new)) {
+        self.write_indexed(old, new)
+    }
+
+    /// Writes `new` and its index difference, without ledger entries: for a rewrite that
+    /// appends no attempt (purge, migration), whose history checks are the caller's.
+    pub fn write_indexed(&self, old: Option<&Record>, new: &Record) -> TxResult<()> {
+        for op in index::diff(self.codec, old, Some(new)) {
             self.apply(op)?;
         }
-        let value = codec::encode_record(new).or_else(abort)?;
+        self.put_record(new)
+    }
+
+    /// Applies index operations computed by the caller (migration: old plain terms out).
+    pub fn apply_ops(&self, ops: Vec<IndexOp>) -> TxResult<()> {
+        for op in ops {
+            self.apply(op)?;
+        }
+        Ok(())
+    }
+
+    /// The stored bytes of a record, undecoded.
+    pub fn raw_record(&self, id: RecordId) -> TxResult<Option<sled::IVec>> {
+        Ok(self.records.get(codec::record_key(id))?)
+    }
+
+    pub fn put_record(&self, new: &Record) -> TxResult<()> {
+        let value = self.codec.encode_record(new).or_else(abort)?;
         self.records.insert(&codec::record_key(new.id), value)?;
         Ok(())
     }

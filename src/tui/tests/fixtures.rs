@@ -197,6 +197,7 @@ pub fn status() -> StatusReport {
         online: true,
         last_sync_at: Some(t0() - Duration::seconds(5)),
         daemon: true,
+        locked: false,
     }
 }
 

@@ -1,0 +1,488 @@
+//! The keyring: a store's data key, wrapped, in a small JSON file beside the store
+//! (`<store>/keyring.json`, mode 0600), and the secrets that unwrap it:
+//! - `file`: a random 256-bit wrapping key in a file (hex, mode 0600) kept apart from the
+//!   data dir, by default in the user's config dir, so a copy of the data dir alone opens
+//!   nothing;
+//! - `passphrase`: a wrapping key derived with Argon2id from a passphrase; the parameters
+//!   and salt are stored in the keyring, so they can be raised later without breaking old
+//!   keyrings.
+//!
+//! The keyring records which source wrapped it; that record, not the configuration, decides
+//! what is needed to unwrap it (`key_source` only chooses for a new keyring and for rekey).
+//! Rewrapping (`rekey`) changes only this file: the data key, and so every sealed record,
+//! stays as it is. Writes go through a temporary file and a rename, so a crash leaves the
+//! old keyring or the new one, never half of one.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{open_with, random_bytes, seal_with, DataKey, Passphrase, KEY_LEN, NONCE_LEN};
+
+/// Overrides where the wrapping key file lives.
+pub const ENV_KEY_FILE: &str = "ICSYNC_KEY_FILE";
+/// The keyring's file name inside the store directory.
+pub const KEYRING_FILE: &str = "keyring.json";
+const KEYRING_VERSION: u32 = 1;
+const SALT_LEN: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySourceKind {
+    #[default]
+    File,
+    Passphrase,
+}
+
+impl KeySourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySourceKind::File => "file",
+            KeySourceKind::Passphrase => "passphrase",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "file" => Some(KeySourceKind::File),
+            "passphrase" => Some(KeySourceKind::Passphrase),
+            _ => None,
+        }
+    }
+}
+
+/// Argon2id cost. The default (64 MiB, 3 passes) takes a fraction of a second on a laptop
+/// and makes guessing a passphrase from a stolen keyring expensive; tests lower the memory
+/// through `kdf_memory_mib`, which is stored in the keyring it creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
+    }
+}
+
+/// How a store's keyring is made and opened: from `key_source`, `key_file` and the KDF cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyConfig {
+    pub source: KeySourceKind,
+    pub key_file: PathBuf,
+    pub kdf: KdfParams,
+}
+
+/// `ICSYNC_KEY_FILE`, else `data.key` in the user's config dir.
+pub fn default_key_file() -> Result<PathBuf, KeyError> {
+    if let Some(p) = std::env::var_os(ENV_KEY_FILE).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("com", "Instant Compliance", "icsync")
+        .map(|d| d.config_dir().join("data.key"))
+        .ok_or(KeyError::NoHome)
+}
+
+impl KeyConfig {
+    /// What unwraps (or wraps) a keyring of `source`; a passphrase keyring needs one.
+    pub fn wrapping<'a>(
+        &'a self,
+        source: KeySourceKind,
+        passphrase: Option<&'a Passphrase>,
+    ) -> Result<Wrapping<'a>, KeyError> {
+        match source {
+            KeySourceKind::File => Ok(Wrapping::KeyFile(&self.key_file)),
+            KeySourceKind::Passphrase => passphrase
+                .map(|p| Wrapping::Passphrase(p, self.kdf))
+                .ok_or(KeyError::PassphraseNeeded),
+        }
+    }
+
+    /// The default: a key file at [`default_key_file`].
+    pub fn from_env() -> Result<Self, KeyError> {
+        Ok(KeyConfig {
+            source: KeySourceKind::File,
+            key_file: default_key_file()?,
+            kdf: KdfParams::default(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "the key file {path} is missing, and this store's data key is wrapped with it: restore \
+         it from your backup, or point key_file (or {ENV_KEY_FILE}) at it; the store stays \
+         closed until then"
+    )]
+    KeyFileMissing { path: PathBuf },
+    #[error(
+        "key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}` \
+         and try again"
+    )]
+    KeyFileTooOpen { path: PathBuf, mode: u32 },
+    #[error("cannot read or write key file {path}: {source}")]
+    KeyFileIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {path} is not an icsync key (64 hexadecimal digits expected)")]
+    KeyFileInvalid { path: PathBuf },
+    #[error(
+        "the key file {path} does not open the keyring {keyring}: it belongs to another store \
+         or machine; point key_file (or {ENV_KEY_FILE}) at this store's key file"
+    )]
+    WrongKeyFile { path: PathBuf, keyring: PathBuf },
+    #[error("wrong passphrase: the store stays locked (run `icsync unlock` again)")]
+    WrongPassphrase,
+    #[error("the store is locked: run `icsync unlock`")]
+    PassphraseNeeded,
+    #[error("the passphrase is empty")]
+    EmptyPassphrase,
+    #[error("cannot read or write keyring {path}: {source}")]
+    KeyringIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("keyring {path} is damaged ({detail}); restore it from a backup of the data dir")]
+    KeyringCorrupt { path: PathBuf, detail: String },
+    #[error("passphrase key derivation failed: {0}")]
+    Kdf(String),
+    #[error("no home directory found to place the key file; set key_file or {ENV_KEY_FILE}")]
+    NoHome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredKdf {
+    algorithm: String,
+    #[serde(flatten)]
+    params: KdfParams,
+    salt: String,
+}
+
+/// The keyring file's content: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyring {
+    version: u32,
+    source: KeySourceKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kdf: Option<StoredKdf>,
+    nonce: String,
+    ciphertext: String,
+}
+
+/// What wraps (or unwraps) a data key.
+pub enum Wrapping<'a> {
+    KeyFile(&'a Path),
+    Passphrase(&'a Passphrase, KdfParams),
+}
+
+fn aad(source: KeySourceKind) -> Vec<u8> {
+    format!("icsync keyring v{KEYRING_VERSION} {}", source.as_str()).into_bytes()
+}
+
+fn argon2_key(
+    passphrase: &Passphrase,
+    params: KdfParams,
+    salt: &[u8],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let p = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(KEY_LEN),
+    )
+    .map_err(|e| KeyError::Kdf(e.to_string()))?;
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
+        .hash_password_into(passphrase.as_bytes(), salt, out.as_mut())
+        .map_err(|e| KeyError::Kdf(e.to_string()))?;
+    Ok(out)
+}
+
+/// Reads a wrapping key file, refusing one others can read.
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    let io = |source| KeyError::KeyFileIo {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyError::KeyFileMissing {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::KeyFileTooOpen {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    hex::decode_to_slice(text.trim(), key.as_mut()).map_err(|_| KeyError::KeyFileInvalid {
+        path: path.to_owned(),
+    })?;
+    Ok(key)
+}
+
+fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates a new random wrapping key file, mode 0600; refuses to overwrite one.
+pub fn create_key_file(path: &Path) -> Result<(), KeyError> {
+    let io = |source| KeyError::KeyFileIo {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        create_private_dirs(dir).map_err(io)?;
+    }
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    random_bytes(key.as_mut());
+    let mut text = Zeroizing::new(hex::encode(key.as_ref()));
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// The key file's key, creating the file when there is none yet.
+fn key_file_key(path: &Path, create: bool) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    match read_key_file(path) {
+        Err(KeyError::KeyFileMissing { .. }) if create => {
+            match create_key_file(path) {
+                // Another process (a second store of the same user) made it meanwhile.
+                Err(KeyError::KeyFileIo { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                other => other?,
+            }
+            read_key_file(path)
+        }
+        other => other,
+    }
+}
+
+impl Keyring {
+    pub fn path_in(store_dir: &Path) -> PathBuf {
+        store_dir.join(KEYRING_FILE)
+    }
+
+    pub fn source(&self) -> KeySourceKind {
+        self.source
+    }
+
+    /// Wraps `data_key`. A key file that does not exist yet is created.
+    pub fn wrap(data_key: &DataKey, with: &Wrapping<'_>) -> Result<Keyring, KeyError> {
+        let (source, wrapping_key, kdf) = match with {
+            Wrapping::KeyFile(path) => (KeySourceKind::File, key_file_key(path, true)?, None),
+            Wrapping::Passphrase(p, params) => {
+                if p.is_empty() {
+                    return Err(KeyError::EmptyPassphrase);
+                }
+                let mut salt = [0u8; SALT_LEN];
+                random_bytes(&mut salt);
+                let key = argon2_key(p, *params, &salt)?;
+                let stored = StoredKdf {
+                    algorithm: "argon2id".into(),
+                    params: *params,
+                    salt: hex::encode(salt),
+                };
+                (KeySourceKind::Passphrase, key, Some(stored))
+            }
+        };
+        let sealed = seal_with(&wrapping_key, &aad(source), data_key.as_bytes());
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        Ok(Keyring {
+            version: KEYRING_VERSION,
+            source,
+            kdf,
+            nonce: hex::encode(nonce),
+            ciphertext: hex::encode(ciphertext),
+        })
+    }
+
+    /// Unwraps the data key. `path` names the keyring in errors. The wrapping must match
+    /// the keyring's source; nothing is created.
+    pub fn unwrap(&self, with: &Wrapping<'_>, path: &Path) -> Result<DataKey, KeyError> {
+        let corrupt = |detail: &str| KeyError::KeyringCorrupt {
+            path: path.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let wrapping_key = match (self.source, with) {
+            (KeySourceKind::File, Wrapping::KeyFile(file)) => key_file_key(file, false)?,
+            (KeySourceKind::Passphrase, Wrapping::Passphrase(p, _)) => {
+                let kdf = self.kdf.as_ref().ok_or_else(|| corrupt("no kdf"))?;
+                if kdf.algorithm != "argon2id" {
+                    return Err(corrupt("unknown kdf"));
+                }
+                let salt = hex::decode(&kdf.salt).map_err(|_| corrupt("bad salt"))?;
+                argon2_key(p, kdf.params, &salt)?
+            }
+            (KeySourceKind::Passphrase, Wrapping::KeyFile(_)) => {
+                return Err(KeyError::PassphraseNeeded)
+            }
+            (KeySourceKind::File, Wrapping::Passphrase(..)) => {
+                return Err(corrupt("wrapped with a key file, not a passphrase"))
+            }
+        };
+        let mut sealed = hex::decode(&self.nonce).map_err(|_| corrupt("bad nonce"))?;
+        sealed.extend(hex::decode(&self.ciphertext).map_err(|_| corrupt("bad ciphertext"))?);
+        let plain =
+            open_with(&wrapping_key, &aad(self.source), &sealed).map_err(|_| match with {
+                Wrapping::KeyFile(file) => KeyError::WrongKeyFile {
+                    path: file.to_path_buf(),
+                    keyring: path.to_owned(),
+                },
+                Wrapping::Passphrase(..) => KeyError::WrongPassphrase,
+            })?;
+        DataKey::from_bytes(&plain).ok_or_else(|| corrupt("wrapped key has the wrong length"))
+    }
+
+    pub fn load(path: &Path) -> Result<Option<Keyring>, KeyError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(KeyError::KeyringIo {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| KeyError::KeyringCorrupt {
+                path: path.to_owned(),
+                detail: format!("{:?} error at line {}", e.classify(), e.line()),
+            })
+    }
+
+    /// Writes the keyring atomically (temporary file, fsync, rename, fsync of the directory).
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        let io = |source| KeyError::KeyringIo {
+            path: path.to_owned(),
+            source,
+        };
+        let tmp = path.with_extension("json.tmp");
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| KeyError::KeyringCorrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        text.push(b'\n');
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        file.write_all(&text).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> KdfParams {
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn a_key_file_keyring_round_trips_and_the_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cfg/data.key");
+        let key = DataKey::generate();
+        let ring = Keyring::wrap(&key, &Wrapping::KeyFile(&file)).unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let path = dir.path().join("keyring.json");
+        ring.save(&path).unwrap();
+        let back = Keyring::load(&path).unwrap().unwrap();
+        let opened = back.unwrap(&Wrapping::KeyFile(&file), &path).unwrap();
+        assert_eq!(opened.as_bytes(), key.as_bytes());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&hex::encode(key.as_bytes())));
+    }
+
+    #[test]
+    fn a_missing_or_foreign_key_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data.key");
+        let ring = Keyring::wrap(&DataKey::generate(), &Wrapping::KeyFile(&file)).unwrap();
+        let other = dir.path().join("other.key");
+        create_key_file(&other).unwrap();
+        let e = ring
+            .unwrap(&Wrapping::KeyFile(&other), Path::new("k.json"))
+            .unwrap_err();
+        assert!(matches!(e, KeyError::WrongKeyFile { .. }), "{e}");
+        let e = ring
+            .unwrap(
+                &Wrapping::KeyFile(&dir.path().join("gone.key")),
+                Path::new("k"),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("gone.key is missing"), "{e}");
+    }
+
+    #[test]
+    fn a_passphrase_keyring_needs_the_right_passphrase() {
+        let key = DataKey::generate();
+        let p = Passphrase::new("correct horse");
+        let ring = Keyring::wrap(&key, &Wrapping::Passphrase(&p, fast())).unwrap();
+        assert_eq!(ring.source(), KeySourceKind::Passphrase);
+        let k = ring
+            .unwrap(
+                &Wrapping::Passphrase(&p, KdfParams::default()),
+                Path::new("k"),
+            )
+            .unwrap();
+        assert_eq!(k.as_bytes(), key.as_bytes());
+        let wrong = Passphrase::new("battery staple");
+        let e = ring
+            .unwrap(&Wrapping::Passphrase(&wrong, fast()), Path::new("k"))
+            .unwrap_err();
+        assert!(matches!(e, KeyError::WrongPassphrase));
+        let e = ring
+            .unwrap(&Wrapping::KeyFile(Path::new("/nope")), Path::new("k"))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "the store is locked: run `icsync unlock`");
+    }
+}

@@ -1,0 +1,76 @@
+//! Encrypts a store made before encryption at rest, in place: every record still in the
+//! plain layout (format 1) is sealed, and its plain email / external_id terms are replaced by
+//! keyed ones, one record per transaction. A crash (kill -9 included) leaves each record
+//! either wholly plain or wholly sealed with matching index entries, so running it again
+//! finishes the job; sealed records are skipped. States, due times, counters and the ledger
+//! do not change. Progress goes to the log and to stderr, since a large store takes a while.
+
+use super::codec::{self, Codec};
+use super::error::StoreError;
+use super::index::{IndexEntries, IndexOp, TermIndex};
+use super::record::RecordId;
+use super::txn::{abort, Trees};
+
+/// A progress line every this many records.
+const PROGRESS_EVERY: usize = 1000;
+
+fn plain_ids(trees: &Trees) -> Result<Vec<RecordId>, StoreError> {
+    let mut ids = Vec::new();
+    for kv in trees.records.iter() {
+        let (key, value) = kv?;
+        if !codec::is_sealed(&value) {
+            ids.push(codec::decode_record_key(&key)?);
+        }
+    }
+    Ok(ids)
+}
+
+fn term_ops(
+    index: TermIndex,
+    id: RecordId,
+    old: Option<Vec<u8>>,
+    new: Option<Vec<u8>>,
+) -> Vec<IndexOp> {
+    let mut ops = Vec::new();
+    if let Some(term) = old {
+        ops.push(IndexOp::RemoveId { index, term, id });
+    }
+    if let Some(term) = new {
+        ops.push(IndexOp::AddId { index, term, id });
+    }
+    ops
+}
+
+/// Seals every plain record with `codec` (which must be `Sealed`). Returns how many.
+pub fn run(trees: &Trees, codec: &Codec) -> Result<usize, StoreError> {
+    let todo = plain_ids(trees)?;
+    let total = todo.len();
+    if total == 0 {
+        return Ok(0);
+    }
+    tracing::info!(records = total, "encrypting the store in place");
+    eprintln!("icsync: encrypting the store: 0/{total} records");
+    for (done, id) in todo.into_iter().enumerate() {
+        trees.transaction(codec, |tx| {
+            let Some(raw) = tx.raw_record(id)? else {
+                return Ok(());
+            };
+            if codec::is_sealed(&raw) {
+                return Ok(());
+            }
+            let record = Codec::Plain.decode_record(id, &raw).or_else(abort)?;
+            let old = IndexEntries::of(&Codec::Plain, &record);
+            let new = IndexEntries::of(codec, &record);
+            let mut ops = term_ops(TermIndex::ExternalId, id, old.external_id, new.external_id);
+            ops.extend(term_ops(TermIndex::Email, id, old.email, new.email));
+            tx.apply_ops(ops)?;
+            tx.put_record(&record)
+        })?;
+        let done = done + 1;
+        if done % PROGRESS_EVERY == 0 || done == total {
+            tracing::info!(done, total, "encrypting the store");
+            eprintln!("icsync: encrypting the store: {done}/{total} records");
+        }
+    }
+    Ok(total)
+}

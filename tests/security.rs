@@ -1,0 +1,439 @@
+//! Encryption at rest and key handling, through the real binary, a real daemon and the real
+//! sandbox: no customer field on disk in plaintext after a sync; a wrong or missing key is a
+//! clear error; a passphrase store waits locked and drains once unlocked; rekey rewraps
+//! without rewriting records; an old plain store is encrypted in place across a kill -9.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::SandboxProcess;
+use icsync::crypto::{KdfParams, KeyConfig, KeySourceKind, Passphrase};
+use icsync::store::{Origin, Payload, RecordState, Store, StoreError, StoreOptions};
+use serde_json::{json, Value};
+
+const NAME: &str = "Zebediah Quuxworth";
+const EMAIL: &str = "zeb.quuxworth@example.org";
+const PHONE: &str = "+44 7700 900123";
+const PASS: &str = "correct horse battery";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Env {
+    fn new(config: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let env = Env {
+            data: root.join("data"),
+            key_file: root.join("config/data.key"),
+            root,
+            _dir: dir,
+        };
+        env.config(config);
+        env
+    }
+
+    fn config(&self, text: &str) {
+        std::fs::write(
+            self.root.join("icsync.toml"),
+            format!("kdf_memory_mib = 1\ndrain_timeout_secs = 3\n{text}"),
+        )
+        .unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_icsync"));
+        c.arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .env("ICSYNC_CONFIG", self.root.join("icsync.toml"))
+            .env("ICSYNC_KEY_FILE", &self.key_file)
+            .env("ICSYNC_API_KEY", common::DEMO_KEY)
+            .env("RUST_BACKTRACE", "0");
+        c
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "icsync {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(!out.status.success(), "icsync {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"], "")).unwrap()
+    }
+
+    fn add(&self, name: &str, email: &str) -> String {
+        self.ok(&["add", "--full-name", name, "--email", email], "")
+    }
+
+    fn daemon(&self) -> Child {
+        let child = self
+            .command(&["daemon"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("the daemon answers", || {
+            self.run(&["status", "--json"], "").status.success()
+                && self.status()["daemon"] == json!(true)
+        });
+        child
+    }
+
+    fn key_config(&self) -> KeyConfig {
+        KeyConfig {
+            source: KeySourceKind::File,
+            key_file: self.key_file.clone(),
+            kdf: KdfParams {
+                memory_kib: 1024,
+                iterations: 3,
+                parallelism: 1,
+            },
+        }
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(mut daemon: Child) {
+    common::send_signal(daemon.id(), "TERM");
+    let status = common::wait_with_deadline(&mut daemon, Duration::from_secs(20));
+    assert!(status.success(), "daemon exit {status:?}");
+}
+
+/// Every regular file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn assert_no_plaintext(dir: &Path, needles: &[&str]) {
+    let all = files(dir);
+    assert!(all.len() > 3, "too few files to prove anything: {all:?}");
+    for path in all {
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle:?} found in plaintext in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn no_customer_field_is_on_disk_in_plaintext_after_a_sync() {
+    let sandbox = SandboxProcess::with_args(&[]);
+    let env = Env::new(&format!("api_url = \"{}\"\n", sandbox.base_url));
+    let daemon = env.daemon();
+    env.ok(
+        &[
+            "add",
+            "--full-name",
+            NAME,
+            "--email",
+            EMAIL,
+            "--phone",
+            PHONE,
+            "--external-id",
+            "crm-zeb-77",
+        ],
+        "",
+    );
+    for i in 0..20 {
+        env.add(&format!("{NAME} {i}"), &format!("n{i}.{EMAIL}"));
+    }
+    wait_until("every record is synced", || {
+        env.status()["synced"] == json!(21)
+    });
+    // The operator still sees everything.
+    let listed = env.ok(&["list", "--json"], "");
+    assert!(listed.contains(NAME) && listed.contains(EMAIL));
+    // Retention on demand through the daemon: the dry run changes nothing.
+    let dry: Value = serde_json::from_str(&env.ok(
+        &[
+            "purge",
+            "--synced-before",
+            "2100-01-01",
+            "--dry-run",
+            "--json",
+        ],
+        "",
+    ))
+    .unwrap();
+    assert_eq!(dry["ids"].as_array().unwrap().len(), 21);
+    assert!(env.ok(&["list", "--json"], "").contains(NAME));
+    env.ok(&["purge", "--synced-before", "2100-01-01"], "");
+    let listed = env.ok(&["list", "--json"], "");
+    assert!(!listed.contains(NAME), "{listed}");
+    assert_eq!(env.status()["synced"], json!(21));
+    stop(daemon);
+
+    assert_no_plaintext(&env.data, &[NAME, EMAIL, PHONE, "crm-zeb-77", "Zebediah"]);
+    assert!(env.data.join("store/keyring.json").exists());
+    assert!(!env.key_file.starts_with(&env.data));
+    assert_eq!(common::mode_of(&env.key_file), 0o600);
+    assert_eq!(common::mode_of(&env.data.join("store/keyring.json")), 0o600);
+}
+
+#[test]
+fn a_missing_or_foreign_key_file_is_a_clear_error_and_changes_nothing() {
+    let env = Env::new("");
+    env.add(NAME, EMAIL);
+    let kept = env.key_file.with_extension("kept");
+    std::fs::rename(&env.key_file, &kept).unwrap();
+    let e = env.fails(&["list"], "");
+    assert!(e.contains("is missing") && e.contains("restore it"), "{e}");
+    // Another machine's key file.
+    std::fs::copy(&kept, env.root.join("spare")).unwrap();
+    icsync::crypto::keyring::create_key_file(&env.key_file).unwrap();
+    let e = env.fails(&["list"], "");
+    assert!(e.contains("does not open the keyring"), "{e}");
+    std::fs::rename(&kept, &env.key_file).unwrap();
+    assert!(env.ok(&["list"], "").contains(NAME));
+    // A keyring lost from the data dir is not silently replaced by a new key.
+    let ring = env.data.join("store/keyring.json");
+    std::fs::rename(&ring, env.root.join("ring")).unwrap();
+    let e = env.fails(&["list"], "");
+    assert!(e.contains("keyring") && e.contains("missing"), "{e}");
+    assert!(!ring.exists());
+    std::fs::rename(env.root.join("ring"), &ring).unwrap();
+    assert_eq!(env.status()["total"], json!(1));
+}
+
+#[test]
+fn a_passphrase_store_waits_locked_then_drains_once_unlocked() {
+    // Queue while the API is unreachable, so the records are still queued when locked.
+    let env = Env::new("key_source = \"passphrase\"\napi_url = \"http://127.0.0.1:9\"\n");
+    let daemon = env.daemon();
+    assert_eq!(env.status()["locked"], json!(true));
+    let e = env.fails(&["add", "--full-name", NAME], "");
+    assert!(
+        e.contains("the store is locked: run `icsync unlock`"),
+        "{e}"
+    );
+    env.ok(&["unlock", "--passphrase-fd", "0"], &format!("{PASS}\n"));
+    for i in 0..5 {
+        env.add(&format!("{NAME} {i}"), &format!("n{i}.{EMAIL}"));
+    }
+    env.ok(&["lock"], "");
+    assert_eq!(env.status()["locked"], json!(true));
+    assert!(env
+        .fails(&["list"], "")
+        .contains("the store is locked: run `icsync unlock`"));
+    stop(daemon);
+
+    let sandbox = SandboxProcess::with_args(&[]);
+    env.config(&format!(
+        "key_source = \"passphrase\"\napi_url = \"{}\"\n",
+        sandbox.base_url
+    ));
+    let daemon = env.daemon();
+    let s = env.status();
+    assert_eq!(
+        (s["locked"].clone(), s["queued"].clone()),
+        (json!(true), json!(5))
+    );
+    let e = env.fails(&["unlock", "--passphrase-fd", "0"], "wrong one\n");
+    assert!(e.contains("wrong passphrase"), "{e}");
+    assert_eq!(env.status()["synced"], json!(0));
+    env.ok(&["unlock", "--passphrase-fd", "0"], &format!("{PASS}\n"));
+    wait_until("the waiting queue drains", || {
+        env.status()["synced"] == json!(5)
+    });
+    env.ok(&["lock"], "");
+    stop(daemon);
+    assert_no_plaintext(&env.data, &[NAME, EMAIL]);
+}
+
+#[test]
+fn rekey_moves_between_sources_without_rewriting_records() {
+    let env = Env::new("");
+    let id = env.add(NAME, EMAIL).trim().to_string();
+    let raw_before = {
+        let store = Store::open_locked(&env.data.join("store"), StoreOptions::default()).unwrap();
+        let full = store.resolve_prefix(&id).unwrap();
+        (full, store.raw_record(full).unwrap().unwrap())
+    };
+    env.ok(
+        &["rekey", "--to", "passphrase", "--new-passphrase-fd", "0"],
+        "first pass\n",
+    );
+    // The key file no longer opens it: a passphrase is needed.
+    assert_eq!(env.status()["locked"], json!(true));
+    env.ok(
+        &["rekey", "--passphrase-fd", "0", "--new-passphrase-fd", "0"],
+        "first pass\nsecond pass\n",
+    );
+    let e = env.fails(
+        &["rekey", "--passphrase-fd", "0", "--new-passphrase-fd", "0"],
+        "first pass\nthird\n",
+    );
+    assert!(e.contains("wrong passphrase"), "{e}");
+
+    let dir = env.data.join("store");
+    let mut keys = env.key_config();
+    let old = Passphrase::new("first pass");
+    match Store::open_with_key(&dir, StoreOptions::default(), &keys, Some(&old)) {
+        Err(StoreError::Key(icsync::crypto::KeyError::WrongPassphrase)) => {}
+        other => panic!("old passphrase: {other:?}"),
+    }
+    let new = Passphrase::new("second pass");
+    let store = Store::open_with_key(&dir, StoreOptions::default(), &keys, Some(&new)).unwrap();
+    assert_eq!(
+        store
+            .get(raw_before.0)
+            .unwrap()
+            .unwrap()
+            .payload
+            .full_name(),
+        NAME
+    );
+    assert_eq!(
+        store.raw_record(raw_before.0).unwrap().unwrap(),
+        raw_before.1
+    );
+    drop(store);
+
+    env.ok(
+        &["rekey", "--to", "file", "--passphrase-fd", "0"],
+        "second pass\n",
+    );
+    keys.source = KeySourceKind::File;
+    let store = Store::open_with_key(&dir, StoreOptions::default(), &keys, None).unwrap();
+    assert_eq!(
+        store.raw_record(raw_before.0).unwrap().unwrap(),
+        raw_before.1
+    );
+    assert!(!store.is_locked());
+}
+
+/// The plain layout of a store made before encryption at rest.
+fn legacy_store(dir: &Path, n: usize) {
+    let store = Store::open_legacy_plain(dir, StoreOptions::default()).unwrap();
+    let items = (0..n)
+        .map(|i| {
+            let body = json!({
+                "full_name": format!("Legacy Person {i}"),
+                "email": format!("legacy{i}@example.org"),
+                "external_id": format!("legacy-{i}"),
+            });
+            (Payload::parse(&body).unwrap(), Origin::Cli)
+        })
+        .collect();
+    store.submit_batch(items, chrono::Utc::now()).unwrap();
+}
+
+fn sealed_and_plain(dir: &Path) -> (usize, usize) {
+    let store = Store::open_locked(dir, StoreOptions::default()).unwrap();
+    let ids = store.in_state(RecordState::Queued).unwrap();
+    let sealed = ids
+        .iter()
+        .filter(|id| store.raw_record(**id).unwrap().unwrap()[0] == 2)
+        .count();
+    (sealed, ids.len() - sealed)
+}
+
+#[test]
+fn an_old_plain_store_is_encrypted_in_place_across_a_kill_9() {
+    const N: usize = 20_000;
+    let env = Env::new("");
+    let dir = env.data.join("store");
+    legacy_store(&dir, N);
+    assert_eq!(sealed_and_plain(&dir), (0, N));
+
+    let mut child = env
+        .command(&["status"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let progress = loop {
+        let line = lines.next().expect("a progress line").unwrap();
+        if line.contains("encrypting the store: 1000/") {
+            break line;
+        }
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(progress.contains(&format!("/{N} records")), "{progress}");
+    let (sealed, plain) = sealed_and_plain(&dir);
+    assert_eq!(sealed + plain, N);
+    assert!(plain > 0, "the kill came too late to test anything");
+
+    let out = env.run(&["status", "--json"], "");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{plain}/{plain} records")),
+        "{stderr}"
+    );
+    assert_eq!(sealed_and_plain(&dir), (N, 0));
+    let store =
+        Store::open_with_key(&dir, StoreOptions::default(), &env.key_config(), None).unwrap();
+    assert!(store.check_consistency().unwrap().is_empty());
+    assert_eq!(store.counts().unwrap().total, N as u64);
+    let id = store
+        .find_by_email("legacy17@example.org")
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.find_by_external_id("legacy-17").unwrap(), Some(id));
+    assert_eq!(
+        store.get(id).unwrap().unwrap().payload.full_name(),
+        "Legacy Person 17"
+    );
+}
