@@ -1,5 +1,9 @@
 # Recipes for the same commands the README gives; `just` is optional.
 
+# The demo: sandbox, daemon, sample files and the TUI; quitting stops everything.
+demo:
+    cargo run --release -- demo
+
 # Run the test suite.
 test:
     cargo test
