@@ -23,7 +23,7 @@ pub enum CliError {
     Client(#[from] ClientError),
     #[error(
         "cannot open the store in {dir}: {source} (if a daemon is running, its control socket \
-         is not answering: check `icsync status` and its log in {dir}/logs)"
+         is not answering: check its log in {dir}/logs)"
     )]
     Store { dir: PathBuf, source: StoreError },
     #[error(transparent)]
@@ -45,30 +45,29 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The daemon if one answers, else the store directly.
+    /// The daemon if one answers, else the store directly. A store held by another process
+    /// whose socket does not answer yet is a daemon starting up (or stopping): it is asked
+    /// again until [`DAEMON_SETTLE`] has passed.
     pub async fn connect(settings: &Settings) -> Result<Backend, CliError> {
-        match Client::connect(&settings.socket_path()).await {
-            Ok(client) => Ok(Backend::Daemon(client)),
-            Err(ClientError::NotRunning(_)) => {
-                let dir = settings.store_dir();
-                let store = Store::open_locked(
-                    &dir,
-                    StoreOptions {
-                        cache_capacity_bytes: settings.cache_capacity_bytes,
-                    },
-                )
-                .and_then(|store| {
-                    // A passphrase store stays locked here: counts work, record commands
-                    // answer "locked" (unlocking is the daemon's job).
-                    if store.key_source(&settings.keys)? == KeySourceKind::File {
-                        store.unlock(&settings.keys, None)?;
-                    }
-                    Ok(store)
-                })
-                .map_err(|source| CliError::Store { dir, source })?;
-                Ok(Backend::Local(Service::new(store, None)))
+        let deadline = tokio::time::Instant::now() + DAEMON_SETTLE;
+        loop {
+            match Client::connect(&settings.socket_path()).await {
+                Ok(client) => return Ok(Backend::Daemon(client)),
+                Err(ClientError::NotRunning(_)) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
+            let settings = settings.clone();
+            let opened = tokio::task::spawn_blocking(move || open_store(&settings))
+                .await
+                .map_err(|e| CliError::Join(e.to_string()))?;
+            match opened {
+                Ok(store) => return Ok(Backend::Local(Service::new(store, None))),
+                Err(CliError::Store {
+                    source: StoreError::Locked { .. },
+                    ..
+                }) if tokio::time::Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -92,6 +91,31 @@ impl Backend {
             other => Ok(other),
         }
     }
+}
+
+/// How long a command waits for a daemon that holds the store but does not answer yet.
+const DAEMON_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the store for a command run without a daemon. A passphrase store stays locked here:
+/// counts work, record commands answer "locked" (unlocking is the daemon's job).
+fn open_store(settings: &Settings) -> Result<Store, CliError> {
+    let dir = settings.store_dir();
+    Store::open_locked(
+        &dir,
+        StoreOptions {
+            cache_capacity_bytes: settings.cache_capacity_bytes,
+        },
+    )
+    .and_then(|store| {
+        if store.key_source(&settings.keys)? == KeySourceKind::File {
+            store.unlock(&settings.keys, None)?;
+        }
+        Ok(store)
+    })
+    .map_err(|source| CliError::Store {
+        dir: settings.data_dir.clone(),
+        source,
+    })
 }
 
 /// A control error with the contract's field errors, one per line.
