@@ -200,10 +200,12 @@ fn text(
     };
     let s = if rule.trim { raw.trim() } else { raw.as_str() };
     if s.is_empty() {
-        errors.push(FieldError::new(
-            field,
-            "must not be blank (send null or leave it out to have none)",
-        ));
+        let message = if field == "full_name" || field == "fullName" {
+            "must not be blank"
+        } else {
+            "must not be blank (send null or leave it out to have none)"
+        };
+        errors.push(FieldError::new(field, message));
         return None;
     }
     let len = s.chars().count();
@@ -257,6 +259,17 @@ fn is_country_code(s: &str) -> bool {
         && isocountry::CountryCode::for_alpha2(s).is_ok()
 }
 
+/// A non-negative whole number that fits in 64 bits: `2500`, or `2500.0` (JSON does not
+/// tell them apart as numbers, and neither does JSON Schema's `integer`).
+fn whole_number(v: &Value) -> Option<u64> {
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0; // 2^64
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < LIMIT)
+            .map(|f| f as u64)
+    })
+}
+
 fn parse_risk(value: &Value, errors: &mut Vec<FieldError>) -> Option<RiskInput> {
     let Value::Object(object) = value else {
         errors.push(FieldError::new("risk", "must be an object"));
@@ -297,7 +310,7 @@ fn parse_risk(value: &Value, errors: &mut Vec<FieldError>) -> Option<RiskInput> 
                 }
             }
             RiskField::Volume => {
-                if let Some(p) = optional(v, |v| match v.as_u64() {
+                if let Some(p) = optional(v, |v| match whole_number(v) {
                     Some(n) => Some(n),
                     None => {
                         errors.push(FieldError::new(
@@ -734,8 +747,18 @@ mod tests {
         };
         assert!(ok(json!(0)));
         assert!(ok(json!(5000)));
+        assert!(ok(json!(5000.0)), "a whole number written with a fraction");
         assert!(!ok(json!(-1)));
+        assert!(!ok(json!(-1.0)));
         assert!(!ok(json!(1.5)));
+        assert!(!ok(json!(1e300)));
+        let input =
+            parse_input(&json!({"full_name": "A", "risk": {"expected_monthly_volume": 2500.0}}))
+                .unwrap();
+        assert_eq!(
+            input.to_body()["risk"]["expected_monthly_volume"],
+            json!(2500)
+        );
         assert!(!ok(json!("100")));
     }
 
