@@ -304,3 +304,31 @@ fn a_drop_dir_that_cannot_be_created_fails() {
     assert_eq!(d.status("drop_dir"), "fail", "{}", d.message("drop_dir"));
     assert!(d.message("drop_dir").contains("cannot be created"));
 }
+
+#[test]
+fn a_daemon_of_another_version_is_named_with_the_restart_to_do() {
+    use std::io::Write;
+    let env = env_for(&unreachable_api());
+    std::fs::create_dir(&env.data_dir).unwrap();
+    std::fs::set_permissions(&env.data_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(env.socket()).unwrap();
+    // A daemon from a future release: it greets with protocol 99, then waits.
+    let greeter = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"{\"hello\":{\"protocol\":99,\"version\":\"9.9.9\"}}\n")
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut sink);
+    });
+    let d = Doctor::run(&env);
+    greeter.join().unwrap();
+    assert_eq!(d.code, 1);
+    assert_eq!(d.status("daemon"), "fail");
+    assert!(
+        d.message("daemon").contains("icsync 9.9.9"),
+        "{}",
+        d.message("daemon")
+    );
+    assert!(d.fix("daemon").contains("restart"));
+    assert_eq!(d.status("store"), "info", "a daemon holds the store");
+}
