@@ -15,3 +15,17 @@ ci:
 # Run the local API sandbox (extra flags pass through: just sandbox --listen 127.0.0.1:0).
 sandbox *FLAGS:
     cargo run --release -- sandbox {{FLAGS}}
+
+# Install icsync for this user: the binary (cargo install --locked), shell completions for
+# bash, zsh and fish, and the man page, each where the shell and man look by default.
+install:
+    cargo install --locked --path .
+    mkdir -p "${XDG_DATA_HOME:-$HOME/.local/share}/bash-completion/completions" \
+        "${XDG_DATA_HOME:-$HOME/.local/share}/zsh/site-functions" \
+        "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions" \
+        "${XDG_DATA_HOME:-$HOME/.local/share}/man/man1"
+    icsync completions bash > "${XDG_DATA_HOME:-$HOME/.local/share}/bash-completion/completions/icsync"
+    icsync completions zsh > "${XDG_DATA_HOME:-$HOME/.local/share}/zsh/site-functions/_icsync"
+    icsync completions fish > "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions/icsync.fish"
+    icsync man > "${XDG_DATA_HOME:-$HOME/.local/share}/man/man1/icsync.1"
+    @echo "installed $(icsync --version); next: icsync doctor, then icsync service install"

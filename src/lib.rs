@@ -17,6 +17,7 @@
 //!   progress, files archived and bad records reported.
 //! - [`daemon`]: wires store, engine and control socket; signals, locking, logs.
 //! - [`tui`]: the terminal front end; reaches the daemon only through `control`.
+//! - [`ops`]: installing and operating: service units, `doctor`, the version string.
 //! - [`cli`]: the record commands, their flags and output, over the daemon or the store.
 
 pub mod api;
@@ -28,6 +29,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod dropdir;
 pub mod ingest;
+pub mod ops;
 pub mod sandbox;
 pub mod service;
 pub mod store;

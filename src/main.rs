@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use color_eyre::eyre::{Result, WrapErr};
 use icsync::cli::commands::{self, AddArgs, EditArgs, ListArgs, ResolveArgs, ShowArgs, StatusArgs};
 use icsync::cli::keys::{self, PurgeArgs, RekeyArgs, UnlockArgs};
@@ -13,7 +13,7 @@ use icsync::cli::Backend;
 use icsync::config::{self, Overrides, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "icsync", version, about, long_about = None)]
+#[command(name = "icsync", version = icsync::ops::VERSION, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -49,6 +49,13 @@ struct DemoArgs {
     /// Keep the demo's temporary data dir after quitting (its path is printed).
     #[arg(long)]
     keep: bool,
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// Print the checks as a JSON array of {check, status, message, fix}.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,23 +95,86 @@ enum Command {
     Rekey(RekeyArgs),
     /// Erase the customer data of records synced long enough ago (retention, on demand).
     Purge(PurgeArgs),
+    /// Run the daemon as a user service (systemd on Linux, launchd on macOS).
+    #[command(subcommand)]
+    Service(icsync::ops::service::ServiceCommand),
+    /// Check the setup: config, API URL and key, directories, daemon, store, encryption
+    /// key, clock and disk. Exit status 1 when a check fails.
+    Doctor(DoctorArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
-fn settings(global: &GlobalArgs) -> Result<Settings> {
-    let flags = Overrides {
+fn overrides(global: &GlobalArgs) -> Overrides {
+    Overrides {
         api_url: global.api_url.clone(),
         api_key: None,
         data_dir: global.data_dir.clone(),
         drop_dir: global.drop_dir.clone(),
         key_file: None,
-    };
-    config::load(global.config.as_deref(), flags)
+    }
+}
+
+fn settings(global: &GlobalArgs) -> Result<Settings> {
+    config::load(global.config.as_deref(), overrides(global))
         .wrap_err("cannot load the configuration (see config/icsync.example.toml)")
+}
+
+/// The install and diagnosis commands, which need no daemon; None for every other command.
+fn run_ops(cli: &Cli) -> Option<Result<ExitCode>> {
+    let global = &cli.global;
+    let mut out = std::io::stdout().lock();
+    let done = |r: std::io::Result<()>| r.map(|()| ExitCode::SUCCESS).map_err(Into::into);
+    Some(match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "icsync", &mut out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => done(clap_mangen::Man::new(Cli::command()).render(&mut out)),
+        Command::Doctor(args) => tokio::runtime::Runtime::new()
+            .wrap_err("cannot start the async runtime")
+            .and_then(|rt| {
+                let run = icsync::ops::doctor::run(
+                    global.config.as_deref(),
+                    overrides(global),
+                    args.json,
+                    &mut out,
+                );
+                Ok(ExitCode::from(rt.block_on(run)?))
+            }),
+        Command::Service(command) => settings(global).and_then(|settings| {
+            // The service sees none of this shell's variables: what they chose goes in the unit.
+            let env_path = |name| {
+                std::env::var_os(name)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            };
+            let inputs = icsync::ops::service::PlanInputs::from_process(
+                global
+                    .config
+                    .clone()
+                    .or_else(|| env_path(config::ENV_CONFIG)),
+                global
+                    .data_dir
+                    .clone()
+                    .or_else(|| env_path(config::ENV_DATA_DIR)),
+                settings.data_dir.clone(),
+            )?;
+            let code = icsync::ops::service::run_command(command, &inputs, &mut out)?;
+            Ok(ExitCode::from(code))
+        }),
+        _ => return None,
+    })
 }
 
 fn main() -> Result<ExitCode> {
     color_eyre::install()?;
     let cli = Cli::parse();
+    if let Some(result) = run_ops(&cli) {
+        return result;
+    }
     if let Command::Demo(args) = &cli.command {
         let runtime = tokio::runtime::Runtime::new().wrap_err("cannot start the async runtime")?;
         runtime
@@ -164,7 +234,11 @@ fn main() -> Result<ExitCode> {
             | Command::Daemon(_)
             | Command::Tui
             | Command::Demo(_)
-            | Command::Rekey(_) => {
+            | Command::Rekey(_)
+            | Command::Service(_)
+            | Command::Doctor(_)
+            | Command::Completions { .. }
+            | Command::Man => {
                 unreachable!("handled above")
             }
             Command::Unlock(a) => keys::unlock(&mut backend, a).await?,

@@ -68,6 +68,14 @@ pub enum Transport {
     Other(String),
 }
 
+/// The answer to [`ApiClient::probe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub status: u16,
+    /// The `Date` header as sent (an HTTP date), if any.
+    pub date: Option<String>,
+}
+
 /// The API client. Cheap to clone: clones share the connection pool and the key, so a key set
 /// on one is used by all.
 #[derive(Clone)]
@@ -149,6 +157,32 @@ impl ApiClient {
             .push(&id.to_string());
         let request = self.http.get(url).headers(self.auth_headers()?);
         self.exchange(request).await
+    }
+
+    /// A harmless authenticated request for `icsync doctor`: a read of the all-zero customer
+    /// id. Returns the status (404 means the key was accepted, 401 that it was refused) and the
+    /// server's `Date` header, to measure clock skew. The body is not read.
+    pub async fn probe(&self) -> Result<Probe, Transport> {
+        let mut url = self.customers_url.clone();
+        url.path_segments_mut()
+            .map_err(|_| Transport::Other("API URL cannot take a path".into()))?
+            .push(&Uuid::nil().to_string());
+        let response = self
+            .http
+            .get(url)
+            .headers(self.auth_headers()?)
+            .send()
+            .await
+            .map_err(transport)?;
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Probe {
+            status: response.status().as_u16(),
+            date,
+        })
     }
 
     fn auth_headers(&self) -> Result<HeaderMap, Transport> {

@@ -10,6 +10,6 @@ mod client;
 mod key;
 mod reply;
 
-pub use client::{ApiClient, ApiClientError, ApiTimeouts, InsecureHttp, Transport};
+pub use client::{ApiClient, ApiClientError, ApiTimeouts, InsecureHttp, Probe, Transport};
 pub use key::{ApiKey, InvalidApiKey};
 pub use reply::{parse_retry_after, Reply, ReplyBody};
