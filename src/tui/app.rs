@@ -39,6 +39,7 @@ pub enum PageMove {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purpose {
     Status,
+    DropFiles,
     Page {
         list: ListId,
         generation: u64,
@@ -203,6 +204,9 @@ pub struct App {
     detail_dirty: bool,
     status_dirty: bool,
     status_in_flight: bool,
+    /// The drop-folder history is fetched with the status, only while the dashboard shows.
+    drops_dirty: bool,
+    drops_in_flight: bool,
     save_generation: u64,
 }
 
@@ -229,6 +233,8 @@ impl App {
             detail_dirty: false,
             status_dirty: false,
             status_in_flight: false,
+            drops_dirty: false,
+            drops_in_flight: false,
             save_generation: 0,
         }
     }
@@ -239,8 +245,31 @@ impl App {
         fx.push(Effect::Send(self.queue.list.window.reset(None)));
         let filter = self.conflicts.list.window.filter();
         fx.push(Effect::Send(self.conflicts.list.window.reset(filter)));
+        fx.extend(self.request_drops());
         fx.retain(|e| e != &Effect::Redraw);
         fx
+    }
+
+    /// The status, and with it the drop-folder history when the dashboard shows it.
+    fn refresh_status(&mut self) -> Vec<Effect> {
+        let mut fx = vec![self.request_status()];
+        fx.extend(self.request_drops());
+        fx
+    }
+
+    /// Coalesced like the lists: at most one in flight, one more remembered; while the
+    /// dashboard is hidden it is only marked due.
+    fn request_drops(&mut self) -> Option<Effect> {
+        if self.screen != ScreenId::Dashboard || self.drops_in_flight {
+            self.drops_dirty = true;
+            return None;
+        }
+        self.drops_in_flight = true;
+        self.drops_dirty = false;
+        Some(Effect::Send(Outgoing {
+            purpose: Purpose::DropFiles,
+            request: Request::DropFiles,
+        }))
     }
 
     fn request_status(&mut self) -> Effect {
@@ -376,7 +405,7 @@ impl App {
         self.queue_dirty = true;
         self.conflicts_dirty = true;
         self.detail_dirty = true;
-        let mut fx = vec![self.request_status()];
+        let mut fx = self.refresh_status();
         fx.extend(self.refresh_visible());
         fx.push(Effect::Redraw);
         fx
@@ -583,7 +612,7 @@ impl App {
                     self.dashboard.sample(now, s.synced);
                 }
                 if self.status_dirty {
-                    fx.push(self.request_status());
+                    fx.extend(self.refresh_status());
                 }
                 fx.extend(self.refresh_visible());
                 if !second_changed {
@@ -627,6 +656,7 @@ impl App {
                 self.conflicts_dirty = false;
                 fx.extend(self.conflicts.list.window.refresh().map(Effect::Send));
             }
+            ScreenId::Dashboard if self.drops_dirty => fx.extend(self.request_drops()),
             ScreenId::Detail if self.detail_dirty => {
                 self.detail_dirty = false;
                 fx.extend(self.detail.reload().map(Effect::Send));
@@ -648,6 +678,17 @@ impl App {
                 }
                 if self.status_dirty {
                     fx.push(self.request_status());
+                }
+            }
+            (Purpose::DropFiles, reply) => {
+                self.drops_in_flight = false;
+                match reply {
+                    Reply::DropFiles { files } => self.dashboard.drops = files,
+                    Reply::Error(e) => self.error_notice(&e),
+                    other => self.unexpected(&other),
+                }
+                if self.drops_dirty {
+                    fx.extend(self.request_drops());
                 }
             }
             (
@@ -691,7 +732,7 @@ impl App {
                         Level::Info,
                     );
                     self.queue_dirty = true;
-                    fx.push(self.request_status());
+                    fx.extend(self.refresh_status());
                 }
             }
             (Purpose::Save { generation }, Reply::Error(e)) => {
@@ -706,7 +747,7 @@ impl App {
                 self.queue_dirty = true;
                 self.conflicts_dirty = true;
                 self.detail_dirty = self.detail.id().is_some_and(|d| ids.contains(&d));
-                fx.push(self.request_status());
+                fx.extend(self.refresh_status());
                 fx.extend(self.refresh_visible());
             }
             (_, Reply::Error(e)) => self.error_notice(&e),

@@ -1,6 +1,7 @@
 //! The dashboard: counts per state, synced-per-second sparkline, the online / offline /
-//! paused banner with its reason, and the last sync. It owns the throughput history, which
-//! it samples from the status counts on each clock tick.
+//! paused / locked banner with its reason, the last sync, and the drop folder's recent files
+//! with their outcome. It owns the throughput history, which it samples from the status
+//! counts on each clock tick, and the last drop-file list the app fetched for it.
 
 use std::collections::VecDeque;
 
@@ -12,7 +13,7 @@ use ratatui::widgets::{Block, Paragraph, Sparkline, Wrap};
 use ratatui::Frame;
 
 use super::ago;
-use crate::store::RecordState;
+use crate::store::{DropFileEntry, DropOutcome, RecordState};
 use crate::tui::app::Connection;
 use crate::tui::component::{hint, Action, Component, Ctx, KeyHint};
 
@@ -24,6 +25,8 @@ pub struct DashboardView {
     /// Records synced in each second, oldest first.
     history: VecDeque<u64>,
     last: Option<(i64, u64)>,
+    /// The drop folder's recent files, newest first, as the daemon last sent them.
+    pub drops: Vec<DropFileEntry>,
 }
 
 impl DashboardView {
@@ -66,15 +69,23 @@ impl Component for DashboardView {
     }
 
     fn draw(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
-        let [banner, middle, needs] = Layout::vertical([
+        // The drop panel takes a third of what the banner and the footer box leave, at least
+        // three lines (five rows) while the counts still fit, and no more than it has files.
+        let rest = area.height.saturating_sub(5 + 3);
+        let wanted = (self.drops.len().max(1) as u16 + 2).min(rest / 3).max(5);
+        let drops_rows = wanted.min(rest.saturating_sub(9));
+        let [banner, middle, drops, needs] = Layout::vertical([
             Constraint::Length(5),
             Constraint::Min(9),
+            Constraint::Length(drops_rows),
             Constraint::Length(3),
         ])
         .areas(area);
         let [counts, spark] =
             Layout::horizontal([Constraint::Length(26), Constraint::Min(20)]).areas(middle);
         let t = ctx.theme;
+
+        self.draw_drops(frame, drops, ctx);
 
         let (headline, style, reason) = match (ctx.connection, ctx.status) {
             (Connection::Lost { reason }, _) => (
@@ -86,6 +97,11 @@ impl Component for DashboardView {
                 "CONNECTING".into(),
                 t.dim(),
                 "waiting for the daemon's status".into(),
+            ),
+            (_, Some(s)) if s.locked => (
+                "LOCKED".into(),
+                t.warn(),
+                "the store is locked: records wait; press u to enter the passphrase".into(),
             ),
             (_, Some(s)) => match (&s.paused, s.online) {
                 (Some(why), _) => (
@@ -180,6 +196,72 @@ impl Component for DashboardView {
             Paragraph::new(line).block(Block::bordered().title(" Needs a person ")),
             needs,
         );
+    }
+}
+
+impl DashboardView {
+    /// One line per recent file, newest first: time, name, outcome, counts, where it went.
+    fn draw_drops(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let t = ctx.theme;
+        let inner = area.width.saturating_sub(2) as usize;
+        let lines: Vec<Line> = if self.drops.is_empty() {
+            vec![Line::from(Span::styled(
+                " No file has been dropped yet.",
+                t.dim(),
+            ))]
+        } else {
+            self.drops
+                .iter()
+                .take(area.height.saturating_sub(2) as usize)
+                .map(|d| drop_line(d, inner, ctx))
+                .collect()
+        };
+        frame.render_widget(
+            Paragraph::new(lines).block(Block::bordered().title(" Drop folder: recent files ")),
+            area,
+        );
+    }
+}
+
+fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
+    let t = ctx.theme;
+    let (outcome, style) = match d.outcome {
+        DropOutcome::Processed => ("processed", t.ok()),
+        DropOutcome::PartlyRejected => ("partly rejected", t.warn()),
+        DropOutcome::Rejected => ("rejected", t.error()),
+        DropOutcome::Duplicate => ("duplicate", t.dim()),
+    };
+    // Fixed-width counts keep the columns aligned from line to line.
+    let counts = format!("{:>6} accepted {:>4} rejected", d.accepted, d.rejected);
+    // What is left after the fixed columns goes to the name first, then to where it went.
+    let fixed = 1 + 8 + 2 + 2 + 15 + 2 + counts.chars().count();
+    let spare = width.saturating_sub(fixed);
+    let name_width = spare.clamp(8.min(spare), 28);
+    let mut spans = vec![
+        Span::styled(format!(" {} ", d.at.format("%H:%M:%S")), t.dim()),
+        Span::raw(format!(" {:<name_width$}  ", truncate(&d.file, name_width))),
+        Span::styled(format!("{outcome:<15}"), style),
+        Span::raw(format!("  {counts}")),
+    ];
+    let left = spare.saturating_sub(name_width);
+    let whereto = d.note.as_deref().or(d.archived_as.as_deref());
+    if let Some(w) = whereto.filter(|_| left > 6) {
+        spans.push(Span::styled(
+            format!("  {}", truncate(w, left - 2)),
+            t.dim(),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// At most `width` characters, with an ellipsis when cut.
+fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+        out.push('…');
+        out
     }
 }
 

@@ -506,3 +506,32 @@ fn losing_the_daemon_is_shown() {
         crate::tui::app::Connection::Lost { .. }
     ));
 }
+
+#[test]
+fn drop_files_are_fetched_with_the_status_only_while_the_dashboard_shows() {
+    let mut app = loaded_app(24);
+    assert_eq!(app.dashboard.drops, super::fixtures::drop_files());
+    let changed = Incoming::Event(Event::RecordChanged {
+        id: id(1),
+        state: RecordState::Synced,
+    });
+    app.handle_key(ch('2'));
+    app.apply(changed.clone());
+    let reqs = requests(&app.apply(Incoming::Tick(t0() + chrono::Duration::seconds(1))));
+    assert!(reqs.contains(&Request::Status));
+    assert!(!reqs.contains(&Request::DropFiles), "hidden: not fetched");
+    // Back on the dashboard the due refresh goes out, once, however many ticks pass.
+    let reqs = requests(&app.handle_key(ch('1')));
+    assert_eq!(reqs, vec![Request::DropFiles]);
+    let reqs = requests(&app.apply(Incoming::Tick(t0() + chrono::Duration::seconds(2))));
+    assert!(!reqs.contains(&Request::DropFiles));
+    // A status refresh while one is out is remembered, not sent twice.
+    app.apply(changed);
+    let reqs = requests(&app.apply(Incoming::Tick(t0() + chrono::Duration::seconds(3))));
+    assert!(!reqs.contains(&Request::DropFiles), "one in flight");
+    let follow = app.apply(Incoming::Reply {
+        purpose: Purpose::DropFiles,
+        reply: answer(&Request::DropFiles),
+    });
+    assert_eq!(requests(&follow), vec![Request::DropFiles]);
+}

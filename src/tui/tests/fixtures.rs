@@ -10,7 +10,8 @@ use crate::contract::{
 };
 use crate::control::{Reply, Request, StatusReport};
 use crate::store::{
-    ActionKind, Attempt, HistoryEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
+    ActionKind, Attempt, DropFileEntry, DropOutcome, HistoryEntry, Origin, Payload, Record,
+    RecordError, RecordId, RecordState,
 };
 use crate::tui::app::{App, Effect, Incoming, Outgoing};
 
@@ -201,11 +202,74 @@ pub fn status() -> StatusReport {
     }
 }
 
+/// The drop folder's history: one file of each outcome, newest first.
+pub fn drop_files() -> Vec<DropFileEntry> {
+    let entry = |mins: i64, file: &str, outcome, accepted, rejected, archived: Option<&str>| {
+        DropFileEntry {
+            file: file.into(),
+            at: t0() - Duration::minutes(mins),
+            outcome,
+            accepted,
+            rejected,
+            archived_as: archived.map(str::to_owned),
+            report: None,
+            note: None,
+        }
+    };
+    let mut dup = entry(
+        9,
+        "crm-export.csv",
+        DropOutcome::Duplicate,
+        0,
+        0,
+        Some("processed/crm-export.2.csv"),
+    );
+    dup.note = Some("same content as processed/crm-export.csv".into());
+    vec![
+        entry(
+            2,
+            "field-laptop-7.ndjson",
+            DropOutcome::Processed,
+            12,
+            0,
+            Some("processed/field-laptop-7.ndjson"),
+        ),
+        entry(
+            5,
+            "branch-leeds.csv",
+            DropOutcome::PartlyRejected,
+            118,
+            3,
+            Some("processed/branch-leeds.csv"),
+        ),
+        dup,
+        entry(
+            31,
+            "notes.xlsx",
+            DropOutcome::Rejected,
+            0,
+            0,
+            Some("rejected/notes.xlsx"),
+        ),
+        entry(
+            60,
+            "crm-export.csv",
+            DropOutcome::Processed,
+            49_410,
+            0,
+            Some("processed/crm-export.csv"),
+        ),
+    ]
+}
+
 /// What a daemon holding [`records`] would answer (reads only; writes are echoed).
 pub fn answer(request: &Request) -> Reply {
     let all = records();
     match request {
         Request::Status => Reply::Status(status()),
+        Request::DropFiles => Reply::DropFiles {
+            files: drop_files(),
+        },
         Request::List {
             state,
             after,
