@@ -17,6 +17,7 @@ use super::screens::conflicts::ConflictsView;
 use super::screens::dashboard::DashboardView;
 use super::screens::detail::DetailView;
 use super::screens::queue::QueueView;
+use super::screens::unlock::{PromptKey, UnlockPrompt};
 use crate::contract::ErrorKind;
 use crate::control::{ControlError, Event, Reply, Request, ResolveAction, StatusReport};
 use crate::store::{Origin, Record, RecordId, RecordState};
@@ -55,6 +56,7 @@ pub enum Purpose {
     Resolve {
         action: ResolveAction,
     },
+    Unlock,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,6 +156,7 @@ pub struct Confirm {
 pub enum Overlay {
     Help,
     Confirm(Confirm),
+    Unlock(UnlockPrompt),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +175,7 @@ pub struct Notice {
 /// Rows of chrome around every screen: the tab bar and the footer.
 pub const CHROME_ROWS: u16 = 2;
 
-pub const GLOBAL_HINTS: [KeyHint; 9] = [
+pub const GLOBAL_HINTS: [KeyHint; 10] = [
     hint("?", "help"),
     hint("q", "quit"),
     help_only("Tab/S-Tab", "next/previous screen"),
@@ -181,6 +184,7 @@ pub const GLOBAL_HINTS: [KeyHint; 9] = [
     help_only("c", "capture a new customer"),
     help_only("Esc", "back"),
     help_only("Ctrl+R", "reload from the daemon"),
+    help_only("u", "unlock a locked store"),
     help_only("Ctrl+C", "quit (asks if input unsaved)"),
 ];
 
@@ -305,9 +309,19 @@ impl App {
             ScreenId::Detail => self.detail.hints(),
         };
         if !self.captures_text() {
-            hints.extend(GLOBAL_HINTS);
+            // While the store is locked, unlocking is the one thing to do: in the footer too.
+            let locked = self.locked();
+            hints.extend(GLOBAL_HINTS.iter().map(|h| match h.keys {
+                "u" if locked => hint("u", "unlock"),
+                _ => *h,
+            }));
         }
         hints
+    }
+
+    /// Whether the daemon said its store is locked.
+    pub fn locked(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.locked)
     }
 
     pub fn captures_text(&self) -> bool {
@@ -324,6 +338,7 @@ impl App {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match &self.overlay {
             Some(Overlay::Confirm(_)) => return self.confirm_key(key),
+            Some(Overlay::Unlock(_)) => return self.unlock_key(key),
             Some(Overlay::Help) => {
                 if matches!(
                     key.code,
@@ -358,6 +373,10 @@ impl App {
                 return self.go(ScreenId::TABS[i]);
             }
             KeyCode::Char('c') => return self.go(ScreenId::Capture),
+            KeyCode::Char('u') if self.locked() => {
+                self.overlay = Some(Overlay::Unlock(UnlockPrompt::default()))
+            }
+            KeyCode::Char('u') => self.notice("the store is not locked", Level::Info),
             KeyCode::Esc => return self.back(),
             _ => return Vec::new(),
         }
@@ -409,6 +428,28 @@ impl App {
         fx.extend(self.refresh_visible());
         fx.push(Effect::Redraw);
         fx
+    }
+
+    fn unlock_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(Overlay::Unlock(prompt)) = &mut self.overlay else {
+            return Vec::new();
+        };
+        match prompt.handle_key(key) {
+            PromptKey::Ignored => Vec::new(),
+            PromptKey::Edited => vec![Effect::Redraw],
+            // Dropping the prompt wipes whatever was typed.
+            PromptKey::Cancel => {
+                self.overlay = None;
+                vec![Effect::Redraw]
+            }
+            PromptKey::Submit(passphrase) => vec![
+                Effect::Send(Outgoing {
+                    purpose: Purpose::Unlock,
+                    request: Request::Unlock { passphrase },
+                }),
+                Effect::Redraw,
+            ],
+        }
     }
 
     fn confirm_key(&mut self, key: KeyEvent) -> Vec<Effect> {
@@ -750,6 +791,21 @@ impl App {
                 fx.extend(self.refresh_status());
                 fx.extend(self.refresh_visible());
             }
+            (Purpose::Unlock, Reply::Status(s)) => {
+                self.status = Some(s);
+                if matches!(self.overlay, Some(Overlay::Unlock(_))) {
+                    self.overlay = None;
+                }
+                self.notice("unlocked: sending resumes", Level::Info);
+            }
+            (Purpose::Unlock, Reply::Error(e)) => match &mut self.overlay {
+                // The prompt stays open, emptied, with the daemon's reason.
+                Some(Overlay::Unlock(prompt)) => {
+                    prompt.sending = false;
+                    prompt.error = Some(format!("daemon: {}", e.message));
+                }
+                _ => self.error_notice(&e),
+            },
             (_, Reply::Error(e)) => self.error_notice(&e),
             (_, other) => self.unexpected(&other),
         }

@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use super::app::{App, Connection, Level, Overlay, ScreenId, GLOBAL_HINTS};
 use super::component::{Component, Ctx, KeyHint};
-use super::screens::{confirm, help};
+use super::screens::{confirm, help, unlock};
 use super::theme::Theme;
 
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
@@ -38,6 +38,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     match &app.overlay {
         Some(Overlay::Help) => help::draw(frame, body, app.screen, &app.hints(), theme),
         Some(Overlay::Confirm(c)) => confirm::draw(frame, body, c, theme),
+        Some(Overlay::Unlock(p)) => unlock::draw(frame, body, p, theme),
         None => {}
     }
 }
@@ -78,6 +79,7 @@ fn connection_badge(app: &App, theme: &Theme) -> (String, ratatui::style::Style)
     match (&app.connection, &app.status) {
         (Connection::Lost { .. }, _) => (" NO DAEMON ".into(), theme.error()),
         (Connection::Connecting, _) | (_, None) => (" connecting ".into(), theme.dim()),
+        (_, Some(s)) if s.locked => (" LOCKED ".into(), theme.warn()),
         (_, Some(s)) if s.paused.is_some() => (" PAUSED ".into(), theme.warn()),
         (_, Some(s)) if !s.online => (" OFFLINE ".into(), theme.warn()),
         (_, Some(_)) => (" online ".into(), theme.ok()),

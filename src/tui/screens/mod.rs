@@ -1,5 +1,5 @@
 //! One file per screen, each a [`Component`](super::component::Component) owning its state,
-//! plus the help and confirm overlays. Helpers shared by several screens live here.
+//! plus the help, confirm and unlock overlays. Helpers shared by several screens live here.
 
 pub mod capture;
 pub mod confirm;
@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod detail;
 pub mod help;
 pub mod queue;
+pub mod unlock;
 
 use chrono::{DateTime, Utc};
 use ratatui::layout::{Constraint, Flex, Layout, Rect};

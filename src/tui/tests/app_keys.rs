@@ -535,3 +535,100 @@ fn drop_files_are_fetched_with_the_status_only_while_the_dashboard_shows() {
     });
     assert_eq!(requests(&follow), vec![Request::DropFiles]);
 }
+
+fn locked_app() -> App {
+    let mut app = loaded_app(24);
+    let mut s = super::fixtures::status();
+    s.locked = true;
+    app.apply(Incoming::Event(Event::Status(s)));
+    app
+}
+
+fn prompt(app: &App) -> &crate::tui::screens::unlock::UnlockPrompt {
+    match &app.overlay {
+        Some(Overlay::Unlock(p)) => p,
+        other => panic!("no unlock prompt: {other:?}"),
+    }
+}
+
+#[test]
+fn u_opens_the_unlock_prompt_only_when_the_store_is_locked() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('u'));
+    assert!(app.overlay.is_none());
+    assert!(app.notice.as_ref().unwrap().text.contains("not locked"));
+
+    let mut app = locked_app();
+    let footer: Vec<_> = app.hints().into_iter().filter(|h| h.footer).collect();
+    assert!(
+        footer.iter().any(|h| h.keys == "u"),
+        "locked: u in the footer"
+    );
+    app.handle_key(ch('u'));
+    assert_eq!(prompt(&app).typed_chars(), 0);
+    // Keys are text now: q does not quit, ? does not open the help.
+    let fx = press(
+        &mut app,
+        &[ch('q'), ch('?'), ch('x'), key(KeyCode::Backspace)],
+    );
+    assert!(!fx.contains(&Effect::Quit));
+    assert_eq!(prompt(&app).typed_chars(), 2);
+    assert!(
+        !format!("{:?}", app.overlay).contains("q?"),
+        "Debug is redacted"
+    );
+    app.handle_key(key(KeyCode::Esc));
+    assert!(app.overlay.is_none(), "Esc cancels");
+    assert!(app.handle_key(ch('u')).contains(&Effect::Redraw));
+    assert_eq!(prompt(&app).typed_chars(), 0, "a new prompt starts empty");
+}
+
+#[test]
+fn enter_sends_the_passphrase_once_and_shows_the_daemons_answer() {
+    let mut app = locked_app();
+    app.handle_key(ch('u'));
+    let fx = app.handle_key(key(KeyCode::Enter));
+    assert!(sent(&fx).is_empty(), "nothing typed: nothing sent");
+    assert!(prompt(&app).error.is_some());
+
+    type_text(&mut app, "wrong one");
+    let out = sent(&app.handle_key(key(KeyCode::Enter)));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].purpose, Purpose::Unlock);
+    assert_eq!(
+        out[0].request,
+        Request::Unlock {
+            passphrase: crate::crypto::Passphrase::new("wrong one")
+        }
+    );
+    assert_eq!(prompt(&app).typed_chars(), 0, "buffer cleared when sent");
+    assert!(prompt(&app).sending);
+    type_text(&mut app, "zz");
+    assert_eq!(prompt(&app).typed_chars(), 0, "no typing while it is out");
+
+    app.apply(Incoming::Reply {
+        purpose: Purpose::Unlock,
+        reply: Reply::Error(ControlError::new(
+            ControlErrorCode::Invalid,
+            "wrong passphrase: try again",
+        )),
+    });
+    let p = prompt(&app);
+    assert!(!p.sending);
+    assert_eq!(
+        p.error.as_deref(),
+        Some("daemon: wrong passphrase: try again")
+    );
+
+    type_text(&mut app, "correct horse");
+    let out = sent(&app.handle_key(key(KeyCode::Enter)));
+    let mut unlocked = super::fixtures::status();
+    unlocked.locked = false;
+    app.apply(Incoming::Reply {
+        purpose: out[0].purpose.clone(),
+        reply: Reply::Status(unlocked),
+    });
+    assert!(app.overlay.is_none());
+    assert!(!app.locked());
+    assert!(app.notice.as_ref().unwrap().text.starts_with("unlocked"));
+}

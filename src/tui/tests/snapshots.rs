@@ -152,3 +152,14 @@ fn capture_edit() {
 fn help_overlay() {
     check("help_overlay", |app| keys(app, &[ch('3'), ch('?')]));
 }
+
+#[test]
+fn unlock_prompt() {
+    check("unlock_prompt", |app| {
+        let mut s = status();
+        s.locked = true;
+        app.apply(Incoming::Event(Event::Status(s)));
+        keys(app, &[ch('u')]);
+        keys(app, &text("hunter2 secret"));
+    });
+}
