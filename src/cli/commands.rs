@@ -186,6 +186,7 @@ pub async fn all_records(
                 state,
                 after,
                 limit: page,
+                query: None,
             })
             .await?
         {

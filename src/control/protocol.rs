@@ -54,6 +54,11 @@ pub enum Request {
         state: Option<RecordState>,
         after: Option<RecordId>,
         limit: usize,
+        /// Only records whose full name, email or external id contains this (ignoring case).
+        /// Absent for clients older than search; the daemon scans a bounded number of
+        /// records per request (docs/control.md).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
     },
     /// `id` is a full id or a unique prefix of at least 6 characters.
     Show {
@@ -326,6 +331,23 @@ mod tests {
         assert_eq!(
             v,
             json!({"id": 1, "request": {"method": "show", "id": "0190ab"}})
+        );
+    }
+
+    #[test]
+    fn a_list_without_query_is_still_understood() {
+        let old = br#"{"id": 2, "request": {"method": "list", "state": null, "after": null, "limit": 5}}"#;
+        assert_eq!(
+            decode(old).unwrap(),
+            Frame::Request {
+                id: 2,
+                request: Request::List {
+                    state: None,
+                    after: None,
+                    limit: 5,
+                    query: None,
+                },
+            }
         );
     }
 

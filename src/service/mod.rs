@@ -178,6 +178,43 @@ impl Service {
         Ok(self.store.list(state, after, limit)?)
     }
 
+    /// Up to `limit` records after `after`, in queue order, whose full name, email or
+    /// external id contains `query` ignoring case. The store has no index on these (they
+    /// are sealed at rest), so this walks the list page by page, decrypting as it goes: it
+    /// stops after [`SEARCH_SCAN_MAX`] records and returns what it found, so one request
+    /// never holds the daemon for long.
+    pub fn search(
+        &self,
+        state: Option<RecordState>,
+        after: Option<RecordId>,
+        limit: usize,
+        query: &str,
+    ) -> Result<Vec<Record>, ServiceError> {
+        let needle = query.trim().to_lowercase();
+        if needle.is_empty() {
+            return self.list(state, after, limit);
+        }
+        let mut found = Vec::new();
+        let mut cursor = after;
+        let mut scanned = 0;
+        while found.len() < limit && scanned < SEARCH_SCAN_MAX {
+            let want = SEARCH_PAGE.min(SEARCH_SCAN_MAX - scanned);
+            let page = self.store.list(state, cursor, want)?;
+            scanned += page.len();
+            cursor = page.last().map(|r| r.id);
+            let end = page.len() < want;
+            found.extend(
+                page.into_iter()
+                    .filter(|r| matches_query(r, &needle))
+                    .take(limit - found.len()),
+            );
+            if end {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     pub fn show(&self, id: &str) -> Result<Record, ServiceError> {
         let id = self.store.resolve_prefix(id)?;
         self.store
@@ -393,9 +430,12 @@ impl Service {
                 state,
                 after,
                 limit,
-            } => self
-                .list(state, after, limit)
-                .map(|records| Reply::Records { records }),
+                query,
+            } => match query {
+                Some(q) => self.search(state, after, limit, &q),
+                None => self.list(state, after, limit),
+            }
+            .map(|records| Reply::Records { records }),
             Request::Show { id } => self.show(&id).map(|r| Reply::Record {
                 record: Box::new(r),
             }),
@@ -448,6 +488,21 @@ impl Service {
     }
 }
 
+/// Records a search request reads from the store at most.
+pub const SEARCH_SCAN_MAX: usize = 50_000;
+
+/// Records a search reads from the store at a time.
+const SEARCH_PAGE: usize = 500;
+
+/// Whether `needle` (lower case) is in the record's full name, email or external id.
+fn matches_query(r: &Record, needle: &str) -> bool {
+    let p = &r.payload;
+    [Some(p.full_name()), p.email(), p.external_id()]
+        .into_iter()
+        .flatten()
+        .any(|s| s.to_lowercase().contains(needle))
+}
+
 /// The daemon's control handler: each request runs on the blocking pool, since store writes
 /// wait for the disk.
 pub struct ControlHandler(pub Arc<Service>);
@@ -467,5 +522,91 @@ impl Handler for ControlHandler {
 
     fn events(&self) -> broadcast::Receiver<Event> {
         self.0.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use serde_json::json;
+
+    fn service(dir: &std::path::Path) -> Service {
+        Service::new(Store::open(dir, StoreOptions::default()).unwrap(), None)
+    }
+
+    fn names(reply: Reply) -> Vec<String> {
+        match reply {
+            Reply::Records { records } => records
+                .iter()
+                .map(|r| r.payload.full_name().to_owned())
+                .collect(),
+            other => panic!("not records: {other:?}"),
+        }
+    }
+
+    fn list(query: Option<&str>, after: Option<RecordId>, limit: usize) -> Request {
+        Request::List {
+            state: None,
+            after,
+            limit,
+            query: query.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn search_matches_name_email_or_external_id_across_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let now = Utc::now();
+        // More records than one store page, the matches spread across them.
+        for i in 0..1_200 {
+            let (name, email, ext) = match i {
+                3 => (
+                    "Grace Hopper".to_string(),
+                    "grace@navy.mil".to_string(),
+                    "N-3",
+                ),
+                700 => (
+                    "Ada Lovelace".to_string(),
+                    "ada@HOPPER.org".to_string(),
+                    "N-700",
+                ),
+                1_150 => (
+                    "Alan Turing".to_string(),
+                    "alan@example.com".to_string(),
+                    "hopper-9",
+                ),
+                _ => (format!("Person {i}"), format!("p{i}@example.com"), "x"),
+            };
+            let ext = if ext == "x" {
+                format!("CRM-{i}")
+            } else {
+                ext.to_string()
+            };
+            svc.submit(
+                &json!({"type": "INDIVIDUAL", "full_name": name, "email": email,
+                        "external_id": ext}),
+                Origin::Cli,
+                now,
+            )
+            .unwrap();
+        }
+        let all = names(svc.answer(list(Some("HoPPer"), None, 10)));
+        assert_eq!(all, ["Grace Hopper", "Ada Lovelace", "Alan Turing"]);
+
+        // Paging: `limit` matches, then on from the last one.
+        let first = match svc.answer(list(Some("hopper"), None, 2)) {
+            Reply::Records { records } => records,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first.len(), 2);
+        let rest = names(svc.answer(list(Some("hopper"), Some(first[1].id), 2)));
+        assert_eq!(rest, ["Alan Turing"]);
+
+        assert!(names(svc.answer(list(Some("nobody"), None, 10))).is_empty());
+        // No query, or a blank one, is the plain list.
+        assert_eq!(names(svc.answer(list(None, None, 5))).len(), 5);
+        assert_eq!(names(svc.answer(list(Some("  "), None, 5))).len(), 5);
     }
 }

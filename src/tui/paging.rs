@@ -4,8 +4,9 @@
 //! before it are kept to page back (the protocol has no `before`).
 //!
 //! [`ListView`] adds what the queue and conflicts screens share on top of a page: the
-//! selection, the `/` search and the sort. Search and sort apply to the loaded page only
-//! (the protocol has no server-side search yet); the screens say so in their footer.
+//! selection, the `/` search and the sort. While a search is typed it narrows the loaded
+//! page at once; Enter sends it with every page request (`list {query}`), so the daemon
+//! searches all records. The sort orders the loaded page only.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -20,6 +21,8 @@ use crate::store::{Record, RecordError, RecordId, RecordState};
 pub struct Window {
     list: ListId,
     filter: Option<RecordState>,
+    /// The search the daemon applies to every page of this list.
+    query: Option<String>,
     cursor: Option<RecordId>,
     trail: Vec<Option<RecordId>>,
     rows: Vec<Record>,
@@ -43,6 +46,7 @@ impl Window {
         Window {
             list,
             filter,
+            query: None,
             cursor: None,
             trail: Vec::new(),
             rows: Vec::new(),
@@ -60,6 +64,16 @@ impl Window {
 
     pub fn filter(&self) -> Option<RecordState> {
         self.filter
+    }
+
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// Back to the first page of the records matching `query` (none: every record).
+    pub fn search(&mut self, query: Option<String>) -> Outgoing {
+        self.query = query;
+        self.reset(self.filter)
     }
 
     pub fn limit(&self) -> usize {
@@ -93,11 +107,13 @@ impl Window {
                 state: self.filter,
                 after,
                 limit: self.limit,
+                query: self.query.clone(),
             },
         }
     }
 
-    /// Back to the first page, with a new filter; replies for the old filter are ignored.
+    /// Back to the first page, with a new filter (the search is kept); replies for the old
+    /// filter are ignored.
     pub fn reset(&mut self, filter: Option<RecordState>) -> Outgoing {
         self.generation += 1;
         self.filter = filter;
@@ -388,12 +404,27 @@ impl ListView {
         }
     }
 
+    /// Typing narrows the loaded page; Enter asks the daemon to search every record, Esc
+    /// clears the search (and reloads without it if one was sent).
     fn search_key(&mut self, key: KeyEvent) -> Action {
         match key.code {
-            KeyCode::Enter => self.searching = false,
+            KeyCode::Enter => {
+                self.searching = false;
+                self.selected = 0;
+                let query = Some(self.search.trim().to_owned()).filter(|q| !q.is_empty());
+                if query.as_deref() == self.window.query() {
+                    return Action::Handled;
+                }
+                return Action::Send(self.window.search(query));
+            }
             KeyCode::Esc => {
                 self.searching = false;
                 self.search.clear();
+                self.selected = 0;
+                if self.window.query().is_some() {
+                    return Action::Send(self.window.search(None));
+                }
+                return Action::Handled;
             }
             KeyCode::Backspace => {
                 self.search.pop();
@@ -413,6 +444,9 @@ impl ListView {
         let mut s = format!("state: {state}");
         if let Some(k) = self.error_filter {
             s.push_str(&format!(" · error: {k}"));
+        }
+        if let Some(q) = self.window.query() {
+            s.push_str(&format!(" · search \"{q}\""));
         }
         s.push_str(&format!(
             " · sort: {} · page {}",

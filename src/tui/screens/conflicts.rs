@@ -101,8 +101,7 @@ impl ConflictsView {
             self.mark_all = !self.mark_all;
             self.marks.clear();
         } else {
-            // A search narrows this page only, and resolve_many cannot carry it: mark the
-            // records shown, by id.
+            // resolve_many cannot carry a search: mark the records shown, by id.
             let ids: Vec<RecordId> = self.list.view().iter().map(|r| r.id).collect();
             self.marks.extend(ids);
         }
@@ -117,8 +116,8 @@ impl Component for ConflictsView {
     fn hints(&self) -> Vec<KeyHint> {
         if self.list.searching {
             return vec![
-                hint("type", "search this page: name, email, external id"),
-                hint("Enter", "keep"),
+                hint("type", "name, email or external id"),
+                hint("Enter", "search all records"),
                 hint("Esc", "clear"),
             ];
         }
@@ -134,7 +133,7 @@ impl Component for ConflictsView {
             help_only("Enter", "open the record"),
             help_only("f", "conflicts or rejected"),
             help_only("t", "filter by error type"),
-            help_only("/", "search this page"),
+            help_only("/", "search all records"),
             help_only("s", "sort this page"),
         ]
     }

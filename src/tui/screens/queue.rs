@@ -34,18 +34,12 @@ impl QueueView {
     }
 }
 
-/// The search prompt or the note that search and sort cover the loaded page only.
+/// What is shown (filter, search, sort, page), then the search prompt while it is typed.
 pub fn search_line<'a>(list: &ListView, theme: &Theme) -> Line<'a> {
     let mut spans = vec![Span::styled(format!(" {}", list.indicators()), theme.dim())];
     if list.searching {
         spans.push(Span::styled("  / ", theme.key()));
         spans.push(Span::raw(format!("{}▏", list.search)));
-        spans.push(Span::styled(" (this page)", theme.dim()));
-    } else if !list.search.is_empty() {
-        spans.push(Span::styled(
-            format!("  search \"{}\" (this page)", list.search),
-            theme.warn(),
-        ));
     }
     Line::from(spans)
 }
@@ -66,8 +60,8 @@ impl Component for QueueView {
     fn hints(&self) -> Vec<KeyHint> {
         if self.list.searching {
             return vec![
-                hint("type", "search this page: name, email, external id"),
-                hint("Enter", "keep"),
+                hint("type", "name, email or external id"),
+                hint("Enter", "search all records"),
                 hint("Esc", "clear"),
             ];
         }
@@ -79,7 +73,7 @@ impl Component for QueueView {
             hint("s", "sort"),
             help_only("g/G", "first page / last row of this page"),
             help_only("PgDn/PgUp", "next / previous page"),
-            help_only("note", "search and sort apply to the loaded page only"),
+            help_only("note", "the sort orders the loaded page only"),
         ]
     }
 

@@ -50,6 +50,7 @@ fn start_asks_for_status_and_one_screenful_of_each_list() {
             state: None,
             after: None,
             limit: QueueView::rows_for(22),
+            query: None,
         }
     );
     assert!(matches!(
@@ -120,6 +121,7 @@ fn moving_past_the_page_fetches_the_next_page_by_keyset_and_back_again() {
             state: None,
             after: Some(last),
             limit: rows,
+            query: None,
         }]
     );
     settle(&mut app, fx);
@@ -136,6 +138,7 @@ fn moving_past_the_page_fetches_the_next_page_by_keyset_and_back_again() {
             state: None,
             after: None,
             limit: rows,
+            query: None,
         }]
     );
     settle(&mut app, fx);
@@ -186,12 +189,56 @@ fn search_filters_the_page_and_its_keys_are_typed_not_acted_on() {
     assert!(!fx.contains(&Effect::Quit));
     assert!(app.overlay.is_none());
     assert_eq!(app.queue.list.search, "GRACEq?");
-    app.handle_key(key(KeyCode::Esc));
+    // Nothing was sent while typing; Esc clears without a request.
+    assert!(requests(&app.handle_key(key(KeyCode::Esc))).is_empty());
     assert!(app.queue.list.search.is_empty());
     assert_eq!(
         app.queue.list.view().len(),
         app.queue.list.window.rows().len()
     );
+}
+
+#[test]
+fn enter_searches_every_record_on_the_daemon_and_esc_clears_it() {
+    let mut app = loaded_app(24);
+    let rows = app.queue.list.window.limit();
+    press(&mut app, &[ch('2'), ch('/')]);
+    type_text(&mut app, " Turing ");
+    let fx = app.handle_key(key(KeyCode::Enter));
+    assert_eq!(
+        requests(&fx),
+        vec![Request::List {
+            state: None,
+            after: None,
+            limit: rows,
+            query: Some("Turing".into()),
+        }]
+    );
+    settle(&mut app, fx);
+    let names: Vec<_> = app
+        .queue
+        .list
+        .view()
+        .iter()
+        .map(|r| r.payload.full_name().to_string())
+        .collect();
+    assert_eq!(names, vec!["Alan Turing"]);
+    assert!(app.queue.list.indicators().contains("search \"Turing\""));
+    // The query goes with every later page request too: a refresh, a filter change.
+    let fx = app.handle_key(ch('f'));
+    assert!(matches!(
+        &requests(&fx)[..],
+        [Request::List { query: Some(q), .. }] if q == "Turing"
+    ));
+    settle(&mut app, fx);
+    // Esc clears it and reloads the unsearched list.
+    press(&mut app, &[ch('/')]);
+    let fx = app.handle_key(key(KeyCode::Esc));
+    assert!(matches!(
+        &requests(&fx)[..],
+        [Request::List { query: None, .. }]
+    ));
+    assert!(!app.queue.list.indicators().contains("search"));
 }
 
 #[test]

@@ -274,11 +274,13 @@ pub fn answer(request: &Request) -> Reply {
             state,
             after,
             limit,
+            query,
         } => Reply::Records {
             records: all
                 .into_iter()
                 .filter(|r| state.is_none_or(|s| r.state == s))
                 .filter(|r| after.is_none_or(|a| r.id > a))
+                .filter(|r| query.as_deref().is_none_or(|q| matches(r, q)))
                 .take(*limit)
                 .collect(),
         },
@@ -293,6 +295,16 @@ pub fn answer(request: &Request) -> Reply {
         },
         other => panic!("the fixture daemon does not answer {other:?}"),
     }
+}
+
+/// The daemon's search: full name, email or external id contains `q`, ignoring case.
+fn matches(r: &Record, q: &str) -> bool {
+    let p = &r.payload;
+    let q = q.to_lowercase();
+    [Some(p.full_name()), p.email(), p.external_id()]
+        .into_iter()
+        .flatten()
+        .any(|s| s.to_lowercase().contains(&q))
 }
 
 /// The requests among `effects`.

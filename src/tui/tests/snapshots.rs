@@ -96,6 +96,15 @@ fn queue_searching() {
 }
 
 #[test]
+fn queue_searched() {
+    check("queue_searched", |app| {
+        keys(app, &[ch('2'), ch('/')]);
+        keys(app, &text("hopper"));
+        keys(app, &[code(KeyCode::Enter)]);
+    });
+}
+
+#[test]
 fn detail_synced() {
     check("detail_synced", |app| {
         keys(app, &[ch('2'), code(KeyCode::Enter)])
