@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const DEADLINE: Duration = Duration::from_secs(60);
+/// Generous: debug builds on a loaded 2-core CI machine seal and index every record.
+const DEADLINE: Duration = Duration::from_secs(180);
 
 struct Daemon {
     child: Child,
@@ -490,7 +491,10 @@ fn vm_kb(pid: u32, key: &str) -> u64 {
 fn a_large_file_is_ingested_in_bounded_memory() {
     let (_tmp, d) = setup(200);
     let drop = d.drop_dir();
-    let (body, good) = big_ndjson(300_000, 1_000_000);
+    // 120k records: held whole as parsed values they would take well over the bound below,
+    // so the test fails if ingestion stops streaming; streamed, the growth is sled's cache
+    // and write buffers.
+    let (body, good) = big_ndjson(120_000, 1_000_000);
     let staging = d.home.join("big.ndjson");
     fs::write(&staging, body).unwrap();
     let before = vm_kb(d.pid(), "VmRSS:");
