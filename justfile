@@ -15,3 +15,8 @@ ci:
 # Run the local API sandbox (extra flags pass through: just sandbox --listen 127.0.0.1:0).
 sandbox *FLAGS:
     cargo run --release -- sandbox {{FLAGS}}
+
+# The benchmarks: one table, written into docs/benchmarks.md (takes several minutes; needs
+# tmux). BENCH_QUICK=1 for a smoke run; `cargo bench --bench pure` for the criterion ones.
+bench:
+    cargo bench --bench e2e
