@@ -41,7 +41,7 @@ fn csv() -> Vec<u8> {
 
 fn count(format: Format, bytes: &[u8]) -> usize {
     let mut n = 0;
-    read_records::<_, (), _>(format, bytes, |p| {
+    let _ = read_records::<_, (), _>(format, bytes, |p| {
         n += usize::from(p.result.is_ok());
         ControlFlow::Continue(())
     })
