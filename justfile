@@ -29,3 +29,8 @@ install:
     icsync completions fish > "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions/icsync.fish"
     icsync man > "${XDG_DATA_HOME:-$HOME/.local/share}/man/man1/icsync.1"
     @echo "installed $(icsync --version); next: icsync doctor, then icsync service install"
+
+# The benchmarks: one table, written into docs/benchmarks.md (takes several minutes; needs
+# tmux). BENCH_QUICK=1 for a smoke run; `cargo bench --bench pure` for the criterion ones.
+bench:
+    cargo bench --bench e2e

@@ -53,6 +53,20 @@ impl Settle {
         }
     }
 
+    /// Notes `path` as complete now (renamed into the folder): due at once, unless a later
+    /// sighting finds it changed, which restarts its period as usual.
+    pub fn saw_complete(&mut self, path: &Path, stamp: Option<Stamp>, now: Instant) {
+        match stamp {
+            None => {
+                self.files.remove(path);
+            }
+            Some(stamp) => {
+                let since = now.checked_sub(self.quiet).unwrap_or(now);
+                self.files.insert(path.to_path_buf(), Seen { stamp, since });
+            }
+        }
+    }
+
     /// Files whose period is over by `now` (to be looked at again with [`Settle::ready`]).
     pub fn due(&self, now: Instant) -> Vec<PathBuf> {
         let mut due: Vec<(Instant, PathBuf)> = self
@@ -122,6 +136,22 @@ mod tests {
         assert!(s.ready(p, stamp(20), t0 + quiet * 2));
         s.forget(p);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_renamed_in_file_is_due_at_once_until_it_changes() {
+        let quiet = Duration::from_millis(1000);
+        let t0 = Instant::now() + quiet;
+        let p = Path::new("/d/a.csv");
+        let mut s = Settle::new(quiet);
+        s.saw_complete(p, stamp(10), t0);
+        assert_eq!(s.due(t0), vec![p.to_path_buf()]);
+        assert!(s.ready(p, stamp(10), t0));
+        // Written to after the rename: it waits for the period like any other file.
+        s.saw_complete(p, stamp(10), t0);
+        assert!(!s.ready(p, stamp(11), t0));
+        assert!(s.due(t0 + quiet / 2).is_empty());
+        assert!(s.ready(p, stamp(11), t0 + quiet));
     }
 
     #[test]

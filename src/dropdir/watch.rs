@@ -26,6 +26,27 @@ const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Paths queued from notify's thread; beyond this a rescan is asked for instead.
 const EVENT_QUEUE: usize = 4096;
 
+/// How a path showed up in an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Renamed to this name: whoever wrote it finished before renaming (how browsers, rsync,
+    /// curl and export jobs complete a file), so it need not wait out the quiet period.
+    Renamed,
+    /// Created or written: it may still be growing.
+    Changed,
+}
+
+/// The path a rename event names as its destination: the only path of a `To` event (moved in
+/// from elsewhere), the second of a `Both` event (renamed within the folder).
+fn renamed_to(event: &notify::Event) -> Option<PathBuf> {
+    use notify::event::{EventKind, ModifyKind, RenameMode};
+    match event.kind {
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first().cloned(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1).cloned(),
+        _ => None,
+    }
+}
+
 /// How `path` looks, if it is a regular file directly in the folder that is not waiting for a
 /// rename. Symlinks and folders are never drops.
 fn look(root: &Path, path: &Path) -> Option<Stamp> {
@@ -63,14 +84,20 @@ pub async fn watch(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DropError> {
     let folder = Folder::prepare(&root).map_err(DropError::io(&root))?;
-    let (tx, mut rx) = mpsc::channel::<PathBuf>(EVENT_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<(PathBuf, Arrival)>(EVENT_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     let flag = overflow.clone();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
+                let renamed_to = renamed_to(&event);
                 for path in event.paths {
-                    if tx.try_send(path).is_err() {
+                    let arrival = if renamed_to.as_ref() == Some(&path) {
+                        Arrival::Renamed
+                    } else {
+                        Arrival::Changed
+                    };
+                    if tx.try_send((path, arrival)).is_err() {
                         flag.store(true, Ordering::Relaxed);
                     }
                 }
@@ -144,12 +171,15 @@ pub async fn watch(
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
             _ = tokio::time::sleep_until(wake) => {}
-            path = rx.recv() => {
+            event = rx.recv() => {
                 let now = Instant::now().into_std();
-                let mut next = path;
+                let mut next = event;
                 // Take every event already queued before looking at deadlines again.
-                while let Some(path) = next {
-                    settle.saw(&path, look(&root, &path), now);
+                while let Some((path, arrival)) = next {
+                    match arrival {
+                        Arrival::Renamed => settle.saw_complete(&path, look(&root, &path), now),
+                        Arrival::Changed => settle.saw(&path, look(&root, &path), now),
+                    }
                     next = rx.try_recv().ok();
                 }
             }

@@ -1,0 +1,166 @@
+//! Part 1: sync throughput. N records queued in a sealed store are sent by the real engine to
+//! a fresh `icsync sandbox` process; the ceiling is a bare reqwest loop posting the same
+//! bodies with the same Idempotency-Key shape and concurrency to another fresh sandbox (so
+//! creates stay creates) in the same run.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use icsync::api::{ApiClient, ApiKey, ApiTimeouts, InsecureHttp};
+use icsync::store::{Origin, Payload, RecordState, Store, StoreOptions};
+use icsync::sync::{Engine, EngineConfig};
+use serde_json::Value;
+
+use super::report::Row;
+use super::util::{keys, payloads, quick, BenchResult, Sandbox, DEMO_KEY};
+
+const TIMEOUTS: ApiTimeouts = ApiTimeouts {
+    connect: Duration::from_secs(5),
+    request: Duration::from_secs(30),
+};
+
+/// Records per configuration: 20k, except concurrency 1 at 5 ms, which would take
+/// 2 x 20k x 5 ms = 200 s of pure waiting on its own (see docs/benchmarks.md).
+fn records_for(latency_ms: u64, concurrency: usize) -> usize {
+    if quick() {
+        return 1_000;
+    }
+    if concurrency == 1 && latency_ms > 0 {
+        2_000
+    } else {
+        20_000
+    }
+}
+
+async fn engine_run(url: &str, items: &[Payload], concurrency: usize) -> BenchResult<Duration> {
+    let tmp = tempfile::tempdir()?;
+    let store = Store::open_with_key(
+        &tmp.path().join("store"),
+        StoreOptions::default(),
+        &keys(tmp.path()),
+        None,
+    )?;
+    let n = items.len() as u64;
+    store.submit_batch(
+        items.iter().map(|p| (p.clone(), Origin::Cli)).collect(),
+        Utc::now(),
+    )?;
+    let client = ApiClient::new(url, ApiKey::new(DEMO_KEY)?, TIMEOUTS, InsecureHttp::Allow)?;
+    let engine = Engine::new(
+        store.clone(),
+        client,
+        EngineConfig {
+            concurrency,
+            ..EngineConfig::default()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let start = Instant::now();
+    let task = tokio::spawn(engine.run(async move {
+        let _ = stopped.await;
+    }));
+    let deadline = start + Duration::from_secs(600);
+    let elapsed = loop {
+        let counts = store.counts()?;
+        if counts.get(RecordState::Synced) == n {
+            break start.elapsed();
+        }
+        if counts.get(RecordState::Queued) + counts.get(RecordState::Sending) == 0
+            || Instant::now() > deadline
+        {
+            return Err(format!("engine run did not sync everything: {counts:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let _ = stop.send(());
+    task.await??;
+    Ok(elapsed)
+}
+
+async fn bare_run(url: &str, bodies: Arc<Vec<Value>>, concurrency: usize) -> BenchResult<Duration> {
+    // Built as `ApiClient` builds its client, so the ceiling pays the same TLS-capable stack.
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(TIMEOUTS.connect)
+        .timeout(TIMEOUTS.request)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let customers = format!("{url}/v1/customers");
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, customers, next, bodies) = (
+                http.clone(),
+                customers.clone(),
+                next.clone(),
+                bodies.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else {
+                        return Ok::<(), reqwest::Error>(());
+                    };
+                    let key = format!("icsync-{}-r1", uuid::Uuid::now_v7().hyphenated());
+                    let response = http
+                        .post(&customers)
+                        .bearer_auth(DEMO_KEY)
+                        .header("Idempotency-Key", key)
+                        .json(body)
+                        .send()
+                        .await?
+                        .error_for_status()?;
+                    response.bytes().await?;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await??;
+    }
+    Ok(start.elapsed())
+}
+
+pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
+    for latency_ms in [0u64, 5] {
+        for concurrency in [1usize, 8, 32] {
+            let n = records_for(latency_ms, concurrency);
+            let tag = format!("s{latency_ms}c{concurrency}");
+            let items = payloads(&tag, n)?;
+            let bodies: Arc<Vec<Value>> = Arc::new(items.iter().map(Payload::to_value).collect());
+            let bare = {
+                let sandbox = Sandbox::start(latency_ms)?;
+                bare_run(&sandbox.url, bodies, concurrency).await?
+            };
+            let engine = {
+                let sandbox = Sandbox::start(latency_ms)?;
+                engine_run(&sandbox.url, &items, concurrency).await?
+            };
+            let rate = |d: Duration| n as f64 / d.as_secs_f64();
+            let ratio = rate(engine) / rate(bare);
+            eprintln!(
+                "sync {latency_ms} ms c{concurrency} n={n}: engine {:.0}/s, bare {:.0}/s",
+                rate(engine),
+                rate(bare)
+            );
+            rows.push(
+                Row::new(
+                    "1",
+                    format!("sync {n} records, latency {latency_ms} ms, concurrency {concurrency}"),
+                    format!("{:.0} rec/s", rate(engine)),
+                )
+                .ceiling(format!("{:.0} rec/s bare reqwest", rate(bare)), ratio)
+                .goal(">= 0.85", ratio >= 0.85),
+            );
+        }
+    }
+    extra.push(
+        "Sync: the engine run includes every store write (sending, then synced, each a sled \
+         transaction with the record sealed) and the store's flushes; the bare loop writes nothing."
+            .into(),
+    );
+    Ok(())
+}
