@@ -20,11 +20,14 @@ struct Daemon {
     home: PathBuf,
 }
 
+/// The daemon's config for these tests. sled's cache is set small (8 MiB) so the memory test
+/// measures what ingestion itself holds, not how much of the cache sled fills (with the
+/// default 32 MiB, sled alone accounts for ~60 MB of resident growth).
 fn config(home: &Path, quiet_ms: u64) {
     fs::write(
         home.join("icsync.toml"),
         format!(
-            "api_url = \"http://127.0.0.1:9\"\ndata_dir = \"{}\"\ndrop_quiet_ms = {quiet_ms}\n",
+            "api_url = \"http://127.0.0.1:9\"\ndata_dir = \"{}\"\ndrop_quiet_ms = {quiet_ms}\ncache_capacity_mb = 8\n",
             home.join("data").display()
         ),
     )
