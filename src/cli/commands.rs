@@ -190,7 +190,7 @@ pub async fn all_records(
             })
             .await?
         {
-            Reply::Records { records } => {
+            Reply::Records { records, .. } => {
                 let done = records.len() < page;
                 out.extend(records);
                 if done || out.len() >= want {

@@ -149,6 +149,11 @@ pub enum Reply {
     Status(StatusReport),
     Records {
         records: Vec<Record>,
+        /// Set when a `list` with `query` stopped at its scan cap before `limit` matches:
+        /// the last record read, where the next request carries on (additive: older
+        /// clients ignore it, older daemons never send it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_after: Option<RecordId>,
     },
     Record {
         record: Box<Record>,

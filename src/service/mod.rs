@@ -182,27 +182,45 @@ impl Service {
     /// external id contains `query` ignoring case. The store has no index on these (they
     /// are sealed at rest), so this walks the list page by page, decrypting as it goes: it
     /// stops after [`SEARCH_SCAN_MAX`] records and returns what it found, so one request
-    /// never holds the daemon for long.
+    /// never holds the daemon for long; [`SearchPage::resume_after`] then says where the
+    /// next request carries on.
     pub fn search(
         &self,
         state: Option<RecordState>,
         after: Option<RecordId>,
         limit: usize,
         query: &str,
-    ) -> Result<Vec<Record>, ServiceError> {
+    ) -> Result<SearchPage, ServiceError> {
+        self.search_with_cap(state, after, limit, query, SEARCH_SCAN_MAX)
+    }
+
+    /// [`Service::search`] reading at most `cap` records (a parameter so tests can reach
+    /// the cap without 50,000 records).
+    fn search_with_cap(
+        &self,
+        state: Option<RecordState>,
+        after: Option<RecordId>,
+        limit: usize,
+        query: &str,
+        cap: usize,
+    ) -> Result<SearchPage, ServiceError> {
         let needle = query.trim().to_lowercase();
         if needle.is_empty() {
-            return self.list(state, after, limit);
+            return Ok(SearchPage {
+                records: self.list(state, after, limit)?,
+                resume_after: None,
+            });
         }
         let mut found = Vec::new();
         let mut cursor = after;
         let mut scanned = 0;
-        while found.len() < limit && scanned < SEARCH_SCAN_MAX {
-            let want = SEARCH_PAGE.min(SEARCH_SCAN_MAX - scanned);
+        let mut end = false;
+        while found.len() < limit && scanned < cap {
+            let want = SEARCH_PAGE.min(cap - scanned);
             let page = self.store.list(state, cursor, want)?;
             scanned += page.len();
-            cursor = page.last().map(|r| r.id);
-            let end = page.len() < want;
+            cursor = page.last().map(|r| r.id).or(cursor);
+            end = page.len() < want;
             found.extend(
                 page.into_iter()
                     .filter(|r| matches_query(r, &needle))
@@ -212,7 +230,13 @@ impl Service {
                 break;
             }
         }
-        Ok(found)
+        // With `limit` matches the last one is the cursor already; only a scan cut short by
+        // the cap needs to say where it stopped (the last record read, match or not).
+        let resume_after = (!end && found.len() < limit).then_some(cursor).flatten();
+        Ok(SearchPage {
+            records: found,
+            resume_after,
+        })
     }
 
     pub fn show(&self, id: &str) -> Result<Record, ServiceError> {
@@ -433,9 +457,15 @@ impl Service {
                 query,
             } => match query {
                 Some(q) => self.search(state, after, limit, &q),
-                None => self.list(state, after, limit),
+                None => self.list(state, after, limit).map(|records| SearchPage {
+                    records,
+                    resume_after: None,
+                }),
             }
-            .map(|records| Reply::Records { records }),
+            .map(|p| Reply::Records {
+                records: p.records,
+                resume_after: p.resume_after,
+            }),
             Request::Show { id } => self.show(&id).map(|r| Reply::Record {
                 record: Box::new(r),
             }),
@@ -488,6 +518,14 @@ impl Service {
     }
 }
 
+/// One answer to a search: the matches, and where to carry on when the scan stopped at its
+/// cap before finding `limit` of them (none: the matches are all there is after `after`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub records: Vec<Record>,
+    pub resume_after: Option<RecordId>,
+}
+
 /// Records a search request reads from the store at most.
 pub const SEARCH_SCAN_MAX: usize = 50_000;
 
@@ -537,7 +575,7 @@ mod tests {
 
     fn names(reply: Reply) -> Vec<String> {
         match reply {
-            Reply::Records { records } => records
+            Reply::Records { records, .. } => records
                 .iter()
                 .map(|r| r.payload.full_name().to_owned())
                 .collect(),
@@ -597,7 +635,10 @@ mod tests {
 
         // Paging: `limit` matches, then on from the last one.
         let first = match svc.answer(list(Some("hopper"), None, 2)) {
-            Reply::Records { records } => records,
+            Reply::Records {
+                records,
+                resume_after: None,
+            } => records,
             other => panic!("{other:?}"),
         };
         assert_eq!(first.len(), 2);
@@ -608,5 +649,81 @@ mod tests {
         // No query, or a blank one, is the plain list.
         assert_eq!(names(svc.answer(list(None, None, 5))).len(), 5);
         assert_eq!(names(svc.answer(list(Some("  "), None, 5))).len(), 5);
+    }
+
+    #[test]
+    fn a_search_stopped_by_its_cap_says_where_to_carry_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        for i in 0..1_000 {
+            let name = match i {
+                40 | 650 | 651 => format!("Needle {i}"),
+                _ => format!("Person {i}"),
+            };
+            let q = svc
+                .submit(
+                    &json!({"type": "INDIVIDUAL", "full_name": name}),
+                    Origin::Cli,
+                    now,
+                )
+                .unwrap();
+            ids.push(q.id);
+        }
+        let search = |after, limit| {
+            svc.search_with_cap(None, after, limit, "needle", 100)
+                .unwrap()
+        };
+        let names = |p: &SearchPage| -> Vec<String> {
+            p.records
+                .iter()
+                .map(|r| r.payload.full_name().to_owned())
+                .collect()
+        };
+
+        // Fewer than `limit` matches in the first 100: resume after the 100th record read.
+        let first = search(None, 10);
+        assert_eq!(names(&first), ["Needle 40"]);
+        assert_eq!(first.resume_after, Some(ids[99]));
+        // A chunk without a match still moves the cursor on by the cap.
+        let empty = search(Some(ids[99]), 10);
+        assert!(empty.records.is_empty());
+        assert_eq!(empty.resume_after, Some(ids[199]));
+        // Carrying on reaches the matches far away; `limit` reached: no resume_after.
+        let far = search(Some(ids[599]), 1);
+        assert_eq!(names(&far), ["Needle 650"]);
+        assert_eq!(far.resume_after, None);
+        // The end of the store within the cap: no resume_after either.
+        let last = search(Some(ids[949]), 10);
+        assert!(last.records.is_empty());
+        assert_eq!(last.resume_after, None);
+
+        // Following resume_after from the start finds every match, each exactly once.
+        let mut all = Vec::new();
+        let mut after = None;
+        for _ in 0..20 {
+            let page = search(after, 2);
+            all.extend(names(&page));
+            after = match (page.resume_after, page.records.last()) {
+                (Some(r), _) => Some(r),
+                (None, Some(r)) if page.records.len() == 2 => Some(r.id),
+                _ => break,
+            };
+        }
+        assert_eq!(all, ["Needle 40", "Needle 650", "Needle 651"]);
+
+        // On the wire: only a capped reply carries the member.
+        let wire = |p: SearchPage| {
+            serde_json::to_value(Reply::Records {
+                records: p.records,
+                resume_after: p.resume_after,
+            })
+            .unwrap()
+        };
+        assert!(wire(search(None, 10)).get("resume_after").is_some());
+        assert!(wire(search(Some(ids[599]), 1))
+            .get("resume_after")
+            .is_none());
     }
 }

@@ -741,15 +741,18 @@ impl App {
                 },
                 reply,
             ) => {
-                let records = match reply {
-                    Reply::Records { records } => records,
+                let (records, resume) = match reply {
+                    Reply::Records {
+                        records,
+                        resume_after,
+                    } => (records, resume_after),
                     Reply::Error(e) => {
                         self.error_notice(&e);
-                        Vec::new()
+                        (Vec::new(), None)
                     }
                     other => {
                         self.unexpected(&other);
-                        Vec::new()
+                        (Vec::new(), None)
                     }
                 };
                 let view = match list {
@@ -757,7 +760,7 @@ impl App {
                     ListId::Conflicts => &mut self.conflicts.list,
                 };
                 fx.extend(
-                    view.accept(generation, mv, after, records)
+                    view.accept(generation, mv, after, records, resume)
                         .map(Effect::Send),
                 );
             }

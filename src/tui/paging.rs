@@ -7,6 +7,12 @@
 //! selection, the `/` search and the sort. While a search is typed it narrows the loaded
 //! page at once; Enter sends it with every page request (`list {query}`), so the daemon
 //! searches all records. The sort orders the loaded page only.
+//!
+//! The daemon's search reads a bounded number of records per request; a page it cut short
+//! comes with `resume_after`, so it is not the last: paging on continues from there. A
+//! searched page with no match but a `resume_after` is asked for again from there, up to
+//! [`AUTO_CONTINUE_MAX`] times per key press, so a far-away match is reached without
+//! holding the daemon in one long request, and a search with no match anywhere stops.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -15,6 +21,9 @@ use super::component::Action;
 use crate::contract::ErrorKind;
 use crate::control::Request;
 use crate::store::{Record, RecordError, RecordId, RecordState};
+
+/// Chunks without a match a searched page asks for on its own before waiting for a key.
+pub const AUTO_CONTINUE_MAX: usize = 20;
 
 /// One page of a list and the cursors to move between pages.
 #[derive(Debug, Clone)]
@@ -31,6 +40,13 @@ pub struct Window {
     in_flight: bool,
     refresh_wanted: bool,
     at_end: bool,
+    /// Where the daemon's search stopped reading when it cut this page short.
+    resume: Option<RecordId>,
+    /// Chunks asked for on their own since the last key press.
+    continued: usize,
+    /// The automatic continuations gave up: chunks read without a match, and where the
+    /// next page forward carries on.
+    stalled: Option<(usize, RecordId)>,
 }
 
 /// Where the selection goes after a page arrives.
@@ -55,6 +71,9 @@ impl Window {
             in_flight: false,
             refresh_wanted: false,
             at_end: false,
+            resume: None,
+            continued: 0,
+            stalled: None,
         }
     }
 
@@ -91,7 +110,30 @@ impl Window {
 
     /// Whether a page forward is known to be empty.
     pub fn at_end(&self) -> bool {
-        self.at_end || self.rows.len() < self.limit
+        self.stalled.is_none()
+            && (self.at_end || (self.rows.len() < self.limit && self.resume.is_none()))
+    }
+
+    /// Search chunks read so far for the request in flight (0 when it is a plain one).
+    pub fn continued(&self) -> usize {
+        self.continued
+    }
+
+    /// Chunks read without a match after which the window waits for a key.
+    pub fn stalled(&self) -> Option<usize> {
+        self.stalled.map(|(n, _)| n)
+    }
+
+    /// Whether the page is short only because the daemon's search stopped reading.
+    pub fn more_further(&self) -> bool {
+        !self.at_end() && self.rows.len() < self.limit
+    }
+
+    /// A request from a key press (or a refresh): the automatic continuations start over.
+    fn user_request(&mut self, mv: PageMove, after: Option<RecordId>) -> Outgoing {
+        self.continued = 0;
+        self.stalled = None;
+        self.request(mv, after)
     }
 
     fn request(&mut self, mv: PageMove, after: Option<RecordId>) -> Outgoing {
@@ -121,15 +163,23 @@ impl Window {
         self.cursor = None;
         self.at_end = false;
         self.refresh_wanted = false;
-        self.request(PageMove::Reset, None)
+        self.resume = None;
+        self.user_request(PageMove::Reset, None)
     }
 
     pub fn forward(&mut self) -> Option<Outgoing> {
         if self.in_flight || self.at_end() {
             return None;
         }
-        let after = self.rows.last().map(|r| r.id);
-        Some(self.request(PageMove::Forward, after))
+        // A stalled search goes on where it stopped, a short page where the daemon stopped
+        // reading, a full one after its last row.
+        let short = self.rows.len() < self.limit;
+        let after = self
+            .stalled
+            .map(|(_, r)| r)
+            .or(self.resume.filter(|_| short))
+            .or(self.rows.last().map(|r| r.id));
+        Some(self.user_request(PageMove::Forward, after))
     }
 
     pub fn back(&mut self) -> Option<Outgoing> {
@@ -137,7 +187,7 @@ impl Window {
             return None;
         }
         let after = *self.trail.last()?;
-        Some(self.request(PageMove::Back, after))
+        Some(self.user_request(PageMove::Back, after))
     }
 
     /// Reloads the page shown; coalesced: while a request is out, one more is remembered.
@@ -146,7 +196,11 @@ impl Window {
             self.refresh_wanted = true;
             return None;
         }
-        Some(self.request(PageMove::Refresh, self.cursor))
+        let stalled = self.stalled;
+        let out = self.user_request(PageMove::Refresh, self.cursor);
+        // A refresh does not forget how far a stalled search has read.
+        self.stalled = stalled;
+        Some(out)
     }
 
     pub fn set_limit(&mut self, limit: usize) -> Option<Outgoing> {
@@ -166,15 +220,37 @@ impl Window {
         mv: PageMove,
         after: Option<RecordId>,
         records: Vec<Record>,
+        resume: Option<RecordId>,
     ) -> (Option<Landing>, Option<Outgoing>) {
         if generation != self.generation {
             return (None, None);
         }
         self.in_flight = false;
+        if let (true, Some(r), PageMove::Reset | PageMove::Forward) =
+            (records.is_empty(), resume, mv)
+        {
+            // No match in this chunk, but the search has not reached the end.
+            if self.continued < AUTO_CONTINUE_MAX {
+                self.continued += 1;
+                return (None, Some(self.request(mv, Some(r))));
+            }
+            self.stalled = Some((self.continued + 1, r));
+            self.continued = 0;
+            if mv == PageMove::Reset {
+                // Page 1 stays the start of the list (its cursor `None`), shown empty, so a
+                // refresh reads one chunk rather than starting the continuations over.
+                self.rows.clear();
+                self.resume = None;
+            }
+            let follow = self.refresh_wanted_follow();
+            return (Some(Landing::Keep), follow);
+        }
+        self.continued = 0;
         let landing = match mv {
             PageMove::Reset => {
                 self.cursor = after;
                 self.rows = records;
+                self.resume = resume;
                 Landing::Top
             }
             PageMove::Refresh if records.is_empty() && self.cursor.is_some() => {
@@ -189,6 +265,7 @@ impl Window {
             PageMove::Refresh => {
                 self.rows = records;
                 self.at_end = false;
+                self.resume = resume;
                 Landing::Keep
             }
             PageMove::Forward if records.is_empty() => {
@@ -199,22 +276,27 @@ impl Window {
                 self.trail.push(self.cursor);
                 self.cursor = after;
                 self.rows = records;
+                self.resume = resume;
                 Landing::Top
             }
             PageMove::Back => {
                 self.trail.pop();
                 self.cursor = after;
                 self.rows = records;
+                self.resume = resume;
                 self.at_end = false;
                 Landing::Bottom
             }
         };
-        let follow = if std::mem::take(&mut self.refresh_wanted) {
+        (Some(landing), self.refresh_wanted_follow())
+    }
+
+    fn refresh_wanted_follow(&mut self) -> Option<Outgoing> {
+        if std::mem::take(&mut self.refresh_wanted) {
             self.refresh()
         } else {
             None
-        };
-        (Some(landing), follow)
+        }
     }
 }
 
@@ -319,9 +401,10 @@ impl ListView {
         mv: PageMove,
         after: Option<RecordId>,
         records: Vec<Record>,
+        resume: Option<RecordId>,
     ) -> Option<Outgoing> {
         let keep = self.selected().map(|r| r.id);
-        let (landing, follow) = self.window.accept(generation, mv, after, records);
+        let (landing, follow) = self.window.accept(generation, mv, after, records, resume);
         match landing {
             Some(Landing::Top) => self.selected = 0,
             Some(Landing::Bottom) => self.selected = self.view().len().saturating_sub(1),
@@ -454,7 +537,16 @@ impl ListView {
             self.window.page_number()
         ));
         if self.window.loading() {
-            s.push_str(" · loading");
+            match self.window.continued() {
+                0 => s.push_str(" · loading"),
+                n => s.push_str(&format!(" · searching… chunk {}", n + 1)),
+            }
+        } else if let Some(n) = self.window.stalled() {
+            s.push_str(&format!(
+                " · no match in the next {n} search chunks: PgDn searches further"
+            ));
+        } else if self.window.more_further() {
+            s.push_str(" · more may match further: PgDn searches on");
         }
         s
     }

@@ -3,13 +3,14 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::json;
 
-use super::fixtures::{answer, id, loaded_app, sent, settle, t0};
+use super::fixtures::{answer, answer_with_cap, id, loaded_app, sent, settle, settle_with_cap, t0};
 use crate::contract::parse_input;
 use crate::control::{
     ControlError, ControlErrorCode, Event, Queued, Reply, Request, ResolveAction,
 };
 use crate::store::{Origin, RecordState};
 use crate::tui::app::{App, Effect, Incoming, Overlay, Purpose, ScreenId};
+use crate::tui::paging::AUTO_CONTINUE_MAX;
 use crate::tui::screens::capture::{FieldId, FormStatus, Mode};
 use crate::tui::screens::queue::QueueView;
 
@@ -678,4 +679,106 @@ fn enter_sends_the_passphrase_once_and_shows_the_daemons_answer() {
     assert!(app.overlay.is_none());
     assert!(!app.locked());
     assert!(app.notice.as_ref().unwrap().text.starts_with("unlocked"));
+}
+
+fn searched(app: &mut App, query: &str) -> Vec<Effect> {
+    press(app, &[ch('2'), ch('/')]);
+    type_text(app, query);
+    app.handle_key(key(KeyCode::Enter))
+}
+
+fn shown(app: &App) -> Vec<String> {
+    app.queue
+        .list
+        .view()
+        .iter()
+        .map(|r| r.payload.full_name().to_string())
+        .collect()
+}
+
+#[test]
+fn a_search_page_cut_short_by_the_daemon_is_not_the_last() {
+    let mut app = loaded_app(24);
+    // The fixture daemon reads 10 records per request: "Customer 030" is in the third chunk,
+    // reached without a key press; the page is short but the search goes on past id 30.
+    let fx = searched(&mut app, "customer 03");
+    assert_eq!(settle_with_cap(&mut app, fx, 10), 3);
+    assert_eq!(shown(&app), ["Customer 030"]);
+    assert!(app.queue.list.indicators().contains("PgDn searches on"));
+
+    let fx = app.handle_key(key(KeyCode::PageDown));
+    assert!(matches!(
+        &requests(&fx)[..],
+        [Request::List { after: Some(a), query: Some(_), .. }] if *a == id(30)
+    ));
+    settle_with_cap(&mut app, fx, 10);
+    let names: Vec<String> = (31..40).map(|n| format!("Customer {n:03}")).collect();
+    assert_eq!(shown(&app), names);
+    assert_eq!(app.queue.list.window.page_number(), 2);
+    // That chunk reached the end: no more paging on.
+    assert!(!app.queue.list.indicators().contains("further"));
+    assert!(requests(&app.handle_key(key(KeyCode::PageDown))).is_empty());
+
+    // Back is the first page again, found from where its chunk began.
+    let fx = app.handle_key(key(KeyCode::PageUp));
+    settle_with_cap(&mut app, fx, 10);
+    assert_eq!(shown(&app), ["Customer 030"]);
+    assert_eq!(app.queue.list.window.page_number(), 1);
+}
+
+#[test]
+fn chunks_without_a_match_are_followed_a_bounded_number_of_times_per_key() {
+    let mut app = loaded_app(24);
+    // One record per request: the match (id 39) is further than 21 chunks away.
+    let fx = searched(&mut app, "customer 039");
+    assert_eq!(settle_with_cap(&mut app, fx, 1), 1 + AUTO_CONTINUE_MAX);
+    assert!(shown(&app).is_empty());
+    let line = app.queue.list.indicators();
+    assert!(
+        line.contains("no match in the next 21 search chunks: PgDn searches further"),
+        "{line}"
+    );
+
+    // The key press carries on from the last record read, not from the start.
+    let fx = app.handle_key(key(KeyCode::PageDown));
+    assert!(matches!(
+        &requests(&fx)[..],
+        [Request::List { after: Some(a), .. }] if *a == id(21)
+    ));
+    assert_eq!(settle_with_cap(&mut app, fx, 1), 18);
+    assert_eq!(shown(&app), ["Customer 039"]);
+    assert!(!app.queue.list.indicators().contains("no match"));
+
+    // The last record was read at the cap, so one more request finds the real end.
+    let fx = app.handle_key(key(KeyCode::PageDown));
+    assert_eq!(settle_with_cap(&mut app, fx, 1), 1);
+    assert_eq!(shown(&app), ["Customer 039"]);
+    assert!(requests(&app.handle_key(key(KeyCode::PageDown))).is_empty());
+}
+
+#[test]
+fn a_search_with_no_match_anywhere_stops_at_the_end() {
+    let mut app = loaded_app(24);
+    let fx = searched(&mut app, "nobody");
+    assert_eq!(settle_with_cap(&mut app, fx, 10), 4);
+    assert!(shown(&app).is_empty());
+    let line = app.queue.list.indicators();
+    assert!(
+        !line.contains("further") && !line.contains("searching"),
+        "{line}"
+    );
+    assert!(requests(&app.handle_key(key(KeyCode::PageDown))).is_empty());
+}
+
+#[test]
+fn while_chunks_are_followed_the_indicator_says_so() {
+    let mut app = loaded_app(24);
+    let fx = searched(&mut app, "customer 039");
+    let first = sent(&fx).remove(0);
+    let fx = app.apply(Incoming::Reply {
+        purpose: first.purpose,
+        reply: answer_with_cap(&first.request, 1),
+    });
+    assert_eq!(sent(&fx).len(), 1, "the next chunk is asked for at once");
+    assert!(app.queue.list.indicators().contains("searching… chunk 2"));
 }

@@ -262,8 +262,18 @@ pub fn drop_files() -> Vec<DropFileEntry> {
     ]
 }
 
+/// How many records the fixture daemon's search reads per request: more than the fixtures
+/// hold, so a search answers in one go unless a test asks for a smaller cap.
+pub const SCAN_CAP: usize = 1_000;
+
 /// What a daemon holding [`records`] would answer (reads only; writes are echoed).
 pub fn answer(request: &Request) -> Reply {
+    answer_with_cap(request, SCAN_CAP)
+}
+
+/// [`answer`] by a daemon whose search reads at most `cap` records per request, saying
+/// where it stopped (`resume_after`) as the real one does.
+pub fn answer_with_cap(request: &Request, cap: usize) -> Reply {
     let all = records();
     match request {
         Request::Status => Reply::Status(status()),
@@ -275,15 +285,36 @@ pub fn answer(request: &Request) -> Reply {
             after,
             limit,
             query,
-        } => Reply::Records {
-            records: all
+        } => {
+            let listed = all
                 .into_iter()
                 .filter(|r| state.is_none_or(|s| r.state == s))
-                .filter(|r| after.is_none_or(|a| r.id > a))
-                .filter(|r| query.as_deref().is_none_or(|q| matches(r, q)))
-                .take(*limit)
-                .collect(),
-        },
+                .filter(|r| after.is_none_or(|a| r.id > a));
+            let Some(q) = query else {
+                return Reply::Records {
+                    records: listed.take(*limit).collect(),
+                    resume_after: None,
+                };
+            };
+            let mut records = Vec::new();
+            let mut last_read = None;
+            let mut scanned = 0;
+            for r in listed {
+                if records.len() == *limit || scanned == cap {
+                    break;
+                }
+                scanned += 1;
+                last_read = Some(r.id);
+                if matches(&r, q) {
+                    records.push(r);
+                }
+            }
+            let capped = scanned == cap && records.len() < *limit;
+            Reply::Records {
+                records,
+                resume_after: last_read.filter(|_| capped),
+            }
+        }
         Request::Show { id } => match all.into_iter().find(|r| r.id.to_string() == *id) {
             Some(r) => Reply::Record {
                 record: Box::new(r),
@@ -320,15 +351,24 @@ pub fn sent(effects: &[Effect]) -> Vec<Outgoing> {
 
 /// Answers every request in `effects` from the fixtures, and those the answers lead to.
 pub fn settle(app: &mut App, effects: Vec<Effect>) {
+    settle_with_cap(app, effects, SCAN_CAP);
+}
+
+/// [`settle`] by a daemon whose search reads at most `cap` records per request; returns
+/// how many requests were answered.
+pub fn settle_with_cap(app: &mut App, effects: Vec<Effect>, cap: usize) -> usize {
     let mut pending = sent(&effects);
+    let mut answered = 0;
     while let Some(o) = pending.pop() {
-        let reply = answer(&o.request);
+        answered += 1;
+        let reply = answer_with_cap(&o.request, cap);
         let fx = app.apply(Incoming::Reply {
             purpose: o.purpose,
             reply,
         });
         pending.extend(sent(&fx));
     }
+    answered
 }
 
 /// An app of `height` rows, connected, with status and the first pages loaded.
