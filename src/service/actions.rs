@@ -3,11 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use uuid::Uuid;
 
-use crate::contract::{ApiError, FieldError};
+use crate::contract::FieldError;
 use crate::control::ResolveAction;
-use crate::store::{ActionKind, HistoryEntry, Payload, Record, RecordError, RecordState};
+use crate::store::{ActionKind, HistoryEntry, Payload, Record, RecordState};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
@@ -50,20 +49,6 @@ fn requeue(r: &mut Record) {
     r.last_error = None;
 }
 
-fn conflict_of(r: &Record) -> Option<(Uuid, Option<String>)> {
-    match &r.last_error {
-        Some(RecordError::Api {
-            error:
-                ApiError::CustomerConflict {
-                    conflicting_customer_id,
-                    conflicting_external_id,
-                    ..
-                },
-        }) => Some((*conflicting_customer_id, conflicting_external_id.clone())),
-        _ => None,
-    }
-}
-
 /// Applies an operator's resolution to a record.
 pub fn resolve(
     r: &mut Record,
@@ -86,8 +71,10 @@ pub fn resolve(
             note(r, ActionKind::Retry, None, now);
         }
         ResolveAction::AdoptExisting => {
-            let Some((existing, existing_external_id)) =
-                conflict_of(r).filter(|_| r.state == RecordState::Conflict)
+            let Some((existing, existing_external_id)) = r
+                .conflict()
+                .filter(|_| r.state == RecordState::Conflict)
+                .map(|(id, x)| (id, x.map(str::to_string)))
             else {
                 return Err(wrong_state(
                     r,
@@ -113,7 +100,7 @@ pub fn resolve(
             );
         }
         ResolveAction::KeepExisting => {
-            let Some((existing, _)) = conflict_of(r).filter(|_| r.state == RecordState::Conflict)
+            let Some((existing, _)) = r.conflict().filter(|_| r.state == RecordState::Conflict)
             else {
                 return Err(wrong_state(
                     r,
@@ -190,8 +177,10 @@ pub fn edit(r: &mut Record, changes: &Value, now: DateTime<Utc>) -> Result<(), A
 mod tests {
     use super::*;
     use crate::contract::ApiError;
+    use crate::store::RecordError;
     use crate::store::{Origin, RecordId};
     use serde_json::json;
+    use uuid::Uuid;
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()

@@ -330,6 +330,21 @@ impl Record {
         });
     }
 
+    /// The existing customer a 409 `customer_conflict` named: its id and external_id.
+    pub fn conflict(&self) -> Option<(Uuid, Option<&str>)> {
+        match &self.last_error {
+            Some(RecordError::Api {
+                error:
+                    ApiError::CustomerConflict {
+                        conflicting_customer_id,
+                        conflicting_external_id,
+                        ..
+                    },
+            }) => Some((*conflicting_customer_id, conflicting_external_id.as_deref())),
+            _ => None,
+        }
+    }
+
     /// The server's id for this customer: from the last 2xx, or linked by an operator.
     pub fn remote_id(&self) -> Option<Uuid> {
         self.remote
