@@ -55,6 +55,15 @@ pub const fn help_only(keys: &'static str, what: &'static str) -> KeyHint {
     }
 }
 
+/// The hints while typing a `/` search in a record list (queue and conflicts alike).
+pub fn search_hints() -> Vec<KeyHint> {
+    vec![
+        hint("type", "name, email or external id"),
+        hint("Enter", "search all records"),
+        hint("Esc", "clear"),
+    ]
+}
+
 /// What a form asks to save.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Save {

@@ -20,7 +20,9 @@ use crate::contract::{ApiError, ErrorKind};
 use crate::control::ResolveAction;
 use crate::store::{Record, RecordError, RecordId, RecordState};
 use crate::tui::app::ListId;
-use crate::tui::component::{help_only, hint, hint_long, Action, Component, Ctx, KeyHint};
+use crate::tui::component::{
+    help_only, hint, hint_long, search_hints, Action, Component, Ctx, KeyHint,
+};
 use crate::tui::paging::{error_kind, ListView, Window};
 use crate::tui::theme::Theme;
 
@@ -115,11 +117,7 @@ fn list_height(body: u16) -> u16 {
 impl Component for ConflictsView {
     fn hints(&self) -> Vec<KeyHint> {
         if self.list.searching {
-            return vec![
-                hint("type", "name, email or external id"),
-                hint("Enter", "search all records"),
-                hint("Esc", "clear"),
-            ];
+            return search_hints();
         }
         vec![
             hint("Space", "mark"),

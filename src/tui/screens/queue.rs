@@ -10,7 +10,7 @@ use ratatui::Frame;
 use super::error_line;
 use crate::store::{Record, RecordState};
 use crate::tui::app::ListId;
-use crate::tui::component::{help_only, hint, Action, Component, Ctx, KeyHint};
+use crate::tui::component::{help_only, hint, search_hints, Action, Component, Ctx, KeyHint};
 use crate::tui::paging::{ListView, Window};
 use crate::tui::theme::Theme;
 
@@ -59,11 +59,7 @@ pub fn record_row<'a>(r: &Record, theme: &Theme) -> Vec<Cell<'a>> {
 impl Component for QueueView {
     fn hints(&self) -> Vec<KeyHint> {
         if self.list.searching {
-            return vec![
-                hint("type", "name, email or external id"),
-                hint("Enter", "search all records"),
-                hint("Esc", "clear"),
-            ];
+            return search_hints();
         }
         vec![
             hint("j/k", "move"),
