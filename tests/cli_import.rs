@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use icsync::contract::ApiError;
+use icsync::crypto::keyring::ENV_KEY_FILE;
+use icsync::crypto::KeyConfig;
 use icsync::store::{Durability, RecordError, RecordState, Store, StoreOptions};
 use serde_json::Value;
 use uuid::Uuid;
@@ -21,6 +23,7 @@ fn icsync(dir: &Path, args: &[&str]) -> Output {
         .arg(dir.join("data"))
         .args(args)
         .env("ICSYNC_CONFIG", config)
+        .env(ENV_KEY_FILE, dir.join("data.key"))
         .env_remove("ICSYNC_API_KEY")
         .env("RUST_BACKTRACE", "0")
         .output()
@@ -133,7 +136,13 @@ fn exported_conflicts_fixed_in_a_spreadsheet_import_onto_the_same_records() {
     );
     assert!(icsync(d, &["import", "in.csv"]).status.success());
     {
-        let store = Store::open(&d.join("data/store"), StoreOptions::default()).unwrap();
+        let store = Store::open_with_key(
+            &d.join("data/store"),
+            StoreOptions::default(),
+            &KeyConfig::file(d.join("data.key")),
+            None,
+        )
+        .unwrap();
         for id in store.in_state(RecordState::Queued).unwrap() {
             store
                 .update(id, Durability::Flush, |r| {

@@ -4,6 +4,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use icsync::contract::ApiError;
+use icsync::crypto::keyring::ENV_KEY_FILE;
+use icsync::crypto::KeyConfig;
 use icsync::store::{Durability, RecordError, RecordState, Store, StoreOptions};
 use serde_json::Value;
 use uuid::Uuid;
@@ -17,6 +19,11 @@ fn empty_config(data_dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The store's key file, inside the test's data dir: never the user's own.
+fn key_file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("data.key")
+}
+
 fn icsync(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_icsync"))
         .arg("--data-dir")
@@ -24,6 +31,7 @@ fn icsync(data_dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .env_remove("ICSYNC_API_KEY")
         .env("ICSYNC_CONFIG", empty_config(data_dir))
+        .env(ENV_KEY_FILE, key_file(data_dir))
         .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap()
@@ -185,7 +193,12 @@ fn short_or_unknown_ids_are_clear_errors() {
 
 /// Puts a record into a 409 customer_conflict, as the engine would.
 fn make_conflict(d: &Path, id: &str, existing: Uuid) {
-    let store = match Store::open(&d.join("store"), StoreOptions::default()) {
+    let store = match Store::open_with_key(
+        &d.join("store"),
+        StoreOptions::default(),
+        &KeyConfig::file(key_file(d)),
+        None,
+    ) {
         Ok(s) => s,
         Err(e) => panic!("open: {e}"),
     };

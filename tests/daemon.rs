@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::daemon::{daemon_answers, BlockingAdmin, DaemonEnv};
 use common::{mode_of, SandboxOptions, DEMO_KEY};
-use icsync::store::{Store, StoreOptions};
 use serde_json::Value;
 
 /// Long enough for a debug build on a busy 2-core machine; conditions are polled.
@@ -174,7 +173,7 @@ fn sigterm_drains_and_exits_0_and_a_second_daemon_is_refused() {
         8,
         "{status}"
     );
-    let store = Store::open(&env.store_dir(), StoreOptions::default()).unwrap();
+    let store = env.open_store();
     assert_eq!(store.check_consistency().unwrap(), Vec::<String>::new());
     drop(store);
     env.assert_daemon_output_clean(&["Zqpii"]);

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use common::daemon::{poll_until, BlockingAdmin, DaemonEnv};
 use common::{SandboxOptions, DEMO_KEY};
 use icsync::service::Service;
-use icsync::store::{Origin, Payload, RecordId, RecordState, Store, StoreOptions};
+use icsync::store::{Origin, Payload, RecordId, RecordState};
 
 const RECORDS: usize = 1000;
 const KILLS: usize = 3;
@@ -45,8 +45,8 @@ fn body(name: &str, email: Option<&str>, external_id: Option<&str>) -> Value {
 /// Queues the records straight into the store (no daemon runs yet), as an import would.
 /// Every fifth record gets a second revision: through the local upsert when it has an
 /// external_id or email, through an edit when it has neither.
-fn queue_records(store_dir: &std::path::Path) -> HashMap<RecordId, Expected> {
-    let store = Store::open(store_dir, StoreOptions::default()).unwrap();
+fn queue_records(env: &DaemonEnv) -> HashMap<RecordId, Expected> {
+    let store = env.open_store();
     let mut items = Vec::new();
     let mut owners = Vec::new();
     let mut expected = Vec::new();
@@ -144,7 +144,7 @@ fn kill_9_during_a_faulty_sync_of_1000_records_loses_and_doubles_nothing() {
         .start();
     let admin = BlockingAdmin::new(&sandbox);
     let env = DaemonEnv::new(&sandbox.base_url, "").with_env_key(DEMO_KEY);
-    let mut expected = queue_records(&env.store_dir());
+    let mut expected = queue_records(&env);
     // The store is closed; Store::open in the daemon waits for sled to let go of its lock.
 
     // Kill points: somewhere in each third of the sync, never before the first record nor
@@ -240,7 +240,7 @@ fn kill_9_during_a_faulty_sync_of_1000_records_loses_and_doubles_nothing() {
     let (exit, _) = daemon.stop_with("TERM", Duration::from_secs(15));
     assert!(exit.success(), "{exit}");
 
-    let store = Store::open(&env.store_dir(), StoreOptions::default()).unwrap();
+    let store = env.open_store();
     assert_eq!(store.check_consistency().unwrap(), Vec::<String>::new());
     for (id, e) in &expected {
         let r = store.get(*id).unwrap().unwrap();

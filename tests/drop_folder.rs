@@ -38,6 +38,7 @@ fn command(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_icsync"));
     c.arg("--config")
         .arg(home.join("icsync.toml"))
+        .env(icsync::crypto::keyring::ENV_KEY_FILE, home.join("data.key"))
         .env_remove("ICSYNC_API_KEY")
         .env_remove("ICSYNC_DATA_DIR")
         .env_remove("ICSYNC_DROP_DIR")

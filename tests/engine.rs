@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use icsync::api::{ApiClient, ApiKey, ApiTimeouts, InsecureHttp};
+use icsync::crypto::KeyConfig;
 use icsync::store::{
     HistoryEntry, Origin, Payload, Record, RecordId, RecordState, Store, StoreOptions,
 };
@@ -105,7 +106,9 @@ fn fast_config() -> EngineConfig {
 }
 
 fn open_store(dir: &Path) -> Store {
-    Store::open(dir, StoreOptions::default()).unwrap()
+    // The key file beside the store, never the user's own.
+    let keys = KeyConfig::file(dir.join("data.key"));
+    Store::open_with_key(dir, StoreOptions::default(), &keys, None).unwrap()
 }
 
 fn submit(store: &Store, body: Value) -> RecordId {

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::{DateTime, Duration, Utc};
+use icsync::crypto::KeyConfig;
 use icsync::store::{
     ActionKind, Attempt, Durability, HistoryEntry, Origin, Payload, RecordId, RecordState, Store,
     StoreError, StoreOptions,
@@ -27,7 +28,12 @@ fn payload(body: Value) -> Payload {
 }
 
 fn open(dir: &Path) -> Store {
-    Store::open(dir, StoreOptions::default()).unwrap()
+    open_with(dir, StoreOptions::default()).unwrap()
+}
+
+/// Opens with the key file beside the store, never the user's own.
+fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+    Store::open_with_key(dir, options, &KeyConfig::file(dir.join("data.key")), None)
 }
 
 fn attempt(key: &str, revision: u32, at: DateTime<Utc>, status: Option<u16>) -> HistoryEntry {
@@ -809,7 +815,7 @@ fn reopening_with_a_cache_size_keeps_the_data_and_the_files_private() {
     let small = StoreOptions {
         cache_capacity_bytes: 1024 * 1024,
     };
-    let store = Store::open(&data, small).unwrap();
+    let store = open_with(&data, small).unwrap();
     let id = store
         .submit(
             payload(json!({"full_name": "Kept", "email": "k@x.io"})),
@@ -819,13 +825,13 @@ fn reopening_with_a_cache_size_keeps_the_data_and_the_files_private() {
         .unwrap()
         .id;
     // sled holds an exclusive lock: a second open of a store in use is refused clearly.
-    match Store::open(&data, small) {
+    match open_with(&data, small) {
         Err(StoreError::Locked { .. }) => {}
         other => panic!("expected Locked, got {other:?}"),
     }
     drop(store);
 
-    let reopened = Store::open(
+    let reopened = open_with(
         &data,
         StoreOptions {
             cache_capacity_bytes: 4 * 1024 * 1024,

@@ -107,6 +107,15 @@ impl KeyConfig {
         }
     }
 
+    /// A key file at `key_file` with the default KDF cost (for a passphrase keyring).
+    pub fn file(key_file: impl Into<PathBuf>) -> Self {
+        KeyConfig {
+            source: KeySourceKind::File,
+            key_file: key_file.into(),
+            kdf: KdfParams::default(),
+        }
+    }
+
     /// The default: a key file at [`default_key_file`].
     pub fn from_env() -> Result<Self, KeyError> {
         Ok(KeyConfig {

@@ -570,7 +570,10 @@ mod tests {
     use serde_json::json;
 
     fn service(dir: &std::path::Path) -> Service {
-        Service::new(Store::open(dir, StoreOptions::default()).unwrap(), None)
+        // The key file beside the store, never the user's own.
+        let keys = crate::crypto::KeyConfig::file(dir.join("data.key"));
+        let store = Store::open_with_key(dir, StoreOptions::default(), &keys, None).unwrap();
+        Service::new(store, None)
     }
 
     fn names(reply: Reply) -> Vec<String> {

@@ -97,6 +97,17 @@ impl DaemonEnv {
         }
     }
 
+    /// The store's key file: inside the temp dir, never the user's config dir. Every process
+    /// gets it as `ICSYNC_KEY_FILE`.
+    pub fn data_key_file(&self) -> PathBuf {
+        self.dir.path().join("data.key")
+    }
+
+    /// Opens this environment's store in the test process, with its own key file.
+    pub fn open_store(&self) -> icsync::store::Store {
+        super::open_store(&self.store_dir(), &self.data_key_file())
+    }
+
     /// Appends a line to the config file.
     pub fn add_config(&self, line: &str) {
         let mut text = std::fs::read_to_string(&self.config).unwrap();
@@ -161,6 +172,7 @@ impl DaemonEnv {
             .env_remove("ICSYNC_DATA_DIR")
             .env_remove("ICSYNC_DROP_DIR")
             .env("ICSYNC_CONFIG", &self.config)
+            .env(icsync::crypto::keyring::ENV_KEY_FILE, self.data_key_file())
             .env("RUST_BACKTRACE", "0")
             .env("RUST_LOG", LOG_FILTER);
         if let Some(key) = &self.env_key {

@@ -249,3 +249,15 @@ pub fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 pub mod daemon;
+
+/// Opens the store in `store_dir` in the test process, unlocked with the key file at
+/// `key_file` (created with the store): tests never touch the user's own key file.
+pub fn open_store(store_dir: &Path, key_file: &Path) -> icsync::store::Store {
+    icsync::store::Store::open_with_key(
+        store_dir,
+        icsync::store::StoreOptions::default(),
+        &icsync::crypto::KeyConfig::file(key_file),
+        None,
+    )
+    .expect("open the test store")
+}
