@@ -42,6 +42,7 @@ fn record(n: u128, state: RecordState, body: Value) -> Record {
         remote: None,
         synced_revision: None,
         linked_customer_id: None,
+        existing: None,
         failures: 0,
         next_attempt_at: None,
         created_at: created,
