@@ -2,8 +2,9 @@
 //! external_id, so this task reads that customer (`GET /v1/customers/{id}`) and keeps it in
 //! the record (`Record::existing`, sealed with it), for the conflicts screen to show field by
 //! field. It runs beside the engine, never inside it: it learns of new conflicts from the
-//! engine's events, sweeps the store for conflicts still lacking a lookup when it starts, when
-//! the API becomes usable again, and every [`EnricherConfig::sweep_interval`].
+//! engine's events, and sweeps the store for conflicts still lacking a lookup when it starts
+//! and, after a read failed, when the API becomes usable again and every
+//! [`EnricherConfig::sweep_interval`].
 //!
 //! It owns nothing of the send path: it never changes a record's state, and it stores a lookup
 //! only if the record is still in the conflict it was read for (`Record::attach_existing`,
@@ -97,6 +98,10 @@ struct Enricher<N> {
     /// Records pending or being read: each is read once per round.
     queued: HashSet<RecordId>,
     reads: JoinSet<Read>,
+    /// A read failed since the last sweep, so some conflict may still lack its customer.
+    /// Sweeps after the first run only then: each decodes every conflict record, which is
+    /// wasted work (and, with many conflicts, real work) when every read succeeded.
+    owed: bool,
 }
 
 /// Runs until `stop` completes. `notify` is called with each record that gained a lookup, so
@@ -121,7 +126,9 @@ pub async fn run<N>(
         pending: VecDeque::new(),
         queued: HashSet::new(),
         reads: JoinSet::new(),
+        owed: false,
     };
+    enricher.sweep();
     let mut sweep = tokio::time::interval(config.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
@@ -143,7 +150,7 @@ pub async fn run<N>(
                 Ok(EngineEvent::StatusChanged(status)) => {
                     // Back from offline or a 401 pause: what failed then may work now.
                     let now_usable = api_usable(&status);
-                    if now_usable && !usable {
+                    if now_usable && !usable && enricher.owed {
                         enricher.sweep();
                     }
                     usable = now_usable;
@@ -152,7 +159,11 @@ pub async fn run<N>(
                 Err(RecvError::Lagged(_)) => enricher.sweep(),
                 Err(RecvError::Closed) => break,
             },
-            _ = sweep.tick() => enricher.sweep(),
+            _ = sweep.tick() => {
+                if enricher.owed {
+                    enricher.sweep();
+                }
+            }
         }
     }
     // Reads still in flight are abandoned: their records are read again next time.
@@ -172,9 +183,13 @@ impl<N: Fn(RecordId)> Enricher<N> {
 
     /// Queues every conflict whose customer is unread.
     fn sweep(&mut self) {
+        self.owed = false;
         let ids = match self.store.in_state(RecordState::Conflict) {
             Ok(ids) => ids,
-            Err(e) => return store_failed(&e),
+            Err(e) => {
+                self.owed = true;
+                return store_failed(&e);
+            }
         };
         for id in ids {
             self.enqueue(id);
@@ -190,6 +205,7 @@ impl<N: Fn(RecordId)> Enricher<N> {
             let customer = match self.store.get(id) {
                 Ok(record) => record.and_then(|r| r.existing_to_fetch()),
                 Err(e) => {
+                    self.owed = true;
                     store_failed(&e);
                     None
                 }
@@ -219,7 +235,10 @@ impl<N: Fn(RecordId)> Enricher<N> {
                 match attached {
                     Ok(Some(true)) => (self.notify)(read.record),
                     Ok(_) => {}
-                    Err(e) => store_failed(&e),
+                    Err(e) => {
+                        self.owed = true;
+                        store_failed(&e);
+                    }
                 }
             }
             Err(failed) => {
@@ -228,6 +247,7 @@ impl<N: Fn(RecordId)> Enricher<N> {
                     reason = ?failed,
                     "existing customer not read; tried again on the next sweep"
                 );
+                self.owed = true;
                 // The API is unusable for now: the rest of the round would fail the same way.
                 for id in self.pending.drain(..) {
                     self.queued.remove(&id);
