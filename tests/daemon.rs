@@ -129,6 +129,70 @@ fn record_commands_go_through_the_daemon_and_records_reach_the_sandbox() {
     env.assert_daemon_output_clean(&["Zqpii", "zqpii.example"]);
 }
 
+/// A customer created on the sandbox by someone else; the daemon's record collides with it and
+/// the daemon reads it back, field by field, into the record. Adopting it clears the copy.
+#[test]
+fn a_conflicting_record_holds_the_existing_customer_read_from_the_server() {
+    let sandbox = SandboxOptions::new().admin().start();
+    let api = common::http::ApiClient::new(&sandbox, DEMO_KEY);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let created = runtime.block_on(api.upsert(
+        &serde_json::json!({"full_name": "Zqpii Grace Hopper", "email": "grace@zqpii.example",
+            "external_id": "crm-server", "phone": "+1 555 0100"}),
+        None,
+    ));
+    assert_eq!(created.status, 201);
+    let server_id = created.id();
+
+    let env = DaemonEnv::new(&sandbox.base_url, "").with_env_key(DEMO_KEY);
+    let daemon = env.start_daemon(&[]);
+    let id = env.add(&[
+        "--full-name",
+        "Zqpii Grace H.",
+        "--email",
+        "grace@zqpii.example",
+        "--external-id",
+        "crm-local",
+    ]);
+    let shown = common::daemon::poll_until("the existing customer read", SYNC_DEADLINE, || {
+        let shown = env.json(&["show", &id, "--json"]);
+        if shown["existing"]["outcome"] == "found" {
+            Ok(shown)
+        } else {
+            Err(shown)
+        }
+    });
+    assert_eq!(shown["state"], "conflict");
+    let existing = &shown["existing"];
+    assert_eq!(existing["customer_id"], server_id.as_str());
+    assert_eq!(existing["customer"]["id"], server_id.as_str());
+    assert_eq!(existing["customer"]["full_name"], "Zqpii Grace Hopper");
+    assert_eq!(existing["customer"]["external_id"], "crm-server");
+    assert_eq!(existing["customer"]["phone"], "+1 555 0100");
+    assert_eq!(existing["customer"]["kyc_status"], "NOT_STARTED");
+    let text = env.ok(&["show", &id]);
+    assert!(text.contains("Zqpii Grace Hopper"), "{text}");
+
+    env.json(&["resolve", &id, "--adopt-existing", "--json"]);
+    let shown = common::daemon::poll_until("the adopted record synced", SYNC_DEADLINE, || {
+        let shown = env.json(&["show", &id, "--json"]);
+        if shown["state"] == "synced" {
+            Ok(shown)
+        } else {
+            Err(shown)
+        }
+    });
+    assert!(shown["existing"].is_null(), "{shown}");
+    assert_eq!(shown["remote_id"], server_id.as_str());
+
+    let (exit, _) = daemon.stop_with("TERM", Duration::from_secs(15));
+    assert!(exit.success(), "{exit}");
+    env.assert_daemon_output_clean(&["Zqpii", "zqpii.example"]);
+}
+
 #[test]
 fn sigterm_drains_and_exits_0_and_a_second_daemon_is_refused() {
     // Slow replies, so requests are in flight when SIGTERM arrives.

@@ -507,3 +507,73 @@ async fn past_the_drain_deadline_requests_are_abandoned_and_their_records_requeu
     );
     drop(sandbox);
 }
+
+/// The conflict enricher beside an engine: a read that fails (nothing listens) stores nothing,
+/// and a later sweep reads again once the API answers; the 404 for a customer the server
+/// does not know is stored as `not_found`, distinct from "not read yet".
+#[tokio::test]
+async fn the_conflict_enricher_reads_again_after_a_failure_and_keeps_a_404() {
+    use icsync::contract::ApiError;
+    use icsync::store::{Durability, ExistingLookup, RecordError, RecordState};
+    use icsync::sync::existing::{self, EnricherConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let id = submit(&store, json!({"full_name": "Ada", "email": "ada@x.io"}));
+    let gone = uuid::Uuid::new_v4();
+    store
+        .update(id, Durability::Lazy, |r| {
+            r.state = RecordState::Conflict;
+            r.last_error = Some(RecordError::Api {
+                error: ApiError::CustomerConflict {
+                    message: "taken".into(),
+                    conflicting_customer_id: gone,
+                    conflicting_external_id: None,
+                },
+            });
+        })
+        .unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = client(&format!("http://127.0.0.1:{port}"), DEMO_KEY);
+    // Never run: the enricher only needs its events and status.
+    let engine = Engine::new(store.clone(), api.clone(), fast_config());
+    let (read_tx, mut read_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(existing::run(
+        store.clone(),
+        api,
+        engine.handle(),
+        EnricherConfig {
+            concurrency: 2,
+            sweep_interval: Duration::from_millis(100),
+        },
+        move |id| {
+            let _ = read_tx.send(id);
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // Offline for a few sweeps: the read at start failed and nothing was stored.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(store.get(id).unwrap().unwrap().existing, None);
+    assert!(read_rx.try_recv().is_err());
+
+    let _sandbox = Sandbox::start_on(&format!("127.0.0.1:{port}"), &[]);
+    let read = tokio::time::timeout(Duration::from_secs(20), read_rx.recv())
+        .await
+        .expect("the enricher read the customer once the API answered");
+    assert_eq!(read, Some(id));
+    let existing = store.get(id).unwrap().unwrap().existing.unwrap();
+    assert_eq!(existing.customer_id, gone);
+    assert_eq!(existing.lookup, ExistingLookup::NotFound);
+
+    let _ = stop.send(());
+    task.await.unwrap();
+}

@@ -863,3 +863,84 @@ fn reopening_with_a_cache_size_keeps_the_data_and_the_files_private() {
     }
     assert!(files > 0);
 }
+
+/// The existing customer read for a conflict never outlives the conflict on disk: whichever
+/// write moves the record out of it (here a retry, and a newer revision submitted) drops it,
+/// and a lookup of another customer is never stored.
+#[test]
+fn the_existing_customer_of_a_conflict_is_dropped_by_any_write_that_leaves_it() {
+    use icsync::contract::ApiError;
+    use icsync::crypto::{KdfParams, KeyConfig, KeySourceKind};
+    use icsync::store::{ExistingCustomer, ExistingLookup, RecordError};
+    use uuid::Uuid;
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyConfig {
+        source: KeySourceKind::File,
+        key_file: dir.path().join("data.key"),
+        kdf: KdfParams::default(),
+    };
+    let store = Store::open_with_key(
+        &dir.path().join("store"),
+        StoreOptions::default(),
+        &keys,
+        None,
+    )
+    .unwrap();
+    let body = json!({"full_name": "Ada", "email": "ada@x.io", "external_id": "crm-1"});
+    let id = store
+        .submit(payload(body.clone()), Origin::Cli, t(0))
+        .unwrap()
+        .id;
+    let customer = Uuid::from_u128(5);
+    let lookup = |of: Uuid| ExistingCustomer {
+        customer_id: of,
+        fetched_at: t(2),
+        lookup: ExistingLookup::NotFound,
+    };
+    let into_conflict = |store: &Store| {
+        store
+            .update(id, Durability::Lazy, |r| {
+                r.state = RecordState::Conflict;
+                r.last_error = Some(RecordError::Api {
+                    error: ApiError::CustomerConflict {
+                        message: "taken".into(),
+                        conflicting_customer_id: customer,
+                        conflicting_external_id: None,
+                    },
+                });
+                r.attach_existing(lookup(customer))
+            })
+            .unwrap()
+    };
+
+    assert_eq!(into_conflict(&store), Some(true));
+    assert_eq!(
+        store.get(id).unwrap().unwrap().existing,
+        Some(lookup(customer))
+    );
+    // A lookup of another customer, written straight into the record, is not kept.
+    store
+        .update(id, Durability::Lazy, |r| {
+            r.existing = Some(lookup(Uuid::from_u128(6)))
+        })
+        .unwrap();
+    assert_eq!(store.get(id).unwrap().unwrap().existing, None);
+
+    // Out of the conflict by a retry (same revision).
+    assert_eq!(into_conflict(&store), Some(true));
+    store
+        .update(id, Durability::Lazy, |r| r.state = RecordState::Queued)
+        .unwrap();
+    assert_eq!(store.get(id).unwrap().unwrap().existing, None);
+
+    // Out of the conflict by a newer revision arriving through submit.
+    assert_eq!(into_conflict(&store), Some(true));
+    let mut newer = body;
+    newer["full_name"] = json!("Ada L.");
+    store.submit(payload(newer), Origin::Cli, t(3)).unwrap();
+    let r = store.get(id).unwrap().unwrap();
+    assert_eq!((r.revision, r.state), (2, RecordState::Queued));
+    assert_eq!(r.existing, None);
+    assert_consistent(&store);
+}

@@ -109,6 +109,13 @@ fn a_new_user_runs_the_demo_resolves_a_conflict_captures_and_quits() {
     tmux.wait_for("the conflicts screen", |s| {
         s.contains("Maria Garcia") && s.contains("Wei Zhang") && s.contains("customer_conflict")
     });
+    // The daemon read the existing customer from the sandbox: its own external_id and its
+    // server-only KYC state stand beside the local record, field by field.
+    tmux.wait_for("the existing customer field by field", |s| {
+        s.contains("beside existing customer")
+            && s.contains("SF-0017")
+            && s.contains("kyc_status NOT_STARTED")
+    });
     tmux.keys(&["a"]);
     tmux.wait_for("adopt to be confirmed", |s| {
         s.contains("adopt_existing: 1 record")

@@ -6,8 +6,9 @@ use std::fmt::Write;
 use chrono::SecondsFormat;
 use serde_json::{json, Value};
 
+use crate::contract::{compare_with_customer, server_only_fields, Patch};
 use crate::control::StatusReport;
-use crate::store::{HistoryEntry, Record, RecordError};
+use crate::store::{HistoryEntry, Record, RecordError, RecordState};
 
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -106,6 +107,49 @@ pub fn list(records: &[Record]) -> String {
     out
 }
 
+/// For a `customer_conflict`: the existing customer beside the local payload, `≠` marking
+/// each field the local record would change, or why it is not known.
+fn existing_section(out: &mut String, r: &Record) {
+    let Some((customer_id, _)) = r.conflict().filter(|_| r.state == RecordState::Conflict) else {
+        return;
+    };
+    let _ = writeln!(out, "\nexisting customer {customer_id}");
+    let Some(existing) = &r.existing else {
+        out.push_str("  not fetched yet (offline?)\n");
+        return;
+    };
+    let Some(customer) = existing.customer() else {
+        let _ = writeln!(
+            out,
+            "  not found on the server at {} (deleted since the conflict?)",
+            when(&existing.fetched_at)
+        );
+        return;
+    };
+    let _ = writeln!(out, "  read {}", when(&existing.fetched_at));
+    let _ = writeln!(out, "    {:<28}  {:<30}  existing", "field", "local");
+    for c in compare_with_customer(&r.payload.input(), customer) {
+        let local = match &c.local {
+            Patch::Absent => "-".to_string(),
+            Patch::Null => "null".to_string(),
+            Patch::Set(v) => clip(v, 30),
+        };
+        let _ = writeln!(
+            out,
+            "  {} {:<28}  {:<30}  {}",
+            if c.differs { "≠" } else { " " },
+            c.field,
+            local,
+            c.existing
+                .as_deref()
+                .map_or("-".to_string(), |v| clip(v, 40)),
+        );
+    }
+    for (field, value) in server_only_fields(customer) {
+        let _ = writeln!(out, "    {field:<28}  {:<30}  {value}", "");
+    }
+}
+
 pub fn show(r: &Record) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "record    {}", r.id);
@@ -140,6 +184,7 @@ pub fn show(r: &Record) -> String {
     for line in pretty.lines() {
         let _ = writeln!(out, "  {line}");
     }
+    existing_section(&mut out, r);
     match (&r.remote, r.remote_id()) {
         (Some(c), _) => {
             let _ = writeln!(

@@ -2,11 +2,12 @@
 //! client and the sandbox server.
 //!
 //! This module owns the wire types (request input, customer object, error bodies), field
-//! validation, the request fingerprint, the Idempotency-Key rules and the upsert matching
+//! validation, the request fingerprint, the field-by-field comparison of a body with a customer, the Idempotency-Key rules and the upsert matching
 //! rules. Everything here is pure: no I/O, no clock, no randomness (callers pass `now` and
 //! fresh ids in). It depends on nothing else in the crate; every other module may depend on it.
 //! `docs/api.md` is the prose version of what this module implements.
 
+mod compare;
 mod error;
 mod fingerprint;
 mod idempotency;
@@ -14,6 +15,7 @@ mod input;
 mod types;
 mod upsert;
 
+pub use compare::{compare_with_customer, server_only_fields, FieldComparison};
 pub use error::{ApiError, ErrorBody, ErrorKind, FieldError};
 pub use fingerprint::{canonical_json, fingerprint, Fingerprint};
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey, IDEMPOTENCY_TTL_SECONDS};

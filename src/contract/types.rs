@@ -81,6 +81,19 @@ pub enum AddedVia {
     System,
 }
 
+impl AddedVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddedVia::AdminManual => "ADMIN_MANUAL",
+            AddedVia::AiExtracted => "AI_EXTRACTED",
+            AddedVia::ContactPortal => "CONTACT_PORTAL",
+            AddedVia::BulkImport => "BULK_IMPORT",
+            AddedVia::Integration => "INTEGRATION",
+            AddedVia::System => "SYSTEM",
+        }
+    }
+}
+
 /// Risk pre-answers as stored on a customer. Every key is always present, `null` when unanswered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Risk {

@@ -1,5 +1,5 @@
-//! `icsync daemon`: wires the store, the sync engine, the drop-folder watcher and the control
-//! socket together, and owns the process-level concerns: one daemon per data dir, a private
+//! `icsync daemon`: wires the store, the sync engine (with its conflict enricher), the
+//! drop-folder watcher and the control socket together, and owns the process-level concerns: one daemon per data dir, a private
 //! data dir, the API key's lifecycle, and an orderly stop. It holds no sync or record logic of its own.
 
 pub mod lock;
@@ -18,7 +18,7 @@ use crate::control::{self, BindError, Event, StatusReport};
 use crate::crypto::{KeyConfig, KeySourceKind, Passphrase};
 use crate::service::{ControlHandler, KeyControl, Service, ServiceError, SyncHealth, SyncLink};
 use crate::store::{Store, StoreError, StoreOptions};
-use crate::sync::{Engine, EngineConfig, EngineError, EngineEvent, EngineHandle};
+use crate::sync::{Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EnricherConfig};
 
 pub use lock::{DaemonLock, LockError};
 
@@ -282,6 +282,22 @@ pub async fn run(
             handle.clone(),
             stopped(session_rx.clone()),
         ));
+        let enricher = tokio::spawn(crate::sync::existing::run(
+            store.clone(),
+            client.clone(),
+            handle.clone(),
+            EnricherConfig::default(),
+            {
+                let sender = service.event_sender();
+                move |id| {
+                    let _ = sender.send(Event::RecordChanged {
+                        id,
+                        state: crate::store::RecordState::Conflict,
+                    });
+                }
+            },
+            stopped(session_rx.clone()),
+        ));
         let retention = tokio::spawn(run_retention(
             store.clone(),
             settings.retain_synced,
@@ -297,7 +313,7 @@ pub async fn run(
         };
         let outcome = current.run(stop).await;
         let _ = session_tx.send(true);
-        let (_, watched, _) = tokio::join!(forwarder, key_watch, retention);
+        let (_, watched, _, _) = tokio::join!(forwarder, key_watch, enricher, retention);
         if let Ok(latest) = watched {
             key = latest;
         }

@@ -197,6 +197,7 @@ mod tests {
             remote: None,
             synced_revision: None,
             linked_customer_id: None,
+            existing: None,
             failures: 3,
             next_attempt_at: Some(t(100)),
             created_at: t(0),

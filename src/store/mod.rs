@@ -65,8 +65,8 @@ pub use drops::{
 
 pub use error::{StoreError, MIN_PREFIX_CHARS};
 pub use record::{
-    ActionKind, Attempt, HistoryEntry, LedgerEntry, Origin, Payload, Record, RecordError, RecordId,
-    RecordState,
+    ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry, LedgerEntry, Origin,
+    Payload, Record, RecordError, RecordId, RecordState,
 };
 pub use upsert::MatchKey;
 

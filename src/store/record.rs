@@ -234,6 +234,36 @@ pub enum HistoryEntry {
     },
 }
 
+/// What `GET /v1/customers/{id}` said about the customer a 409 collided with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ExistingLookup {
+    Found {
+        customer: Box<Customer>,
+    },
+    /// A 404: the customer was deleted since the 409, or is not visible to this key.
+    NotFound,
+}
+
+/// The existing customer of a conflict, with the id it was read for and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExistingCustomer {
+    /// The `conflicting_customer_id` it was read for.
+    pub customer_id: Uuid,
+    pub fetched_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub lookup: ExistingLookup,
+}
+
+impl ExistingCustomer {
+    pub fn customer(&self) -> Option<&Customer> {
+        match &self.lookup {
+            ExistingLookup::Found { customer } => Some(customer),
+            ExistingLookup::NotFound => None,
+        }
+    }
+}
+
 /// One customer as icsync holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -253,6 +283,12 @@ pub struct Record {
     /// `remote`.
     #[serde(default)]
     pub linked_customer_id: Option<Uuid>,
+    /// The existing customer a `customer_conflict` named, as read from the server after the
+    /// 409 (the error itself names only its id). Present only while the record is in that
+    /// same conflict: the store drops it on any write that leaves it (see
+    /// [`Record::drop_stale_existing`]).
+    #[serde(default)]
+    pub existing: Option<ExistingCustomer>,
     /// Failed attempts in a row for the current revision: drives the backoff.
     pub failures: u32,
     /// Not sent before this instant (backoff); none means as soon as possible.
@@ -289,6 +325,7 @@ impl Record {
             remote: None,
             synced_revision: None,
             linked_customer_id: None,
+            existing: None,
             failures: 0,
             next_attempt_at: None,
             created_at: now,
@@ -345,11 +382,151 @@ impl Record {
         }
     }
 
+    /// The id of the customer this record is in a `customer_conflict` with, while it is.
+    pub fn conflicting_customer_id(&self) -> Option<Uuid> {
+        self.conflict()
+            .filter(|_| self.state == RecordState::Conflict)
+            .map(|(id, _)| id)
+    }
+
+    /// The conflicting customer whose details are still to be read: the record is in a
+    /// `customer_conflict` and holds no lookup for that customer yet.
+    pub fn existing_to_fetch(&self) -> Option<Uuid> {
+        self.conflicting_customer_id()
+            .filter(|id| self.existing.as_ref().map(|e| e.customer_id) != Some(*id))
+    }
+
+    /// Keeps a lookup only while the record is in the conflict it was read for. Returns
+    /// whether it dropped one. The store calls this on every write of a record, so every way
+    /// out of a conflict (edit, retry, adopt, keep, discard, a newer revision, a purge) clears
+    /// it without each transition having to remember.
+    pub fn drop_stale_existing(&mut self) -> bool {
+        let stale = self.existing_is_stale();
+        if stale {
+            self.existing = None;
+        }
+        stale
+    }
+
+    /// Whether the record holds a lookup of a conflict it is no longer in.
+    pub fn existing_is_stale(&self) -> bool {
+        self.existing
+            .as_ref()
+            .is_some_and(|e| Some(e.customer_id) != self.conflicting_customer_id())
+    }
+
+    /// Stores a lookup for `existing.customer_id` if the record is still in a conflict with
+    /// that customer (it may have been resolved while the read was in flight). Returns
+    /// whether it was stored.
+    pub fn attach_existing(&mut self, existing: ExistingCustomer) -> bool {
+        if self.conflicting_customer_id() != Some(existing.customer_id) {
+            return false;
+        }
+        self.existing = Some(existing);
+        true
+    }
+
     /// The server's id for this customer: from the last 2xx, or linked by an operator.
     pub fn remote_id(&self) -> Option<Uuid> {
         self.remote
             .as_ref()
             .map(|c| c.id)
             .or(self.linked_customer_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn conflict_with(customer: u128) -> RecordError {
+        RecordError::Api {
+            error: ApiError::CustomerConflict {
+                message: "taken".into(),
+                conflicting_customer_id: Uuid::from_u128(customer),
+                conflicting_external_id: None,
+            },
+        }
+    }
+
+    fn in_conflict(customer: u128) -> Record {
+        let p = Payload::parse(&json!({"full_name": "Ada", "email": "ada@x.io"})).unwrap();
+        let mut r = Record::new(RecordId::new(), p, Origin::Cli, t(0));
+        r.state = RecordState::Conflict;
+        r.last_error = Some(conflict_with(customer));
+        r
+    }
+
+    fn lookup(customer: u128) -> ExistingCustomer {
+        ExistingCustomer {
+            customer_id: Uuid::from_u128(customer),
+            fetched_at: t(1),
+            lookup: ExistingLookup::NotFound,
+        }
+    }
+
+    #[test]
+    fn only_customer_conflicts_without_a_lookup_of_their_customer_need_one() {
+        let mut r = in_conflict(5);
+        assert_eq!(r.existing_to_fetch(), Some(Uuid::from_u128(5)));
+        assert!(r.attach_existing(lookup(5)));
+        assert_eq!(r.existing_to_fetch(), None);
+
+        let mut rejected = in_conflict(5);
+        rejected.state = RecordState::Rejected;
+        assert_eq!(rejected.existing_to_fetch(), None);
+        let mut other_409 = in_conflict(5);
+        other_409.last_error = Some(RecordError::Api {
+            error: ApiError::simple(crate::contract::ErrorKind::IdempotencyConflict, "x"),
+        });
+        assert_eq!(other_409.existing_to_fetch(), None);
+    }
+
+    #[test]
+    fn a_lookup_is_attached_only_to_the_conflict_it_was_read_for() {
+        let mut r = in_conflict(5);
+        assert!(!r.attach_existing(lookup(6)), "another customer");
+        r.state = RecordState::Queued;
+        assert!(!r.attach_existing(lookup(5)), "left the conflict meanwhile");
+        assert_eq!(r.existing, None);
+    }
+
+    #[test]
+    fn leaving_the_conflict_or_a_new_conflict_makes_the_lookup_stale() {
+        let mut r = in_conflict(5);
+        r.attach_existing(lookup(5));
+        assert!(!r.drop_stale_existing());
+        assert!(r.existing.is_some());
+
+        let mut revised = r.clone();
+        let p = Payload::parse(&json!({"full_name": "Ada B"})).unwrap();
+        revised.revise(p, ActionKind::Edit, None, t(2));
+        assert!(revised.drop_stale_existing());
+        assert_eq!(revised.existing, None);
+
+        let mut other = r.clone();
+        other.last_error = Some(conflict_with(6));
+        assert!(other.existing_is_stale());
+        assert_eq!(other.existing_to_fetch(), Some(Uuid::from_u128(6)));
+    }
+
+    #[test]
+    fn a_lookup_round_trips_through_json_and_old_records_read_without_one() {
+        let mut r = in_conflict(5);
+        r.attach_existing(lookup(5));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["existing"]["outcome"], "not_found");
+        assert_eq!(serde_json::from_value::<Record>(v.clone()).unwrap(), r);
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("existing");
+        assert_eq!(
+            serde_json::from_value::<Record>(old).unwrap().existing,
+            None
+        );
     }
 }

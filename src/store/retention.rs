@@ -6,7 +6,7 @@
 //! and discarded records are never purged: they still need the data (or a person). The stub
 //! keeps the local id, the server's customer id, timestamps, state and the attempt history
 //! (keys, times, statuses, latencies), so the audit trail survives; payload, server customer,
-//! errors and free-text details go.
+//! errors, the existing customer of an old conflict and free-text details go.
 
 use chrono::{DateTime, Utc};
 
@@ -24,6 +24,7 @@ pub fn purgeable(record: &Record, cutoff: DateTime<Utc>) -> bool {
 pub fn erase(record: &mut Record, now: DateTime<Utc>) {
     record.linked_customer_id = record.remote_id();
     record.remote = None;
+    record.existing = None;
     record.payload = Payload::erased();
     record.last_error = None;
     for entry in &mut record.history {

@@ -250,7 +250,19 @@ impl Tx<'_> {
         Ok(self.records.get(codec::record_key(id))?)
     }
 
+    /// Every record write ends here, so this is where a conflict's existing-customer lookup
+    /// is dropped once the record has left that conflict (`Record::drop_stale_existing`):
+    /// one place, whichever transition moved it. Only a stale record is copied.
     pub fn put_record(&self, new: &Record) -> TxResult<()> {
+        let cleaned;
+        let new = if new.existing_is_stale() {
+            let mut copy = new.clone();
+            copy.drop_stale_existing();
+            cleaned = copy;
+            &cleaned
+        } else {
+            new
+        };
         let value = self.codec.encode_record(new).or_else(abort)?;
         self.records.insert(&codec::record_key(new.id), value)?;
         Ok(())

@@ -110,6 +110,7 @@ mod tests {
             remote: None,
             synced_revision: None,
             linked_customer_id: None,
+            existing: None,
             failures: 0,
             next_attempt_at: next.map(t),
             created_at: t(0),

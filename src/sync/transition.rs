@@ -201,6 +201,7 @@ mod tests {
             remote: None,
             synced_revision: None,
             linked_customer_id: None,
+            existing: None,
             failures: 0,
             next_attempt_at: None,
             created_at: t(0),

@@ -1,7 +1,12 @@
 //! Records that need a person: 409 conflicts and rejected records, one page at a time, each
-//! shown side by side with what collided with it. A `customer_conflict` names only the
-//! existing customer's id and external_id (the API returns nothing else about it), so that
-//! is what the right-hand pane shows, with the email both share.
+//! shown beside what collided with it. For a `customer_conflict` that is the existing
+//! customer, field by field in the local payload's order, as the daemon's conflict enricher
+//! read it from the server (`Record::existing`; the 409 itself names only its id):
+//! `≠` marks each field the local record would change (the marker survives `NO_COLOR`; colour
+//! is added when allowed), fields empty on both sides are left out, and the customer's
+//! server-only facts (kyc_status, added_via) sit on the bottom border. Until the enricher
+//! has read it (offline, no key yet) the pane says so; a 404 says the customer is gone.
+//! Any other error shows the local payload beside why the API refused it.
 //!
 //! Actions apply to the marked records, or to everything matching the state and error-type
 //! filter after `A` (one `resolve_many`), or else to the selected record.
@@ -14,9 +19,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-use super::detail::payload_lines;
+use ratatui::style::Style;
+use uuid::Uuid;
+
+use super::detail::{payload_lines, PAYLOAD_FIELDS};
 use super::queue::search_line;
-use crate::contract::{ApiError, ErrorKind};
+use super::time;
+use crate::contract::{compare_with_customer, server_only_fields, ApiError, ErrorKind, Patch};
 use crate::control::ResolveAction;
 use crate::store::{Record, RecordError, RecordId, RecordState};
 use crate::tui::app::ListId;
@@ -234,8 +243,37 @@ impl Component for ConflictsView {
         let [left, right] =
             Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
                 .areas(compare);
-        match self.list.selected() {
-            Some(r) => {
+        let selected = self.list.selected();
+        match (selected, selected.and_then(|r| r.conflict())) {
+            (Some(r), Some((customer_id, _))) => {
+                // Read: one table across the width, the two sides aligned field by field.
+                // Not read (or gone): the local payload beside why not.
+                let read = r.existing.as_ref().is_some_and(|e| e.customer().is_some());
+                let (pane_area, width) = if read {
+                    (compare, compare.width)
+                } else {
+                    frame.render_widget(
+                        Paragraph::new(payload_lines(r, t)).block(
+                            Block::bordered()
+                                .title(format!(" Local record, revision {} ", r.revision)),
+                        ),
+                        left,
+                    );
+                    (right, right.width)
+                };
+                let pane = existing_pane(r, customer_id, t, width, pane_area.height);
+                let mut block = Block::bordered().title(pane.title);
+                if let Some(footer) = pane.footer {
+                    block = block.title_bottom(footer);
+                }
+                frame.render_widget(
+                    Paragraph::new(pane.lines)
+                        .wrap(Wrap { trim: false })
+                        .block(block),
+                    pane_area,
+                );
+            }
+            (Some(r), None) => {
                 frame.render_widget(
                     Paragraph::new(payload_lines(r, t)).block(
                         Block::bordered().title(format!(" Local record, revision {} ", r.revision)),
@@ -250,7 +288,7 @@ impl Component for ConflictsView {
                     right,
                 );
             }
-            None => frame.render_widget(
+            (None, _) => frame.render_widget(
                 Paragraph::new(Span::styled(" nothing needs a person here", t.dim()))
                     .block(Block::bordered()),
                 compare,
@@ -259,43 +297,9 @@ impl Component for ConflictsView {
     }
 }
 
-/// The right-hand pane: what the record collided with, or why it was refused.
+/// The right-hand pane for what is not a `customer_conflict`: why the record was refused.
 fn other_side<'a>(r: &Record, t: &Theme) -> (&'static str, Vec<Line<'a>>) {
-    let field = |name: &str, value: String| {
-        Line::from(vec![
-            Span::styled(format!(" {name:<12}"), t.dim()),
-            Span::raw(value),
-        ])
-    };
     match &r.last_error {
-        Some(RecordError::Api {
-            error:
-                ApiError::CustomerConflict {
-                    conflicting_customer_id,
-                    conflicting_external_id,
-                    ..
-                },
-        }) => {
-            // The id on a line of its own: 36 characters do not fit beside a label at 80 columns.
-            let mut lines = vec![
-                field("customer id", String::new()),
-                Line::raw(format!("  {conflicting_customer_id}")),
-                field(
-                    "external id",
-                    conflicting_external_id
-                        .clone()
-                        .unwrap_or_else(|| "none".into()),
-                ),
-            ];
-            if let Some(email) = r.payload.email() {
-                lines.push(field("email", format!("{email} (same as local)")));
-            }
-            lines.push(Line::from(Span::styled(
-                " The API reports only the id and external id of the existing customer.",
-                t.dim(),
-            )));
-            (" Existing customer on the server ", lines)
-        }
         Some(RecordError::Api {
             error: ApiError::ValidationError { errors, .. },
         }) => {
@@ -312,5 +316,155 @@ fn other_side<'a>(r: &Record, t: &Theme) -> (&'static str, Vec<Line<'a>>) {
         }
         Some(e) => (" Error ", vec![Line::raw(format!(" {e}"))]),
         None => (" Error ", vec![Line::raw(" no error recorded")]),
+    }
+}
+
+/// Labels of the compared fields, by the contract's member names.
+fn field_label(field: &str) -> &str {
+    PAYLOAD_FIELDS
+        .iter()
+        .find(|(path, _)| *path == field)
+        .map_or(field, |(_, label)| label)
+}
+
+const LABEL_WIDTH: usize = 16;
+
+/// `s` cut to `width` characters, the last one an ellipsis when cut; control characters
+/// shown as spaces.
+fn fit(s: &str, width: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= width {
+        format!("{flat:<width$}")
+    } else {
+        let mut cut: String = flat.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// The local record beside the existing customer of its `customer_conflict`, one line per
+/// field, `≠` (and colour, when allowed) on the fields the local record would change. Fields
+/// empty on both sides are left out, so 80x24 shows what matters; lines beyond `height`
+/// are cut with a note (the detail screen and `icsync show` have them all).
+pub struct ExistingPane<'a> {
+    pub title: String,
+    /// Server-only facts, for the bottom border.
+    pub footer: Option<String>,
+    pub lines: Vec<Line<'a>>,
+}
+
+pub fn existing_pane<'a>(
+    r: &Record,
+    customer_id: Uuid,
+    t: &Theme,
+    width: u16,
+    height: u16,
+) -> ExistingPane<'a> {
+    let title = format!(
+        " Local r{} beside existing customer {customer_id} ",
+        r.revision
+    );
+    let Some(existing) = &r.existing else {
+        let external_id = r
+            .conflict()
+            .and_then(|(_, x)| x.map(str::to_string))
+            .unwrap_or_else(|| "none".into());
+        return ExistingPane {
+            title: " Existing customer ".into(),
+            footer: None,
+            lines: vec![
+                Line::from(Span::raw(format!(" {customer_id}"))),
+                Line::from(Span::styled(
+                    " existing customer not fetched yet (offline?)",
+                    t.warn(),
+                )),
+                Line::from(Span::styled(
+                    " icsync reads it from the server as soon as the API answers.",
+                    t.dim(),
+                )),
+                Line::from(vec![
+                    Span::styled(format!(" {:<LABEL_WIDTH$}", "external id"), t.dim()),
+                    Span::raw(external_id),
+                ]),
+            ],
+        };
+    };
+    let Some(customer) = existing.customer() else {
+        return ExistingPane {
+            title: " Existing customer ".into(),
+            footer: None,
+            lines: vec![
+                Line::from(Span::raw(format!(" {customer_id}"))),
+                Line::from(Span::styled(
+                    format!(
+                        " not found on the server at {} UTC: deleted since the conflict?",
+                        time(existing.fetched_at)
+                    ),
+                    t.warn(),
+                )),
+            ],
+        };
+    };
+    // Two columns of values share what the marker and the label leave.
+    let values = usize::from(width.saturating_sub(2)).saturating_sub(3 + LABEL_WIDTH + 1);
+    let local_width = values / 2;
+    let existing_width = values - local_width;
+    let mut lines = vec![Line::from(Span::styled(
+        format!(
+            "   {:<LABEL_WIDTH$}{} {}",
+            "field",
+            fit("local", local_width),
+            "existing"
+        ),
+        t.title(),
+    ))];
+    let rows: Vec<_> = compare_with_customer(&r.payload.input(), customer)
+        .into_iter()
+        .filter(|c| c.existing.is_some() || matches!(c.local, Patch::Set(_)))
+        .collect();
+    let room = usize::from(height.saturating_sub(2)).saturating_sub(1);
+    let shown = if rows.len() > room {
+        room.saturating_sub(1)
+    } else {
+        rows.len()
+    };
+    for c in &rows[..shown] {
+        let local = match &c.local {
+            Patch::Absent => "(not sent)".to_string(),
+            Patch::Null => "(cleared)".to_string(),
+            Patch::Set(v) => v.clone(),
+        };
+        let existing = c.existing.clone().unwrap_or_else(|| "-".into());
+        let style = if c.differs { t.warn() } else { Style::new() };
+        lines.push(Line::from(vec![
+            Span::styled(if c.differs { " ≠ " } else { "   " }, t.warn()),
+            Span::styled(format!("{:<LABEL_WIDTH$}", field_label(c.field)), t.dim()),
+            Span::styled(fit(&local, local_width), style),
+            Span::raw(" "),
+            Span::styled(fit(&existing, existing_width), style),
+        ]));
+    }
+    if shown < rows.len() {
+        lines.push(Line::from(Span::styled(
+            format!(
+                " … {} more fields: Enter opens the record",
+                rows.len() - shown
+            ),
+            t.dim(),
+        )));
+    }
+    let footer = server_only_fields(customer)
+        .into_iter()
+        .filter(|(name, _)| *name != "id")
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    ExistingPane {
+        title,
+        footer: Some(format!(" {footer} · ≠ differs ")),
+        lines,
     }
 }

@@ -1,6 +1,8 @@
 //! One record in full: its payload, where it stands, the server's customer when known
 //! (id, kyc_status, added_via, verified identity), its history of attempts and actions
-//! (time, key, status, latency, error), and the operator actions that apply to it.
+//! (time, key, status, latency, error), and the operator actions that apply to it. For a
+//! `customer_conflict`, the existing customer in brief (name, how many fields differ, its KYC
+//! state), or that it is not read yet.
 
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,6 +12,7 @@ use ratatui::Frame;
 use serde_json::Value;
 
 use super::{error_line, time, wire_name};
+use crate::contract::compare_with_customer;
 use crate::control::{Request, ResolveAction};
 use crate::store::{HistoryEntry, Record, RecordId, RecordState};
 use crate::tui::app::{Outgoing, Purpose};
@@ -240,9 +243,45 @@ fn status_lines<'a>(r: &Record, t: &Theme) -> Vec<Line<'a>> {
                 t,
             ));
         }
+        None if r.conflict().is_some() => lines.extend(existing_lines(r, t)),
         None => lines.push(label("customer", "not on the server yet".into(), t)),
     }
     lines
+}
+
+/// A `customer_conflict`'s existing customer in brief; the conflicts screen (3) shows it
+/// field by field.
+fn existing_lines<'a>(r: &Record, t: &Theme) -> Vec<Line<'a>> {
+    let Some(existing) = &r.existing else {
+        return vec![label("existing", "not fetched yet (offline?)".into(), t)];
+    };
+    let Some(customer) = existing.customer() else {
+        return vec![label(
+            "existing",
+            "not found on the server (404): deleted?".into(),
+            t,
+        )];
+    };
+    let differ = compare_with_customer(&r.payload.input(), customer)
+        .iter()
+        .filter(|c| c.differs)
+        .count();
+    vec![
+        label(
+            "existing",
+            format!("{} · {differ} ≠ (see 3)", customer.full_name),
+            t,
+        ),
+        label(
+            "kyc",
+            format!(
+                "{} · added via {}",
+                customer.kyc_status.as_str(),
+                customer.added_via.as_str()
+            ),
+            t,
+        ),
+    ]
 }
 
 fn draw_history(frame: &mut Frame, area: Rect, r: &Record, scroll: usize, t: &Theme) {

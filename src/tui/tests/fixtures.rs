@@ -10,8 +10,8 @@ use crate::contract::{
 };
 use crate::control::{Reply, Request, StatusReport};
 use crate::store::{
-    ActionKind, Attempt, DropFileEntry, DropOutcome, HistoryEntry, Origin, Payload, Record,
-    RecordError, RecordId, RecordState,
+    ActionKind, Attempt, DropFileEntry, DropOutcome, ExistingCustomer, ExistingLookup,
+    HistoryEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
 };
 use crate::tui::app::{App, Effect, Incoming, Outgoing};
 
@@ -42,6 +42,7 @@ fn record(n: u128, state: RecordState, body: Value) -> Record {
         remote: None,
         synced_revision: None,
         linked_customer_id: None,
+        existing: None,
         failures: 0,
         next_attempt_at: None,
         created_at: created,
@@ -65,6 +66,29 @@ fn attempt(at: DateTime<Utc>, status: Option<u16>, ms: u64, error: Option<&str>)
         replayed: false,
         error: error.map(str::to_owned),
     })
+}
+
+/// The customer Alan's record collided with, as the server holds it.
+pub fn existing_customer() -> Customer {
+    Customer {
+        id: Uuid::from_u128(EXISTING),
+        external_id: Some("LEGACY-77".into()),
+        customer_type: CustomerType::Individual,
+        full_name: "Alan M. Turing".into(),
+        email: Some("Alan@Example.com".into()),
+        trading_name: None,
+        phone: Some("+44 161 496 0000".into()),
+        risk: Risk {
+            occupation: Some("Cryptanalyst".into()),
+            country_of_residence: Some("GB".into()),
+            ..Risk::default()
+        },
+        kyc_status: KycStatus::Pending,
+        added_via: AddedVia::AdminManual,
+        verified_identity: None,
+        created_at: t0() - Duration::days(400),
+        updated_at: t0() - Duration::days(3),
+    }
 }
 
 pub fn records() -> Vec<Record> {
@@ -132,6 +156,13 @@ pub fn records() -> Vec<Record> {
             message: "email alan@example.com belongs to another customer".into(),
             conflicting_customer_id: Uuid::from_u128(EXISTING),
             conflicting_external_id: Some("LEGACY-77".into()),
+        },
+    });
+    alan.existing = Some(ExistingCustomer {
+        customer_id: Uuid::from_u128(EXISTING),
+        fetched_at: t0() - Duration::minutes(2),
+        lookup: ExistingLookup::Found {
+            customer: Box::new(existing_customer()),
         },
     });
 

@@ -2,5 +2,6 @@
 //! rendered to ratatui's TestBackend and compared with insta snapshots.
 
 mod app_keys;
+mod existing_pane;
 mod fixtures;
 mod snapshots;

@@ -124,6 +124,20 @@ fn conflicts() {
 }
 
 #[test]
+fn conflicts_existing_not_fetched() {
+    check("conflicts_existing_not_fetched", |app| {
+        keys(app, &[ch('3'), ch('j')])
+    });
+}
+
+#[test]
+fn detail_conflict() {
+    check("detail_conflict", |app| {
+        keys(app, &[ch('3'), code(KeyCode::Enter)])
+    });
+}
+
+#[test]
 fn conflicts_rejected() {
     check("conflicts_rejected", |app| keys(app, &[ch('3'), ch('f')]));
 }
