@@ -6,7 +6,7 @@ use serde_json::json;
 use super::fixtures::{answer, answer_with_cap, id, loaded_app, sent, settle, settle_with_cap, t0};
 use crate::contract::parse_input;
 use crate::control::{
-    ControlError, ControlErrorCode, Event, Queued, Reply, Request, ResolveAction,
+    ControlError, ControlErrorCode, Event, ListSort, Queued, Reply, Request, ResolveAction,
 };
 use crate::store::{Origin, RecordState};
 use crate::tui::app::{App, Effect, Incoming, Overlay, Purpose, ScreenId};
@@ -52,6 +52,8 @@ fn start_asks_for_status_and_one_screenful_of_each_list() {
             after: None,
             limit: QueueView::rows_for(22),
             query: None,
+            sort: ListSort::Queue,
+            after_key: None,
         }
     );
     assert!(matches!(
@@ -123,6 +125,8 @@ fn moving_past_the_page_fetches_the_next_page_by_keyset_and_back_again() {
             after: Some(last),
             limit: rows,
             query: None,
+            sort: ListSort::Queue,
+            after_key: None,
         }]
     );
     settle(&mut app, fx);
@@ -140,6 +144,8 @@ fn moving_past_the_page_fetches_the_next_page_by_keyset_and_back_again() {
             after: None,
             limit: rows,
             query: None,
+            sort: ListSort::Queue,
+            after_key: None,
         }]
     );
     settle(&mut app, fx);
@@ -213,6 +219,8 @@ fn enter_searches_every_record_on_the_daemon_and_esc_clears_it() {
             after: None,
             limit: rows,
             query: Some("Turing".into()),
+            sort: ListSort::Queue,
+            after_key: None,
         }]
     );
     settle(&mut app, fx);
