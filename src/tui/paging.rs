@@ -647,6 +647,8 @@ impl ListView {
         s.push_str(&format!(" · page {}", self.window.page_number()));
         if self.window.loading() {
             match self.window.continued() {
+                // Asking again while the daemon sorts is not news: the progress says it.
+                0 if self.window.sorting().is_some() => {}
                 0 => s.push_str(" · loading"),
                 n => s.push_str(&format!(" · searching… chunk {}", n + 1)),
             }
