@@ -187,6 +187,8 @@ pub async fn all_records(
                 after,
                 limit: page,
                 query: None,
+                sort: crate::control::ListSort::Queue,
+                after_key: None,
             })
             .await?
         {

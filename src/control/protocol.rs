@@ -59,6 +59,13 @@ pub enum Request {
         /// records per request (docs/control.md).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         query: Option<String>,
+        /// The order of the whole list (absent: queue order, as before sorting existed).
+        #[serde(default, skip_serializing_if = "ListSort::is_queue")]
+        sort: ListSort,
+        /// With a `sort` other than queue order: the sort key of `after`, as the reply's
+        /// `next` gave it. `after` and `after_key` together name a position in the order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_key: Option<SortKey>,
     },
     /// `id` is a full id or a unique prefix of at least 6 characters.
     Show {
@@ -108,6 +115,53 @@ pub enum Request {
     },
 }
 
+/// The order a `list` is served in, over every record it selects (not one page).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSort {
+    /// By id: oldest record first (UUIDv7).
+    #[default]
+    Queue,
+    /// By full name, ignoring case; equal names in queue order.
+    Name,
+    /// By state (queued, sending, synced, conflict, rejected, discarded), queue order within.
+    State,
+    /// Most recently changed first; equal times in queue order.
+    NewestChange,
+}
+
+impl ListSort {
+    pub fn is_queue(&self) -> bool {
+        *self == ListSort::Queue
+    }
+}
+
+/// A record's place in a [`ListSort`] other than queue order (the id breaks ties).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    /// The full name in lower case.
+    Name(String),
+    State(RecordState),
+    NewestChange(DateTime<Utc>),
+}
+
+/// A position in a sorted list: just after the record `id` whose sort key is `key`. The key
+/// travels with the id because a record's name, state or change time may move after the
+/// page was served; the position stays where it was, so paging neither skips nor repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SortCursor {
+    pub id: RecordId,
+    pub key: SortKey,
+}
+
+/// How far the daemon is in building a sorted order: `done` of `total` records read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SortProgress {
+    pub done: u64,
+    pub total: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubmitItem {
     pub body: Value,
@@ -154,6 +208,15 @@ pub enum Reply {
         /// clients ignore it, older daemons never send it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_after: Option<RecordId>,
+        /// Only for a `list` with a `sort`: where the next page starts (absent on the last
+        /// page). Sent back as `after` and `after_key`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<SortCursor>,
+        /// Only for a `list` with a `sort`: the daemon is still building this order. With no
+        /// records, none is sorted yet (ask again shortly); with records, they are in the
+        /// previous order, read fresh, while the order is rebuilt after changes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sorting: Option<SortProgress>,
     },
     Record {
         record: Box<Record>,
@@ -351,9 +414,85 @@ mod tests {
                     after: None,
                     limit: 5,
                     query: None,
+                    sort: ListSort::Queue,
+                    after_key: None,
                 },
             }
         );
+    }
+
+    #[test]
+    fn a_sorted_list_and_its_reply_survive_the_wire() {
+        let id = RecordId::new();
+        let at: DateTime<Utc> = "2026-03-01T10:00:00.123456789Z".parse().unwrap();
+        for key in [
+            SortKey::Name("grace hopper".into()),
+            SortKey::State(RecordState::Conflict),
+            SortKey::NewestChange(at),
+        ] {
+            let request = Frame::Request {
+                id: 3,
+                request: Request::List {
+                    state: None,
+                    after: Some(id),
+                    limit: 20,
+                    query: Some("hop".into()),
+                    sort: ListSort::Name,
+                    after_key: Some(key.clone()),
+                },
+            };
+            assert_eq!(round_trip(request.clone()), request);
+            let reply = Frame::Reply {
+                id: 3,
+                reply: Reply::Records {
+                    records: Vec::new(),
+                    resume_after: None,
+                    next: Some(SortCursor { id, key }),
+                    sorting: Some(SortProgress {
+                        done: 10,
+                        total: 200,
+                    }),
+                },
+            };
+            assert_eq!(round_trip(reply.clone()), reply);
+        }
+        // The documented shape; queue order and unset members stay off the wire, so a v1
+        // daemon sees exactly the request it knew.
+        let v = serde_json::to_value(Request::List {
+            state: None,
+            after: Some(id),
+            limit: 2,
+            query: None,
+            sort: ListSort::NewestChange,
+            after_key: Some(SortKey::NewestChange(at)),
+        })
+        .unwrap();
+        assert_eq!(v["sort"], "newest_change");
+        assert_eq!(
+            v["after_key"],
+            json!({"newest_change": "2026-03-01T10:00:00.123456789Z"})
+        );
+        let plain = serde_json::to_value(Request::List {
+            state: None,
+            after: None,
+            limit: 2,
+            query: None,
+            sort: ListSort::Queue,
+            after_key: None,
+        })
+        .unwrap();
+        assert_eq!(
+            plain,
+            json!({"method": "list", "state": null, "after": null, "limit": 2})
+        );
+        let records = serde_json::to_value(Reply::Records {
+            records: Vec::new(),
+            resume_after: None,
+            next: None,
+            sorting: None,
+        })
+        .unwrap();
+        assert_eq!(records, json!({"type": "records", "records": []}));
     }
 
     #[test]

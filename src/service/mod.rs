@@ -4,6 +4,7 @@
 //! wakes the engine and announces changes. It never talks HTTP and never names sled.
 
 pub mod actions;
+pub mod sorted;
 
 use std::sync::Arc;
 
@@ -13,8 +14,8 @@ use tokio::sync::broadcast;
 
 use crate::contract::{ErrorKind, FieldError};
 use crate::control::{
-    ControlError, ControlErrorCode, Event, Handler, InvalidItem, Queued, Reply, Request,
-    ResolveAction, StatusReport,
+    ControlError, ControlErrorCode, Event, Handler, InvalidItem, ListSort, Queued, Reply, Request,
+    ResolveAction, SortCursor, SortKey, SortProgress, StatusReport,
 };
 use crate::crypto::Passphrase;
 use crate::store::{
@@ -23,6 +24,7 @@ use crate::store::{
 };
 
 pub use actions::ActionError;
+use sorted::{SortConfig, Sorter, ViewSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -36,6 +38,9 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     NotAllowed(String),
+    /// Building a sorted view failed (the message names the store's failure, no record).
+    #[error("{0}")]
+    Sort(String),
 }
 
 impl From<ServiceError> for ControlError {
@@ -54,7 +59,7 @@ impl From<ServiceError> for ControlError {
                 StoreError::KeyLocked | StoreError::Key(crate::crypto::KeyError::PassphraseNeeded),
             ) => ControlErrorCode::Locked,
             ServiceError::Store(StoreError::Key(_)) => ControlErrorCode::NotAllowed,
-            ServiceError::Store(_) => ControlErrorCode::Internal,
+            ServiceError::Store(_) | ServiceError::Sort(_) => ControlErrorCode::Internal,
         };
         let invalid = match &e {
             ServiceError::Invalid(v) | ServiceError::Action(ActionError::Invalid(v)) => v.clone(),
@@ -96,6 +101,8 @@ pub struct Service {
     engine: Option<Arc<dyn SyncLink>>,
     keys: Option<Arc<dyn KeyControl>>,
     events: broadcast::Sender<Event>,
+    /// Sorted views by name and newest change, shared by every clone (see `sorted`).
+    sorter: Arc<Sorter>,
 }
 
 impl Service {
@@ -106,7 +113,19 @@ impl Service {
             engine,
             keys: None,
             events,
+            sorter: Arc::new(Sorter::new(SortConfig::default())),
         }
+    }
+
+    /// The same service with sorted views tuned by `config` (tests shorten the timings).
+    pub fn with_sort_config(mut self, config: SortConfig) -> Self {
+        self.sorter = Arc::new(Sorter::new(config));
+        self
+    }
+
+    /// Sorted views held in memory (built or being built).
+    pub fn sorted_views(&self) -> usize {
+        self.sorter.views()
     }
 
     /// Lets `unlock` and `lock` requests through to `keys` (the daemon).
@@ -236,6 +255,143 @@ impl Service {
         Ok(SearchPage {
             records: found,
             resume_after,
+        })
+    }
+
+    /// One page of `list` in any order: queue order (and search) as [`Service::search`];
+    /// by state, a walk of the state index; by name or newest change, from a sorted view
+    /// (see `sorted`). `after_key` is the key of `after` in that order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn list_page(
+        &self,
+        state: Option<RecordState>,
+        after: Option<RecordId>,
+        after_key: Option<SortKey>,
+        limit: usize,
+        query: Option<&str>,
+        sort: ListSort,
+    ) -> Result<ListPage, ServiceError> {
+        let needle = query
+            .map(|q| q.trim().to_lowercase())
+            .filter(|q| !q.is_empty());
+        let cursor = match (after, after_key) {
+            (Some(id), Some(key)) => Some(SortCursor { id, key }),
+            (None, _) => None,
+            (Some(_), None) if sort.is_queue() => None,
+            (Some(_), None) => {
+                return Err(ServiceError::NotAllowed(
+                    "a sorted list pages on with after and after_key (from the reply's next)"
+                        .into(),
+                ))
+            }
+        };
+        match sort {
+            ListSort::Queue => {
+                let p = match &needle {
+                    Some(n) => self.search(state, after, limit, n)?,
+                    None => SearchPage {
+                        records: self.list(state, after, limit)?,
+                        resume_after: None,
+                    },
+                };
+                Ok(ListPage {
+                    records: p.records,
+                    resume_after: p.resume_after,
+                    next: None,
+                    sorting: None,
+                })
+            }
+            ListSort::State => {
+                let from = match cursor {
+                    Some(SortCursor {
+                        id,
+                        key: SortKey::State(s),
+                    }) => Some((s, id)),
+                    Some(_) => {
+                        return Err(ServiceError::NotAllowed(
+                            "after_key is not a key of sort state".into(),
+                        ))
+                    }
+                    None => None,
+                };
+                self.by_state(state, from, limit, needle.as_deref(), SEARCH_SCAN_MAX)
+            }
+            ListSort::Name | ListSort::NewestChange => {
+                let spec = ViewSpec {
+                    sort,
+                    state,
+                    needle,
+                };
+                let p = self
+                    .sorter
+                    .page(&self.store, spec, cursor.as_ref(), limit)?;
+                Ok(ListPage {
+                    records: p.records,
+                    resume_after: None,
+                    next: p.next,
+                    sorting: p.sorting,
+                })
+            }
+        }
+    }
+
+    /// Records by state (in [`RecordState::ALL`] order), queue order within, from just after
+    /// `from`: a walk of the state index, so no view is built. A search reads at most `cap`
+    /// records, then `next` says where it stopped.
+    fn by_state(
+        &self,
+        filter: Option<RecordState>,
+        from: Option<(RecordState, RecordId)>,
+        limit: usize,
+        needle: Option<&str>,
+        cap: usize,
+    ) -> Result<ListPage, ServiceError> {
+        let mut found = Vec::new();
+        let mut pos = from;
+        let mut scanned = 0;
+        let mut exhausted = true;
+        let states = RecordState::ALL
+            .into_iter()
+            .filter(|s| filter.is_none_or(|f| f == *s))
+            .filter(|s| from.is_none_or(|(f, _)| f <= *s));
+        'states: for s in states {
+            let mut after = pos.filter(|(p, _)| *p == s).map(|(_, id)| id);
+            loop {
+                if found.len() >= limit || scanned >= cap {
+                    exhausted = false;
+                    break 'states;
+                }
+                let want = match needle {
+                    Some(_) => SEARCH_PAGE.min(cap - scanned),
+                    None => limit - found.len(),
+                };
+                let page = self.store.list(Some(s), after, want)?;
+                let read = page.len();
+                for r in page {
+                    scanned += 1;
+                    after = Some(r.id);
+                    pos = Some((s, r.id));
+                    if needle.is_none_or(|n| matches_query(&r, n)) {
+                        found.push(r);
+                        if found.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                if read < want {
+                    break;
+                }
+            }
+        }
+        let next = pos.filter(|_| !exhausted).map(|(s, id)| SortCursor {
+            id,
+            key: SortKey::State(s),
+        });
+        Ok(ListPage {
+            records: found,
+            resume_after: None,
+            next,
+            sorting: None,
         })
     }
 
@@ -455,17 +611,16 @@ impl Service {
                 after,
                 limit,
                 query,
-            } => match query {
-                Some(q) => self.search(state, after, limit, &q),
-                None => self.list(state, after, limit).map(|records| SearchPage {
-                    records,
-                    resume_after: None,
+                sort,
+                after_key,
+            } => self
+                .list_page(state, after, after_key, limit, query.as_deref(), sort)
+                .map(|p| Reply::Records {
+                    records: p.records,
+                    resume_after: p.resume_after,
+                    next: p.next,
+                    sorting: p.sorting,
                 }),
-            }
-            .map(|p| Reply::Records {
-                records: p.records,
-                resume_after: p.resume_after,
-            }),
             Request::Show { id } => self.show(&id).map(|r| Reply::Record {
                 record: Box::new(r),
             }),
@@ -503,7 +658,11 @@ impl Service {
                 .and_then(|()| self.status().map(Reply::Status)),
             Request::Lock => self
                 .keys()
-                .and_then(|k| k.lock())
+                .and_then(|k| {
+                    // No decrypted name outlives the key in memory.
+                    self.sorter.clear();
+                    k.lock()
+                })
                 .and_then(|()| self.status().map(Reply::Status)),
             Request::Purge {
                 synced_before,
@@ -524,6 +683,18 @@ impl Service {
 pub struct SearchPage {
     pub records: Vec<Record>,
     pub resume_after: Option<RecordId>,
+}
+
+/// One page of `list` as the reply carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    pub records: Vec<Record>,
+    /// Queue order only: where a capped search stopped.
+    pub resume_after: Option<RecordId>,
+    /// Other orders: where the next page starts (none: this is the last).
+    pub next: Option<SortCursor>,
+    /// Name and newest change: the order is still being built.
+    pub sorting: Option<SortProgress>,
 }
 
 /// Records a search request reads from the store at most.
@@ -592,6 +763,8 @@ mod tests {
             after,
             limit,
             query: query.map(str::to_owned),
+            sort: ListSort::Queue,
+            after_key: None,
         }
     }
 
@@ -641,6 +814,7 @@ mod tests {
             Reply::Records {
                 records,
                 resume_after: None,
+                ..
             } => records,
             other => panic!("{other:?}"),
         };
@@ -721,6 +895,8 @@ mod tests {
             serde_json::to_value(Reply::Records {
                 records: p.records,
                 resume_after: p.resume_after,
+                next: None,
+                sorting: None,
             })
             .unwrap()
         };
@@ -728,5 +904,317 @@ mod tests {
         assert!(wire(search(Some(ids[599]), 1))
             .get("resume_after")
             .is_none());
+    }
+
+    /// A service whose sorted views rebuild without waiting and drop after `idle`.
+    fn sorting_service(dir: &std::path::Path, idle: std::time::Duration) -> Service {
+        service(dir).with_sort_config(sorted::SortConfig {
+            debounce: std::time::Duration::ZERO,
+            idle_drop: idle,
+            ..sorted::SortConfig::default()
+        })
+    }
+
+    fn sorted(sort: ListSort, state: Option<RecordState>, query: Option<&str>) -> Request {
+        Request::List {
+            state,
+            after: None,
+            limit: 0,
+            query: query.map(str::to_owned),
+            sort,
+            after_key: None,
+        }
+    }
+
+    /// `request` (a list) asking for `limit` records after `after`.
+    fn paged(request: &Request, after: Option<&SortCursor>, limit: usize) -> Request {
+        let Request::List {
+            state, query, sort, ..
+        } = request.clone()
+        else {
+            panic!("not a list")
+        };
+        Request::List {
+            state,
+            after: after.map(|c| c.id),
+            limit,
+            query,
+            sort,
+            after_key: after.map(|c| c.key.clone()),
+        }
+    }
+
+    /// One page of `request` from `after`, asked again until the daemon's view is current
+    /// (no `sorting`), within a deadline.
+    fn sorted_page(
+        svc: &Service,
+        request: &Request,
+        after: Option<&SortCursor>,
+        limit: usize,
+    ) -> (Vec<Record>, Option<SortCursor>) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let reply = svc.answer(paged(request, after, limit));
+            match reply {
+                Reply::Records {
+                    records,
+                    next,
+                    sorting: None,
+                    resume_after: None,
+                } => return (records, next),
+                Reply::Records { .. } if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                other => panic!("no sorted page in time: {other:?}"),
+            }
+        }
+    }
+
+    /// Every page of `request`, `limit` at a time, following `next`.
+    fn every_page(svc: &Service, request: &Request, limit: usize) -> Vec<Vec<Record>> {
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let (records, next) = sorted_page(svc, request, after.as_ref(), limit);
+            pages.push(records);
+            match next {
+                Some(n) => after = Some(n),
+                None => return pages,
+            }
+            assert!(pages.len() < 10_000, "paging does not end");
+        }
+    }
+
+    fn full_names(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| r.payload.full_name().to_owned())
+            .collect()
+    }
+
+    /// `n` records named in an order unrelated to queue order ("Person 0421", ...).
+    fn people(svc: &Service, n: usize) -> Vec<RecordId> {
+        let now = Utc::now();
+        (0..n)
+            .map(|i| {
+                let k = (i * 389) % n;
+                svc.submit(
+                    &json!({"type": "INDIVIDUAL", "full_name": format!("person {k:04}"),
+                            "external_id": format!("CRM-{i}")}),
+                    Origin::Cli,
+                    now,
+                )
+                .unwrap()
+                .id
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_name_sort_orders_every_record_across_pages_and_reports_its_progress_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = sorting_service(dir.path(), std::time::Duration::from_secs(60));
+        let n = 1_000;
+        people(&svc, n);
+        let by_name = sorted(ListSort::Name, None, None);
+
+        // The first request never waits for the build: no records, the progress.
+        match svc.answer(paged(&by_name, None, 10)) {
+            Reply::Records {
+                records,
+                sorting: Some(p),
+                next: None,
+                ..
+            } => {
+                assert!(records.is_empty());
+                assert_eq!(p.total, n as u64);
+            }
+            other => panic!("expected progress: {other:?}"),
+        }
+
+        let pages = every_page(&svc, &by_name, 64);
+        assert_eq!(
+            pages.len(),
+            n.div_ceil(64),
+            "several full pages, then the rest"
+        );
+        let names: Vec<String> = pages.iter().flat_map(|p| full_names(p)).collect();
+        let mut expected: Vec<String> = (0..n).map(|k| format!("person {k:04}")).collect();
+        expected.sort();
+        assert_eq!(names, expected, "one global order, each record once");
+    }
+
+    #[test]
+    fn sorted_cursors_stay_put_while_records_change_and_the_view_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = sorting_service(dir.path(), std::time::Duration::from_secs(60));
+        let ids = people(&svc, 300);
+        let by_name = sorted(ListSort::Name, None, None);
+        let (page1, next1) = sorted_page(&svc, &by_name, None, 100);
+        let next1 = next1.unwrap();
+        assert_eq!(page1.last().unwrap().payload.full_name(), "person 0099");
+
+        // Meanwhile: a record on page 3 is renamed to sort first, and a new one arrives.
+        let moved = ids[(0..300).find(|i| (i * 389) % 300 == 250).unwrap()];
+        svc.edit(
+            &moved.to_string(),
+            &json!({"full_name": "Aaron First"}),
+            Utc::now(),
+        )
+        .unwrap();
+        svc.submit(
+            &json!({"type": "INDIVIDUAL", "full_name": "person 0150b"}),
+            Origin::Cli,
+            Utc::now(),
+        )
+        .unwrap();
+
+        // Page 2 carries on after page 1's last name, whatever order is served now.
+        let (page2, next2) = sorted_page(&svc, &by_name, Some(&next1), 100);
+        let names2 = full_names(&page2);
+        assert_eq!(
+            names2[0], "person 0100",
+            "nothing skipped, nothing repeated"
+        );
+        assert!(
+            names2.contains(&"person 0150b".to_owned()),
+            "the rebuilt order"
+        );
+        let (page3, _) = sorted_page(&svc, &by_name, next2.as_ref(), 100);
+        assert!(!full_names(&page3).contains(&"Aaron First".to_owned()));
+        // The renamed record now sorts first, read fresh.
+        let (first, _) = sorted_page(&svc, &by_name, None, 1);
+        assert_eq!(full_names(&first), ["Aaron First"]);
+        assert_eq!(first[0].id, moved);
+    }
+
+    #[test]
+    fn newest_change_sorts_the_last_edited_first_and_state_sort_walks_the_state_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = sorting_service(dir.path(), std::time::Duration::from_secs(60));
+        let ids = people(&svc, 250);
+        let later = Utc::now() + chrono::Duration::seconds(5);
+        for (i, id) in [ids[7], ids[200], ids[3]].iter().enumerate() {
+            svc.edit(
+                &id.to_string(),
+                &json!({"email": format!("new{i}@example.org")}),
+                later + chrono::Duration::seconds(i as i64),
+            )
+            .unwrap();
+        }
+        let newest = sorted(ListSort::NewestChange, None, None);
+        let pages = every_page(&svc, &newest, 40);
+        let order: Vec<RecordId> = pages.iter().flatten().map(|r| r.id).collect();
+        assert_eq!(order.len(), 250);
+        assert_eq!(order[..3], [ids[3], ids[200], ids[7]]);
+        let times: Vec<_> = pages.iter().flatten().map(|r| r.updated_at).collect();
+        assert!(
+            times.windows(2).all(|w| w[0] >= w[1]),
+            "newest first throughout"
+        );
+
+        // Move some records to other states; the state order lists them state by state.
+        let states = [
+            (ids[5], RecordState::Conflict),
+            (ids[100], RecordState::Synced),
+            (ids[1], RecordState::Synced),
+            (ids[249], RecordState::Rejected),
+        ];
+        for (id, state) in states {
+            svc.store()
+                .update(id, Durability::Lazy, |r| r.state = state)
+                .unwrap();
+        }
+        let by_state = sorted(ListSort::State, None, None);
+        let pages = every_page(&svc, &by_state, 30);
+        let all: Vec<&Record> = pages.iter().flatten().collect();
+        assert_eq!(all.len(), 250);
+        assert!(all
+            .windows(2)
+            .all(|w| (w[0].state, w[0].id) < (w[1].state, w[1].id)));
+        let tail: Vec<RecordId> = all[246..].iter().map(|r| r.id).collect();
+        assert_eq!(tail, [ids[1], ids[100], ids[5], ids[249]]);
+        // A state filter and a search narrow the same walk.
+        let synced = every_page(&svc, &sorted(ListSort::State, None, Some("person")), 2);
+        assert_eq!(synced.iter().flatten().count(), 250);
+        let one = every_page(
+            &svc,
+            &sorted(ListSort::State, Some(RecordState::Synced), None),
+            1,
+        );
+        let ids_synced: Vec<RecordId> = one.iter().flatten().map(|r| r.id).collect();
+        assert_eq!(ids_synced, [ids[1], ids[100]]);
+    }
+
+    #[test]
+    fn a_search_sorted_by_name_sorts_only_the_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = sorting_service(dir.path(), std::time::Duration::from_secs(60));
+        people(&svc, 400);
+        // Only names match this (external ids are "CRM-<n>"): "person 01xx".
+        let request = sorted(ListSort::Name, None, Some("SON 01"));
+        let pages = every_page(&svc, &request, 7);
+        let names: Vec<String> = pages.iter().flat_map(|p| full_names(p)).collect();
+        let mut expected: Vec<String> = (0..400)
+            .map(|k| format!("person {k:04}"))
+            .filter(|n| n.starts_with("person 01"))
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+        assert!(pages.len() > 3, "the matches span several pages");
+        // A cursor of another order is refused, not misread.
+        let wrong = svc.answer(paged(
+            &request,
+            Some(&SortCursor {
+                id: RecordId::new(),
+                key: SortKey::State(RecordState::Queued),
+            }),
+            5,
+        ));
+        assert!(matches!(
+            wrong,
+            Reply::Error(ControlError {
+                code: ControlErrorCode::NotAllowed,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn sorted_views_are_dropped_when_idle_and_when_the_store_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = sorting_service(dir.path(), std::time::Duration::from_millis(200));
+        people(&svc, 50);
+        let by_name = sorted(ListSort::Name, None, None);
+        sorted_page(&svc, &by_name, None, 10);
+        sorted_page(&svc, &sorted(ListSort::NewestChange, None, None), None, 10);
+        assert_eq!(svc.sorted_views(), 2);
+        // A third order evicts the least recently used: at most two are held.
+        sorted_page(
+            &svc,
+            &sorted(ListSort::Name, None, Some("person 00")),
+            None,
+            10,
+        );
+        assert_eq!(svc.sorted_views(), 2);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while svc.sorted_views() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "idle views not dropped"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // A locked store answers no sorted page and holds no view.
+        sorted_page(&svc, &by_name, None, 10);
+        svc.store().lock();
+        assert!(matches!(
+            svc.answer(paged(&by_name, None, 5)),
+            Reply::Error(ControlError {
+                code: ControlErrorCode::Locked,
+                ..
+            })
+        ));
+        assert_eq!(svc.sorted_views(), 0);
     }
 }

@@ -54,6 +54,7 @@ use std::collections::HashSet;
 use std::ops::Bound;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -142,6 +143,9 @@ struct Inner {
     dir: PathBuf,
     /// None while locked.
     codec: RwLock<Option<Codec>>,
+    /// Committed transactions since open: whoever keeps something derived from the records
+    /// (the service's sorted views) compares it to know when that went stale.
+    changes: AtomicU64,
 }
 
 const META_KEY_CHECK: &[u8] = b"key_check";
@@ -337,6 +341,7 @@ impl Store {
                 meta,
                 dir: dir.to_owned(),
                 codec: RwLock::new(None),
+                changes: AtomicU64::new(0),
             }),
         })
     }
@@ -365,7 +370,16 @@ impl Store {
 
     fn transaction<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
         let codec = self.codec()?;
-        self.trees().transaction(&codec, f)
+        let out = self.trees().transaction(&codec, f)?;
+        self.inner.changes.fetch_add(1, Ordering::Release);
+        Ok(out)
+    }
+
+    /// A number that grows with every committed write (records, indexes, drop progress)
+    /// made through this handle since the store was opened; equal numbers mean nothing
+    /// changed in between. Not persisted.
+    pub fn changes(&self) -> u64 {
+        self.inner.changes.load(Ordering::Acquire)
     }
 
     pub fn keyring_path(&self) -> PathBuf {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::component::{help_only, hint, Action, Component, KeyHint, Save};
+use super::paging::{Page, PageStart};
 use super::screens::capture::CaptureForm;
 use super::screens::conflicts::ConflictsView;
 use super::screens::dashboard::DashboardView;
@@ -45,7 +46,7 @@ pub enum Purpose {
         list: ListId,
         generation: u64,
         mv: PageMove,
-        after: Option<RecordId>,
+        after: Option<PageStart>,
     },
     Detail {
         id: RecordId,
@@ -685,15 +686,18 @@ impl App {
         q.into_iter().chain(c).map(Effect::Send).collect()
     }
 
-    /// Reloads, at most once each, the dirty lists that are on screen.
+    /// Reloads, at most once each, the dirty lists that are on screen, and a list whose
+    /// order the daemon is still sorting (asked again each tick until it is there).
     fn refresh_visible(&mut self) -> Vec<Effect> {
         let mut fx = Vec::new();
         match self.screen {
-            ScreenId::Queue if self.queue_dirty => {
+            ScreenId::Queue if self.queue_dirty || self.queue.list.window.awaits_sort() => {
                 self.queue_dirty = false;
                 fx.extend(self.queue.list.window.refresh().map(Effect::Send));
             }
-            ScreenId::Conflicts if self.conflicts_dirty => {
+            ScreenId::Conflicts
+                if self.conflicts_dirty || self.conflicts.list.window.awaits_sort() =>
+            {
                 self.conflicts_dirty = false;
                 fx.extend(self.conflicts.list.window.refresh().map(Effect::Send));
             }
@@ -741,28 +745,27 @@ impl App {
                 },
                 reply,
             ) => {
-                let (records, resume) = match reply {
+                let page = match reply {
                     Reply::Records {
                         records,
                         resume_after,
-                    } => (records, resume_after),
+                        next,
+                        sorting,
+                    } => Page::from_reply(records, resume_after, next, sorting),
                     Reply::Error(e) => {
                         self.error_notice(&e);
-                        (Vec::new(), None)
+                        Page::default()
                     }
                     other => {
                         self.unexpected(&other);
-                        (Vec::new(), None)
+                        Page::default()
                     }
                 };
                 let view = match list {
                     ListId::Queue => &mut self.queue.list,
                     ListId::Conflicts => &mut self.conflicts.list,
                 };
-                fx.extend(
-                    view.accept(generation, mv, after, records, resume)
-                        .map(Effect::Send),
-                );
+                fx.extend(view.accept(generation, mv, after, page).map(Effect::Send));
             }
             (Purpose::Detail { id }, Reply::Record { record }) => self.detail.loaded(id, *record),
             (Purpose::Save { generation }, Reply::Queued(q)) => {

@@ -1,12 +1,20 @@
 //! Keyset paging over the daemon's record list, so the TUI never holds more than one screen
-//! of records however many the store has. The daemon answers `list {state, after, limit}`
-//! in queue order; a page is named by its `after` cursor, and the cursors of the pages
-//! before it are kept to page back (the protocol has no `before`).
+//! of records however many the store has. The daemon answers `list {state, after, limit,
+//! sort}`; a page is named by its start ([`PageStart`]: the id after which it begins and, in
+//! a sorted order, that record's sort key), and the starts of the pages before it are kept to
+//! page back (the protocol has no `before`).
 //!
 //! [`ListView`] adds what the queue and conflicts screens share on top of a page: the
 //! selection, the `/` search and the sort. While a search is typed it narrows the loaded
 //! page at once; Enter sends it with every page request (`list {query}`), so the daemon
-//! searches all records. The sort orders the loaded page only.
+//! searches all records. The sort (`s`: queue order, name, state, newest change) is sent with
+//! every page request too and orders the whole list, never the page: the daemon walks its
+//! state index for the state order, and builds a sorted view in its memory for name and
+//! newest change (names are sealed at rest and have no index). In a sorted order the next
+//! page starts where the daemon's `next` says, not at the last row shown: a record renamed
+//! since the daemon sorted keeps its old place until the order is rebuilt. While the daemon
+//! builds the order its replies say how far it is ("sorting N of M…"), and the window asks
+//! again on each tick until the order is there.
 //!
 //! The daemon's search reads a bounded number of records per request; a page it cut short
 //! comes with `resume_after`, so it is not the last: paging on continues from there. A
@@ -19,8 +27,31 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::app::{ListId, Outgoing, PageMove, Purpose};
 use super::component::Action;
 use crate::contract::ErrorKind;
-use crate::control::Request;
+use crate::control::{ListSort, Request, SortCursor, SortKey, SortProgress};
 use crate::store::{Record, RecordError, RecordId, RecordState};
+
+/// Where a page begins: after the record `id`, whose key in the list's sort is `key` (none
+/// in queue order, where the id alone is the position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageStart {
+    pub id: RecordId,
+    pub key: Option<SortKey>,
+}
+
+impl PageStart {
+    fn id(id: RecordId) -> Self {
+        PageStart { id, key: None }
+    }
+}
+
+impl From<SortCursor> for PageStart {
+    fn from(c: SortCursor) -> Self {
+        PageStart {
+            id: c.id,
+            key: Some(c.key),
+        }
+    }
+}
 
 /// Chunks without a match a searched page asks for on its own before waiting for a key.
 pub const AUTO_CONTINUE_MAX: usize = 20;
@@ -32,21 +63,26 @@ pub struct Window {
     filter: Option<RecordState>,
     /// The search the daemon applies to every page of this list.
     query: Option<String>,
-    cursor: Option<RecordId>,
-    trail: Vec<Option<RecordId>>,
+    /// The order the daemon serves the whole list in.
+    sort: ListSort,
+    cursor: Option<PageStart>,
+    trail: Vec<Option<PageStart>>,
     rows: Vec<Record>,
     limit: usize,
     generation: u64,
     in_flight: bool,
     refresh_wanted: bool,
     at_end: bool,
-    /// Where the daemon's search stopped reading when it cut this page short.
-    resume: Option<RecordId>,
+    /// Queue order: where the daemon's search stopped reading when it cut this page short.
+    /// Other orders: where the next page starts (the daemon's `next`; none on the last).
+    resume: Option<PageStart>,
     /// Chunks asked for on their own since the last key press.
     continued: usize,
     /// The automatic continuations gave up: chunks read without a match, and where the
     /// next page forward carries on.
-    stalled: Option<(usize, RecordId)>,
+    stalled: Option<(usize, PageStart)>,
+    /// The daemon is still building the sorted order (from the last reply).
+    sorting: Option<SortProgress>,
 }
 
 /// Where the selection goes after a page arrives.
@@ -63,6 +99,7 @@ impl Window {
             list,
             filter,
             query: None,
+            sort: ListSort::Queue,
             cursor: None,
             trail: Vec::new(),
             rows: Vec::new(),
@@ -74,6 +111,7 @@ impl Window {
             resume: None,
             continued: 0,
             stalled: None,
+            sorting: None,
         }
     }
 
@@ -95,6 +133,27 @@ impl Window {
         self.reset(self.filter)
     }
 
+    pub fn sort(&self) -> ListSort {
+        self.sort
+    }
+
+    /// Back to the first page, in another order (filter and search kept).
+    pub fn sort_by(&mut self, sort: ListSort) -> Outgoing {
+        self.sort = sort;
+        self.reset(self.filter)
+    }
+
+    /// How far the daemon is in building this list's order, while it is.
+    pub fn sorting(&self) -> Option<SortProgress> {
+        self.sorting
+    }
+
+    /// The daemon is sorting and no request is out: time to ask again (one per tick, never
+    /// back to back).
+    pub fn awaits_sort(&self) -> bool {
+        self.sorting.is_some() && !self.in_flight
+    }
+
     pub fn limit(&self) -> usize {
         self.limit
     }
@@ -110,8 +169,30 @@ impl Window {
 
     /// Whether a page forward is known to be empty.
     pub fn at_end(&self) -> bool {
-        self.stalled.is_none()
-            && (self.at_end || (self.rows.len() < self.limit && self.resume.is_none()))
+        let no_more = match self.sort {
+            ListSort::Queue => self.rows.len() < self.limit && self.resume.is_none(),
+            _ => self.resume.is_none(),
+        };
+        self.stalled.is_none() && (self.at_end || no_more)
+    }
+
+    /// Where the next page forward starts: where a stalled search stopped; in queue order
+    /// where the daemon stopped reading a short page, else after the last row; in a sorted
+    /// order where the daemon said.
+    fn next_start(&self) -> Option<PageStart> {
+        if let Some((_, r)) = &self.stalled {
+            return Some(r.clone());
+        }
+        match self.sort {
+            ListSort::Queue => {
+                let short = self.rows.len() < self.limit;
+                self.resume
+                    .clone()
+                    .filter(|_| short)
+                    .or(self.rows.last().map(|r| PageStart::id(r.id)))
+            }
+            _ => self.resume.clone(),
+        }
     }
 
     /// Search chunks read so far for the request in flight (0 when it is a plain one).
@@ -121,7 +202,7 @@ impl Window {
 
     /// Chunks read without a match after which the window waits for a key.
     pub fn stalled(&self) -> Option<usize> {
-        self.stalled.map(|(n, _)| n)
+        self.stalled.as_ref().map(|(n, _)| *n)
     }
 
     /// Whether the page is short only because the daemon's search stopped reading.
@@ -130,14 +211,18 @@ impl Window {
     }
 
     /// A request from a key press (or a refresh): the automatic continuations start over.
-    fn user_request(&mut self, mv: PageMove, after: Option<RecordId>) -> Outgoing {
+    fn user_request(&mut self, mv: PageMove, after: Option<PageStart>) -> Outgoing {
         self.continued = 0;
         self.stalled = None;
         self.request(mv, after)
     }
 
-    fn request(&mut self, mv: PageMove, after: Option<RecordId>) -> Outgoing {
+    fn request(&mut self, mv: PageMove, after: Option<PageStart>) -> Outgoing {
         self.in_flight = true;
+        let (id, key) = match &after {
+            Some(p) => (Some(p.id), p.key.clone()),
+            None => (None, None),
+        };
         Outgoing {
             purpose: Purpose::Page {
                 list: self.list,
@@ -147,9 +232,11 @@ impl Window {
             },
             request: Request::List {
                 state: self.filter,
-                after,
+                after: id,
                 limit: self.limit,
                 query: self.query.clone(),
+                sort: self.sort,
+                after_key: key,
             },
         }
     }
@@ -164,6 +251,7 @@ impl Window {
         self.at_end = false;
         self.refresh_wanted = false;
         self.resume = None;
+        self.sorting = None;
         self.user_request(PageMove::Reset, None)
     }
 
@@ -171,14 +259,7 @@ impl Window {
         if self.in_flight || self.at_end() {
             return None;
         }
-        // A stalled search goes on where it stopped, a short page where the daemon stopped
-        // reading, a full one after its last row.
-        let short = self.rows.len() < self.limit;
-        let after = self
-            .stalled
-            .map(|(_, r)| r)
-            .or(self.resume.filter(|_| short))
-            .or(self.rows.last().map(|r| r.id));
+        let after = self.next_start();
         Some(self.user_request(PageMove::Forward, after))
     }
 
@@ -186,7 +267,7 @@ impl Window {
         if self.in_flight {
             return None;
         }
-        let after = *self.trail.last()?;
+        let after = self.trail.last()?.clone();
         Some(self.user_request(PageMove::Back, after))
     }
 
@@ -196,8 +277,8 @@ impl Window {
             self.refresh_wanted = true;
             return None;
         }
-        let stalled = self.stalled;
-        let out = self.user_request(PageMove::Refresh, self.cursor);
+        let stalled = self.stalled.clone();
+        let out = self.user_request(PageMove::Refresh, self.cursor.clone());
         // A refresh does not forget how far a stalled search has read.
         self.stalled = stalled;
         Some(out)
@@ -218,16 +299,31 @@ impl Window {
         &mut self,
         generation: u64,
         mv: PageMove,
-        after: Option<RecordId>,
-        records: Vec<Record>,
-        resume: Option<RecordId>,
+        after: Option<PageStart>,
+        page: Page,
     ) -> (Option<Landing>, Option<Outgoing>) {
         if generation != self.generation {
             return (None, None);
         }
         self.in_flight = false;
+        let Page {
+            records,
+            resume,
+            sorting,
+        } = page;
+        self.sorting = sorting;
+        if sorting.is_some() && records.is_empty() {
+            // Nothing sorted yet: stay where we are; the tick asks again.
+            if mv == PageMove::Reset {
+                self.cursor = after;
+                self.rows.clear();
+                self.resume = None;
+            }
+            let follow = self.refresh_wanted_follow();
+            return (Some(Landing::Keep), follow);
+        }
         if let (true, Some(r), PageMove::Reset | PageMove::Forward) =
-            (records.is_empty(), resume, mv)
+            (records.is_empty(), resume.clone(), mv)
         {
             // No match in this chunk, but the search has not reached the end.
             if self.continued < AUTO_CONTINUE_MAX {
@@ -273,7 +369,7 @@ impl Window {
                 Landing::Keep
             }
             PageMove::Forward => {
-                self.trail.push(self.cursor);
+                self.trail.push(self.cursor.take());
                 self.cursor = after;
                 self.rows = records;
                 self.resume = resume;
@@ -300,32 +396,49 @@ impl Window {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortOrder {
-    /// The daemon's order: oldest record first.
-    Queue,
-    Name,
-    State,
-    NewestChange,
+/// One reply to a page request, as the window takes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub records: Vec<Record>,
+    /// Queue order: the daemon's `resume_after`; other orders: its `next`.
+    pub resume: Option<PageStart>,
+    pub sorting: Option<SortProgress>,
 }
 
-impl SortOrder {
-    pub fn label(self) -> &'static str {
-        match self {
-            SortOrder::Queue => "queue order",
-            SortOrder::Name => "name",
-            SortOrder::State => "state",
-            SortOrder::NewestChange => "newest change",
+impl Page {
+    /// The page from a `records` reply's members.
+    pub fn from_reply(
+        records: Vec<Record>,
+        resume_after: Option<RecordId>,
+        next: Option<SortCursor>,
+        sorting: Option<SortProgress>,
+    ) -> Self {
+        Page {
+            records,
+            resume: next
+                .map(PageStart::from)
+                .or(resume_after.map(PageStart::id)),
+            sorting,
         }
     }
+}
 
-    fn next(self) -> Self {
-        match self {
-            SortOrder::Queue => SortOrder::Name,
-            SortOrder::Name => SortOrder::State,
-            SortOrder::State => SortOrder::NewestChange,
-            SortOrder::NewestChange => SortOrder::Queue,
-        }
+pub fn sort_label(sort: ListSort) -> &'static str {
+    match sort {
+        ListSort::Queue => "queue order",
+        ListSort::Name => "name",
+        ListSort::State => "state",
+        ListSort::NewestChange => "newest change",
+    }
+}
+
+/// The order `s` moves to.
+fn next_sort(sort: ListSort) -> ListSort {
+    match sort {
+        ListSort::Queue => ListSort::Name,
+        ListSort::Name => ListSort::State,
+        ListSort::State => ListSort::NewestChange,
+        ListSort::NewestChange => ListSort::Queue,
     }
 }
 
@@ -346,7 +459,6 @@ pub struct ListView {
     pub search: String,
     pub searching: bool,
     pub error_filter: Option<ErrorKind>,
-    pub sort: SortOrder,
     selected: usize,
 }
 
@@ -358,28 +470,23 @@ impl ListView {
             search: String::new(),
             searching: false,
             error_filter: None,
-            sort: SortOrder::Queue,
             selected: 0,
         }
     }
 
-    /// The loaded page as shown: searched, filtered by error type, sorted.
+    /// The loaded page as shown, in the daemon's order: searched, filtered by error type.
     pub fn view(&self) -> Vec<&Record> {
         let needle = self.search.trim().to_lowercase();
-        let mut rows: Vec<&Record> = self
-            .window
+        self.window
             .rows()
             .iter()
             .filter(|r| needle.is_empty() || matches_search(r, &needle))
             .filter(|r| self.error_filter.is_none() || error_kind(r) == self.error_filter)
-            .collect();
-        match self.sort {
-            SortOrder::Queue => {}
-            SortOrder::Name => rows.sort_by_key(|r| r.payload.full_name().to_lowercase()),
-            SortOrder::State => rows.sort_by_key(|r| r.state),
-            SortOrder::NewestChange => rows.sort_by_key(|r| std::cmp::Reverse(r.updated_at)),
-        }
-        rows
+            .collect()
+    }
+
+    pub fn sort(&self) -> ListSort {
+        self.window.sort()
     }
 
     pub fn selected_index(&self) -> usize {
@@ -399,12 +506,11 @@ impl ListView {
         &mut self,
         generation: u64,
         mv: PageMove,
-        after: Option<RecordId>,
-        records: Vec<Record>,
-        resume: Option<RecordId>,
+        after: Option<PageStart>,
+        page: Page,
     ) -> Option<Outgoing> {
         let keep = self.selected().map(|r| r.id);
-        let (landing, follow) = self.window.accept(generation, mv, after, records, resume);
+        let (landing, follow) = self.window.accept(generation, mv, after, page);
         match landing {
             Some(Landing::Top) => self.selected = 0,
             Some(Landing::Bottom) => self.selected = self.view().len().saturating_sub(1),
@@ -479,9 +585,8 @@ impl ListView {
             }
             KeyCode::Char('f') => Action::Send(self.cycle_filter()),
             KeyCode::Char('s') => {
-                self.sort = self.sort.next();
-                self.clamp();
-                Action::Handled
+                self.selected = 0;
+                Action::Send(self.window.sort_by(next_sort(self.window.sort())))
             }
             _ => Action::Unhandled,
         }
@@ -531,13 +636,19 @@ impl ListView {
         if let Some(q) = self.window.query() {
             s.push_str(&format!(" · search \"{q}\""));
         }
-        s.push_str(&format!(
-            " · sort: {} · page {}",
-            self.sort.label(),
-            self.window.page_number()
-        ));
+        s.push_str(&format!(" · sort: {}", sort_label(self.window.sort())));
+        match self.window.sorting() {
+            Some(p) if self.window.rows().is_empty() => {
+                s.push_str(&format!(" (sorting {} of {}…)", p.done, p.total))
+            }
+            Some(_) => s.push_str(" (re-sorting…)"),
+            None => {}
+        }
+        s.push_str(&format!(" · page {}", self.window.page_number()));
         if self.window.loading() {
             match self.window.continued() {
+                // Asking again while the daemon sorts is not news: the progress says it.
+                0 if self.window.sorting().is_some() => {}
                 0 => s.push_str(" · loading"),
                 n => s.push_str(&format!(" · searching… chunk {}", n + 1)),
             }

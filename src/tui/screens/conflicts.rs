@@ -141,7 +141,7 @@ impl Component for ConflictsView {
             help_only("f", "conflicts or rejected"),
             help_only("t", "filter by error type"),
             help_only("/", "search all records"),
-            help_only("s", "sort this page"),
+            help_only("s", "sort every record"),
         ]
     }
 

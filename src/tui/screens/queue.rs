@@ -1,5 +1,6 @@
 //! The queue: one page of records as a table (state, revision, name, email, external id,
-//! error) with filter, search and sort indicators. Only the visible page is fetched.
+//! error) with filter, search and sort indicators. Only the visible page is fetched; the
+//! sort orders the whole list on the daemon's side (see `paging`).
 
 use crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -69,7 +70,7 @@ impl Component for QueueView {
             hint("s", "sort"),
             help_only("g/G", "first page / last row of this page"),
             help_only("PgDn/PgUp", "next / previous page"),
-            help_only("note", "the sort orders the loaded page only"),
+            help_only("note", "s sorts every record, not just this page"),
         ]
     }
 
@@ -119,17 +120,20 @@ impl Component for QueueView {
         let mut state =
             TableState::default().with_selected((!empty).then_some(self.list.selected_index()));
         frame.render_stateful_widget(t, table, &mut state);
-        if empty && !self.list.window.loading() {
+        let sorting = self.list.window.sorting().is_some();
+        if empty && (sorting || !self.list.window.loading()) {
             let inner = Rect {
                 y: table.y + 2,
                 height: 1,
                 x: table.x + 2,
                 width: table.width.saturating_sub(4),
             };
-            frame.render_widget(
-                Paragraph::new(Span::styled("no records match", ctx.theme.dim())),
-                inner,
-            );
+            let text = if sorting {
+                "the daemon is sorting every record…"
+            } else {
+                "no records match"
+            };
+            frame.render_widget(Paragraph::new(Span::styled(text, ctx.theme.dim())), inner);
         }
     }
 }

@@ -6,7 +6,8 @@ use serde_json::json;
 use super::fixtures::{answer, answer_with_cap, id, loaded_app, sent, settle, settle_with_cap, t0};
 use crate::contract::parse_input;
 use crate::control::{
-    ControlError, ControlErrorCode, Event, Queued, Reply, Request, ResolveAction,
+    ControlError, ControlErrorCode, Event, ListSort, Queued, Reply, Request, ResolveAction,
+    SortKey, SortProgress,
 };
 use crate::store::{Origin, RecordState};
 use crate::tui::app::{App, Effect, Incoming, Overlay, Purpose, ScreenId};
@@ -52,6 +53,8 @@ fn start_asks_for_status_and_one_screenful_of_each_list() {
             after: None,
             limit: QueueView::rows_for(22),
             query: None,
+            sort: ListSort::Queue,
+            after_key: None,
         }
     );
     assert!(matches!(
@@ -123,6 +126,8 @@ fn moving_past_the_page_fetches_the_next_page_by_keyset_and_back_again() {
             after: Some(last),
             limit: rows,
             query: None,
+            sort: ListSort::Queue,
+            after_key: None,
         }]
     );
     settle(&mut app, fx);
@@ -140,6 +145,8 @@ fn moving_past_the_page_fetches_the_next_page_by_keyset_and_back_again() {
             after: None,
             limit: rows,
             query: None,
+            sort: ListSort::Queue,
+            after_key: None,
         }]
     );
     settle(&mut app, fx);
@@ -213,6 +220,8 @@ fn enter_searches_every_record_on_the_daemon_and_esc_clears_it() {
             after: None,
             limit: rows,
             query: Some("Turing".into()),
+            sort: ListSort::Queue,
+            after_key: None,
         }]
     );
     settle(&mut app, fx);
@@ -781,4 +790,122 @@ fn while_chunks_are_followed_the_indicator_says_so() {
     });
     assert_eq!(sent(&fx).len(), 1, "the next chunk is asked for at once");
     assert!(app.queue.list.indicators().contains("searching… chunk 2"));
+}
+
+fn queue_names(app: &App) -> Vec<String> {
+    app.queue
+        .list
+        .view()
+        .iter()
+        .map(|r| r.payload.full_name().to_string())
+        .collect()
+}
+
+#[test]
+fn s_sorts_every_record_on_the_daemon_and_pages_by_its_cursor_and_back() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('2'));
+    let rows = app.queue.list.window.limit();
+    let fx = app.handle_key(ch('s'));
+    assert!(matches!(
+        &requests(&fx)[..],
+        [Request::List {
+            sort: ListSort::Name,
+            after: None,
+            after_key: None,
+            ..
+        }]
+    ));
+    settle(&mut app, fx);
+    assert!(app.queue.list.indicators().contains("sort: name · page 1"));
+    // The whole fixture list in name order, not the first page reordered.
+    let mut all: Vec<String> = super::fixtures::records()
+        .iter()
+        .map(|r| r.payload.full_name().to_string())
+        .collect();
+    all.sort_by_key(|n| n.to_lowercase());
+    assert!(all.len() > 2 * rows, "the fixtures span several pages");
+    assert_eq!(queue_names(&app), all[..rows]);
+
+    // On from the daemon's cursor: the last row's id and its name key.
+    app.handle_key(ch('G'));
+    let fx = app.handle_key(ch('j'));
+    let last = all[rows - 1].to_lowercase();
+    assert!(matches!(
+        &requests(&fx)[..],
+        [Request::List { sort: ListSort::Name, after: Some(_), after_key: Some(SortKey::Name(k)), .. }]
+            if *k == last
+    ));
+    settle(&mut app, fx);
+    assert_eq!(queue_names(&app), all[rows..2 * rows]);
+    assert!(app.queue.list.indicators().contains("page 2"));
+    let fx = app.handle_key(key(KeyCode::PageDown));
+    settle(&mut app, fx);
+    assert_eq!(queue_names(&app), all[2 * rows..(3 * rows).min(all.len())]);
+
+    // Back twice: the first page again, in the same order.
+    for _ in 0..2 {
+        let fx = app.handle_key(key(KeyCode::PageUp));
+        settle(&mut app, fx);
+    }
+    assert_eq!(queue_names(&app), all[..rows]);
+    assert!(app.queue.list.indicators().contains("page 1"));
+
+    // Then state order, then newest change, then queue order again (no sort member).
+    for (sort, label) in [
+        (ListSort::State, "sort: state"),
+        (ListSort::NewestChange, "sort: newest change"),
+        (ListSort::Queue, "sort: queue order"),
+    ] {
+        let fx = app.handle_key(ch('s'));
+        assert!(matches!(&requests(&fx)[..], [Request::List { sort: s, .. }] if *s == sort));
+        settle(&mut app, fx);
+        assert!(app.queue.list.indicators().contains(label));
+    }
+    let states: Vec<_> = app.queue.list.view().iter().map(|r| r.id).collect();
+    assert_eq!(states[0], id(1), "queue order is id order");
+}
+
+#[test]
+fn while_the_daemon_sorts_the_header_says_how_far_and_each_tick_asks_again() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('2'));
+    let out = sent(&app.handle_key(ch('s')));
+    let progress = |done| Reply::Records {
+        records: Vec::new(),
+        resume_after: None,
+        next: None,
+        sorting: Some(SortProgress {
+            done,
+            total: 200_000,
+        }),
+    };
+    app.apply(Incoming::Reply {
+        purpose: out[0].purpose.clone(),
+        reply: progress(50_000),
+    });
+    let line = app.queue.list.indicators();
+    assert!(
+        line.contains("sort: name (sorting 50000 of 200000…)"),
+        "{line}"
+    );
+    assert!(app.queue.list.view().is_empty());
+    // The next tick asks again; a tick while that is out asks nothing more.
+    let again = sent(&app.apply(Incoming::Tick(t0() + chrono::Duration::milliseconds(250))));
+    assert!(matches!(
+        &again[..],
+        [o] if matches!(o.request, Request::List { sort: ListSort::Name, after: None, .. })
+    ));
+    assert!(
+        sent(&app.apply(Incoming::Tick(t0() + chrono::Duration::milliseconds(500)))).is_empty()
+    );
+    // The order is there: records, no progress, no more asking.
+    let reply = answer(&again[0].request);
+    app.apply(Incoming::Reply {
+        purpose: again[0].purpose.clone(),
+        reply,
+    });
+    assert!(!app.queue.list.indicators().contains("sorting"));
+    assert!(!app.queue.list.view().is_empty());
+    assert!(sent(&app.apply(Incoming::Tick(t0() + chrono::Duration::seconds(1)))).is_empty());
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::contract::{
     AddedVia, ApiError, Customer, CustomerType, FieldError, KycStatus, Risk, VerifiedIdentity,
 };
-use crate::control::{Reply, Request, StatusReport};
+use crate::control::{ListSort, Reply, Request, SortCursor, SortKey, StatusReport};
 use crate::store::{
     ActionKind, Attempt, DropFileEntry, DropOutcome, ExistingCustomer, ExistingLookup,
     HistoryEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
@@ -316,6 +316,46 @@ pub fn answer_with_cap(request: &Request, cap: usize) -> Reply {
             after,
             limit,
             query,
+            sort: sort @ (ListSort::Name | ListSort::State | ListSort::NewestChange),
+            after_key,
+        } => {
+            // The whole selection in the order asked for, paged by (key, id) as the daemon's
+            // sorted views are.
+            let mut keyed: Vec<(SortKey, Record)> = all
+                .into_iter()
+                .filter(|r| state.is_none_or(|s| r.state == s))
+                .filter(|r| query.as_deref().is_none_or(|q| matches(r, q)))
+                .map(|r| (sort_key(*sort, &r), r))
+                .collect();
+            keyed.sort_by(|(a, ra), (b, rb)| cmp_keys(a, b).then(ra.id.cmp(&rb.id)));
+            let start = match (after, after_key) {
+                (Some(a), Some(k)) => keyed
+                    .iter()
+                    .position(|(key, r)| cmp_keys(key, k).then(r.id.cmp(a)).is_gt())
+                    .unwrap_or(keyed.len()),
+                _ => 0,
+            };
+            let rest = &keyed[start..];
+            let page = &rest[..rest.len().min(*limit)];
+            Reply::Records {
+                records: page.iter().map(|(_, r)| r.clone()).collect(),
+                resume_after: None,
+                next: page
+                    .last()
+                    .filter(|_| rest.len() > page.len())
+                    .map(|(key, r)| SortCursor {
+                        id: r.id,
+                        key: key.clone(),
+                    }),
+                sorting: None,
+            }
+        }
+        Request::List {
+            state,
+            after,
+            limit,
+            query,
+            ..
         } => {
             let listed = all
                 .into_iter()
@@ -325,6 +365,8 @@ pub fn answer_with_cap(request: &Request, cap: usize) -> Reply {
                 return Reply::Records {
                     records: listed.take(*limit).collect(),
                     resume_after: None,
+                    next: None,
+                    sorting: None,
                 };
             };
             let mut records = Vec::new();
@@ -344,6 +386,8 @@ pub fn answer_with_cap(request: &Request, cap: usize) -> Reply {
             Reply::Records {
                 records,
                 resume_after: last_read.filter(|_| capped),
+                next: None,
+                sorting: None,
             }
         }
         Request::Show { id } => match all.into_iter().find(|r| r.id.to_string() == *id) {
@@ -356,6 +400,24 @@ pub fn answer_with_cap(request: &Request, cap: usize) -> Reply {
             )),
         },
         other => panic!("the fixture daemon does not answer {other:?}"),
+    }
+}
+
+fn sort_key(sort: ListSort, r: &Record) -> SortKey {
+    match sort {
+        ListSort::State => SortKey::State(r.state),
+        ListSort::NewestChange => SortKey::NewestChange(r.updated_at),
+        _ => SortKey::Name(r.payload.full_name().to_lowercase()),
+    }
+}
+
+/// Keys of one order: names and states ascending, change times newest first.
+fn cmp_keys(a: &SortKey, b: &SortKey) -> std::cmp::Ordering {
+    match (a, b) {
+        (SortKey::Name(a), SortKey::Name(b)) => a.cmp(b),
+        (SortKey::State(a), SortKey::State(b)) => a.cmp(b),
+        (SortKey::NewestChange(a), SortKey::NewestChange(b)) => b.cmp(a),
+        _ => panic!("keys of two orders: {a:?} {b:?}"),
     }
 }
 

@@ -186,3 +186,34 @@ fn unlock_prompt() {
         keys(app, &text("hunter2 secret"));
     });
 }
+
+#[test]
+fn queue_sorting() {
+    check("queue_sorting", |app| {
+        keys(app, &[ch('2')]);
+        let fx = app.handle_key(ch('s'));
+        for e in fx {
+            if let crate::tui::app::Effect::Send(o) = e {
+                app.apply(Incoming::Reply {
+                    purpose: o.purpose,
+                    reply: crate::control::Reply::Records {
+                        records: Vec::new(),
+                        resume_after: None,
+                        next: None,
+                        sorting: Some(crate::control::SortProgress {
+                            done: 120_000,
+                            total: 1_000_000,
+                        }),
+                    },
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn queue_sorted_by_name() {
+    check("queue_sorted_by_name", |app| {
+        keys(app, &[ch('2'), ch('s'), code(KeyCode::PageDown)])
+    });
+}
