@@ -942,5 +942,68 @@ fn the_existing_customer_of_a_conflict_is_dropped_by_any_write_that_leaves_it() 
     let r = store.get(id).unwrap().unwrap();
     assert_eq!((r.revision, r.state), (2, RecordState::Queued));
     assert_eq!(r.existing, None);
+}
+
+#[test]
+fn update_many_changes_every_record_in_one_transaction_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<RecordId> = (0..4)
+        .map(|i| {
+            store
+                .submit(
+                    payload(json!({"full_name": format!("M{i}")})),
+                    Origin::Cli,
+                    t(i),
+                )
+                .unwrap()
+                .id
+        })
+        .collect();
+    let unknown = RecordId::new();
+    let wave = [ids[0], unknown, ids[2], ids[3]];
+    let seen = store
+        .update_many(&wave, Durability::Lazy, |i, r| {
+            r.state = RecordState::Sending;
+            r.history
+                .push(attempt(&format!("k-{}", r.id), 1, t(10), None));
+            (i, r.id)
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            Some((0, ids[0])),
+            None,
+            Some((2, ids[2])),
+            Some((3, ids[3]))
+        ],
+        "one answer per id, in order, None for the unknown one"
+    );
+    let c = store.counts().unwrap();
+    assert_eq!(
+        (c.get(RecordState::Queued), c.get(RecordState::Sending)),
+        (1, 3)
+    );
+    assert!(store
+        .ledger_entry(&format!("k-{}", ids[3]))
+        .unwrap()
+        .is_some());
+    assert_consistent(&store);
+
+    // One refused change (a rewritten history) leaves every record of the call as it was.
+    let before: Vec<_> = ids.iter().map(|id| store.get(*id).unwrap()).collect();
+    let err = store
+        .update_many(&ids, Durability::Flush, |i, r| {
+            r.state = RecordState::Synced;
+            if i == 3 {
+                r.history.clear();
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidUpdate { .. }), "{err}");
+    let after: Vec<_> = ids.iter().map(|id| store.get(*id).unwrap()).collect();
+    assert_eq!(after, before, "a refused batch changes nothing");
+    assert_eq!(store.counts().unwrap().get(RecordState::Synced), 0);
     assert_consistent(&store);
 }

@@ -69,7 +69,14 @@ pub struct IndexEntries {
 
 impl IndexEntries {
     pub fn of(codec: &Codec, record: &Record) -> Self {
-        let live = record.state != RecordState::Discarded;
+        Self::build(codec, record, true)
+    }
+
+    /// `with_terms: false` leaves the term entries out: they are keyed hashes (an HMAC each),
+    /// the dearest part, and `diff` knows they cannot have changed when neither the payload
+    /// nor liveness did.
+    fn build(codec: &Codec, record: &Record, with_terms: bool) -> Self {
+        let live = with_terms && record.state != RecordState::Discarded;
         let queued = record.state == RecordState::Queued;
         IndexEntries {
             id: record.id,
@@ -149,8 +156,17 @@ fn key_diff(
 /// The operations that turn `old`'s index entries into `new`'s (none for a missing record).
 /// Only what changed is touched, so an update that moves nothing indexed writes only the record.
 pub fn diff(codec: &Codec, old: Option<&Record>, new: Option<&Record>) -> Vec<IndexOp> {
-    let old = old.map(|r| IndexEntries::of(codec, r));
-    let new = new.map(|r| IndexEntries::of(codec, r));
+    // A state change (the sync engine's every write) keeps the payload: its terms are equal
+    // on both sides, so they are not computed at all.
+    let with_terms = match (old, new) {
+        (Some(o), Some(n)) => {
+            o.payload != n.payload
+                || (o.state == RecordState::Discarded) != (n.state == RecordState::Discarded)
+        }
+        _ => true,
+    };
+    let old = old.map(|r| IndexEntries::build(codec, r, with_terms));
+    let new = new.map(|r| IndexEntries::build(codec, r, with_terms));
     let Some(id) = new.as_ref().or(old.as_ref()).map(|e| e.id) else {
         return Vec::new();
     };

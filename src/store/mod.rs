@@ -578,6 +578,47 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::update`] for many records in ONE transaction: all of them change or none.
+    /// `f` is called with each id's position in `ids` and a fresh copy of its record, in
+    /// order; the answer has one entry per id (`None` for an unknown one). `f` may run more
+    /// than once per record (transaction retry). An id given twice sees its first change.
+    ///
+    /// The engine records a whole wave of attempts, or of outcomes, with one call: one
+    /// transaction costs the same fixed setup as one record, so the per-record cost of the
+    /// sync loop falls with the wave's size. Keep waves small (tens of records): sled holds
+    /// its transaction lock for the whole call.
+    pub fn update_many<T>(
+        &self,
+        ids: &[RecordId],
+        durability: Durability,
+        f: impl FnMut(usize, &mut Record) -> T,
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let f = RefCell::new(f);
+        let out = self.transaction(|tx| {
+            let mut out = Vec::with_capacity(ids.len());
+            for (i, &id) in ids.iter().enumerate() {
+                let Some(old) = tx.record(id)? else {
+                    out.push(None);
+                    continue;
+                };
+                let mut new = old.clone();
+                let value = (f.borrow_mut())(i, &mut new);
+                if new != old {
+                    tx.write_record(Some(&old), &new)?;
+                }
+                out.push(Some(value));
+            }
+            Ok(out)
+        })?;
+        if durability == Durability::Flush && out.iter().any(Option::is_some) {
+            self.flush()?;
+        }
+        Ok(out)
+    }
+
     /// Erases the customer data of every synced record unchanged since `cutoff` (see
     /// `retention`), one transaction each; with `dry_run`, only lists them. Returns their ids.
     /// sled frees the old values' space when it next rewrites their segments; they were

@@ -239,9 +239,10 @@ impl Runner {
     /// unchanged, so they are re-sent with the same key and the server replays if it had
     /// already executed them.
     fn recover(&mut self) -> Result<(), EngineError> {
-        for id in self.store.in_state(RecordState::Sending)? {
-            self.store.update(id, Durability::Lazy, recover_sending)?;
-        }
+        // At most one wave per engine run (the concurrency), so one transaction.
+        let left = self.store.in_state(RecordState::Sending)?;
+        self.store
+            .update_many(&left, Durability::Lazy, |_, r| recover_sending(r))?;
         Ok(())
     }
 
@@ -280,7 +281,10 @@ impl Runner {
             };
             match event {
                 Wake::Shutdown => return Ok(()),
-                Wake::Finished(joined) => self.finished(joined)?,
+                Wake::Finished(first) => {
+                    let joined = self.collect_finished(first);
+                    self.finished(joined, true)?;
+                }
                 Wake::Probe(result) => {
                     self.probe = None;
                     self.probe_finished(result);
@@ -298,7 +302,8 @@ impl Runner {
         }
     }
 
-    /// Starts as many due records as there are free slots, while the gate is open.
+    /// Starts as many due records as there are free slots, while the gate is open. A wave
+    /// is marked `sending` in one transaction before any of its requests goes out.
     fn dispatch(&mut self) -> Result<(), EngineError> {
         loop {
             let now = Utc::now();
@@ -308,18 +313,17 @@ impl Runner {
             }
             let candidates = self.store.due(now, free, &self.in_flight)?;
             let chosen = planner::select(&candidates, &self.in_flight, free, &self.gate, now);
+            // The records may have changed since `due` read them; begin_attempt re-checks
+            // on the fresh copies and takes each payload as it is now.
+            let plans = self
+                .store
+                .update_many(&chosen, Durability::Lazy, |_, r| begin_attempt(r, now))?;
             let mut started = 0;
-            for id in chosen {
-                // The record may have changed since `due` read it; begin_attempt re-checks
-                // on the fresh copy and takes the payload as it is now.
-                if let Some(Some(plan)) = self
-                    .store
-                    .update(id, Durability::Lazy, |r| begin_attempt(r, now))?
-                {
-                    self.spawn(plan);
-                    self.emit_record(id, RecordState::Sending);
-                    started += 1;
-                }
+            for plan in plans.into_iter().flatten().flatten() {
+                let id = plan.id;
+                self.spawn(plan);
+                self.emit_record(id, RecordState::Sending);
+                started += 1;
             }
             if started == 0 {
                 return Ok(());
@@ -347,58 +351,96 @@ impl Runner {
         self.in_flight.insert(id);
     }
 
-    fn finished(
+    /// Takes every request that has finished by now, the one that woke the loop first.
+    fn collect_finished(
         &mut self,
-        joined: Result<(tokio::task::Id, Finished), JoinError>,
-    ) -> Result<(), EngineError> {
-        match joined {
-            Ok((task, finished)) => {
-                self.task_records.remove(&task);
-                self.in_flight.remove(&finished.plan.id);
-                self.record_outcome(finished)
-            }
-            Err(e) => {
-                // A request task panicked or was aborted: the outcome is unknown, which is
-                // exactly the crash case, so the record is re-queued with its same key.
-                if let Some(id) = self.task_records.remove(&e.id()) {
-                    self.in_flight.remove(&id);
-                    self.store.update(id, Durability::Lazy, recover_sending)?;
-                    self.emit_record(id, RecordState::Queued);
-                }
-                Ok(())
-            }
+        first: Result<(tokio::task::Id, Finished), JoinError>,
+    ) -> Vec<Result<(tokio::task::Id, Finished), JoinError>> {
+        let mut joined = vec![first];
+        while let Some(more) = self.tasks.try_join_next_with_id() {
+            joined.push(more);
         }
+        joined
     }
 
-    fn record_outcome(&mut self, finished: Finished) -> Result<(), EngineError> {
+    /// Records a batch of finished requests: the gate first, then the next wave is started
+    /// (so its requests are on the wire while this batch is written), then every outcome in
+    /// one transaction. The finished records are still `sending` in the store until then,
+    /// so the new wave cannot pick them up again.
+    fn finished(
+        &mut self,
+        joined: Vec<Result<(tokio::task::Id, Finished), JoinError>>,
+        dispatch_first: bool,
+    ) -> Result<(), EngineError> {
         let now = Utc::now();
-        let disposition = classify(&finished.result);
-        self.apply_to_gate(&disposition, &finished, now);
+        let mut done = Vec::with_capacity(joined.len());
+        let mut lost = Vec::new();
+        for joined in joined {
+            match joined {
+                Ok((task, finished)) => {
+                    self.task_records.remove(&task);
+                    self.in_flight.remove(&finished.plan.id);
+                    let disposition = classify(&finished.result);
+                    self.apply_to_gate(&disposition, &finished, now);
+                    done.push((finished, disposition));
+                }
+                Err(e) => {
+                    // A request task panicked or was aborted: the outcome is unknown, which
+                    // is exactly the crash case, so the record is re-queued with its same key.
+                    if let Some(id) = self.task_records.remove(&e.id()) {
+                        self.in_flight.remove(&id);
+                        lost.push(id);
+                    }
+                }
+            }
+        }
+        let dispatched = if dispatch_first {
+            self.dispatch()
+        } else {
+            Ok(())
+        };
+        let recorded = self.record_outcomes(done, now);
+        if !lost.is_empty() {
+            self.store
+                .update_many(&lost, Durability::Lazy, |_, r| recover_sending(r))?;
+            for id in lost {
+                self.emit_record(id, RecordState::Queued);
+            }
+        }
+        dispatched.and(recorded)
+    }
 
-        let attempt = attempt_entry(
-            &finished.plan,
-            &finished.result,
-            finished.at,
-            finished.latency,
-        );
-        let unit_random: f64 = rand::random();
+    fn record_outcomes(
+        &mut self,
+        done: Vec<(Finished, Disposition)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let (base, cap) = (self.config.backoff_base, self.config.backoff_cap);
-        let sent_revision = finished.plan.revision;
-        // Lazy is safe here: if the process dies before sled's next flush, this outcome is
-        // lost and the record is found `sending` (or queued) at the same revision next time,
-        // so it is re-sent with the same derived key and the server replays its stored
-        // answer. Losing an outcome costs one request, never a duplicate customer.
-        let state = self
+        let ids: Vec<RecordId> = done.iter().map(|(f, _)| f.plan.id).collect();
+        let attempts: Vec<_> = done
+            .iter()
+            .map(|(f, _)| attempt_entry(&f.plan, &f.result, f.at, f.latency))
+            .collect();
+        let randoms: Vec<f64> = done.iter().map(|_| rand::random()).collect();
+        // Lazy is safe here: if the process dies before sled's next flush, these outcomes
+        // are lost and the records are found `sending` (or queued) at the same revision next
+        // time, so they are re-sent with the same derived keys and the server replays its
+        // stored answers. Losing an outcome costs one request, never a duplicate customer.
+        let states = self
             .store
-            .update(finished.plan.id, Durability::Lazy, |record| {
-                let next_attempt_at = match &disposition {
+            .update_many(&ids, Durability::Lazy, |i, record| {
+                let (finished, disposition) = &done[i];
+                let next_attempt_at = match disposition {
                     Disposition::RetryLater { retry_after, .. } => {
                         let delay = policy::retry_delay(
                             record.failures.saturating_add(1),
                             *retry_after,
                             base,
                             cap,
-                            unit_random,
+                            randoms[i],
                         );
                         Some(later(now, delay))
                     }
@@ -407,26 +449,28 @@ impl Runner {
                 };
                 finish_attempt(
                     record,
-                    sent_revision,
-                    attempt.clone(),
-                    &disposition,
+                    finished.plan.revision,
+                    attempts[i].clone(),
+                    disposition,
                     next_attempt_at,
                     now,
                 )
             })?;
-        // Ids, revisions and statuses only: never the payload, the key or error texts (a
-        // server message may quote a field's value).
-        tracing::debug!(
-            record = %finished.plan.id,
-            revision = sent_revision,
-            status = ?attempt.status,
-            replayed = attempt.replayed,
-            latency_ms = attempt.latency_ms,
-            state = ?state,
-            "attempt finished"
-        );
-        if let Some(state) = state {
-            self.emit_record(finished.plan.id, state);
+        for (((finished, _), attempt), state) in done.iter().zip(&attempts).zip(states) {
+            // Ids, revisions and statuses only: never the payload, the key or error texts
+            // (a server message may quote a field's value).
+            tracing::debug!(
+                record = %finished.plan.id,
+                revision = finished.plan.revision,
+                status = ?attempt.status,
+                replayed = attempt.replayed,
+                latency_ms = attempt.latency_ms,
+                state = ?state,
+                "attempt finished"
+            );
+            if let Some(state) = state {
+                self.emit_record(finished.plan.id, state);
+            }
         }
         Ok(())
     }
@@ -574,8 +618,9 @@ impl Runner {
         let mut first_error = None;
         while !self.tasks.is_empty() {
             match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
-                Ok(Some(joined)) => {
-                    if let Err(e) = self.finished(joined) {
+                Ok(Some(first)) => {
+                    let joined = self.collect_finished(first);
+                    if let Err(e) = self.finished(joined, false) {
                         first_error.get_or_insert(e);
                     }
                 }
@@ -584,10 +629,12 @@ impl Runner {
         }
         self.tasks.abort_all();
         self.task_records.clear();
-        for id in std::mem::take(&mut self.in_flight) {
-            if let Err(e) = self.store.update(id, Durability::Lazy, recover_sending) {
-                first_error.get_or_insert(e.into());
-            }
+        let abandoned: Vec<RecordId> = std::mem::take(&mut self.in_flight).into_iter().collect();
+        if let Err(e) = self
+            .store
+            .update_many(&abandoned, Durability::Lazy, |_, r| recover_sending(r))
+        {
+            first_error.get_or_insert(e.into());
         }
         self.publish_status();
         // The one write that must reach the disk: everything recorded lazily above.
