@@ -437,3 +437,23 @@ fn an_old_plain_store_is_encrypted_in_place_across_a_kill_9() {
         "Legacy Person 17"
     );
 }
+
+#[test]
+fn plain_records_written_after_the_store_was_sealed_are_sealed_on_the_next_unlock() {
+    // Unlocking skips the search for plain records once a store is known to be all sealed;
+    // a store written in the old layout afterwards must be searched (and sealed) again.
+    let env = Env::new("");
+    let dir = env.data.join("store");
+    let keys = env.key_config();
+    drop(Store::open_with_key(&dir, StoreOptions::default(), &keys, None).unwrap());
+    legacy_store(&dir, 3);
+    assert_eq!(sealed_and_plain(&dir), (0, 3));
+    drop(Store::open_with_key(&dir, StoreOptions::default(), &keys, None).unwrap());
+    assert_eq!(sealed_and_plain(&dir), (3, 0));
+    legacy_store(&dir, 2);
+    assert_eq!(sealed_and_plain(&dir), (3, 2));
+    let store = Store::open_with_key(&dir, StoreOptions::default(), &keys, None).unwrap();
+    assert_eq!(store.counts().unwrap().total, 5);
+    drop(store);
+    assert_eq!(sealed_and_plain(&dir), (5, 0));
+}

@@ -24,7 +24,8 @@
 //!   (see `drops`), in the same transactions as the records a file queues.
 //!
 //! - `meta` (outside `Trees`): `key_check` -> a value derived from the data key, so a store is
-//!   never opened, or written, with another store's key.
+//!   never opened, or written, with another store's key; `all_sealed` once no record is left
+//!   in the plain layout, so unlocking does not read every record again.
 //!
 //! Every byte layout lives in `codec`, versioned. Records are sealed and email / external_id
 //! terms are keyed hashes (docs/security.md); the data key comes from the keyring beside the
@@ -149,6 +150,8 @@ struct Inner {
 }
 
 const META_KEY_CHECK: &[u8] = b"key_check";
+/// Present once `migrate` has found no plain record left (see `unlock`).
+const META_ALL_SEALED: &[u8] = b"all_sealed";
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -302,6 +305,8 @@ impl Store {
     #[doc(hidden)]
     pub fn open_legacy_plain(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let store = Self::open_locked(dir, options)?;
+        // Plain records may follow: the next unlock must look for them again.
+        store.inner.meta.remove(META_ALL_SEALED)?;
         *store.codec_slot() = Some(Codec::Plain);
         Ok(store)
     }
@@ -436,7 +441,15 @@ impl Store {
             }
         }
         let codec = Codec::Sealed(crypto);
-        migrate::run(self.trees(), &codec)?;
+        // Looking for plain records reads every record (2.8 GB for 1M records): through
+        // sled's page cache that left a daemon holding ~80 MB per 200k records for good. It is
+        // done once; the marker says no plain record is left, and only `open_legacy_plain`
+        // (tests) can write one again, which removes the marker.
+        if self.inner.meta.get(META_ALL_SEALED)?.is_none() {
+            migrate::run(self.trees(), &codec)?;
+            self.flush()?;
+            self.inner.meta.insert(META_ALL_SEALED, &[1u8])?;
+        }
         self.flush()?;
         *self.codec_slot() = Some(codec);
         Ok(())
