@@ -158,8 +158,9 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
         }
     }
     extra.push(
-        "Sync: the engine run includes every store write (sending, then synced, each a sled \
-         transaction with the record sealed) and the store's flushes; the bare loop writes nothing."
+        "Sync: the engine run includes every store write (each wave marked sending in one \
+         transaction, the outcomes of the requests that finished together in another, every \
+         record re-sealed) and the store's flushes; the bare loop writes nothing."
             .into(),
     );
     Ok(())
