@@ -173,8 +173,9 @@ fn write_work_reports(
     let header = format!(
         "# icsync drop-folder report for {name} (sha256 {fp})\n\
          # {accepted} record(s) queued, {rejected} rejected and not queued.\n\
-         # One line per problem: <position>: <field>: <message>. Position is \"line N\" (the\n\
-         # physical line; a CSV header is line 1) or \"index N\" (0-based, in a JSON array).\n\
+         # One line per problem: <position>: <field>: <message>. Position is \"line N\", the\n\
+         # physical line (a CSV header is line 1; in a JSON file, where the element starts,\n\
+         # followed by its 0-based index in the array: \"line N (element I)\").\n\
          # The rejected records are in {stem}.rejected.{ext} beside this report, each with an\n\
          # _error note (ignored on reading): fix them there and drop that file again.\n",
         fp = survey.fp,

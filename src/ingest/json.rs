@@ -11,6 +11,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::error::{json_message, FileError};
+use super::lines::{ElementLines, LineTracker};
 use super::record::{from_value, Parsed, Position};
 
 pub(super) fn read<R, B, F>(reader: R, on_record: F) -> Result<ControlFlow<B>, FileError>
@@ -18,9 +19,11 @@ where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
 {
-    let mut de = serde_json::Deserializer::from_reader(BufReader::new(reader));
+    let (tracked, lines) = LineTracker::new(BufReader::new(reader));
+    let mut de = serde_json::Deserializer::from_reader(tracked);
     let mut state = State {
         on_record,
+        lines,
         delivered: 0,
         stopped: None,
         in_array: false,
@@ -69,6 +72,7 @@ fn friendly(message: String) -> String {
 
 struct State<F, B> {
     on_record: F,
+    lines: ElementLines,
     delivered: u64,
     stopped: Option<B>,
     in_array: bool,
@@ -90,8 +94,13 @@ where
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let value = Value::deserialize(MapAccessDeserializer::new(map))?;
-        if let ControlFlow::Break(b) = (self.state.on_record)(from_value(Position::Index(0), value))
-        {
+        if let ControlFlow::Break(b) = (self.state.on_record)(from_value(
+            Position::Element {
+                index: 0,
+                line: self.state.lines.top().unwrap_or(1),
+            },
+            value,
+        )) {
             self.state.stopped = Some(b);
         }
         Ok(())
@@ -101,7 +110,10 @@ where
         self.state.in_array = true;
         // One element at a time: only the current element is ever in memory.
         while let Some(value) = seq.next_element::<Value>()? {
-            let position = Position::Index(self.state.delivered);
+            let position = Position::Element {
+                index: self.state.delivered,
+                line: self.state.lines.next_element().unwrap_or(0),
+            };
             self.state.delivered += 1;
             if let ControlFlow::Break(b) = (self.state.on_record)(from_value(position, value)) {
                 self.state.stopped = Some(b);

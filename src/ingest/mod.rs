@@ -14,6 +14,7 @@ pub mod drop;
 mod error;
 mod export;
 mod json;
+mod lines;
 mod ndjson;
 mod record;
 

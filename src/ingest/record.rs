@@ -19,15 +19,16 @@ pub enum Position {
     /// NDJSON: the 1-based physical line. CSV: the physical line its record starts on, with
     /// the header on line 1.
     Line(u64),
-    /// A JSON file: the 0-based index in the top-level array (a single object is index 0).
-    Index(u64),
+    /// A JSON file: the 0-based index in the top-level array (a single object is index 0)
+    /// and the physical line the element starts on.
+    Element { index: u64, line: u64 },
 }
 
 impl Position {
-    /// The bare number, as kept in a record's origin.
+    /// The physical line, as kept in a record's origin.
     pub fn number(self) -> u64 {
         match self {
-            Position::Line(n) | Position::Index(n) => n,
+            Position::Line(n) | Position::Element { line: n, .. } => n,
         }
     }
 }
@@ -36,7 +37,7 @@ impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Position::Line(n) => write!(f, "line {n}"),
-            Position::Index(n) => write!(f, "index {n}"),
+            Position::Element { index, line } => write!(f, "line {line} (element {index})"),
         }
     }
 }

@@ -133,21 +133,26 @@ fn ndjson_overlong_line_is_skipped_as_a_bad_record() {
 // --- JSON ---
 
 #[test]
-fn json_single_object_is_one_record_at_index_0() {
+fn json_single_object_is_one_record_at_index_0_on_its_line() {
     let got = parse(Format::Json, "\u{feff}\r\n{\"fullName\":\"Ada\"}\r\n");
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].position, Position::Index(0));
+    assert_eq!(got[0].position, Position::Element { index: 0, line: 2 });
+    assert_eq!(got[0].position.to_string(), "line 2 (element 0)");
     assert_eq!(got[0].result, Ok(payload(json!({"full_name": "Ada"}))));
 }
 
 #[test]
-fn json_array_yields_each_element_with_its_index() {
+fn json_array_yields_each_element_with_its_index_and_start_line() {
     let got = parse(
         Format::Json,
         "[{\"full_name\":\"Ada\"},\n {\"full_name\":\"\"},\n 7, {\"full_name\":\"Cy\"}]",
     );
     let positions: Vec<_> = got.iter().map(|p| p.position).collect();
-    assert_eq!(positions, (0..4).map(Position::Index).collect::<Vec<_>>());
+    let expected: Vec<_> = [(0, 1), (1, 2), (2, 3), (3, 3)]
+        .into_iter()
+        .map(|(index, line)| Position::Element { index, line })
+        .collect();
+    assert_eq!(positions, expected);
     assert!(got[0].result.is_ok());
     assert_eq!(fields(&got[1]), ["full_name"]);
     assert_eq!(

@@ -15,6 +15,7 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::super::bom::SkipBom;
+use super::super::lines::{ElementLines, LineTracker};
 use super::super::record::{from_value, Parsed, Position, META_ERROR};
 use super::super::{read_records, FileError, Format, MAX_LINE_BYTES};
 use crate::contract::FieldError;
@@ -258,8 +259,10 @@ fn json(
     report: &mut impl Write,
     copy: &mut impl Write,
 ) -> Result<u64, RejectsError> {
-    let mut de = serde_json::Deserializer::from_reader(BufReader::new(SkipBom::new(raw_src)));
+    let (tracked, lines) = LineTracker::new(BufReader::new(SkipBom::new(raw_src)));
+    let mut de = serde_json::Deserializer::from_reader(tracked);
     let mut walk = JsonWalk {
+        lines,
         report,
         copy,
         count: 0,
@@ -284,6 +287,7 @@ fn json(
 
 /// Visits a top-level object or array, writing each rejected element.
 struct JsonWalk<'w, R, C> {
+    lines: ElementLines,
     report: &'w mut R,
     copy: &'w mut C,
     count: u64,
@@ -291,8 +295,12 @@ struct JsonWalk<'w, R, C> {
 }
 
 impl<R: Write, C: Write> JsonWalk<'_, R, C> {
-    fn element(&mut self, index: u64, value: Value) -> io::Result<()> {
-        let parsed = from_value(Position::Index(index), value.clone());
+    fn element(&mut self, index: u64, line: Option<u64>, value: Value) -> io::Result<()> {
+        let position = Position::Element {
+            index,
+            line: line.unwrap_or(0),
+        };
+        let parsed = from_value(position, value.clone());
         let Some(errors) = rejected_errors(&parsed) else {
             return Ok(());
         };
@@ -326,7 +334,8 @@ impl<'de, R: Write, C: Write> Visitor<'de> for &mut JsonWalk<'_, R, C> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         use serde::Deserialize;
         let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        if let Err(e) = self.element(0, value) {
+        let line = self.lines.top();
+        if let Err(e) = self.element(0, line, value) {
             self.failed = Some(e);
         }
         Ok(())
@@ -335,7 +344,8 @@ impl<'de, R: Write, C: Write> Visitor<'de> for &mut JsonWalk<'_, R, C> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0;
         while let Some(value) = seq.next_element::<Value>()? {
-            if let Err(e) = self.element(index, value) {
+            let line = self.lines.next_element();
+            if let Err(e) = self.element(index, line, value) {
                 self.failed = Some(e);
                 return Ok(());
             }
@@ -416,11 +426,13 @@ mod tests {
 
     #[test]
     fn json_array_copy_is_an_array_of_the_rejected_elements_by_index() {
-        let input =
-            r#"[{"full_name":"Ann"},{"email":"x@y.io"},{"full_name":"Cid","_error":"old"}]"#;
+        let input = "[{\"full_name\":\"Ann\"},\n  {\"email\":\"x@y.io\"},\n  {\"full_name\":\"Cid\",\"_error\":\"old\"}]";
         let (report, copy, n) = run(Format::Json, input);
         assert_eq!(n, 1);
-        assert!(report.starts_with("index 1: full_name: "), "{report}");
+        assert!(
+            report.starts_with("line 2 (element 1): full_name: "),
+            "{report}"
+        );
         let v: Value = serde_json::from_str(&copy).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 1);
         assert_eq!(v[0]["email"], "x@y.io");
