@@ -187,22 +187,13 @@ mod tests {
     }
 
     fn record(body: Value, state: RecordState) -> Record {
+        let payload = Payload::parse(&body).unwrap();
         Record {
-            id: RecordId::new(),
-            revision: 1,
-            payload: Payload::parse(&body).unwrap(),
-            origin: Origin::Cli,
             state,
-            last_error: None,
-            remote: None,
-            synced_revision: None,
-            linked_customer_id: None,
-            existing: None,
             failures: 3,
             next_attempt_at: Some(t(100)),
-            created_at: t(0),
-            updated_at: t(0),
             history: vec![],
+            ..Record::new(RecordId::new(), payload, Origin::Cli, t(0))
         }
     }
 

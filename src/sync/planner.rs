@@ -100,22 +100,12 @@ mod tests {
     }
 
     fn record(n: u128, state: RecordState, next: Option<i64>) -> Record {
+        let payload = Payload::parse(&json!({"full_name": "Ada"})).unwrap();
         Record {
-            id: RecordId(Uuid::from_u128(n)),
-            revision: 1,
-            payload: Payload::parse(&json!({"full_name": "Ada"})).unwrap(),
-            origin: Origin::Cli,
             state,
-            last_error: None,
-            remote: None,
-            synced_revision: None,
-            linked_customer_id: None,
-            existing: None,
-            failures: 0,
             next_attempt_at: next.map(t),
-            created_at: t(0),
-            updated_at: t(0),
             history: Vec::new(),
+            ..Record::new(RecordId(Uuid::from_u128(n)), payload, Origin::Cli, t(0))
         }
     }
 

@@ -191,22 +191,12 @@ mod tests {
     }
 
     fn record(revision: u32, state: RecordState) -> Record {
+        let payload = Payload::parse(&json!({"full_name": format!("Ada r{revision}")})).unwrap();
         Record {
-            id: RecordId(Uuid::from_u128(42)),
             revision,
-            payload: Payload::parse(&json!({"full_name": format!("Ada r{revision}")})).unwrap(),
-            origin: Origin::Cli,
             state,
-            last_error: None,
-            remote: None,
-            synced_revision: None,
-            linked_customer_id: None,
-            existing: None,
-            failures: 0,
-            next_attempt_at: None,
-            created_at: t(0),
-            updated_at: t(0),
             history: Vec::new(),
+            ..Record::new(RecordId(Uuid::from_u128(42)), payload, Origin::Cli, t(0))
         }
     }
 

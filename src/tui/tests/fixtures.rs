@@ -29,23 +29,12 @@ pub const EXISTING: u128 = 0x5e1f_c0de_0000_4000_8000_0000_0000_0042;
 
 fn record(n: u128, state: RecordState, body: Value) -> Record {
     let created = t0() - Duration::minutes(60 - n as i64);
+    let origin = Origin::Drop {
+        file: "crm-export.csv".into(),
+        line: n as u64 + 1,
+    };
     Record {
-        id: id(n),
-        revision: 1,
-        payload: Payload::parse(&body).unwrap(),
-        origin: Origin::Drop {
-            file: "crm-export.csv".into(),
-            line: n as u64 + 1,
-        },
         state,
-        last_error: None,
-        remote: None,
-        synced_revision: None,
-        linked_customer_id: None,
-        existing: None,
-        failures: 0,
-        next_attempt_at: None,
-        created_at: created,
         updated_at: created + Duration::seconds(30),
         history: vec![HistoryEntry::Action {
             at: created,
@@ -53,6 +42,7 @@ fn record(n: u128, state: RecordState, body: Value) -> Record {
             revision: 1,
             detail: None,
         }],
+        ..Record::new(id(n), Payload::parse(&body).unwrap(), origin, created)
     }
 }
 
