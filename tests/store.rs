@@ -804,6 +804,74 @@ fn a_submit_survives_the_process_dying_right_after_it_returns() {
     assert_consistent(&store);
 }
 
+/// Stores written before the due index became backoff-only hold a (0, id) entry for every
+/// queued record due at once. Opening deletes them once, locked or not, and a clean-up cut
+/// short (marker not yet written) is finished by the next open.
+#[test]
+fn opening_an_old_layout_store_drops_its_due_at_once_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<RecordId> = (0..5)
+        .map(|i| {
+            store
+                .submit(
+                    payload(json!({"full_name": format!("N{i}")})),
+                    Origin::Cli,
+                    t(0),
+                )
+                .unwrap()
+                .id
+        })
+        .collect();
+    store
+        .update(ids[1], Durability::Lazy, |r| {
+            r.next_attempt_at = Some(t(60))
+        })
+        .unwrap();
+    store
+        .update(ids[2], Durability::Lazy, |r| r.state = RecordState::Synced)
+        .unwrap();
+    assert_consistent(&store);
+
+    // Queued and due at once: ids 0, 3 and 4. The strict check sees each planted entry.
+    assert_eq!(store.plant_legacy_due_entries().unwrap(), 3);
+    let problems = store.check_consistency().unwrap();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    for id in [ids[0], ids[3], ids[4]] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("due index:") && p.contains(&id.to_string())),
+            "{id} not reported: {problems:#?}"
+        );
+    }
+    drop(store);
+
+    let check_reopened = |store: &Store| {
+        assert_consistent(store);
+        let due: Vec<RecordId> = store
+            .due(t(0), 10, &HashSet::new())
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(due, vec![ids[0], ids[3], ids[4]]);
+        assert_eq!(store.next_due_at().unwrap(), Some(t(60)));
+    };
+    let reopened = open(dir.path());
+    check_reopened(&reopened);
+    // Cut short before the marker: the entries and no marker, as a crash would leave them.
+    assert_eq!(reopened.plant_legacy_due_entries().unwrap(), 3);
+    drop(reopened);
+
+    // Opening locked (no key) is enough; the records are untouched.
+    let locked = Store::open_locked(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(locked.in_state(RecordState::Queued).unwrap().len(), 4);
+    drop(locked);
+    let reopened = open(dir.path());
+    check_reopened(&reopened);
+}
+
 fn libc_sigabrt() -> i32 {
     6
 }

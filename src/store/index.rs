@@ -7,7 +7,10 @@
 //! - `external_id` and `email`: term -> set of record ids, for live (not discarded) records;
 //! - `state`: (state tag, id) -> for queued records their due millis, else empty. List by
 //!   state and `due` walk it in queue order;
-//! - `due`: (due millis, id) for queued records, so the earliest due time is one seek;
+//! - `due`: (due millis, id) for queued records backing off (a `next_attempt_at`), so the
+//!   earliest backoff is one seek. Records due at once (millis 0) get no entry: `due` finds
+//!   them on the state index's value and `next_due_at` seeks past millis 0, so such an entry
+//!   would serve no reader and cost an insert per new record;
 //! - counters: per state, so `counts` reads six keys instead of scanning.
 
 use super::codec::{self, Codec};
@@ -63,6 +66,7 @@ pub struct IndexEntries {
     pub email: Option<Vec<u8>>,
     pub state_key: Vec<u8>,
     pub state_value: Vec<u8>,
+    /// Only for a queued record with a `next_attempt_at` (its millis are then at least 1).
     pub due_key: Option<Vec<u8>>,
     pub state: RecordState,
 }
@@ -77,7 +81,7 @@ impl IndexEntries {
     /// nor liveness did.
     fn build(codec: &Codec, record: &Record, with_terms: bool) -> Self {
         let live = with_terms && record.state != RecordState::Discarded;
-        let queued = record.state == RecordState::Queued;
+        let backing_off = record.state == RecordState::Queued && record.next_attempt_at.is_some();
         IndexEntries {
             id: record.id,
             external_id: live
@@ -93,7 +97,7 @@ impl IndexEntries {
                 .flatten(),
             state_key: codec::state_key(record.state, record.id).to_vec(),
             state_value: codec::state_value(record),
-            due_key: queued.then(|| {
+            due_key: backing_off.then(|| {
                 codec::due_key(codec::due_millis(record.next_attempt_at), record.id).to_vec()
             }),
             state: record.state,
@@ -273,15 +277,23 @@ mod tests {
             id: r.id
         }));
         assert!(ops.contains(&IndexOp::Put {
-            index: KeyIndex::Due,
-            key: codec::due_key(0, r.id).to_vec(),
-            value: vec![]
+            index: KeyIndex::State,
+            key: codec::state_key(RecordState::Queued, r.id).to_vec(),
+            value: 0u64.to_be_bytes().to_vec()
         }));
         assert!(ops.contains(&IndexOp::Count {
             state: RecordState::Queued,
             delta: 1
         }));
-        assert_eq!(ops.len(), 5);
+        // Due at once: the state index's value says so, the due index is for backoffs only.
+        assert!(!ops.iter().any(|op| matches!(
+            op,
+            IndexOp::Put {
+                index: KeyIndex::Due,
+                ..
+            }
+        )));
+        assert_eq!(ops.len(), 4);
     }
 
     #[test]
@@ -294,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn leaving_queued_moves_state_drops_due_and_moves_the_count() {
+    fn leaving_queued_moves_state_and_the_count() {
         let r = record(json!({"full_name": "A"}));
         let mut sent = r.clone();
         sent.state = RecordState::Synced;
@@ -311,10 +323,6 @@ mod tests {
                     key: codec::state_key(RecordState::Synced, r.id).to_vec(),
                     value: vec![]
                 },
-                IndexOp::Delete {
-                    index: KeyIndex::Due,
-                    key: codec::due_key(0, r.id).to_vec()
-                },
                 IndexOp::Count {
                     state: RecordState::Queued,
                     delta: -1
@@ -328,7 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_rewrites_the_state_value_in_place_and_moves_the_due_key() {
+    fn backoff_rewrites_the_state_value_in_place_and_adds_a_due_key() {
         let r = record(json!({"full_name": "A"}));
         let mut later = r.clone();
         later.next_attempt_at = Some(t(30));
@@ -341,10 +349,6 @@ mod tests {
                     key: codec::state_key(RecordState::Queued, r.id).to_vec(),
                     value: ms.to_be_bytes().to_vec()
                 },
-                IndexOp::Delete {
-                    index: KeyIndex::Due,
-                    key: codec::due_key(0, r.id).to_vec()
-                },
                 IndexOp::Put {
                     index: KeyIndex::Due,
                     key: codec::due_key(ms, r.id).to_vec(),
@@ -352,6 +356,41 @@ mod tests {
                 },
             ]
         );
+
+        // Backing off again moves the entry; being due at once again (a revision, a retry
+        // now) or leaving the queue removes it.
+        let mut later_still = later.clone();
+        later_still.next_attempt_at = Some(t(90));
+        let ms2 = codec::due_millis(Some(t(90)));
+        let ops = diff(&Codec::Plain, Some(&later), Some(&later_still));
+        assert!(ops.contains(&IndexOp::Delete {
+            index: KeyIndex::Due,
+            key: codec::due_key(ms, r.id).to_vec()
+        }));
+        assert!(ops.contains(&IndexOp::Put {
+            index: KeyIndex::Due,
+            key: codec::due_key(ms2, r.id).to_vec(),
+            value: vec![]
+        }));
+        let due_delete = IndexOp::Delete {
+            index: KeyIndex::Due,
+            key: codec::due_key(ms, r.id).to_vec(),
+        };
+        let mut now_due = later.clone();
+        now_due.next_attempt_at = None;
+        let ops = diff(&Codec::Plain, Some(&later), Some(&now_due));
+        assert!(ops.contains(&due_delete), "{ops:?}");
+        assert!(!ops.iter().any(|op| matches!(
+            op,
+            IndexOp::Put {
+                index: KeyIndex::Due,
+                ..
+            }
+        )));
+        let mut synced = later.clone();
+        synced.state = RecordState::Synced;
+        assert!(diff(&Codec::Plain, Some(&later), Some(&synced)).contains(&due_delete));
+        assert!(diff(&Codec::Plain, Some(&later), None).contains(&due_delete));
     }
 
     #[test]
@@ -396,7 +435,8 @@ mod tests {
     fn removing_a_record_undoes_creating_it() {
         let r = record(json!({"full_name": "A", "email": "a@x.io"}));
         let ops = diff(&Codec::Plain, Some(&r), None);
-        assert_eq!(ops.len(), 4);
+        // Email, state entry, counter: a record due at once has no due entry.
+        assert_eq!(ops.len(), 3);
         assert!(ops.contains(&IndexOp::Count {
             state: RecordState::Queued,
             delta: -1

@@ -4,6 +4,10 @@
 //! either wholly plain or wholly sealed with matching index entries, so running it again
 //! finishes the job; sealed records are skipped. States, due times, counters and the ledger
 //! do not change. Progress goes to the log and to stderr, since a large store takes a while.
+//!
+//! It also owns the one layout clean-up since: stores written before the due index became
+//! backoff-only hold a (millis 0, id) entry for every queued record due at once, which no
+//! reader uses; [`drop_due_at_once`] deletes them. Neither touches the records' contents.
 
 use super::codec::{self, Codec};
 use super::error::StoreError;
@@ -13,6 +17,8 @@ use super::txn::{abort, Trees};
 
 /// A progress line every this many records.
 const PROGRESS_EVERY: usize = 1000;
+/// Due-index keys deleted per sled batch: bounds one batch's memory on a store of millions.
+const DUE_CLEANUP_BATCH: usize = 4096;
 
 fn plain_ids(trees: &Trees) -> Result<Vec<RecordId>, StoreError> {
     let mut ids = Vec::new();
@@ -73,4 +79,31 @@ pub fn run(trees: &Trees, codec: &Codec) -> Result<usize, StoreError> {
         }
     }
     Ok(total)
+}
+
+/// Deletes every (millis 0, id) entry of the due index, one range of keys at the front of
+/// the tree, in batches. No current write makes such an entry (records due at once have none),
+/// so deleting them all is right whatever state their records are in, and an interrupted run
+/// is finished by running it again. Returns how many were deleted.
+pub fn drop_due_at_once(due: &sled::Tree) -> Result<usize, StoreError> {
+    let start = codec::due_key(0, RecordId(uuid::Uuid::nil())).to_vec();
+    let end = codec::due_key(1, RecordId(uuid::Uuid::nil())).to_vec();
+    let mut removed = 0;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in due
+            .range(start.clone()..end.clone())
+            .keys()
+            .take(DUE_CLEANUP_BATCH)
+        {
+            batch.remove(key?);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(removed);
+        }
+        due.apply_batch(batch)?;
+        removed += n;
+    }
 }

@@ -15,8 +15,12 @@
 //! - `index.state`: (state, id) -> due millis for queued records. Queue order is id order
 //!   (UUIDv7), so listing a state or finding due records walks this index in queue order and
 //!   decodes only the records it returns; records backing off are skipped on the index value.
-//! - `index.due`: (due millis, id) for queued records: the earliest backoff is one seek.
-//!   Two indexes because no single key order serves both "queue order" and "earliest time".
+//! - `index.due`: (due millis, id) for queued records backing off (with a `next_attempt_at`):
+//!   the earliest backoff is one seek. Two indexes because no single key order serves both
+//!   "queue order" and "earliest time". Records due at once have no entry: `due` finds them
+//!   on the state index's value, and an entry each would cost every new record an insert (and
+//!   sled's page table memory) for no reader. Stores written before this held (0, id) entries;
+//!   `open_locked` deletes them once (marker `due_backoff_only`).
 //! - `ledger`: Idempotency-Key -> [`LedgerEntry`], written from the attempts appended to a
 //!   record's history in the same transaction.
 //! - `counters`: state -> count, kept in the same transactions, so `counts` reads six keys.
@@ -25,7 +29,8 @@
 //!
 //! - `meta` (outside `Trees`): `key_check` -> a value derived from the data key, so a store is
 //!   never opened, or written, with another store's key; `all_sealed` once no record is left
-//!   in the plain layout, so unlocking does not read every record again.
+//!   in the plain layout, so unlocking does not read every record again; `due_backoff_only`
+//!   once the due index holds no due-at-once entry of the old layout.
 //!
 //! Every byte layout lives in `codec`, versioned. Records are sealed and email / external_id
 //! terms are keyed hashes (docs/security.md); the data key comes from the keyring beside the
@@ -152,6 +157,9 @@ struct Inner {
 const META_KEY_CHECK: &[u8] = b"key_check";
 /// Present once `migrate` has found no plain record left (see `unlock`).
 const META_ALL_SEALED: &[u8] = b"all_sealed";
+/// Present once the due index holds no (millis 0, id) entry of the old layout (see
+/// `open_locked`).
+const META_DUE_BACKOFF_ONLY: &[u8] = b"due_backoff_only";
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -311,6 +319,30 @@ impl Store {
         Ok(store)
     }
 
+    /// Gives every queued record due at once the (millis 0, id) due-index entry older
+    /// versions wrote, and forgets that they were cleaned up, as a store written before the
+    /// due index became backoff-only looks (or one whose clean-up was interrupted). Tests
+    /// only. Returns how many entries it wrote.
+    #[doc(hidden)]
+    pub fn plant_legacy_due_entries(&self) -> Result<usize, StoreError> {
+        let mut planted = 0;
+        for kv in self
+            .trees()
+            .state
+            .scan_prefix(codec::state_prefix(RecordState::Queued))
+        {
+            let (key, value) = kv?;
+            if codec::decode_state_value(&value)?.unwrap_or(0) == 0 {
+                let (_, id) = codec::decode_state_key(&key)?;
+                self.trees().due.insert(codec::due_key(0, id), &[])?;
+                planted += 1;
+            }
+        }
+        self.inner.meta.remove(META_DUE_BACKOFF_ONLY)?;
+        self.flush()?;
+        Ok(planted)
+    }
+
     /// Opens the store without its key: counts and ids can be read, nothing else until
     /// [`Store::unlock`].
     pub fn open_locked(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
@@ -339,6 +371,22 @@ impl Store {
         let meta = db
             .open_tree("meta")
             .map_err(|e| open_error(db_dir.clone(), e))?;
+        // Done on open, not unlock: due keys hold no customer data, so a store opened locked
+        // (the daemon waiting for a passphrase) gets it too. sled's file lock means no other
+        // process writes meanwhile, and this handle is not shared yet. The deletions are on
+        // disk before the marker; a crash in between only repeats the (idempotent) scan.
+        if meta.get(META_DUE_BACKOFF_ONLY)?.is_none() {
+            let removed = migrate::drop_due_at_once(&trees.due)?;
+            if removed > 0 {
+                tracing::info!(
+                    entries = removed,
+                    "removed the due index's due-at-once entries"
+                );
+                db.flush()?;
+            }
+            meta.insert(META_DUE_BACKOFF_ONLY, &[1u8])?;
+            db.flush()?;
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
