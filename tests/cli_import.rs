@@ -202,3 +202,59 @@ fn exported_conflicts_fixed_in_a_spreadsheet_import_onto_the_same_records() {
     assert!(out.status.success());
     assert_eq!(std::fs::read_to_string(d.join("none.ndjson")).unwrap(), "");
 }
+
+/// `list --sort` orders every record, across the daemon's pages (500 a page here): names
+/// imported in a scrambled order come back sorted ignoring case, and an edit moves its
+/// record to the front of `newest-change`.
+#[test]
+fn list_sort_orders_every_record_not_one_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let n = 1_200;
+    let mut ndjson = String::new();
+    for i in 0..n {
+        // 7 is coprime with n, so this visits every number once in a scrambled order.
+        let k = (i * 7) % n;
+        let name = if k % 2 == 0 {
+            format!("person {k:04}")
+        } else {
+            format!("Person {k:04}")
+        };
+        ndjson.push_str(&format!(
+            "{{\"full_name\":\"{name}\",\"external_id\":\"s-{i}\"}}\n"
+        ));
+    }
+    write(d, "scrambled.ndjson", ndjson.as_bytes());
+    assert_eq!(
+        json(d, &["import", "scrambled.ndjson", "--json"])[0]["created"],
+        n
+    );
+
+    let names = |sort: &str| -> Vec<String> {
+        json(d, &["list", "--sort", sort, "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["full_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let by_name = names("name");
+    assert_eq!(by_name.len(), n);
+    let mut expected = by_name.clone();
+    expected.sort_by_key(|s| s.to_lowercase());
+    assert_eq!(by_name, expected);
+    assert_eq!(by_name[0].to_lowercase(), "person 0000");
+    // Queue order is the import order, not the sorted one.
+    assert_ne!(names("queue"), by_name);
+
+    let first = json(d, &["list", "--limit", "1", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(icsync(d, &["edit", &first, "--full-name", "Zed Edited"])
+        .status
+        .success());
+    let newest = names("newest-change");
+    assert_eq!(newest.len(), n);
+    assert_eq!(newest[0], "Zed Edited");
+}

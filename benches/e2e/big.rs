@@ -5,7 +5,8 @@
 //!   a laptop away from the network): its RSS when idle, and `icsync tui` started in tmux,
 //!   timed until its first frame and until the first frame with the store's counts.
 //!
-//! `BENCH_BIG_DIR=/path` keeps the store there and reuses it on the next run.
+//! `BENCH_BIG_DIR=/path` keeps the store there and reuses it on the next run;
+//! `BENCH_DAEMON_CONFIG='cache_capacity_mb = 8'` adds config lines to the idle daemon.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -246,7 +247,12 @@ pub fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
         store.counts()?.total
     };
     tui_draw(rows, &big.store_dir(), &big.home)?;
-    let daemon = Daemon::start(&big.home, "http://127.0.0.1:9", &big.home.join("data"), "")?;
+    let daemon = Daemon::start(
+        &big.home,
+        "http://127.0.0.1:9",
+        &big.home.join("data"),
+        &std::env::var("BENCH_DAEMON_CONFIG").unwrap_or_default(),
+    )?;
     // Idle: up, offline, nothing to do but wait for the network.
     std::thread::sleep(Duration::from_secs(5));
     let rss = proc_kb(Some(daemon.pid()), "VmRSS:").unwrap_or(0) as f64 / 1024.0;

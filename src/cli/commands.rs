@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::fields::CustomerFields;
 use super::{output, Backend, CliError};
 use crate::contract::ErrorKind;
-use crate::control::{Reply, Request, ResolveAction};
+use crate::control::{ListSort, Reply, Request, ResolveAction, SortCursor};
 use crate::store::{Origin, Record, RecordState};
 
 /// How many records one `list` page asks for.
@@ -45,9 +45,39 @@ pub struct ListArgs {
     /// At most this many records.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// The order of the whole list (the daemon sorts every record it selects).
+    #[arg(long, value_enum, default_value_t = SortArg::Queue)]
+    pub sort: SortArg,
     #[arg(long)]
     pub json: bool,
 }
+
+/// `--sort` values, as the TUI's `s` key cycles them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortArg {
+    /// Oldest record first.
+    Queue,
+    /// By full name, ignoring case.
+    Name,
+    /// By state, queue order within.
+    State,
+    /// Most recently changed first.
+    NewestChange,
+}
+
+impl From<SortArg> for ListSort {
+    fn from(s: SortArg) -> ListSort {
+        match s {
+            SortArg::Queue => ListSort::Queue,
+            SortArg::Name => ListSort::Name,
+            SortArg::State => ListSort::State,
+            SortArg::NewestChange => ListSort::NewestChange,
+        }
+    }
+}
+
+/// How often `list --sort` asks again while the daemon is still building the order.
+const SORTING_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -170,32 +200,51 @@ pub async fn status(backend: &mut Backend, args: StatusArgs) -> Result<(), CliEr
     }
 }
 
-/// Every record matching `state`, page by page.
+/// Every record matching `state`, page by page, in `sort` order.
 pub async fn all_records(
     backend: &mut Backend,
     state: Option<RecordState>,
     limit: Option<usize>,
+    sort: ListSort,
 ) -> Result<Vec<Record>, CliError> {
     let mut out: Vec<Record> = Vec::new();
     let want = limit.unwrap_or(usize::MAX);
+    // Queue order pages by the last id; other orders by the daemon's `next` cursor.
+    let mut cursor: Option<SortCursor> = None;
     loop {
         let page = PAGE.min(want - out.len());
-        let after = out.last().map(|r| r.id);
+        let (after, after_key) = match (&cursor, sort.is_queue()) {
+            (_, true) => (out.last().map(|r| r.id), None),
+            (Some(c), false) => (Some(c.id), Some(c.key.clone())),
+            (None, false) => (None, None),
+        };
         match backend
             .call(Request::List {
                 state,
                 after,
                 limit: page,
                 query: None,
-                sort: crate::control::ListSort::Queue,
-                after_key: None,
+                sort,
+                after_key,
             })
             .await?
         {
-            Reply::Records { records, .. } => {
-                let done = records.len() < page;
+            // The daemon is still sorting: nothing to show yet, ask again shortly.
+            Reply::Records {
+                records,
+                sorting: Some(_),
+                ..
+            } if records.is_empty() => tokio::time::sleep(SORTING_POLL).await,
+            Reply::Records { records, next, .. } => {
+                let done = if sort.is_queue() {
+                    records.len() < page
+                } else {
+                    next.is_none()
+                };
+                cursor = next;
                 out.extend(records);
                 if done || out.len() >= want {
+                    out.truncate(want);
                     return Ok(out);
                 }
             }
@@ -205,7 +254,7 @@ pub async fn all_records(
 }
 
 pub async fn list(backend: &mut Backend, args: ListArgs) -> Result<(), CliError> {
-    let records = all_records(backend, args.state, args.limit).await?;
+    let records = all_records(backend, args.state, args.limit, args.sort.into()).await?;
     if args.json {
         print_json(&Value::Array(
             records.iter().map(output::list_row).collect(),

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::commands::all_records;
 use super::{Backend, CliError};
-use crate::control::{ControlErrorCode, Reply, Request, SubmitItem};
+use crate::control::{ControlErrorCode, ListSort, Reply, Request, SubmitItem};
 use crate::ingest::{self, Accepted, ExportRow, Format};
 use crate::store::{Origin, RecordState};
 
@@ -240,7 +240,7 @@ pub async fn export(backend: &mut Backend, args: ExportArgs) -> Result<(), CliEr
             Ok(Format::Ndjson) => ExportFormat::Ndjson,
             _ => ExportFormat::Csv,
         });
-    let records = all_records(backend, Some(args.state), None).await?;
+    let records = all_records(backend, Some(args.state), None, ListSort::Queue).await?;
     let ids: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
     let errors: Vec<Option<String>> = records
         .iter()
