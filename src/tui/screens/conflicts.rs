@@ -6,7 +6,9 @@
 //! is added when allowed), fields empty on both sides are left out, and the customer's
 //! server-only facts (kyc_status, added_via) sit on the bottom border. Until the enricher
 //! has read it (offline, no key yet) the pane says so; a 404 says the customer is gone.
-//! Any other error shows the local payload beside why the API refused it.
+//! Any other error shows the local payload beside why the API refused it. On a terminal too
+//! short for every field, `]` and `[` scroll the comparison (back to the top for another
+//! record).
 //!
 //! Actions apply to the marked records, or to everything matching the state and error-type
 //! filter after `A` (one `resolve_many`), or else to the selected record.
@@ -49,6 +51,11 @@ pub struct ConflictsView {
     pub list: ListView,
     marks: BTreeSet<RecordId>,
     mark_all: bool,
+    /// How far the comparison pane is scrolled (`]` / `[`), for the record it was scrolled on.
+    compare_scroll: Option<(RecordId, usize)>,
+    /// Field rows the comparison pane had room for when last drawn (scrolling stops where
+    /// the last field is on screen).
+    compare_room: std::cell::Cell<usize>,
 }
 
 impl ConflictsView {
@@ -59,6 +66,8 @@ impl ConflictsView {
             list: ListView::new(window, filters),
             marks: BTreeSet::new(),
             mark_all: false,
+            compare_scroll: None,
+            compare_room: std::cell::Cell::new(usize::MAX),
         }
     }
 
@@ -106,50 +115,26 @@ impl ConflictsView {
         }
     }
 
-    fn mark_everything(&mut self) {
-        if self.mark_all || self.list.search.trim().is_empty() {
-            // Everything matching the state and error type, on every page: one resolve_many.
-            self.mark_all = !self.mark_all;
-            self.marks.clear();
-        } else {
-            // resolve_many cannot carry a search: mark the records shown, by id.
-            let ids: Vec<RecordId> = self.list.view().iter().map(|r| r.id).collect();
-            self.marks.extend(ids);
+    /// The comparison pane's first field row for the selected record (0 after a move).
+    fn compare_offset(&self) -> usize {
+        match (self.compare_scroll, self.list.selected()) {
+            (Some((id, offset)), Some(r)) if r.id == id => offset,
+            _ => 0,
         }
     }
-}
 
-fn list_height(body: u16) -> u16 {
-    body.saturating_sub(1) / 2
-}
-
-impl Component for ConflictsView {
-    fn hints(&self) -> Vec<KeyHint> {
-        if self.list.searching {
-            return search_hints();
-        }
-        vec![
-            hint("Space", "mark"),
-            hint_long("A", "all", "mark all matching the filter"),
-            hint("e", "edit"),
-            hint_long("a", "adopt", "adopt the existing customer"),
-            hint_long("K", "keep", "keep existing, send nothing"),
-            hint("r", "retry"),
-            hint_long("d", "discard", "discard (asks first)"),
-            help_only("j/k", "move"),
-            help_only("Enter", "open the record"),
-            help_only("f", "conflicts or rejected"),
-            help_only("t", "filter by error type"),
-            help_only("/", "search all records"),
-            help_only("s", "sort every record"),
-        ]
+    /// Scrolls the comparison pane by `delta` rows, within the rows the record has.
+    fn scroll_compare(&mut self, delta: isize) -> Action {
+        let Some(r) = self.list.selected() else {
+            return Action::Handled;
+        };
+        let last = max_offset(compare_rows(r).len(), self.compare_room.get());
+        let offset = self.compare_offset().saturating_add_signed(delta).min(last);
+        self.compare_scroll = Some((r.id, offset));
+        Action::Handled
     }
 
-    fn captures_text(&self) -> bool {
-        self.list.searching
-    }
-
-    fn handle_key(&mut self, key: KeyEvent) -> Action {
+    fn handle_key_inner(&mut self, key: KeyEvent) -> Action {
         if self.list.searching {
             return self.list.handle_key(key);
         }
@@ -184,6 +169,8 @@ impl Component for ConflictsView {
                 Some(r) => Action::Edit(Box::new(r.clone())),
                 None => Action::Handled,
             },
+            KeyCode::Char(']') => self.scroll_compare(1),
+            KeyCode::Char('[') => self.scroll_compare(-1),
             KeyCode::Char('a') => self.target(ResolveAction::AdoptExisting),
             KeyCode::Char('K') => self.target(ResolveAction::KeepExisting),
             KeyCode::Char('r') => self.target(ResolveAction::Retry),
@@ -192,6 +179,58 @@ impl Component for ConflictsView {
         }
     }
 
+    fn mark_everything(&mut self) {
+        if self.mark_all || self.list.search.trim().is_empty() {
+            // Everything matching the state and error type, on every page: one resolve_many.
+            self.mark_all = !self.mark_all;
+            self.marks.clear();
+        } else {
+            // resolve_many cannot carry a search: mark the records shown, by id.
+            let ids: Vec<RecordId> = self.list.view().iter().map(|r| r.id).collect();
+            self.marks.extend(ids);
+        }
+    }
+}
+
+fn list_height(body: u16) -> u16 {
+    body.saturating_sub(1) / 2
+}
+
+impl Component for ConflictsView {
+    fn hints(&self) -> Vec<KeyHint> {
+        if self.list.searching {
+            return search_hints();
+        }
+        vec![
+            hint("Space", "mark"),
+            hint_long("A", "all", "mark all matching the filter"),
+            hint("e", "edit"),
+            hint_long("a", "adopt", "adopt the existing customer"),
+            hint_long("K", "keep", "keep existing, send nothing"),
+            hint("r", "retry"),
+            hint_long("d", "discard", "discard (asks first)"),
+            help_only("j/k", "move"),
+            help_only("]/[", "scroll the comparison"),
+            help_only("Enter", "open the record"),
+            help_only("f", "conflicts or rejected"),
+            help_only("t", "filter by error type"),
+            help_only("/", "search all records"),
+            help_only("s", "sort every record"),
+        ]
+    }
+
+    fn captures_text(&self) -> bool {
+        self.list.searching
+    }
+
+    fn handle_key(&mut self, key: KeyEvent) -> Action {
+        let action = self.handle_key_inner(key);
+        // Another record selected: its comparison starts at the top.
+        if self.compare_scroll.map(|(id, _)| id) != self.list.selected().map(|r| r.id) {
+            self.compare_scroll = None;
+        }
+        action
+    }
     fn draw(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
         let t = ctx.theme;
         let [top, list, compare] = Layout::vertical([
@@ -261,7 +300,14 @@ impl Component for ConflictsView {
                     );
                     (right, right.width)
                 };
-                let pane = existing_pane(r, customer_id, t, width, pane_area.height);
+                self.compare_room.set(field_room(pane_area.height));
+                let pane = existing_pane(
+                    r,
+                    customer_id,
+                    t,
+                    (width, pane_area.height),
+                    self.compare_offset(),
+                );
                 let mut block = Block::bordered().title(pane.title);
                 if let Some(footer) = pane.footer {
                     block = block.title_bottom(footer);
@@ -360,8 +406,8 @@ pub fn existing_pane<'a>(
     r: &Record,
     customer_id: Uuid,
     t: &Theme,
-    width: u16,
-    height: u16,
+    (width, height): (u16, u16),
+    offset: usize,
 ) -> ExistingPane<'a> {
     let title = format!(
         " Local r{} beside existing customer {customer_id} ",
@@ -412,26 +458,30 @@ pub fn existing_pane<'a>(
     let values = usize::from(width.saturating_sub(2)).saturating_sub(3 + LABEL_WIDTH + 1);
     let local_width = values / 2;
     let existing_width = values - local_width;
+    let rows = compare_rows(r);
+    let room = field_room(height);
+    let offset = offset.min(max_offset(rows.len(), room));
+    // Scrolled: the header says how many fields are above.
+    let label = if offset > 0 {
+        format!("↑ {offset} above")
+    } else {
+        "field".to_string()
+    };
     let mut lines = vec![Line::from(Span::styled(
         format!(
-            "   {:<LABEL_WIDTH$}{} {}",
-            "field",
+            "   {label:<LABEL_WIDTH$}{} {}",
             fit("local", local_width),
             "existing"
         ),
         t.title(),
     ))];
-    let rows: Vec<_> = compare_with_customer(&r.payload.input(), customer)
-        .into_iter()
-        .filter(|c| c.existing.is_some() || matches!(c.local, Patch::Set(_)))
-        .collect();
-    let room = usize::from(height.saturating_sub(2)).saturating_sub(1);
-    let shown = if rows.len() > room {
+    // A line for "more below" when the rest does not fit.
+    let shown = if rows.len() - offset > room {
         room.saturating_sub(1)
     } else {
-        rows.len()
+        rows.len() - offset
     };
-    for c in &rows[..shown] {
+    for c in &rows[offset..offset + shown] {
         let local = match &c.local {
             Patch::Absent => "(not sent)".to_string(),
             Patch::Null => "(cleared)".to_string(),
@@ -447,12 +497,15 @@ pub fn existing_pane<'a>(
             Span::styled(fit(&existing, existing_width), style),
         ]));
     }
-    if shown < rows.len() {
+    let below = rows.len() - offset - shown;
+    if below > 0 {
         lines.push(Line::from(Span::styled(
-            format!(
-                " … {} more fields: Enter opens the record",
-                rows.len() - shown
-            ),
+            format!(" … {below} more fields: ] scrolls"),
+            t.dim(),
+        )));
+    } else if offset > 0 {
+        lines.push(Line::from(Span::styled(
+            format!(" ({offset} fields above: [ scrolls back)"),
             t.dim(),
         )));
     }
@@ -466,5 +519,32 @@ pub fn existing_pane<'a>(
         title,
         footer: Some(format!(" {footer} · ≠ differs ")),
         lines,
+    }
+}
+
+/// The fields the comparison shows: every one set on either side.
+fn compare_rows(r: &Record) -> Vec<crate::contract::FieldComparison> {
+    match r.existing.as_ref().and_then(|e| e.customer()) {
+        Some(customer) => compare_with_customer(&r.payload.input(), customer)
+            .into_iter()
+            .filter(|c| c.existing.is_some() || matches!(c.local, Patch::Set(_)))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Lines a comparison pane `height` rows tall has for fields and its note (borders and the
+/// header row taken).
+fn field_room(height: u16) -> usize {
+    usize::from(height.saturating_sub(2)).saturating_sub(1)
+}
+
+/// The furthest the comparison scrolls: none when every row fits in `room`; else until the
+/// last row shows, below the line saying what is above.
+fn max_offset(rows: usize, room: usize) -> usize {
+    if rows <= room {
+        0
+    } else {
+        rows - room.saturating_sub(1).max(1)
     }
 }

@@ -123,6 +123,27 @@ fn conflicts() {
     check("conflicts", |app| keys(app, &[ch('3'), ch(' ')]));
 }
 
+/// On a terminal too short for every field, `]` scrolls the comparison and `[` back; all
+/// fitting (80x24 for this record), it does not move; another record starts at the top.
+#[test]
+fn conflicts_compare_scrolls_only_when_needed_and_resets_on_another_record() {
+    let screen = |h: u16, extra: &[KeyEvent]| {
+        let mut app = loaded_app(h);
+        keys(&mut app, &[ch('3')]);
+        // Draw once so the pane knows its room, as the terminal does before any key.
+        render(&app, 80, h);
+        keys(&mut app, extra);
+        render(&app, 80, h)
+    };
+    let top = screen(18, &[]);
+    let scrolled = screen(18, &[ch(']'), ch(']')]);
+    assert_ne!(scrolled, top);
+    assert!(scrolled.contains("↑ 2 above"), "{scrolled}");
+    assert_eq!(screen(18, &[ch(']'), ch(']'), ch('['), ch('[')]), top);
+    assert_eq!(screen(18, &[ch(']'), ch(']'), ch('j'), ch('k')]), top);
+    assert_eq!(screen(24, &[ch(']'), ch(']')]), screen(24, &[]));
+}
+
 #[test]
 fn conflicts_existing_not_fetched() {
     check("conflicts_existing_not_fetched", |app| {
