@@ -46,34 +46,10 @@ pub struct ListArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// The order of the whole list (the daemon sorts every record it selects).
-    #[arg(long, value_enum, default_value_t = SortArg::Queue)]
-    pub sort: SortArg,
+    #[arg(long, value_enum, default_value_t = ListSort::Queue)]
+    pub sort: ListSort,
     #[arg(long)]
     pub json: bool,
-}
-
-/// `--sort` values, as the TUI's `s` key cycles them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SortArg {
-    /// Oldest record first.
-    Queue,
-    /// By full name, ignoring case.
-    Name,
-    /// By state, queue order within.
-    State,
-    /// Most recently changed first.
-    NewestChange,
-}
-
-impl From<SortArg> for ListSort {
-    fn from(s: SortArg) -> ListSort {
-        match s {
-            SortArg::Queue => ListSort::Queue,
-            SortArg::Name => ListSort::Name,
-            SortArg::State => ListSort::State,
-            SortArg::NewestChange => ListSort::NewestChange,
-        }
-    }
 }
 
 /// How often `list --sort` asks again while the daemon is still building the order.
@@ -254,7 +230,7 @@ pub async fn all_records(
 }
 
 pub async fn list(backend: &mut Backend, args: ListArgs) -> Result<(), CliError> {
-    let records = all_records(backend, args.state, args.limit, args.sort.into()).await?;
+    let records = all_records(backend, args.state, args.limit, args.sort).await?;
     if args.json {
         print_json(&Value::Array(
             records.iter().map(output::list_row).collect(),

@@ -115,8 +115,12 @@ pub enum Request {
     },
 }
 
-/// The order a `list` is served in, over every record it selects (not one page).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The order a `list` is served in, over every record it selects (not one page). Also the
+/// values of `icsync list --sort` (clap spells them `queue`, `name`, `state`,
+/// `newest-change`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ListSort {
     /// By id: oldest record first (UUIDv7).

@@ -619,24 +619,10 @@ impl Store {
         &self,
         id: RecordId,
         durability: Durability,
-        f: impl FnMut(&mut Record) -> T,
+        mut f: impl FnMut(&mut Record) -> T,
     ) -> Result<Option<T>, StoreError> {
-        let f = RefCell::new(f);
-        let out = self.transaction(|tx| {
-            let Some(old) = tx.record(id)? else {
-                return Ok(None);
-            };
-            let mut new = old.clone();
-            let value = (f.borrow_mut())(&mut new);
-            if new != old {
-                tx.write_record(Some(&old), &new)?;
-            }
-            Ok(Some(value))
-        })?;
-        if durability == Durability::Flush && out.is_some() {
-            self.flush()?;
-        }
-        Ok(out)
+        let out = self.update_many(&[id], durability, |_, r| f(r))?;
+        Ok(out.into_iter().next().flatten())
     }
 
     /// [`Store::update`] for many records in ONE transaction: all of them change or none.

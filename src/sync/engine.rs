@@ -241,8 +241,7 @@ impl Runner {
     fn recover(&mut self) -> Result<(), EngineError> {
         // At most one wave per engine run (the concurrency), so one transaction.
         let left = self.store.in_state(RecordState::Sending)?;
-        self.store
-            .update_many(&left, Durability::Lazy, |_, r| recover_sending(r))?;
+        self.requeue(&left)?;
         Ok(())
     }
 
@@ -351,6 +350,15 @@ impl Runner {
         self.in_flight.insert(id);
     }
 
+    /// Puts records whose request's outcome is unknown (a previous run's, a panicked task's,
+    /// an abandoned one's) back in the queue at the same revision, in one transaction: sent
+    /// again with the same key, the server replays if it had executed them.
+    fn requeue(&self, ids: &[RecordId]) -> Result<(), EngineError> {
+        self.store
+            .update_many(ids, Durability::Lazy, |_, r| recover_sending(r))?;
+        Ok(())
+    }
+
     /// Takes every request that has finished by now, the one that woke the loop first.
     fn collect_finished(
         &mut self,
@@ -401,8 +409,7 @@ impl Runner {
         };
         let recorded = self.record_outcomes(done, now);
         if !lost.is_empty() {
-            self.store
-                .update_many(&lost, Durability::Lazy, |_, r| recover_sending(r))?;
+            self.requeue(&lost)?;
             for id in lost {
                 self.emit_record(id, RecordState::Queued);
             }
@@ -630,11 +637,8 @@ impl Runner {
         self.tasks.abort_all();
         self.task_records.clear();
         let abandoned: Vec<RecordId> = std::mem::take(&mut self.in_flight).into_iter().collect();
-        if let Err(e) = self
-            .store
-            .update_many(&abandoned, Durability::Lazy, |_, r| recover_sending(r))
-        {
-            first_error.get_or_insert(e.into());
+        if let Err(e) = self.requeue(&abandoned) {
+            first_error.get_or_insert(e);
         }
         self.publish_status();
         // The one write that must reach the disk: everything recorded lazily above.
