@@ -18,6 +18,7 @@ pub const ENV_API_KEY: &str = "ICSYNC_API_KEY";
 pub const ENV_DATA_DIR: &str = "ICSYNC_DATA_DIR";
 pub const ENV_DROP_DIR: &str = "ICSYNC_DROP_DIR";
 pub const ENV_CONFIG: &str = "ICSYNC_CONFIG";
+pub const ENV_DEFAULT_COUNTRY: &str = "ICSYNC_DEFAULT_COUNTRY";
 pub use crate::crypto::keyring::ENV_KEY_FILE;
 
 /// The API the daemon talks to unless told otherwise: a sandbox on this machine, so that a
@@ -78,6 +79,8 @@ pub struct FileConfig {
     pub key_file: Option<PathBuf>,
     pub kdf_memory_mib: Option<u32>,
     pub retain_synced_days: Option<u32>,
+    pub mapping: Option<PathBuf>,
+    pub default_country: Option<String>,
 }
 
 /// Values given by the environment or by flags; the later source wins.
@@ -88,6 +91,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub drop_dir: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub default_country: Option<String>,
 }
 
 impl Overrides {
@@ -100,6 +104,7 @@ impl Overrides {
             data_dir: nonempty(ENV_DATA_DIR).map(PathBuf::from),
             drop_dir: nonempty(ENV_DROP_DIR).map(PathBuf::from),
             key_file: nonempty(ENV_KEY_FILE).map(PathBuf::from),
+            default_country: nonempty(ENV_DEFAULT_COUNTRY),
         }
     }
 
@@ -110,6 +115,7 @@ impl Overrides {
             data_dir: self.data_dir.or(lower.data_dir),
             drop_dir: self.drop_dir.or(lower.drop_dir),
             key_file: self.key_file.or(lower.key_file),
+            default_country: self.default_country.or(lower.default_country),
         }
     }
 }
@@ -158,6 +164,11 @@ pub struct Settings {
     pub retain_synced: chrono::Duration,
     /// The config file these settings were read from, if any.
     pub config_file: Option<PathBuf>,
+    /// The drop folder's column mapping file (`[columns]`), relative paths resolved against
+    /// the config file's folder.
+    pub mapping: Option<PathBuf>,
+    /// The country (alpha-2) of national phone numbers in rows that name none.
+    pub default_country: Option<String>,
 }
 
 /// Platform directories used when nothing else is set.
@@ -259,6 +270,24 @@ pub fn resolve(
         kdf,
     };
     let retain_synced = chrono::Duration::days(file.retain_synced_days.unwrap_or(30).into());
+    let default_country = match overrides.default_country.or(file.default_country) {
+        None => None,
+        Some(text) => Some(
+            crate::ingest::values::country(&text)
+                .map(|c| c.value)
+                .map_err(|problem| ConfigError::Invalid {
+                    key: "default_country",
+                    value: text,
+                    problem,
+                })?,
+        ),
+    };
+    let mapping = file
+        .mapping
+        .map(|m| match config_file.as_deref().and_then(Path::parent) {
+            Some(dir) if m.is_relative() => dir.join(m),
+            _ => m,
+        });
     Ok(Settings {
         api_url,
         key,
@@ -292,6 +321,8 @@ pub fn resolve(
         keys,
         retain_synced,
         config_file,
+        mapping,
+        default_country,
     })
 }
 

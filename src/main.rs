@@ -114,6 +114,7 @@ fn overrides(global: &GlobalArgs) -> Overrides {
         data_dir: global.data_dir.clone(),
         drop_dir: global.drop_dir.clone(),
         key_file: None,
+        default_country: None,
     }
 }
 

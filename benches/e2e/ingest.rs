@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use icsync::dropdir::{process, Folder};
-use icsync::ingest::{read_records, Format};
+use icsync::ingest::{read_records, Format, ReadOptions};
 use icsync::service::Service;
 use icsync::store::{Origin, Record, RecordId, Store, StoreOptions};
 
@@ -42,8 +42,14 @@ pub fn child(mode: &str, file: &Path, work: &Path) -> BenchResult<()> {
             let dropped = folder.root.join(file.file_name().ok_or("no file name")?);
             std::fs::copy(file, &dropped)?;
             let start = Instant::now();
-            let entry = process(&folder, &service, &dropped, &AtomicBool::new(false))?
-                .ok_or("the file was not taken")?;
+            let entry = process(
+                &folder,
+                &ReadOptions::default(),
+                &service,
+                &dropped,
+                &AtomicBool::new(false),
+            )?
+            .ok_or("the file was not taken")?;
             let secs = start.elapsed().as_secs_f64();
             if entry.rejected != 0 || entry.accepted == 0 {
                 return Err(format!("unexpected outcome: {entry:?}").into());

@@ -100,6 +100,17 @@ pub enum Request {
     Subscribe,
     /// The drop folder's recent files and what became of each, newest first.
     DropFiles,
+    /// Whether a file with this content (SHA-256, hex) was taken whole before, by the drop
+    /// folder or by `icsync import`. Answered with `file_taken`.
+    FileTaken {
+        sha256: String,
+    },
+    /// Notes that `icsync import` took every record of a file with this content, so that
+    /// it and the drop folder know it next time. Answered with `file_taken`.
+    MarkFileTaken {
+        sha256: String,
+        file: String,
+    },
     /// Opens a passphrase-locked store; sending starts. Answered with the status.
     Unlock {
         passphrase: Passphrase,
@@ -237,11 +248,21 @@ pub enum Reply {
     DropFiles {
         files: Vec<DropFileEntry>,
     },
+    FileTaken {
+        earlier: Option<FileTaken>,
+    },
     Purged {
         ids: Vec<RecordId>,
         dry_run: bool,
     },
     Error(ControlError),
+}
+
+/// A file taken whole before: the name it had and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileTaken {
+    pub file: String,
+    pub at: DateTime<Utc>,
 }
 
 /// A body of a `submit_many` that failed validation, by its index in the request.

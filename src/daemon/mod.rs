@@ -16,6 +16,7 @@ use crate::api::{ApiClient, ApiClientError, ApiKey, ApiTimeouts, InsecureHttp};
 use crate::config::{ConfigError, Settings};
 use crate::control::{self, BindError, Event, StatusReport};
 use crate::crypto::{KeyConfig, KeySourceKind, Passphrase};
+use crate::ingest::ReadOptions;
 use crate::service::{ControlHandler, KeyControl, Service, ServiceError, SyncHealth, SyncLink};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::sync::{Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EnricherConfig};
@@ -229,16 +230,33 @@ pub async fn run(
     ));
     // The drop folder is watched for the daemon's whole life; its files wait in the folder
     // while the store is locked (they cannot be sealed without the key).
+    // A mapping file that cannot be used leaves the drop folder unwatched rather than
+    // reading files with the wrong columns; sending goes on.
+    let read_options = match ReadOptions::load(
+        settings.mapping.as_deref(),
+        settings.default_country.clone(),
+    ) {
+        Ok(options) => Some(Arc::new(options)),
+        Err(e) => {
+            tracing::error!(error = %e, "the drop folder is not watched");
+            eprintln!("icsync daemon: {e}; the drop folder is not watched until it is fixed");
+            None
+        }
+    };
     let drops = tokio::spawn({
-        let (dir, quiet, service) = (
+        let (dir, quiet, read_options, service) = (
             settings.drop_dir.clone(),
             settings.drop_quiet,
+            read_options.clone(),
             service.clone(),
         );
         let stop = stopped(stop_rx.clone());
         async move {
             // The daemon still syncs without a drop folder; the reason is in the log.
-            if let Err(e) = crate::dropdir::watch(dir, quiet, service, stop).await {
+            let Some(read_options) = read_options else {
+                return;
+            };
+            if let Err(e) = crate::dropdir::watch(dir, quiet, read_options, service, stop).await {
                 tracing::error!(error = %e, "the drop folder is not watched");
             }
         }

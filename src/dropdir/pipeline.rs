@@ -17,19 +17,18 @@
 //! It blocks (file and store I/O): run it off the async reactor.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 
 use super::folder::{create_private, free_names, move_no_replace, Folder};
 use super::DropError;
 use crate::ingest::drop::names::split_extension;
 use crate::ingest::drop::{rejected_copy_extension, write_rejects, RejectsError};
-use crate::ingest::{read_records, FileError, Format};
+use crate::ingest::{self, read_file, FileError, Format, ReadOptions, Survey};
 use crate::service::Service;
 use crate::store::{
     DropFileEntry, DropOutcome, DropProgress, DropStage, Durability, Fingerprint, Origin, Payload,
@@ -41,65 +40,32 @@ const BATCH: usize = 256;
 /// means redoing a little more after a crash, never doubling.
 const FLUSH_EVERY: usize = 8;
 
-/// Passes bytes through while hashing them.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// What reading the whole file once found.
-struct Survey {
-    fp: Fingerprint,
-    accepted: u64,
-    rejected: u64,
-}
-
 enum Checked {
-    Whole(Survey),
+    Whole(Box<Survey>),
     Unreadable(String),
 }
 
-fn survey(path: &Path, format: Format, name: &str) -> Result<Checked, DropError> {
+fn survey(
+    path: &Path,
+    format: Format,
+    options: &ReadOptions,
+    name: &str,
+) -> Result<Checked, DropError> {
     let io_err = DropError::io(path);
-    let mut hashing = Hashing {
-        inner: File::open(path).map_err(&io_err)?,
-        hasher: Sha256::new(),
-    };
-    let (mut accepted, mut rejected) = (0, 0);
-    let read = read_records(format, BufReader::new(&mut hashing), |p| {
-        match p.result {
-            Ok(_) => accepted += 1,
-            Err(_) => rejected += 1,
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    match read {
-        Ok(_) => {}
+    let file = File::open(path).map_err(&io_err)?;
+    match ingest::survey(format, file, options, name) {
+        Ok(s) => Ok(Checked::Whole(Box::new(s))),
         // A read error may pass (a disk hiccup, a network folder): try again later.
-        Err(FileError::Io(e)) => return Err(io_err(e)),
-        Err(e) => return Ok(Checked::Unreadable(e.in_file(name).to_string())),
+        Err(FileError::Io(e)) => Err(io_err(e)),
+        Err(e) => Ok(Checked::Unreadable(e.in_file(name).to_string())),
     }
-    // Parsers may stop at the end of their content; the fingerprint covers every byte.
-    io::copy(&mut hashing, &mut io::sink()).map_err(&io_err)?;
-    Ok(Checked::Whole(Survey {
-        fp: Fingerprint(hashing.hasher.finalize().into()),
-        accepted,
-        rejected,
-    }))
 }
 
 /// Takes one file. `Ok(None)` when it vanished or `cancel` was raised part-way (its
 /// progress is saved; the next run resumes it).
 pub fn process(
     folder: &Folder,
+    options: &ReadOptions,
     service: &Service,
     path: &Path,
     cancel: &AtomicBool,
@@ -114,13 +80,13 @@ pub fn process(
         Ok(f) => f,
         Err(e) => return reject_whole(folder, service, path, &name, &e.to_string()).map(Some),
     };
-    let survey = match survey(path, format, &name)? {
+    let survey = match survey(path, format, options, &name)? {
         Checked::Whole(s) => s,
         Checked::Unreadable(why) => {
             return reject_whole(folder, service, path, &name, &why).map(Some)
         }
     };
-    let resume_after = match service.store().drop_progress(&survey.fp)? {
+    let resume_after = match service.store().drop_progress(&fp(&survey))? {
         None => 0,
         Some(p) => match p.stage {
             DropStage::Ingesting => p.records_done,
@@ -132,18 +98,16 @@ pub fn process(
             }
         },
     };
-    if survey.rejected > 0 {
-        write_work_reports(folder, path, &name, format, &survey)?;
+    if survey.refused > 0 {
+        write_work_reports(folder, path, &name, format, options, &survey)?;
     }
-    if !ingest(
-        service,
+    let file = Dropped {
         path,
-        &name,
+        name: &name,
         format,
-        &survey.fp,
-        resume_after,
-        cancel,
-    )? {
+        options,
+    };
+    if !ingest(service, &file, &fp(&survey), resume_after, cancel)? {
         return Ok(None);
     }
     archive(folder, service, path, &name, format, &survey).map(Some)
@@ -161,9 +125,10 @@ fn write_work_reports(
     path: &Path,
     name: &str,
     format: Format,
+    options: &ReadOptions,
     survey: &Survey,
 ) -> Result<(), DropError> {
-    let (report_name, copy_name) = work_names(&survey.fp, format);
+    let (report_name, copy_name) = work_names(&fp(survey), format);
     let report_path = folder.work.join(&report_name);
     let copy_path = folder.work.join(&copy_name);
     let mut report =
@@ -178,9 +143,9 @@ fn write_work_reports(
          # followed by its 0-based index in the array: \"line N (element I)\").\n\
          # The rejected records are in {stem}.rejected.{ext} beside this report, each with an\n\
          # _error note (ignored on reading): fix them there and drop that file again.\n",
-        fp = survey.fp,
+        fp = fp(survey),
         accepted = survey.accepted,
-        rejected = survey.rejected,
+        rejected = survey.refused,
         ext = rejected_copy_extension(format),
     );
     let parse_src = File::open(path).map_err(DropError::io(path))?;
@@ -191,6 +156,7 @@ fn write_work_reports(
         .and_then(|()| {
             write_rejects(
                 format,
+                options,
                 BufReader::new(parse_src),
                 BufReader::new(raw_src),
                 &mut report,
@@ -211,17 +177,29 @@ fn write_work_reports(
     Ok(())
 }
 
+/// The file being taken and how it is read.
+struct Dropped<'a> {
+    path: &'a Path,
+    name: &'a str,
+    format: Format,
+    options: &'a ReadOptions,
+}
+
 /// Step 4. False when cancelled part-way.
 fn ingest(
     service: &Service,
-    path: &Path,
-    name: &str,
-    format: Format,
+    file: &Dropped<'_>,
     fp: &Fingerprint,
     resume_after: u64,
     cancel: &AtomicBool,
 ) -> Result<bool, DropError> {
-    let file = File::open(path).map_err(DropError::io(path))?;
+    let Dropped {
+        path,
+        name,
+        format,
+        options,
+    } = *file;
+    let source = File::open(path).map_err(DropError::io(path))?;
     let mut ordinal = 0u64;
     let mut pending = 0usize;
     let mut batch: Vec<(Payload, Origin)> = Vec::with_capacity(BATCH);
@@ -233,7 +211,7 @@ fn ingest(
         records_done,
         updated_at: Utc::now(),
     };
-    let flow = read_records(format, BufReader::new(file), |parsed| {
+    let read = read_file(format, BufReader::new(source), options, |parsed| {
         ordinal += 1;
         if ordinal <= resume_after {
             return ControlFlow::Continue(());
@@ -273,7 +251,7 @@ fn ingest(
     if let Some(e) = failed {
         return Err(e.into());
     }
-    match flow {
+    match read.map(|(flow, _)| flow) {
         Ok(ControlFlow::Break(())) => {
             service.store().flush()?;
             Ok(false)
@@ -298,8 +276,8 @@ fn archive(
     survey: &Survey,
 ) -> Result<DropFileEntry, DropError> {
     let mut report = None;
-    if survey.rejected > 0 {
-        let (work_report, work_copy) = work_names(&survey.fp, format);
+    if survey.refused > 0 {
+        let (work_report, work_copy) = work_names(&fp(survey), format);
         let work_report = folder.work.join(work_report);
         let work_copy = folder.work.join(work_copy);
         // Absent when a run before a crash already moved them.
@@ -330,13 +308,13 @@ fn archive(
     let entry = DropFileEntry {
         file: name.to_string(),
         at: Utc::now(),
-        outcome: if survey.rejected > 0 {
+        outcome: if survey.refused > 0 {
             DropOutcome::PartlyRejected
         } else {
             DropOutcome::Processed
         },
         accepted: survey.accepted,
-        rejected: survey.rejected,
+        rejected: survey.refused,
         archived_as: Some(format!("{}/{archived}", super::folder::PROCESSED_DIR)),
         report,
         note: None,
@@ -344,16 +322,16 @@ fn archive(
     let done = DropProgress {
         file: name.to_string(),
         stage: DropStage::Archived,
-        records_done: survey.accepted + survey.rejected,
+        records_done: survey.accepted + survey.refused,
         updated_at: entry.at,
     };
     service
         .store()
-        .set_drop_progress(&survey.fp, &done, Some(&entry), Durability::Flush)?;
+        .set_drop_progress(&fp(survey), &done, Some(&entry), Durability::Flush)?;
     tracing::info!(
         file = name,
         accepted = survey.accepted,
-        rejected = survey.rejected,
+        rejected = survey.refused,
         archived_as = %archived,
         "drop-folder file processed"
     );
@@ -371,7 +349,7 @@ fn duplicate(
     let archived = move_no_replace(path, &folder.processed, name).map_err(DropError::io(path))?;
     let note = format!(
         "same content (sha256 {}) as {}, processed {}: nothing was queued again",
-        survey.fp,
+        fp(survey),
         earlier.file,
         earlier.updated_at.format("%Y-%m-%d %H:%M:%S UTC"),
     );
@@ -446,4 +424,8 @@ fn reject_whole(
     service.store().add_drop_history(&entry)?;
     tracing::warn!(file = name, "drop-folder file rejected: it cannot be read");
     Ok(entry)
+}
+
+fn fp(survey: &Survey) -> Fingerprint {
+    Fingerprint(survey.sha256)
 }

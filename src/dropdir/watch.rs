@@ -17,6 +17,7 @@ use super::pipeline;
 use super::quiet::{Settle, Stamp};
 use super::DropError;
 use crate::ingest::drop::names::waits_for_rename;
+use crate::ingest::ReadOptions;
 use crate::service::Service;
 
 /// The safety-net scan, for events lost to an overflow or a file system that sends none.
@@ -80,6 +81,7 @@ fn scan(root: &Path) -> Vec<PathBuf> {
 pub async fn watch(
     root: PathBuf,
     quiet: Duration,
+    options: Arc<ReadOptions>,
     service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DropError> {
@@ -133,14 +135,15 @@ pub async fn watch(
                 continue;
             }
             let job = {
-                let (folder, service, path, cancel) = (
+                let (folder, options, service, path, cancel) = (
                     folder.clone(),
+                    options.clone(),
                     service.clone(),
                     path.clone(),
                     cancel.clone(),
                 );
                 tokio::task::spawn_blocking(move || {
-                    pipeline::process(&folder, &service, &path, &cancel)
+                    pipeline::process(&folder, &options, &service, &path, &cancel)
                 })
             };
             tokio::pin!(job);

@@ -1,8 +1,8 @@
-//! `.csv` files: a header row naming the columns (snake_case or camelCase, `risk.*` columns
-//! for the nested risk answers), then one record per row, streamed row by row. An empty cell
-//! means the member is absent; every other cell is text, except the two typed risk columns.
-//! Positions are physical lines (header = 1), counted here rather than by the `csv` crate,
-//! whose line numbers lag behind after CRLF endings and blank lines.
+//! `.csv` (and other delimited text): a header row naming the columns, then one record per
+//! row, streamed row by row. What each column feeds is the [`FilePlan`]'s business; this
+//! module owns the rows themselves. Positions are physical lines (header = 1), counted here
+//! rather than by the `csv` crate, whose line numbers lag behind after CRLF endings and
+//! blank lines.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -11,71 +11,37 @@ use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use ::csv::{ByteRecord, ReaderBuilder};
-use serde_json::{Map, Value};
 
 use super::error::FileError;
-use super::record::{meta_id, validate, Parsed, Position, META_ERROR, META_ID};
-use crate::contract::FieldError;
+use super::file_plan::FilePlan;
+use super::record::{Parsed, Position, META_ID};
 
-/// The prefix that puts a column inside the nested `risk` object.
-const RISK_PREFIX: &str = "risk.";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Column {
-    Id,
-    Note,
-    Top(String),
-    RiskText(String),
-    RiskVolume(String),
-    RiskPep(String),
-}
-
-struct Header {
-    names: Vec<String>,
-    columns: Vec<Column>,
-}
-
-impl Header {
-    fn parse(record: &ByteRecord, line: u64) -> Result<Header, FileError> {
-        let mut names: Vec<String> = Vec::with_capacity(record.len());
-        for cell in record {
-            let name = std::str::from_utf8(cell)
-                .map_err(|_| FileError::CellNotUtf8 {
-                    line,
-                    column_name: format!("header column {}", names.len() + 1),
-                })?
-                .trim()
-                .to_string();
-            if names.contains(&name) {
-                return Err(FileError::DuplicateColumn { line, name });
-            }
-            names.push(name);
+/// The header's names, trimmed. Only icsync's own `_icsync_id` may not repeat: which of two
+/// would name the record? Other repeated names are columns like any other.
+fn header_names(record: &ByteRecord, line: u64) -> Result<Vec<String>, FileError> {
+    let mut names: Vec<String> = Vec::with_capacity(record.len());
+    for cell in record {
+        let name = std::str::from_utf8(cell)
+            .map_err(|_| FileError::CellNotUtf8 {
+                line,
+                column_name: format!("header column {}", names.len() + 1),
+            })?
+            .trim()
+            .to_string();
+        if name == META_ID && names.contains(&name) {
+            return Err(FileError::DuplicateColumn { line, name });
         }
-        let columns = names.iter().map(|n| Column::for_name(n)).collect();
-        Ok(Header { names, columns })
+        names.push(name);
     }
+    Ok(names)
 }
 
-impl Column {
-    fn for_name(name: &str) -> Column {
-        if name == META_ID {
-            return Column::Id;
-        }
-        if name == META_ERROR {
-            return Column::Note;
-        }
-        match name.strip_prefix(RISK_PREFIX) {
-            Some(member @ ("expected_monthly_volume" | "expectedMonthlyVolume")) => {
-                Column::RiskVolume(member.to_string())
-            }
-            Some(member @ ("is_pep" | "isPep")) => Column::RiskPep(member.to_string()),
-            Some(member) => Column::RiskText(member.to_string()),
-            None => Column::Top(name.to_string()),
-        }
-    }
-}
-
-pub(super) fn read<R, B, F>(reader: R, mut on_record: F) -> Result<ControlFlow<B>, FileError>
+pub(super) fn read<R, B, F>(
+    reader: R,
+    delimiter: u8,
+    plan: &mut FilePlan,
+    mut on_record: F,
+) -> Result<ControlFlow<B>, FileError>
 where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
@@ -87,6 +53,7 @@ where
     };
     // Flexible, so a ragged row is one record's error rather than the reader's.
     let mut rows = ReaderBuilder::new()
+        .delimiter(delimiter)
         .has_headers(false)
         .flexible(true)
         .from_reader(indexed);
@@ -98,9 +65,10 @@ where
     if !rows.read_byte_record(&mut row).map_err(csv_error)? {
         return Err(FileError::MissingHeader);
     }
-    let header = Header::parse(&row, line_of(&row))?;
+    let names = header_names(&row, line_of(&row))?;
+    plan.header(&names)?;
     while rows.read_byte_record(&mut row).map_err(csv_error)? {
-        let parsed = parse_row(&header, &row, line_of(&row))?;
+        let parsed = parse_row(plan, &names, &row, line_of(&row))?;
         if let ControlFlow::Break(b) = on_record(parsed) {
             return Ok(ControlFlow::Break(b));
         }
@@ -170,87 +138,31 @@ fn csv_error(e: ::csv::Error) -> FileError {
     }
 }
 
-fn parse_row(header: &Header, row: &ByteRecord, line: u64) -> Result<Parsed, FileError> {
+fn parse_row(
+    plan: &mut FilePlan,
+    names: &[String],
+    row: &ByteRecord,
+    line: u64,
+) -> Result<Parsed, FileError> {
     let position = Position::Line(line);
-    if row.len() != header.columns.len() {
+    if row.len() != names.len() {
         return Ok(Parsed::unreadable(
             position,
             format!(
                 "has {} cell(s) but the header has {} column(s)",
                 row.len(),
-                header.columns.len()
+                names.len()
             ),
         ));
     }
-    let mut body = Map::new();
-    let mut risk = Map::new();
-    let mut errors = Vec::new();
-    let mut record_id = None;
-    for ((column, name), cell) in header.columns.iter().zip(&header.names).zip(row) {
-        let text = std::str::from_utf8(cell).map_err(|_| FileError::CellNotUtf8 {
-            line,
-            column_name: name.clone(),
-        })?;
-        if text.is_empty() {
-            continue;
-        }
-        match column {
-            Column::Id => record_id = meta_id(text),
-            Column::Note => {}
-            Column::Top(member) => {
-                body.insert(member.clone(), Value::from(text));
-            }
-            Column::RiskText(member) => {
-                risk.insert(member.clone(), Value::from(text));
-            }
-            Column::RiskVolume(member) => match parse_whole_number(text) {
-                Some(n) => {
-                    risk.insert(member.clone(), n);
-                }
-                None => errors.push(FieldError::new(
-                    name.as_str(),
-                    format!("{text:?} is not a whole number"),
-                )),
-            },
-            Column::RiskPep(member) => match parse_yes_no(text) {
-                Some(b) => {
-                    risk.insert(member.clone(), Value::Bool(b));
-                }
-                None => errors.push(FieldError::new(
-                    name.as_str(),
-                    format!("{text:?} is not one of true/false/yes/no/1/0"),
-                )),
-            },
-        }
+    let mut cells = Vec::with_capacity(row.len());
+    for (name, cell) in names.iter().zip(row) {
+        cells.push(
+            std::str::from_utf8(cell).map_err(|_| FileError::CellNotUtf8 {
+                line,
+                column_name: name.clone(),
+            })?,
+        );
     }
-    if !risk.is_empty() {
-        // Both spellings of risk at once: report that alone, not also what the contract
-        // thinks of the plain `risk` cell.
-        if body.remove("risk").is_some() {
-            errors.push(FieldError::new(
-                "risk",
-                "given both as a risk column and as risk.* columns; use one",
-            ));
-        } else {
-            body.insert("risk".to_string(), Value::Object(risk));
-        }
-    }
-    Ok(validate(position, record_id, &Value::Object(body), errors))
-}
-
-/// Negative numbers pass through so the contract reports them in its own words.
-fn parse_whole_number(text: &str) -> Option<Value> {
-    let t = text.trim();
-    t.parse::<u64>()
-        .map(Value::from)
-        .or_else(|_| t.parse::<i64>().map(Value::from))
-        .ok()
-}
-
-fn parse_yes_no(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" | "1" => Some(true),
-        "false" | "no" | "0" => Some(false),
-        _ => None,
-    }
+    Ok(plan.row(position, &cells))
 }

@@ -46,6 +46,15 @@ pub enum FileError {
     MissingHeader,
     #[error("line {line}: column {name:?} appears more than once in the header")]
     DuplicateColumn { line: u64, name: String },
+    /// No column (or JSON member) holds the customer's name, so no record could be valid.
+    #[error(
+        "no column holds the customer's name (a full name, or first and last name); its \
+         columns are {columns}. Name the columns in a mapping file, a [columns] table such \
+         as \"Kunde\" = \"full_name\" or \"Vorname\" = \"first_name\", and give it with \
+         --mapping FILE (for the drop folder: mapping in icsync.toml); docs/ingest.md lists \
+         every target"
+    )]
+    NoNameColumn { columns: String },
     /// Anything else the CSV reader reports.
     #[error("line {line}: {message}")]
     Csv { line: u64, message: String },
@@ -67,7 +76,9 @@ impl std::fmt::Display for InFile<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.error {
             // An I/O error has no position to lead with.
-            FileError::Io(_) => write!(f, "{}: {}", self.file, self.error),
+            FileError::Io(_) | FileError::NoNameColumn { .. } => {
+                write!(f, "{}: {}", self.file, self.error)
+            }
             _ => write!(f, "{} {}", self.file, self.error),
         }
     }

@@ -11,10 +11,15 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::error::{json_message, FileError};
+use super::file_plan::FilePlan;
 use super::lines::{ElementLines, LineTracker};
-use super::record::{from_value, Parsed, Position};
+use super::record::{Parsed, Position};
 
-pub(super) fn read<R, B, F>(reader: R, on_record: F) -> Result<ControlFlow<B>, FileError>
+pub(super) fn read<R, B, F>(
+    reader: R,
+    plan: &mut FilePlan,
+    on_record: F,
+) -> Result<ControlFlow<B>, FileError>
 where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
@@ -23,6 +28,7 @@ where
     let mut de = serde_json::Deserializer::from_reader(tracked);
     let mut state = State {
         on_record,
+        plan,
         lines,
         delivered: 0,
         stopped: None,
@@ -49,6 +55,7 @@ where
         });
     }
     de.end().map_err(|e| syntax(&e))?;
+    state.plan.finish()?;
     Ok(ControlFlow::Continue(()))
 }
 
@@ -70,19 +77,20 @@ fn friendly(message: String) -> String {
     }
 }
 
-struct State<F, B> {
+struct State<'p, F, B> {
     on_record: F,
+    plan: &'p mut FilePlan,
     lines: ElementLines,
     delivered: u64,
     stopped: Option<B>,
     in_array: bool,
 }
 
-struct TopLevel<'s, F, B> {
-    state: &'s mut State<F, B>,
+struct TopLevel<'s, 'p, F, B> {
+    state: &'s mut State<'p, F, B>,
 }
 
-impl<'de, F, B> Visitor<'de> for TopLevel<'_, F, B>
+impl<'de, F, B> Visitor<'de> for TopLevel<'_, '_, F, B>
 where
     F: FnMut(Parsed) -> ControlFlow<B>,
 {
@@ -94,13 +102,12 @@ where
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let value = Value::deserialize(MapAccessDeserializer::new(map))?;
-        if let ControlFlow::Break(b) = (self.state.on_record)(from_value(
-            Position::Element {
-                index: 0,
-                line: self.state.lines.top().unwrap_or(1),
-            },
-            value,
-        )) {
+        let position = Position::Element {
+            index: 0,
+            line: self.state.lines.top().unwrap_or(1),
+        };
+        let parsed = self.state.plan.value(position, value);
+        if let ControlFlow::Break(b) = (self.state.on_record)(parsed) {
             self.state.stopped = Some(b);
         }
         Ok(())
@@ -115,7 +122,8 @@ where
                 line: self.state.lines.next_element().unwrap_or(0),
             };
             self.state.delivered += 1;
-            if let ControlFlow::Break(b) = (self.state.on_record)(from_value(position, value)) {
+            let parsed = self.state.plan.value(position, value);
+            if let ControlFlow::Break(b) = (self.state.on_record)(parsed) {
                 self.state.stopped = Some(b);
                 return Ok(());
             }

@@ -13,10 +13,16 @@ mod csv;
 pub mod drop;
 mod error;
 mod export;
+mod file_plan;
 mod json;
 mod lines;
+pub mod mapping;
 mod ndjson;
+pub mod presets;
 mod record;
+mod shape;
+mod survey;
+pub mod values;
 
 use std::convert::Infallible;
 use std::io::Read;
@@ -25,11 +31,18 @@ use std::path::Path;
 
 pub use error::{FileError, UnsupportedFormat};
 pub use export::{write_csv, write_ndjson, ExportError, ExportRow, CSV_HEADER};
+pub use file_plan::{ColumnSummary, MappingSummary, ReadOptions};
+pub use mapping::{Mapping, MappingError};
 pub use ndjson::MAX_LINE_BYTES;
-pub use record::{Accepted, Parsed, Position, RecordIssue, Rejected, META_ERROR, META_ID};
+pub use record::{
+    Accepted, Parsed, Position, RecordIssue, Rejected, META_CUSTOMER_ID, META_ERROR, META_ID,
+};
+pub use shape::ColumnStats;
+pub use survey::{survey, Problem, Survey, KEEP_PROBLEMS};
 
 /// A file format, chosen by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Json,
     Ndjson,
@@ -58,12 +71,51 @@ impl Format {
     }
 }
 
+/// What reading a whole file found out about it, beside its records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileSummary {
+    pub format: Format,
+    #[serde(flatten)]
+    pub mapping: MappingSummary,
+}
+
 /// Streams every record of `reader` to `on_record`, in file order, until the end of the
-/// file, a [`FileError`], or `on_record` breaks (whose value is returned).
+/// file, a [`FileError`], or `on_record` breaks (whose value is returned), then says what
+/// the file's columns fed.
 ///
 /// Records delivered before a `FileError` stay delivered: a caller that must treat a file
 /// as all-or-nothing either reads it once to check (with a callback that keeps nothing)
 /// or holds back what it commits until the end.
+pub fn read_file<R, B, F>(
+    format: Format,
+    reader: R,
+    options: &ReadOptions,
+    on_record: F,
+) -> Result<(ControlFlow<B>, FileSummary), FileError>
+where
+    R: Read,
+    F: FnMut(Parsed) -> ControlFlow<B>,
+{
+    let reader = bom::SkipBom::new(reader);
+    let mut plan = file_plan::FilePlan::new(options);
+    let flow = match format {
+        Format::Json => json::read(reader, &mut plan, on_record),
+        Format::Ndjson => ndjson::read(reader, &mut plan, on_record),
+        Format::Csv => csv::read(
+            reader,
+            options.delimiter.unwrap_or(b','),
+            &mut plan,
+            on_record,
+        ),
+    }?;
+    let summary = FileSummary {
+        format,
+        mapping: plan.summary(),
+    };
+    Ok((flow, summary))
+}
+
+/// [`read_file`] with default options, for callers that need only the records.
 pub fn read_records<R, B, F>(
     format: Format,
     reader: R,
@@ -73,12 +125,7 @@ where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
 {
-    let reader = bom::SkipBom::new(reader);
-    match format {
-        Format::Json => json::read(reader, on_record),
-        Format::Ndjson => ndjson::read(reader, on_record),
-        Format::Csv => csv::read(reader, on_record),
-    }
+    read_file(format, reader, &ReadOptions::default(), on_record).map(|(flow, _)| flow)
 }
 
 /// Every record of a small file, in order.

@@ -8,13 +8,18 @@ use std::ops::ControlFlow;
 use serde_json::Value;
 
 use super::error::{char_column, json_message, FileError};
-use super::record::{from_value, Parsed, Position};
+use super::file_plan::FilePlan;
+use super::record::{Parsed, Position};
 
 /// Longer lines are reported as a bad record and skipped without being held in memory. A
 /// customer record is a few hundred bytes; a megabyte line is not a record.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
-pub(super) fn read<R, B, F>(reader: R, mut on_record: F) -> Result<ControlFlow<B>, FileError>
+pub(super) fn read<R, B, F>(
+    reader: R,
+    plan: &mut FilePlan,
+    mut on_record: F,
+) -> Result<ControlFlow<B>, FileError>
 where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
@@ -25,13 +30,16 @@ where
     loop {
         line.clear();
         let fit = match next_line(&mut input, &mut line)? {
-            None => return Ok(ControlFlow::Continue(())),
+            None => {
+                plan.finish()?;
+                return Ok(ControlFlow::Continue(()));
+            }
             Some(fit) => fit,
         };
         number += 1;
         let position = Position::Line(number);
         let parsed = if fit {
-            match parse_line(&line, number)? {
+            match parse_line(plan, &line, number)? {
                 None => continue,
                 Some(parsed) => parsed,
             }
@@ -48,7 +56,7 @@ where
 }
 
 /// `None` for a blank line.
-fn parse_line(line: &[u8], number: u64) -> Result<Option<Parsed>, FileError> {
+fn parse_line(plan: &mut FilePlan, line: &[u8], number: u64) -> Result<Option<Parsed>, FileError> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = std::str::from_utf8(line).map_err(|e| FileError::NotUtf8 {
@@ -60,7 +68,7 @@ fn parse_line(line: &[u8], number: u64) -> Result<Option<Parsed>, FileError> {
     }
     let position = Position::Line(number);
     Ok(Some(match serde_json::from_str::<Value>(text) {
-        Ok(value) => from_value(position, value),
+        Ok(value) => plan.value(position, value),
         Err(e) => Parsed::unreadable(
             position,
             format!(

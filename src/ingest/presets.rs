@@ -24,6 +24,7 @@
 //! `tests/fixtures/exports/generate.py`.
 
 /// One vendor export format.
+#[derive(Debug)]
 pub struct Preset {
     /// Shown to the user: "Salesforce contacts".
     pub name: &'static str,

@@ -2,8 +2,6 @@
 //! a payload the contract accepts or every reason it does not. Owns the reserved meta members
 //! (`_icsync_id`, `_error`) and their stripping; validation itself belongs to the contract.
 
-use serde_json::Value;
-
 use crate::contract::FieldError;
 use crate::store::Payload;
 
@@ -12,6 +10,9 @@ use crate::store::Payload;
 pub const META_ID: &str = "_icsync_id";
 /// The member carrying a human note (an export's error text); always ignored on reading.
 pub const META_ERROR: &str = "_error";
+/// The member carrying the server's customer id in an export for write-back; ignored on
+/// reading (the server's id is never sent).
+pub const META_CUSTOMER_ID: &str = "customer_id";
 
 /// Where a record sits in its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +50,9 @@ pub struct Parsed {
     /// The `_icsync_id` it carried, when not empty.
     pub record_id: Option<String>,
     pub result: Result<Payload, Vec<FieldError>>,
+    /// What changed on the way in that a person should know (a phone extension dropped, the
+    /// first of several emails taken): reported, never a reason to refuse.
+    pub notes: Vec<FieldError>,
 }
 
 /// A record the contract accepts.
@@ -57,6 +61,7 @@ pub struct Accepted {
     pub position: Position,
     pub record_id: Option<String>,
     pub payload: Payload,
+    pub notes: Vec<FieldError>,
 }
 
 /// A record the contract does not accept, with every reason.
@@ -73,12 +78,14 @@ impl Parsed {
             position,
             record_id,
             result,
+            notes,
         } = self;
         match result {
             Ok(payload) => Ok(Accepted {
                 position,
                 record_id,
                 payload,
+                notes,
             }),
             Err(errors) => Err(Rejected {
                 position,
@@ -105,6 +112,7 @@ impl Parsed {
             position,
             record_id: None,
             result: Err(vec![FieldError::new("", message)]),
+            notes: Vec::new(),
         }
     }
 }
@@ -137,52 +145,10 @@ impl std::fmt::Display for RecordIssue<'_> {
     }
 }
 
-/// Validates one JSON value (an NDJSON line or a JSON element) after taking out the meta
-/// members.
-pub(super) fn from_value(position: Position, mut value: Value) -> Parsed {
-    let mut errors = Vec::new();
-    let mut record_id = None;
-    if let Value::Object(members) = &mut value {
-        members.remove(META_ERROR);
-        match members.remove(META_ID) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => record_id = meta_id(&s),
-            Some(_) => errors.push(FieldError::new(
-                META_ID,
-                "must be a string (the icsync record id from an export)",
-            )),
-        }
-    }
-    validate(position, record_id, &value, errors)
-}
-
 /// A record id as written in a file: surrounding spaces from hand editing do not count, and
 /// an empty id is none.
 pub(super) fn meta_id(text: &str) -> Option<String> {
     Some(text.trim())
         .filter(|t| !t.is_empty())
         .map(str::to_string)
-}
-
-/// Runs the contract over `body` (meta members already taken out) and adds the contract's
-/// errors to those found while reading.
-pub(super) fn validate(
-    position: Position,
-    record_id: Option<String>,
-    body: &Value,
-    mut errors: Vec<FieldError>,
-) -> Parsed {
-    let result = match Payload::parse(body) {
-        Ok(payload) if errors.is_empty() => Ok(payload),
-        Ok(_) => Err(errors),
-        Err(contract_errors) => {
-            errors.extend(contract_errors);
-            Err(errors)
-        }
-    };
-    Parsed {
-        position,
-        record_id,
-        result,
-    }
 }

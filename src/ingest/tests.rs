@@ -101,7 +101,7 @@ fn ndjson_contract_errors_are_per_record() {
         Format::Ndjson,
         "{\"full_name\":\"Ada\",\"email\":\"nope\",\"colour\":\"red\"}\n[1]\n",
     );
-    assert_eq!(fields(&got[0]), ["email", "colour"]);
+    assert_eq!(fields(&got[0]), ["email"]);
     assert_eq!(fields(&got[1]), [""]);
 }
 
@@ -254,10 +254,18 @@ fn meta_members_are_stripped_and_the_id_returned() {
     assert_eq!(got[1].record_id, None);
     assert!(got[1].result.is_ok());
     assert_eq!(fields(&got[2]), ["_icsync_id"]);
+    assert!(got[3].result.is_ok(), "an unknown member is not imported");
+    let (_, summary) = read_file(
+        Format::Ndjson,
+        "{\"_error\":{\"any\":1},\"_other\":1,\"full_name\":\"Di\"}\n".as_bytes(),
+        &ReadOptions::default(),
+        |_| ControlFlow::<()>::Continue(()),
+    )
+    .unwrap();
     assert_eq!(
-        fields(&got[3]),
+        summary.mapping.unmapped,
         ["_other"],
-        "only the two reserved names are special"
+        "only the reserved names are known"
     );
 }
 
@@ -380,11 +388,17 @@ fn csv_ragged_row_is_an_error_for_that_row_only() {
 }
 
 #[test]
-fn csv_unknown_columns_are_reported_by_the_contract_per_record() {
+fn csv_unknown_columns_are_listed_once_per_file_and_not_imported() {
     let text = "full_name,colour,risk.shoe_size\nAda,red,\nBo,,\n";
-    let got = parse(Format::Csv, text);
-    assert_eq!(fields(&got[0]), ["colour"]);
-    assert!(got[1].result.is_ok(), "empty unknown cells are absent");
+    let mut got = Vec::new();
+    let (_, summary) = read_file(Format::Csv, text.as_bytes(), &ReadOptions::default(), |p| {
+        got.push(p);
+        ControlFlow::<()>::Continue(())
+    })
+    .unwrap();
+    assert_eq!(got[0].result, Ok(payload(json!({"full_name": "Ada"}))));
+    assert!(got[1].result.is_ok());
+    assert_eq!(summary.mapping.unmapped, ["colour", "risk.shoe_size"]);
 }
 
 #[test]
@@ -394,7 +408,7 @@ fn csv_meta_columns_are_stripped_and_the_id_returned() {
     assert_eq!(got[0].record_id.as_deref(), Some("r-1"));
     assert_eq!(got[0].result, Ok(payload(json!({"full_name": "Ada"}))));
     assert_eq!(got[1].record_id, None);
-    assert_eq!(fields(&got[1]), ["_note"]);
+    assert_eq!(got[1].result, Ok(payload(json!({"full_name": "Bo"}))));
 }
 
 #[test]
@@ -414,7 +428,7 @@ fn csv_without_header_is_a_file_error() {
 #[test]
 fn csv_duplicate_header_and_invalid_utf8_are_file_errors() {
     assert!(matches!(
-        file_error(Format::Csv, b"email,full_name,email\n"),
+        file_error(Format::Csv, b"_icsync_id,full_name,_icsync_id\n"),
         FileError::DuplicateColumn { line: 1, .. }
     ));
     match file_error(Format::Csv, b"full_name,email\nAda,a@b.co\nBo,\xfe\n") {
@@ -484,7 +498,7 @@ fn batches_hold_at_most_n_valid_records_and_flush_the_rest_at_the_end() {
 
 #[test]
 fn batches_of_only_rejected_records_are_bounded_too() {
-    let text = "{}\n".repeat(10);
+    let text = "{\"full_name\": \" \"}\n".repeat(10);
     let mut largest = 0;
     let mut total = 0;
     let _ = read_batches(Format::Ndjson, text.as_bytes(), 4, |b| {

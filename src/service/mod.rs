@@ -14,13 +14,13 @@ use tokio::sync::broadcast;
 
 use crate::contract::{ErrorKind, FieldError};
 use crate::control::{
-    ControlError, ControlErrorCode, Event, Handler, InvalidItem, ListSort, Queued, Reply, Request,
-    ResolveAction, SortCursor, SortKey, SortProgress, StatusReport,
+    ControlError, ControlErrorCode, Event, FileTaken, Handler, InvalidItem, ListSort, Queued,
+    Reply, Request, ResolveAction, SortCursor, SortKey, SortProgress, StatusReport,
 };
 use crate::crypto::Passphrase;
 use crate::store::{
-    DropFileEntry, DropProgress, Durability, Fingerprint, Origin, Payload, Record, RecordError,
-    RecordId, RecordState, Store, StoreError,
+    DropFileEntry, DropProgress, DropStage, Durability, Fingerprint, Origin, Payload, Record,
+    RecordError, RecordId, RecordState, Store, StoreError,
 };
 
 pub use actions::ActionError;
@@ -71,6 +71,14 @@ impl From<ServiceError> for ControlError {
             invalid,
         }
     }
+}
+
+/// A SHA-256 as hex, from a request.
+fn fingerprint(sha256: &str) -> Result<Fingerprint, ServiceError> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(sha256, &mut bytes)
+        .map_err(|_| ServiceError::NotAllowed(format!("{sha256:?} is not a SHA-256 in hex")))?;
+    Ok(Fingerprint(bytes))
 }
 
 /// What the service needs to know of a sync engine running in this process.
@@ -471,6 +479,41 @@ impl Service {
         Ok(done.len())
     }
 
+    /// When a file with this content was taken whole before, and under what name.
+    pub fn file_taken(&self, sha256: &str) -> Result<Option<FileTaken>, ServiceError> {
+        let fp = fingerprint(sha256)?;
+        Ok(self
+            .store
+            .drop_progress(&fp)?
+            .filter(|p| p.stage != DropStage::Ingesting)
+            .map(|p| FileTaken {
+                file: p.file,
+                at: p.updated_at,
+            }))
+    }
+
+    /// Notes a file `icsync import` took whole, as the drop folder notes an archived one.
+    pub fn mark_file_taken(
+        &self,
+        sha256: &str,
+        file: &str,
+        now: DateTime<Utc>,
+    ) -> Result<FileTaken, ServiceError> {
+        let fp = fingerprint(sha256)?;
+        let progress = DropProgress {
+            file: file.to_string(),
+            stage: DropStage::Archived,
+            records_done: 0,
+            updated_at: now,
+        };
+        self.store
+            .set_drop_progress(&fp, &progress, None, Durability::Flush)?;
+        Ok(FileTaken {
+            file: progress.file,
+            at: now,
+        })
+    }
+
     /// The drop folder's recent files, newest first.
     pub fn drop_files(&self, limit: usize) -> Result<Vec<DropFileEntry>, ServiceError> {
         Ok(self.store.recent_drop_files(limit)?)
@@ -652,6 +695,14 @@ impl Service {
             Request::DropFiles => self
                 .drop_files(crate::store::DROP_HISTORY_MAX)
                 .map(|files| Reply::DropFiles { files }),
+            Request::FileTaken { sha256 } => self
+                .file_taken(&sha256)
+                .map(|earlier| Reply::FileTaken { earlier }),
+            Request::MarkFileTaken { sha256, file } => self
+                .mark_file_taken(&sha256, &file, now)
+                .map(|earlier| Reply::FileTaken {
+                    earlier: Some(earlier),
+                }),
             Request::Unlock { passphrase } => self
                 .keys()
                 .and_then(|k| k.unlock(&passphrase))

@@ -15,9 +15,10 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::super::bom::SkipBom;
+use super::super::file_plan::FilePlan;
 use super::super::lines::{ElementLines, LineTracker};
-use super::super::record::{from_value, Parsed, Position, META_ERROR};
-use super::super::{read_records, FileError, Format, MAX_LINE_BYTES};
+use super::super::record::{Parsed, Position, META_ERROR};
+use super::super::{read_file, FileError, Format, ReadOptions, MAX_LINE_BYTES};
 use crate::contract::FieldError;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +42,16 @@ pub fn rejected_copy_extension(format: Format) -> &'static str {
 /// writes every rejected record to `report` and `copy`. Returns how many were rejected.
 pub fn write_rejects(
     format: Format,
+    options: &ReadOptions,
     parse_src: impl Read,
     raw_src: impl Read,
     report: &mut impl Write,
     copy: &mut impl Write,
 ) -> Result<u64, RejectsError> {
     match format {
-        Format::Ndjson => ndjson(parse_src, raw_src, report, copy),
-        Format::Csv => csv(parse_src, raw_src, report, copy),
-        Format::Json => json(raw_src, report, copy),
+        Format::Ndjson => ndjson(options, parse_src, raw_src, report, copy),
+        Format::Csv => csv(options, parse_src, raw_src, report, copy),
+        Format::Json => json(options, raw_src, report, copy),
     }
 }
 
@@ -87,12 +89,13 @@ fn rejected_errors(parsed: &Parsed) -> Option<&[FieldError]> {
 /// Runs the parser, calling `on_record` for each record; stops at the first write error.
 fn each_parsed(
     format: Format,
+    options: &ReadOptions,
     src: impl Read,
     mut on_record: impl FnMut(&Parsed) -> io::Result<()>,
 ) -> Result<(), RejectsError> {
     let mut failed = None;
     // Breaking is only ever our own write error, kept in `failed`.
-    let _flow = read_records(format, src, |parsed| match on_record(&parsed) {
+    let _read = read_file(format, src, options, |parsed| match on_record(&parsed) {
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
             failed = Some(e);
@@ -106,6 +109,7 @@ fn each_parsed(
 }
 
 fn ndjson(
+    options: &ReadOptions,
     parse_src: impl Read,
     raw_src: impl Read,
     report: &mut impl Write,
@@ -115,7 +119,7 @@ fn ndjson(
     let mut line_no = 0u64;
     let mut line = Vec::new();
     let mut count = 0;
-    each_parsed(Format::Ndjson, parse_src, |parsed| {
+    each_parsed(Format::Ndjson, options, parse_src, |parsed| {
         let Some(errors) = rejected_errors(parsed) else {
             return Ok(());
         };
@@ -195,6 +199,7 @@ fn with_note_ndjson(line: &[u8], note: &str) -> Vec<u8> {
 }
 
 fn csv(
+    options: &ReadOptions,
     parse_src: impl Read,
     raw_src: impl Read,
     report: &mut impl Write,
@@ -202,6 +207,7 @@ fn csv(
 ) -> Result<u64, RejectsError> {
     // The same reader settings as the parser, so the two see the same records in step.
     let mut raw = ::csv::ReaderBuilder::new()
+        .delimiter(options.delimiter.unwrap_or(b','))
         .has_headers(false)
         .flexible(true)
         .from_reader(SkipBom::new(raw_src));
@@ -219,7 +225,7 @@ fn csv(
             .iter()
             .position(|c| c.trim_ascii() == META_ERROR.as_bytes());
     }
-    each_parsed(Format::Csv, parse_src, |parsed| {
+    each_parsed(Format::Csv, options, parse_src, |parsed| {
         // Every record, accepted or not, moves the raw reader one record on.
         if !raw.read_byte_record(&mut record).map_err(io::Error::from)? {
             return Ok(());
@@ -255,6 +261,7 @@ fn with_note_csv(row: &::csv::ByteRecord, column: Option<usize>, note: &str) -> 
 }
 
 fn json(
+    options: &ReadOptions,
     raw_src: impl Read,
     report: &mut impl Write,
     copy: &mut impl Write,
@@ -263,6 +270,7 @@ fn json(
     let mut de = serde_json::Deserializer::from_reader(tracked);
     let mut walk = JsonWalk {
         lines,
+        plan: FilePlan::new(options),
         report,
         copy,
         count: 0,
@@ -288,6 +296,7 @@ fn json(
 /// Visits a top-level object or array, writing each rejected element.
 struct JsonWalk<'w, R, C> {
     lines: ElementLines,
+    plan: FilePlan,
     report: &'w mut R,
     copy: &'w mut C,
     count: u64,
@@ -300,7 +309,7 @@ impl<R: Write, C: Write> JsonWalk<'_, R, C> {
             index,
             line: line.unwrap_or(0),
         };
-        let parsed = from_value(position, value.clone());
+        let parsed = self.plan.value(position, value.clone());
         let Some(errors) = rejected_errors(&parsed) else {
             return Ok(());
         };
@@ -364,6 +373,7 @@ mod tests {
         let mut copy = Vec::new();
         let n = write_rejects(
             format,
+            &ReadOptions::default(),
             input.as_bytes(),
             input.as_bytes(),
             &mut report,
