@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use color_eyre::eyre::{Result, WrapErr};
 use icsync::cli::commands::{self, AddArgs, EditArgs, ListArgs, ResolveArgs, ShowArgs, StatusArgs};
+use icsync::cli::import::{self, ImportArgs, ImportOutcome};
 use icsync::cli::keys::{self, PurgeArgs, RekeyArgs, UnlockArgs};
-use icsync::cli::transfer::{self, ExportArgs, ImportArgs, ImportOutcome};
+use icsync::cli::transfer::{self, ExportArgs};
 use icsync::cli::Backend;
 use icsync::config::{self, Overrides, Settings};
 
@@ -81,8 +82,9 @@ enum Command {
     Edit(EditArgs),
     /// Resolve a record that needs a person (conflict or rejected).
     Resolve(ResolveArgs),
-    /// Queue records from files (.json, .ndjson/.jsonl, .csv). Exit status 2 when some
-    /// records or files were refused (the rest are queued).
+    /// Queue records from files: CRM and spreadsheet exports (.csv, .tsv, .txt), .json,
+    /// .ndjson/.jsonl. Exit status 2 when some records or files were refused (the rest are
+    /// queued).
     Import(ImportArgs),
     /// Write the records that need a person to a file that can be fixed and imported again.
     Export(ExportArgs),
@@ -253,7 +255,9 @@ fn main() -> Result<ExitCode> {
             Command::Resolve(a) => commands::resolve(&mut backend, a).await?,
             Command::Export(a) => transfer::export(&mut backend, a).await?,
             Command::Import(a) => {
-                if let ImportOutcome::SomeRejected = transfer::import(&mut backend, a).await? {
+                if let ImportOutcome::SomeRejected =
+                    import::import(&mut backend, &settings, a).await?
+                {
                     return Ok(ExitCode::from(2));
                 }
             }

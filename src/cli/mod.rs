@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod demo;
 pub mod fields;
+pub mod import;
 pub mod interactive;
 pub mod keys;
 pub mod output;

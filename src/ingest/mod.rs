@@ -163,6 +163,7 @@ impl Batch {
 pub fn read_batches<R, B, F>(
     format: Format,
     reader: R,
+    options: &ReadOptions,
     size: usize,
     mut on_batch: F,
 ) -> Result<ControlFlow<B>, FileError>
@@ -172,7 +173,7 @@ where
 {
     let size = size.max(1);
     let mut batch = Batch::default();
-    let outcome = read_records(format, reader, |parsed| {
+    let outcome = read_file(format, reader, options, |parsed| {
         match parsed.split() {
             Ok(a) => batch.accepted.push(a),
             Err(r) => batch.rejected.push(r),
@@ -183,6 +184,7 @@ where
             ControlFlow::Continue(())
         }
     });
+    let outcome = outcome.map(|(flow, _)| flow);
     match outcome {
         Ok(ControlFlow::Break(b)) => Ok(ControlFlow::Break(b)),
         Ok(ControlFlow::Continue(())) | Err(_) if batch.is_empty() => outcome,

@@ -47,7 +47,12 @@ impl Problem {
         }
     }
 
-    /// `line 7: email: is not a valid email address`
+    /// A problem with a record as a whole, found after reading (by the store, say).
+    pub fn record(file: &str, position: Position, message: String) -> Problem {
+        Problem::new(file, position, &FieldError::new("", message))
+    }
+
+    /// Where the record is, as `line 7` or `line 7 (element 2)`.
     pub fn position(&self) -> Position {
         match self.element {
             Some(index) => Position::Element {
