@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::process::Command;
 
-use icsync::ingest::{read_batches, Format};
+use icsync::ingest::{read_batches, Format, ReadOptions};
 
 const BOUND_BYTES: u64 = 64 << 20;
 
@@ -143,16 +143,20 @@ fn status_bytes(key: &str) -> u64 {
 fn measure(format: Format, records: u64) {
     // Warm up once so one-off allocations (lazy statics, the first buffers) are in the
     // baseline rather than counted as growth.
-    let _ = read_batches(format, Generated::new(format, 2000), 1000, |_| {
-        ControlFlow::<()>::Continue(())
-    })
+    let _ = read_batches(
+        format,
+        Generated::new(format, 2000),
+        &ReadOptions::default(),
+        1000,
+        |_| ControlFlow::<()>::Continue(()),
+    )
     .unwrap();
     let baseline = status_bytes("VmRSS:");
 
     let (mut accepted, mut rejected, mut bytes) = (0u64, 0u64, 0u64);
     let mut source = Generated::new(format, records);
     let counting = io::Read::by_ref(&mut source).inspect_bytes(&mut bytes);
-    let flow = read_batches(format, counting, 1000, |batch| {
+    let flow = read_batches(format, counting, &ReadOptions::default(), 1000, |batch| {
         accepted += batch.accepted.len() as u64;
         rejected += batch.rejected.len() as u64;
         ControlFlow::<()>::Continue(())

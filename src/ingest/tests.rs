@@ -478,10 +478,16 @@ fn batches_hold_at_most_n_valid_records_and_flush_the_rest_at_the_end() {
         }
     }
     let mut batches = Vec::new();
-    let flow = read_batches(Format::Ndjson, text.as_bytes(), 3, |b| {
-        batches.push(b);
-        ControlFlow::<()>::Continue(())
-    })
+    let flow = read_batches(
+        Format::Ndjson,
+        text.as_bytes(),
+        &ReadOptions::default(),
+        3,
+        |b| {
+            batches.push(b);
+            ControlFlow::<()>::Continue(())
+        },
+    )
     .unwrap();
     assert_eq!(flow, ControlFlow::Continue(()));
     let sizes: Vec<_> = batches
@@ -501,11 +507,17 @@ fn batches_of_only_rejected_records_are_bounded_too() {
     let text = "{\"full_name\": \" \"}\n".repeat(10);
     let mut largest = 0;
     let mut total = 0;
-    let _ = read_batches(Format::Ndjson, text.as_bytes(), 4, |b| {
-        largest = largest.max(b.rejected.len());
-        total += b.rejected.len();
-        ControlFlow::<()>::Continue(())
-    })
+    let _ = read_batches(
+        Format::Ndjson,
+        text.as_bytes(),
+        &ReadOptions::default(),
+        4,
+        |b| {
+            largest = largest.max(b.rejected.len());
+            total += b.rejected.len();
+            ControlFlow::<()>::Continue(())
+        },
+    )
     .unwrap();
     assert_eq!((largest, total), (4, 10));
 }
@@ -514,10 +526,16 @@ fn batches_of_only_rejected_records_are_bounded_too() {
 fn batches_deliver_what_was_read_before_a_file_error() {
     let text = "[{\"full_name\":\"A\"},{\"full_name\":\"B\"},{";
     let mut got = 0;
-    let err = read_batches(Format::Json, text.as_bytes(), 100, |b| {
-        got += b.accepted.len();
-        ControlFlow::<()>::Continue(())
-    })
+    let err = read_batches(
+        Format::Json,
+        text.as_bytes(),
+        &ReadOptions::default(),
+        100,
+        |b| {
+            got += b.accepted.len();
+            ControlFlow::<()>::Continue(())
+        },
+    )
     .unwrap_err();
     assert_eq!(got, 2);
     assert!(matches!(err, FileError::BadElement { index: 2, .. }));
