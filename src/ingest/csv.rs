@@ -75,7 +75,11 @@ impl Column {
     }
 }
 
-pub(super) fn read<R, B, F>(reader: R, mut on_record: F) -> Result<ControlFlow<B>, FileError>
+pub(super) fn read<R, B, F>(
+    reader: R,
+    delimiter: u8,
+    mut on_record: F,
+) -> Result<ControlFlow<B>, FileError>
 where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
@@ -89,6 +93,7 @@ where
     let mut rows = ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(delimiter)
         .from_reader(indexed);
     let mut row = ByteRecord::new();
     let line_of = |row: &ByteRecord| {

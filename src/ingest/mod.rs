@@ -1,6 +1,10 @@
-//! Reading customer records out of files (`.json`, `.ndjson`/`.jsonl`, `.csv`) and writing
-//! them back out for a person to fix: the parsers shared by `icsync import` and the
-//! drop-folder watcher.
+//! Reading customer records out of files (`.json`, `.ndjson`/`.jsonl`, `.csv`/`.tsv`/`.txt`,
+//! and the rows of `.xlsx`) and writing them back out for a person to fix: the parsers shared
+//! by `icsync import` and the drop-folder watcher.
+//!
+//! Text files go through two layers before a parser sees them: `decode` turns whatever
+//! encoding the file is in into UTF-8 (detected, or given with [`TextOptions`]) and `sniff`
+//! picks a delimited file's delimiter; [`open_text`] does both and says what it found.
 //!
 //! Everything here works over `std::io::Read`/`Write` and streams: a record is handed to the
 //! caller as soon as it is read, so a file of any size is read in bounded memory. Records are
@@ -10,6 +14,7 @@
 
 mod bom;
 mod csv;
+mod decode;
 pub mod drop;
 mod error;
 mod export;
@@ -17,27 +22,41 @@ mod json;
 mod lines;
 mod ndjson;
 mod record;
+mod sniff;
+mod xlsx;
 
 use std::convert::Infallible;
-use std::io::Read;
+use std::fmt;
+use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::path::Path;
 
+pub use decode::{
+    detect, encoding_by_label, Decoding, Detected, Detection, NotValidText, SAMPLE_BYTES,
+};
+pub use encoding_rs::Encoding;
 pub use error::{FileError, UnsupportedFormat};
 pub use export::{write_csv, write_ndjson, ExportError, ExportRow, CSV_HEADER};
 pub use ndjson::MAX_LINE_BYTES;
 pub use record::{Accepted, Parsed, Position, RecordIssue, Rejected, META_ERROR, META_ID};
+pub use sniff::delimiter as sniff_delimiter;
+pub use xlsx::{read_rows as read_xlsx_rows, MAX_XLSX_BYTES, MAX_XLSX_UNPACKED};
 
 /// A file format, chosen by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     Json,
     Ndjson,
+    /// Delimited text, `.csv` or `.txt`: the delimiter is sniffed unless given.
     Csv,
+    /// Delimited text, `.tsv`: tab unless another delimiter is given.
+    Tsv,
+    /// An Excel workbook, `.xlsx`: the rows of its first worksheet.
+    Xlsx,
 }
 
 impl Format {
-    /// `.json`, `.ndjson`, `.jsonl` or `.csv`, in any letter case.
+    /// `.json`, `.ndjson`, `.jsonl`, `.csv`, `.txt`, `.tsv` or `.xlsx`, in any letter case.
     pub fn from_path(path: &Path) -> Result<Format, UnsupportedFormat> {
         let extension = path
             .extension()
@@ -46,7 +65,9 @@ impl Format {
         match extension.as_deref() {
             Some("json") => Ok(Format::Json),
             Some("ndjson" | "jsonl") => Ok(Format::Ndjson),
-            Some("csv") => Ok(Format::Csv),
+            Some("csv" | "txt") => Ok(Format::Csv),
+            Some("tsv") => Ok(Format::Tsv),
+            Some("xlsx") => Ok(Format::Xlsx),
             _ => Err(UnsupportedFormat {
                 name: path
                     .file_name()
@@ -56,6 +77,74 @@ impl Format {
             }),
         }
     }
+
+    /// The delimiter a file of this format has unless told otherwise; `None` to sniff it
+    /// (and for formats that have none).
+    pub fn default_delimiter(self) -> Option<u8> {
+        match self {
+            Format::Tsv => Some(b'\t'),
+            Format::Json | Format::Ndjson | Format::Csv | Format::Xlsx => None,
+        }
+    }
+}
+
+/// What the user said about a text file, overriding detection (`--encoding`,
+/// `--delimiter`). The default detects both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextOptions {
+    pub encoding: Option<&'static Encoding>,
+    pub delimiter: Option<u8>,
+}
+
+/// How a text file is read: displays as `windows-1252 (detected), delimiter ';'`. The
+/// delimiter means nothing for JSON and NDJSON (print `encoding` alone for those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectedText {
+    pub encoding: Detected,
+    pub delimiter: u8,
+}
+
+impl fmt::Display for DetectedText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.delimiter {
+            b'\t' => write!(f, "{}, delimiter tab", self.encoding),
+            d => write!(f, "{}, delimiter '{}'", self.encoding, char::from(d)),
+        }
+    }
+}
+
+/// A text file decoded to UTF-8 by [`open_text`].
+pub type TextReader<R> = Decoding<io::Chain<io::Cursor<Vec<u8>>, R>>;
+
+/// Reads the first [`SAMPLE_BYTES`] of `reader` to settle its encoding and delimiter (each
+/// from `options` if given, the delimiter next from `default_delimiter`, else detected), and
+/// returns what was settled with a reader of the whole text as UTF-8, byte order mark
+/// dropped. Detection is deterministic: the same file always reads the same way.
+pub fn open_text<R: Read>(
+    mut reader: R,
+    options: &TextOptions,
+    default_delimiter: Option<u8>,
+) -> io::Result<(DetectedText, TextReader<R>)> {
+    let mut sample = Vec::new();
+    reader
+        .by_ref()
+        .take(SAMPLE_BYTES as u64)
+        .read_to_end(&mut sample)?;
+    let encoding = options
+        .encoding
+        .map_or_else(|| detect(&sample), Detected::given);
+    let delimiter = options
+        .delimiter
+        .or(default_delimiter)
+        .unwrap_or_else(|| sniff::delimiter(&decode::lossy(&sample, encoding.encoding)));
+    let text = Decoding::new(io::Cursor::new(sample).chain(reader), encoding.encoding);
+    Ok((
+        DetectedText {
+            encoding,
+            delimiter,
+        },
+        text,
+    ))
 }
 
 /// Streams every record of `reader` to `on_record`, in file order, until the end of the
@@ -64,6 +153,10 @@ impl Format {
 /// Records delivered before a `FileError` stay delivered: a caller that must treat a file
 /// as all-or-nothing either reads it once to check (with a callback that keeps nothing)
 /// or holds back what it commits until the end.
+///
+/// Text is decoded and a delimiter sniffed as [`open_text`] does with default options; see
+/// [`read_records_with`] to override them. `.xlsx` is [`FileError::XlsxNotWired`] for now
+/// ([`read_xlsx_rows`] reads its rows).
 pub fn read_records<R, B, F>(
     format: Format,
     reader: R,
@@ -73,12 +166,59 @@ where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
 {
-    let reader = bom::SkipBom::new(reader);
-    match format {
-        Format::Json => json::read(reader, on_record),
-        Format::Ndjson => ndjson::read(reader, on_record),
-        Format::Csv => csv::read(reader, on_record),
+    read_records_with(format, reader, &TextOptions::default(), on_record)
+}
+
+/// [`read_records`] with the encoding and delimiter overridden as `options` says.
+pub fn read_records_with<R, B, F>(
+    format: Format,
+    reader: R,
+    options: &TextOptions,
+    on_record: F,
+) -> Result<ControlFlow<B>, FileError>
+where
+    R: Read,
+    F: FnMut(Parsed) -> ControlFlow<B>,
+{
+    if format == Format::Xlsx {
+        // TODO(integration): the rows of `read_xlsx_rows`, first non-empty row the header,
+        // through the CSV column mapping; needs `Read + Seek` or the file buffered (capped
+        // at MAX_XLSX_BYTES).
+        return Err(FileError::XlsxNotWired);
     }
+    let (detected, text) = open_text(reader, options, format.default_delimiter())?;
+    read_decoded(format, &detected, text, on_record)
+}
+
+/// Streams the records of text opened with [`open_text`] (whose report is `detected`), for
+/// a caller that shows what was detected before reading.
+pub fn read_decoded<R, B, F>(
+    format: Format,
+    detected: &DetectedText,
+    text: TextReader<R>,
+    on_record: F,
+) -> Result<ControlFlow<B>, FileError>
+where
+    R: Read,
+    F: FnMut(Parsed) -> ControlFlow<B>,
+{
+    let outcome = match format {
+        Format::Json => json::read(text, on_record),
+        Format::Ndjson => ndjson::read(text, on_record),
+        Format::Csv | Format::Tsv => csv::read(text, detected.delimiter, on_record),
+        Format::Xlsx => Err(FileError::XlsxNotWired),
+    };
+    // The decoder's error reaches here as I/O; say what it is.
+    outcome.map_err(|e| match e {
+        FileError::Io(io) => match NotValidText::find(&io) {
+            Some(bad) => FileError::NotValidText {
+                line: bad.line,
+                encoding: bad.encoding,
+            },
+            None => FileError::Io(io),
+        },
+        other => other,
+    })
 }
 
 /// Every record of a small file, in order.
@@ -117,6 +257,21 @@ pub fn read_batches<R, B, F>(
     format: Format,
     reader: R,
     size: usize,
+    on_batch: F,
+) -> Result<ControlFlow<B>, FileError>
+where
+    R: Read,
+    F: FnMut(Batch) -> ControlFlow<B>,
+{
+    read_batches_with(format, reader, &TextOptions::default(), size, on_batch)
+}
+
+/// [`read_batches`] with the encoding and delimiter overridden as `options` says.
+pub fn read_batches_with<R, B, F>(
+    format: Format,
+    reader: R,
+    options: &TextOptions,
+    size: usize,
     mut on_batch: F,
 ) -> Result<ControlFlow<B>, FileError>
 where
@@ -125,7 +280,7 @@ where
 {
     let size = size.max(1);
     let mut batch = Batch::default();
-    let outcome = read_records(format, reader, |parsed| {
+    let outcome = read_records_with(format, reader, options, |parsed| {
         match parsed.split() {
             Ok(a) => batch.accepted.push(a),
             Err(r) => batch.rejected.push(r),
@@ -149,3 +304,5 @@ where
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod text_tests;

@@ -33,7 +33,8 @@ pub fn rejected_copy_extension(format: Format) -> &'static str {
     match format {
         Format::Json => "json",
         Format::Ndjson => "ndjson",
-        Format::Csv => "csv",
+        Format::Csv | Format::Xlsx => "csv",
+        Format::Tsv => "tsv",
     }
 }
 
@@ -48,8 +49,9 @@ pub fn write_rejects(
 ) -> Result<u64, RejectsError> {
     match format {
         Format::Ndjson => ndjson(parse_src, raw_src, report, copy),
-        Format::Csv => csv(parse_src, raw_src, report, copy),
+        Format::Csv | Format::Tsv => csv(parse_src, raw_src, report, copy),
         Format::Json => json(raw_src, report, copy),
+        Format::Xlsx => Err(FileError::XlsxNotWired.into()),
     }
 }
 
