@@ -56,6 +56,7 @@ fn record_text(format: Format, n: u64) -> String {
             n * 3,
             "z".repeat(20 + (n % 20) as usize)
         ),
+        Format::Tsv | Format::Xlsx => unreachable!("not generated"),
     }
 }
 
@@ -67,6 +68,7 @@ fn head(format: Format) -> &'static str {
             "\u{feff}fullName,email,externalId,risk.occupation,risk.countryOfResidence,\
              risk.expectedMonthlyVolume,risk.isPep,_error\r\n"
         }
+        Format::Tsv | Format::Xlsx => unreachable!("not generated"),
     }
 }
 

@@ -4,7 +4,9 @@
 
 /// A file whose name does not end in one of the extensions [`Format`](super::Format) knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{name}: not a supported file type (use .json, .ndjson, .jsonl or .csv)")]
+#[error(
+    "{name}: not a supported file type (use .json, .ndjson, .jsonl, .csv, .tsv, .txt or .xlsx)"
+)]
 pub struct UnsupportedFormat {
     pub name: String,
 }
@@ -58,6 +60,20 @@ pub enum FileError {
     /// Anything else the CSV reader reports.
     #[error("line {line}: {message}")]
     Csv { line: u64, message: String },
+    /// Text that is not valid in the encoding it is read in (other than UTF-8, which the
+    /// variants above report); `line` counts the lines decoded before it, from 1.
+    #[error("line {line}: not valid {encoding}")]
+    NotValidText { line: u64, encoding: &'static str },
+    /// An `.xlsx` file over [`MAX_XLSX_BYTES`](super::MAX_XLSX_BYTES).
+    #[error("is larger than {limit_mib} MiB, the most read from a spreadsheet")]
+    XlsxTooLarge { limit_mib: u64 },
+    /// An `.xlsx` file that is not a spreadsheet calamine can read, or has no worksheet.
+    #[error("cannot be read as an .xlsx spreadsheet: {message}")]
+    Xlsx { message: String },
+    /// An `.xlsx` file given to [`read_records`](super::read_records), which cannot yet turn
+    /// its rows into records ([`read_xlsx_rows`](super::read_xlsx_rows) reads the rows).
+    #[error("is an .xlsx spreadsheet: reading its rows as records is not wired up yet")]
+    XlsxNotWired,
 }
 
 impl FileError {

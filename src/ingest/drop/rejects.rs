@@ -14,11 +14,13 @@ use std::ops::ControlFlow;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::super::bom::SkipBom;
 use super::super::file_plan::FilePlan;
 use super::super::lines::{ElementLines, LineTracker};
 use super::super::record::{Parsed, Position, META_ERROR};
-use super::super::{read_file, FileError, Format, ReadOptions, MAX_LINE_BYTES};
+use super::super::{
+    open_text, read_file, read_xlsx_rows, FileError, Format, ReadOptions, TextOptions,
+    TextReader, MAX_LINE_BYTES, MAX_XLSX_BYTES,
+};
 use crate::contract::FieldError;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +36,8 @@ pub fn rejected_copy_extension(format: Format) -> &'static str {
     match format {
         Format::Json => "json",
         Format::Ndjson => "ndjson",
-        Format::Csv => "csv",
+        Format::Csv | Format::Xlsx => "csv",
+        Format::Tsv => "tsv",
     }
 }
 
@@ -50,8 +53,9 @@ pub fn write_rejects(
 ) -> Result<u64, RejectsError> {
     match format {
         Format::Ndjson => ndjson(options, parse_src, raw_src, report, copy),
-        Format::Csv => csv(options, parse_src, raw_src, report, copy),
+        Format::Csv | Format::Tsv => csv(format, options, parse_src, raw_src, report, copy),
         Format::Json => json(options, raw_src, report, copy),
+        Format::Xlsx => xlsx(options, parse_src, raw_src, report, copy),
     }
 }
 
@@ -115,7 +119,7 @@ fn ndjson(
     report: &mut impl Write,
     copy: &mut impl Write,
 ) -> Result<u64, RejectsError> {
-    let mut raw = BufReader::new(SkipBom::new(raw_src));
+    let mut raw = BufReader::new(raw_text(raw_src, options, None)?.1);
     let mut line_no = 0u64;
     let mut line = Vec::new();
     let mut count = 0;
@@ -198,7 +202,22 @@ fn with_note_ndjson(line: &[u8], note: &str) -> Vec<u8> {
     out
 }
 
+/// The raw side decoded as the parser decodes it, with the delimiter it settled on.
+fn raw_text<R: Read>(
+    raw_src: R,
+    options: &ReadOptions,
+    default_delimiter: Option<u8>,
+) -> Result<(super::super::DetectedText, TextReader<R>), RejectsError> {
+    let text_options = TextOptions {
+        encoding: options.encoding,
+        delimiter: options.delimiter,
+    };
+    open_text(raw_src, &text_options, default_delimiter)
+        .map_err(|e| RejectsError::File(FileError::Io(e)))
+}
+
 fn csv(
+    format: Format,
     options: &ReadOptions,
     parse_src: impl Read,
     raw_src: impl Read,
@@ -206,14 +225,20 @@ fn csv(
     copy: &mut impl Write,
 ) -> Result<u64, RejectsError> {
     // The same reader settings as the parser, so the two see the same records in step.
+    let (detected, text) = raw_text(raw_src, options, format.default_delimiter())?;
     let mut raw = ::csv::ReaderBuilder::new()
-        .delimiter(options.delimiter.unwrap_or(b','))
+        .delimiter(detected.delimiter)
         .has_headers(false)
         .flexible(true)
-        .from_reader(SkipBom::new(raw_src));
-    let mut out = ::csv::WriterBuilder::new().flexible(true).from_writer(copy);
+        .from_reader(text);
+    // The copy keeps the file's delimiter, so it opens the way the original did; text other
+    // than UTF-8 becomes UTF-8 with a byte order mark, which spreadsheets recognise.
+    let mark = detected.encoding.encoding != encoding_rs::UTF_8;
+    let delimiter = detected.delimiter;
+    // Made at the first rejected record: a clean file writes nothing.
+    let mut copy = Some(copy);
+    let mut out = None;
     let mut record = ::csv::ByteRecord::new();
-    let mut header_written = false;
     let mut note_column = None;
     let mut count = 0;
     let mut raw_header = ::csv::ByteRecord::new();
@@ -225,7 +250,7 @@ fn csv(
             .iter()
             .position(|c| c.trim_ascii() == META_ERROR.as_bytes());
     }
-    each_parsed(Format::Csv, options, parse_src, |parsed| {
+    each_parsed(format, options, parse_src, |parsed| {
         // Every record, accepted or not, moves the raw reader one record on.
         if !raw.read_byte_record(&mut record).map_err(io::Error::from)? {
             return Ok(());
@@ -233,18 +258,29 @@ fn csv(
         let Some(errors) = rejected_errors(parsed) else {
             return Ok(());
         };
-        if !header_written {
-            out.write_record(with_note_csv(&raw_header, note_column, META_ERROR))?;
-            header_written = true;
+        if let Some(copy) = copy.take() {
+            if mark {
+                copy.write_all("\u{feff}".as_bytes())?;
+            }
+            let mut writer = ::csv::WriterBuilder::new()
+                .delimiter(delimiter)
+                .flexible(true)
+                .from_writer(copy);
+            writer.write_record(with_note_csv(&raw_header, note_column, META_ERROR))?;
+            out = Some(writer);
         }
         for e in errors {
             report_line(report, parsed.position, e)?;
         }
-        out.write_record(with_note_csv(&record, note_column, &note(errors)))?;
+        if let Some(out) = out.as_mut() {
+            out.write_record(with_note_csv(&record, note_column, &note(errors)))?;
+        }
         count += 1;
         Ok(())
     })?;
-    out.flush()?;
+    if let Some(out) = out.as_mut() {
+        out.flush()?;
+    }
     Ok(count)
 }
 
@@ -266,7 +302,7 @@ fn json(
     report: &mut impl Write,
     copy: &mut impl Write,
 ) -> Result<u64, RejectsError> {
-    let (tracked, lines) = LineTracker::new(BufReader::new(SkipBom::new(raw_src)));
+    let (tracked, lines) = LineTracker::new(BufReader::new(raw_text(raw_src, options, None)?.1));
     let mut de = serde_json::Deserializer::from_reader(tracked);
     let mut walk = JsonWalk {
         lines,
@@ -291,6 +327,65 @@ fn json(
         copy.write_all(b"\n]\n")?;
     }
     Ok(count)
+}
+
+/// A spreadsheet's rejected rows, copied as CSV (UTF-8 with a byte order mark) with their
+/// `_error` notes: the parser's verdicts are collected first (row number and note; the
+/// workbook is capped in size, so they are too), then the rows are read again.
+fn xlsx(
+    options: &ReadOptions,
+    parse_src: impl Read,
+    mut raw_src: impl Read,
+    report: &mut impl Write,
+    copy: &mut impl Write,
+) -> Result<u64, RejectsError> {
+    let mut refused: Vec<(u64, String)> = Vec::new();
+    each_parsed(Format::Xlsx, options, parse_src, |parsed| {
+        if let Some(errors) = rejected_errors(parsed) {
+            for e in errors {
+                report_line(report, parsed.position, e)?;
+            }
+            refused.push((parsed.position.number(), note(errors)));
+        }
+        Ok(())
+    })?;
+    if refused.is_empty() {
+        return Ok(0);
+    }
+    let mut bytes = Vec::new();
+    raw_src
+        .by_ref()
+        .take(MAX_XLSX_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    copy.write_all("\u{feff}".as_bytes())?;
+    let mut out = ::csv::WriterBuilder::new().flexible(true).from_writer(copy);
+    let mut next = refused.iter().peekable();
+    let mut header = true;
+    let mut failed = None;
+    let _flow = read_xlsx_rows(io::Cursor::new(bytes), |row, mut cells| {
+        let note = if header {
+            header = false;
+            META_ERROR.to_string()
+        } else {
+            match next.next_if(|(r, _)| *r == row) {
+                Some((_, note)) => note.clone(),
+                None => return ControlFlow::Continue(()),
+            }
+        };
+        cells.insert(0, note);
+        match out.write_record(&cells) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(io::Error::from(e).into());
+    }
+    out.flush()?;
+    Ok(refused.len() as u64)
 }
 
 /// Visits a top-level object or array, writing each rejected element.
