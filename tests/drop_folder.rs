@@ -352,18 +352,18 @@ fn unreadable_and_unsupported_files_move_to_rejected_with_a_report() {
         "[{\"full_name\":\"Ann\"},\n{\"full_",
     )
     .unwrap();
-    fs::write(drop.join("notes.txt"), "hello").unwrap();
+    fs::write(drop.join("notes.pdf"), "hello").unwrap();
     fs::write(drop.join("nohead.csv"), "").unwrap();
     let rejected = drop.join("rejected");
     wait_until("three rejected files", || {
-        ["broken.json", "notes.txt", "nohead.csv"]
+        ["broken.json", "notes.pdf", "nohead.csv"]
             .iter()
             .all(|n| rejected.join(format!("{n}.errors.txt")).exists() && rejected.join(n).exists())
     });
     let broken = fs::read_to_string(rejected.join("broken.json.errors.txt")).unwrap();
     assert!(broken.contains("broken.json line 2"), "{broken}");
     assert!(broken.contains("nothing from it was queued"), "{broken}");
-    let notes = fs::read_to_string(rejected.join("notes.txt.errors.txt")).unwrap();
+    let notes = fs::read_to_string(rejected.join("notes.pdf.errors.txt")).unwrap();
     assert!(notes.contains("not a supported file type"), "{notes}");
     assert!(fs::read_to_string(rejected.join("nohead.csv.errors.txt"))
         .unwrap()
