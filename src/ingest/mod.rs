@@ -17,6 +17,7 @@ mod json;
 mod lines;
 mod ndjson;
 mod record;
+pub mod values;
 
 use std::convert::Infallible;
 use std::io::Read;
