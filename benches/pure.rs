@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the pure parts the end-to-end figures are made of: parsing a
-//! dropped file's records (NDJSON and CSV) and validating a request body into a payload.
+//! dropped file's records (NDJSON and CSV), validating a request body into a payload, and
+//! normalising the values of a row (phone numbers, countries).
 //! No disk, no network: those are measured by the `e2e` bench against their ceilings.
 
 use std::hint::black_box;
@@ -7,7 +8,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use icsync::ingest::{read_records, Format};
+use icsync::ingest::{read_records, values, Format};
 use icsync::store::Payload;
 use serde_json::json;
 
@@ -69,5 +70,95 @@ fn validation(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parsing, validation);
+/// 1k phone numbers as CRM exports hold them, each with its row's country: national
+/// formats of the US, Germany, the UK and France, international ones with `(0)`, `00` and
+/// extensions, and a share already in E.164.
+fn phones() -> Vec<(String, Option<&'static str>)> {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut digits = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                char::from(b'0' + ((seed >> 33) % 10) as u8)
+            })
+            .collect()
+    };
+    (0..ROWS)
+        .map(|i| {
+            let (a, b, c) = (digits(3), digits(3), digits(4));
+            match i % 10 {
+                0 => (format!("({}{}) {b}-{c}", 2 + i % 8, &a[1..]), Some("US")),
+                1 => (format!("{}{}.{b}.{c}", 2 + i % 8, &a[1..]), Some("US")),
+                2 => (
+                    format!("+1-{}{}-{b}-{c} x{}", 2 + i % 8, &a[1..], &c[..3]),
+                    None,
+                ),
+                3 => (format!("0151 {b}{c}{}", &a[..1]), Some("DE")),
+                4 => (format!("+49 (0) 30 {b}{c}"), None),
+                5 => (format!("020 7946 {c}"), Some("GB")),
+                6 => (format!("07700 900{}", &b[..3]), Some("GB")),
+                7 => (
+                    format!("06 {} {} {} {}", &a[..2], &b[..2], &c[..2], &c[2..]),
+                    Some("FR"),
+                ),
+                8 => (format!("0044 7700 900{}", &b[..3]), Some("DE")),
+                _ => (format!("+4915{b}{c}{}", &a[..1]), Some("DE")),
+            }
+        })
+        .collect()
+}
+
+fn countries() -> Vec<&'static str> {
+    const WRITTEN: [&str; 10] = [
+        "DE",
+        "de",
+        "GBR",
+        "Germany",
+        "United Kingdom",
+        "USA",
+        "Deutschland",
+        "Côte d'Ivoire",
+        "Korea, Republic of",
+        "the Netherlands",
+    ];
+    (0..ROWS).map(|i| WRITTEN[i % WRITTEN.len()]).collect()
+}
+
+fn normalising(c: &mut Criterion) {
+    let mut g = c.benchmark_group("values");
+    g.throughput(Throughput::Elements(ROWS as u64));
+    let phones = phones();
+    assert!(phones.iter().all(|(p, c)| values::phone(p, *c).is_ok()));
+    g.bench_function("phone_1k_mixed", |b| {
+        b.iter(|| {
+            phones
+                .iter()
+                .filter(|(p, c)| values::phone(black_box(p), *c).is_ok())
+                .count()
+        })
+    });
+    let e164: Vec<String> = phones
+        .iter()
+        .filter_map(|(p, c)| values::phone(p, *c).ok().map(|n| n.value))
+        .collect();
+    g.bench_function("phone_1k_e164", |b| {
+        b.iter(|| {
+            e164.iter()
+                .filter(|p| values::phone(black_box(p), None).is_ok())
+                .count()
+        })
+    });
+    let countries = countries();
+    g.bench_function("country_1k_mixed", |b| {
+        b.iter(|| {
+            countries
+                .iter()
+                .filter(|c| values::country(black_box(c)).is_ok())
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsing, validation, normalising);
 criterion_main!(benches);
