@@ -29,6 +29,16 @@ pub struct ReadOptions {
     pub delimiter: Option<u8>,
 }
 
+impl From<super::TextOptions> for ReadOptions {
+    fn from(text: super::TextOptions) -> Self {
+        ReadOptions {
+            encoding: text.encoding,
+            delimiter: text.delimiter,
+            ..ReadOptions::default()
+        }
+    }
+}
+
 impl ReadOptions {
     /// The options settings give: the mapping file read and checked, the default country.
     pub fn load(

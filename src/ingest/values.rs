@@ -764,7 +764,15 @@ fn currency_marker(text: &str) -> Option<&str> {
         .chars()
         .filter(|&c| !is_currency_symbol(c) && c != '.')
         .try_fold(0, |n, c| c.is_ascii_alphabetic().then_some(n + 1))?;
-    (letters <= 3).then_some(text)
+    // A code (EUR), a symbol (€, R$), or one of the few short names in use (kr, Fr.):
+    // anything else, such as the k of 12k, is not a currency and not to be dropped.
+    let short = text.trim_end_matches('.').to_ascii_lowercase();
+    let symbol = text.chars().any(is_currency_symbol);
+    (letters == 0
+        || letters == 3
+        || (symbol && letters <= 2)
+        || matches!(short.as_str(), "kr" | "fr" | "rs"))
+    .then_some(text)
 }
 
 /// Splits the digits-and-separators part of an amount into its whole part (digits and
@@ -1212,6 +1220,14 @@ mod tests {
         ] {
             assert_eq!(whole(raw), value, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn a_letter_that_is_no_currency_is_not_dropped() {
+        for raw in ["12k", "3m", "2500 ab", "x100"] {
+            assert!(amount(raw).is_err(), "{raw}");
+        }
+        assert_eq!(amount("300 kr").map(|n| n.value), Ok(300));
     }
 
     #[test]

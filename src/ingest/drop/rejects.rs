@@ -18,8 +18,8 @@ use super::super::file_plan::FilePlan;
 use super::super::lines::{ElementLines, LineTracker};
 use super::super::record::{Parsed, Position, META_ERROR};
 use super::super::{
-    open_text, read_file, read_xlsx_rows, FileError, Format, ReadOptions, TextOptions,
-    TextReader, MAX_LINE_BYTES, MAX_XLSX_BYTES,
+    open_text, read_file, read_xlsx_rows, FileError, Format, ReadOptions, TextOptions, TextReader,
+    MAX_LINE_BYTES, MAX_XLSX_BYTES,
 };
 use crate::contract::FieldError;
 
