@@ -81,8 +81,12 @@ fn bad_records_are_named_by_line_and_field_and_good_ones_still_queue() {
     );
     assert!(stderr.contains("b.csv line 3: risk.is_pep"), "{stderr}");
     assert!(
-        stdout.contains("d.txt: 0 new, 0 updated, 0 rejected; file error"),
+        stdout.contains("d.txt: not imported: nothing from it was queued"),
         "{stdout}"
+    );
+    assert!(
+        stderr.contains("d.txt: no column holds the customer's name"),
+        "{stderr}"
     );
 
     let list = json(d, &["list", "--json"]);

@@ -340,6 +340,12 @@ fn count(n: u64) -> String {
 /// `Salesforce contacts export, mapping m.toml`
 fn read_as(summary: &FileSummary) -> String {
     let mut parts = vec![format!("{:?}", summary.format).to_uppercase()];
+    if let Some(encoding) = &summary.encoding {
+        parts.push(encoding.clone());
+    }
+    if let Some(delimiter) = &summary.delimiter {
+        parts.push(format!("delimiter {delimiter}"));
+    }
     if let Some(preset) = summary.mapping.preset {
         parts.push(format!("{preset} export"));
     }
@@ -353,7 +359,7 @@ fn print_report(r: &FileReport, dry_run: bool) {
     let Some(summary) = &r.read_as else {
         println!("{}: not imported: nothing from it was queued", r.file);
         if let Some(e) = &r.error {
-            eprintln!("  {e}");
+            eprintln!("{e}");
         }
         return;
     };
@@ -425,20 +431,20 @@ fn print_report(r: &FileReport, dry_run: bool) {
             );
         }
     }
-    if !r.problems.is_empty() {
-        eprintln!("  refused:");
-        for line in refused_lines(&r.problems) {
-            eprintln!("    {line}");
-        }
-        if r.problems_not_listed > 0 {
-            eprintln!(
-                "    ... and {} more refused record(s) not listed",
-                count(r.problems_not_listed)
-            );
-        }
+    // One line per refused record, flush left on stderr, each naming its file: for a
+    // person to fix and for `grep`.
+    for line in refused_lines(&r.problems) {
+        eprintln!("{line}");
+    }
+    if r.problems_not_listed > 0 {
+        eprintln!(
+            "{}: ... and {} more refused record(s) not listed",
+            r.file,
+            count(r.problems_not_listed)
+        );
     }
     if let Some(e) = &r.error {
-        eprintln!("  {e}");
+        eprintln!("{e}");
     }
 }
 
@@ -458,7 +464,7 @@ fn refused_lines(problems: &[Problem]) -> Vec<String> {
                 line.push_str("; ");
                 line.push_str(&what);
             }
-            _ => out.push(format!("{}: {what}", p.position())),
+            _ => out.push(format!("{} {}: {what}", p.file, p.position())),
         }
         last = Some(key);
     }
@@ -525,8 +531,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "line 3: Email: is not valid; Phone: is not a number",
-                "line 9: has 2 cells"
+                "f line 3: Email: is not valid; Phone: is not a number",
+                "f line 9: has 2 cells"
             ]
         );
     }

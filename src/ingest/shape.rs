@@ -114,10 +114,10 @@ impl Shaper {
                 }
             }
             Source::NameParts => {
-                let parts: Vec<&str> = [Target::FirstName, Target::MiddleName, Target::LastName]
+                let parts: Vec<&str> = self
+                    .name_columns()
                     .into_iter()
-                    .flat_map(|t| self.plan.feeding(t).first())
-                    .map(|&c| self.plan.columns[c].name.as_str())
+                    .map(|c| self.plan.columns[c].name.as_str())
                     .collect();
                 format!("{} ({field})", parts.join(" + "))
             }
@@ -335,6 +335,27 @@ impl Shaper {
         }
     }
 
+    /// The first column of each name part the file has.
+    fn name_columns(&self) -> Vec<usize> {
+        [Target::FirstName, Target::MiddleName, Target::LastName]
+            .into_iter()
+            .flat_map(|t| self.plan.feeding(t).first().copied())
+            .collect()
+    }
+
+    /// Where a missing name should have come from: the name parts, else the full-name column.
+    fn name_source(&self) -> Option<Source> {
+        let parts = [Target::FirstName, Target::MiddleName, Target::LastName];
+        if parts.iter().any(|&t| !self.plan.feeding(t).is_empty()) {
+            Some(Source::NameParts)
+        } else {
+            self.plan
+                .feeding(Target::FullName)
+                .first()
+                .map(|&c| Source::Column(c))
+        }
+    }
+
     /// Names the contract's errors by the columns their fields came from, and counts them
     /// against those columns.
     pub fn attribute(
@@ -351,17 +372,28 @@ impl Shaper {
                     .sources
                     .iter()
                     .find(|(field, _)| *field == top)
-                    .map(|&(_, s)| s);
-                match source {
-                    Some(source) => {
-                        let label = self.label(&e.field, source);
-                        if let Source::Column(c) = source {
-                            self.problem(position, c, &label, &e.message);
-                        }
-                        FieldError::new(label, e.message)
+                    .map(|&(_, s)| s)
+                    .or_else(|| (top == "full_name").then(|| self.name_source()).flatten());
+                let Some(source) = source else {
+                    return e;
+                };
+                let label = self.label(&e.field, source);
+                let missing = !shaped.sources.iter().any(|(field, _)| *field == top);
+                let message = match (missing, source) {
+                    (true, Source::NameParts) => {
+                        format!("{} (the name columns are empty)", e.message)
                     }
-                    None => e,
+                    (true, _) => format!("{} (the column is empty)", e.message),
+                    _ => e.message,
+                };
+                let column = match source {
+                    Source::Column(c) => Some(c),
+                    Source::NameParts => self.name_columns().first().copied(),
+                };
+                if let Some(c) = column {
+                    self.problem(position, c, &label, &message);
                 }
+                FieldError::new(label, message)
             })
             .collect()
     }
