@@ -298,8 +298,9 @@ fn bad_rows_are_reported_by_line_and_copied_for_fixing_while_good_rows_are_queue
         problems,
         [
             "line 3: email: is not a valid email address",
-            "line 5: risk.is_pep: \"maybe\" is not one of true/false/yes/no/1/0",
-            "line 5: full_name: is required",
+            "line 5: risk.is_pep: \"maybe\" is not yes or no: write true or false \
+             (yes/no, 1/0, ja/nein, oui/non, sí/no are read too)",
+            "line 5: fullName: is required (the column is empty)",
         ],
         "{report}"
     );

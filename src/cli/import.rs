@@ -337,24 +337,6 @@ fn count(n: u64) -> String {
     out
 }
 
-/// `Salesforce contacts export, mapping m.toml`
-fn read_as(summary: &FileSummary) -> String {
-    let mut parts = vec![format!("{:?}", summary.format).to_uppercase()];
-    if let Some(encoding) = &summary.encoding {
-        parts.push(encoding.clone());
-    }
-    if let Some(delimiter) = &summary.delimiter {
-        parts.push(format!("delimiter {delimiter}"));
-    }
-    if let Some(preset) = summary.mapping.preset {
-        parts.push(format!("{preset} export"));
-    }
-    if let Some(mapping) = &summary.mapping.mapping {
-        parts.push(format!("mapping {mapping}"));
-    }
-    parts.join(", ")
-}
-
 fn print_report(r: &FileReport, dry_run: bool) {
     let Some(summary) = &r.read_as else {
         println!("{}: not imported: nothing from it was queued", r.file);
@@ -363,7 +345,7 @@ fn print_report(r: &FileReport, dry_run: bool) {
         }
         return;
     };
-    println!("{}: {}", r.file, read_as(summary));
+    println!("{}: {}", r.file, summary.describe());
     let good = r.records - r.refused.min(r.records);
     if dry_run {
         println!(

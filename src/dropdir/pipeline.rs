@@ -34,6 +34,8 @@ use crate::store::{
     DropFileEntry, DropOutcome, DropProgress, DropStage, Durability, Fingerprint, Origin, Payload,
 };
 
+/// Notes listed in a report; the rest are counted.
+const REPORT_NOTES: usize = 200;
 /// Records per store transaction.
 const BATCH: usize = 256;
 /// Batches between flushes. Progress commits with its records, so flushing less often only
@@ -135,8 +137,9 @@ fn write_work_reports(
         BufWriter::new(create_private(&report_path).map_err(DropError::io(&report_path))?);
     let mut copy = BufWriter::new(create_private(&copy_path).map_err(DropError::io(&copy_path))?);
     let (stem, _) = split_extension(name);
-    let header = format!(
+    let mut header = format!(
         "# icsync drop-folder report for {name} (sha256 {fp})\n\
+         # Read as {read_as}.\n\
          # {accepted} record(s) queued, {rejected} rejected and not queued.\n\
          # One line per problem: <position>: <field>: <message>. Position is \"line N\", the\n\
          # physical line (a CSV header is line 1; in a JSON file, where the element starts,\n\
@@ -144,10 +147,12 @@ fn write_work_reports(
          # The rejected records are in {stem}.rejected.{ext} beside this report, each with an\n\
          # _error note (ignored on reading): fix them there and drop that file again.\n",
         fp = fp(survey),
+        read_as = survey.summary.describe(),
         accepted = survey.accepted,
         rejected = survey.refused,
         ext = rejected_copy_extension(format),
     );
+    header.push_str(&summary_comments(survey));
     let parse_src = File::open(path).map_err(DropError::io(path))?;
     let raw_src = File::open(path).map_err(DropError::io(path))?;
     let result = report
@@ -183,6 +188,39 @@ struct Dropped<'a> {
     name: &'a str,
     format: Format,
     options: &'a ReadOptions,
+}
+
+/// The columns not imported and the first notes, as report comments.
+fn summary_comments(survey: &Survey) -> String {
+    let mut out = String::new();
+    let unmapped = &survey.summary.mapping.unmapped;
+    if !unmapped.is_empty() {
+        out.push_str(&format!(
+            "# Columns not imported (they feed no field): {}.\n",
+            one_line(&unmapped.join(", "))
+        ));
+    }
+    if survey.noted > 0 {
+        out.push_str(&format!(
+            "# {} queued record(s) were changed on the way in:\n",
+            survey.noted
+        ));
+        for note in survey.notes.iter().take(REPORT_NOTES) {
+            out.push_str(&format!("# note {}\n", one_line(&note.to_string())));
+        }
+        if survey.notes.len() > REPORT_NOTES {
+            out.push_str(&format!(
+                "# ... and {} more note(s)\n",
+                survey.notes.len() - REPORT_NOTES
+            ));
+        }
+    }
+    out
+}
+
+/// Report comments never span lines, whatever a header held.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
 }
 
 /// Step 4. False when cancelled part-way.
@@ -318,6 +356,9 @@ fn archive(
         archived_as: Some(format!("{}/{archived}", super::folder::PROCESSED_DIR)),
         report,
         note: None,
+        read_as: Some(survey.summary.describe()),
+        not_imported: survey.summary.mapping.unmapped.clone(),
+        noted: survey.noted,
     };
     let done = DropProgress {
         file: name.to_string(),
@@ -373,6 +414,9 @@ fn duplicate(
         archived_as: Some(format!("{}/{archived}", super::folder::PROCESSED_DIR)),
         report: Some(format!("{}/{note_name}", super::folder::PROCESSED_DIR)),
         note: Some(note),
+        read_as: None,
+        not_imported: Vec::new(),
+        noted: 0,
     };
     service.store().add_drop_history(&entry)?;
     tracing::info!(file = name, archived_as = %archived, "drop-folder file is a duplicate");
@@ -420,6 +464,9 @@ fn reject_whole(
         archived_as: Some(format!("{}/{moved}", super::folder::REJECTED_DIR)),
         report: Some(format!("{}/{}", super::folder::REJECTED_DIR, names[1])),
         note: Some(why.to_string()),
+        read_as: None,
+        not_imported: Vec::new(),
+        noted: 0,
     };
     service.store().add_drop_history(&entry)?;
     tracing::warn!(file = name, "drop-folder file rejected: it cannot be read");

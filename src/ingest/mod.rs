@@ -172,6 +172,27 @@ pub struct FileSummary {
     pub mapping: MappingSummary,
 }
 
+impl FileSummary {
+    /// How the file was read, for a person: `CSV, windows-1252 (detected), delimiter ;,
+    /// Salesforce contacts export`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("{:?}", self.format).to_uppercase()];
+        if let Some(encoding) = &self.encoding {
+            parts.push(encoding.clone());
+        }
+        if let Some(delimiter) = &self.delimiter {
+            parts.push(format!("delimiter {delimiter}"));
+        }
+        if let Some(preset) = self.mapping.preset {
+            parts.push(format!("{preset} export"));
+        }
+        if let Some(mapping) = &self.mapping.mapping {
+            parts.push(format!("mapping {mapping}"));
+        }
+        parts.join(", ")
+    }
+}
+
 /// Streams every record of `reader` to `on_record`, in file order, until the end of the
 /// file, a [`FileError`], or `on_record` breaks (whose value is returned), then says what
 /// the file's columns fed.

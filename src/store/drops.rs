@@ -88,6 +88,19 @@ pub struct DropFileEntry {
     pub report: Option<String>,
     /// Why, for a rejected file or a duplicate.
     pub note: Option<String>,
+    /// How it was read: format, encoding, delimiter, the export it was recognised as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_as: Option<String>,
+    /// Its columns that feed no field (names of columns, never values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_imported: Vec<String>,
+    /// Records changed on the way in in a way a person should know (see the report).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub noted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn progress_key(fp: &Fingerprint) -> Vec<u8> {

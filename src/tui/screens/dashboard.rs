@@ -244,10 +244,20 @@ fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
         Span::raw(format!("  {counts}")),
     ];
     let left = spare.saturating_sub(name_width);
-    let whereto = d.note.as_deref().or(d.archived_as.as_deref());
+    // Why (a rejected file, a duplicate), else the report a person must read, else how the
+    // file was read and where it went.
+    let whereto = match (&d.note, &d.report, &d.read_as) {
+        (Some(note), _, _) => Some(note.clone()),
+        (None, Some(report), _) => Some(format!("see {report}")),
+        (None, None, Some(read_as)) => Some(match &d.archived_as {
+            Some(archived) => format!("{read_as} · {archived}"),
+            None => read_as.clone(),
+        }),
+        (None, None, None) => d.archived_as.clone(),
+    };
     if let Some(w) = whereto.filter(|_| left > 6) {
         spans.push(Span::styled(
-            format!("  {}", truncate(w, left - 2)),
+            format!("  {}", truncate(&w, left - 2)),
             t.dim(),
         ));
     }

@@ -235,6 +235,9 @@ pub fn drop_files() -> Vec<DropFileEntry> {
             archived_as: archived.map(str::to_owned),
             report: None,
             note: None,
+            read_as: None,
+            not_imported: Vec::new(),
+            noted: 0,
         }
     };
     let mut dup = entry(
