@@ -81,7 +81,7 @@ fn bad_records_are_named_by_line_and_field_and_good_ones_still_queue() {
     );
     assert!(stderr.contains("b.csv line 3: risk.is_pep"), "{stderr}");
     assert!(
-        stdout.contains("d.txt: 0 new, 0 updated, 0 rejected; file error"),
+        stdout.contains("d.txt: 0 new, 0 updated, 0 unchanged, 0 rejected; file error"),
         "{stdout}"
     );
 
@@ -121,7 +121,13 @@ fn a_clean_import_exits_zero_and_the_same_file_twice_makes_no_new_rows() {
     assert_eq!(summary[0]["created"], 2500);
     let again = json(d, &["import", "many.jsonl", "--json"]);
     assert_eq!(again[0]["created"], 0);
-    assert_eq!(again[0]["revised"], 2500);
+    assert_eq!(again[0]["revised"], 0);
+    assert_eq!(again[0]["unchanged"], 2500, "nothing new to send");
+    let shown = json(d, &["list", "--json"]);
+    assert!(
+        shown.as_array().unwrap().iter().all(|r| r["revision"] == 1),
+        "no record got a revision"
+    );
     assert_eq!(json(d, &["status", "--json"])["total"], 2500);
 }
 

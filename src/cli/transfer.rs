@@ -15,7 +15,7 @@ use super::commands::all_records;
 use super::{Backend, CliError};
 use crate::control::{ControlErrorCode, ListSort, Reply, Request, SubmitItem};
 use crate::ingest::{self, Accepted, ExportRow, Format};
-use crate::store::{Origin, RecordState};
+use crate::store::{Origin, RecordState, SubmitOutcome};
 
 /// Records per batch: one request and one flush each.
 const BATCH: usize = 1000;
@@ -61,11 +61,22 @@ pub struct FileReport {
     pub file: String,
     pub created: usize,
     pub revised: usize,
+    /// Matched a record they would not change: nothing queued.
+    pub unchanged: usize,
     pub rejected: Vec<String>,
     pub error: Option<String>,
 }
 
 impl FileReport {
+    /// An edit of an exported record (`_icsync_id`): a revision, or nothing to change.
+    fn count(&mut self, unchanged: bool) {
+        if unchanged {
+            self.unchanged += 1;
+        } else {
+            self.revised += 1;
+        }
+    }
+
     fn is_clean(&self) -> bool {
         self.rejected.is_empty() && self.error.is_none()
     }
@@ -97,8 +108,8 @@ async fn queue_batch(
                 changes: a.payload.to_value(),
             };
             match backend.call(edit).await {
-                Ok(_) => {
-                    report.revised += 1;
+                Ok(reply) => {
+                    report.count(matches!(reply, Reply::Queued(q) if q.unchanged));
                     continue;
                 }
                 Err(CliError::Control(e)) if e.code == ControlErrorCode::NotFound => {}
@@ -122,10 +133,10 @@ async fn queue_batch(
     match backend.call(Request::SubmitMany { items: plain }).await? {
         Reply::QueuedMany { queued, invalid } => {
             for q in &queued {
-                if q.created {
-                    report.created += 1;
-                } else {
-                    report.revised += 1;
+                match q.outcome() {
+                    SubmitOutcome::Created => report.created += 1,
+                    SubmitOutcome::Revised => report.revised += 1,
+                    SubmitOutcome::Unchanged => report.unchanged += 1,
                 }
             }
             // Bodies were validated while parsing; the daemon checks again with the same code.
@@ -203,10 +214,11 @@ pub async fn import(backend: &mut Backend, args: ImportArgs) -> Result<ImportOut
     } else {
         for r in &reports {
             println!(
-                "{}: {} new, {} updated, {} rejected{}",
+                "{}: {} new, {} updated, {} unchanged, {} rejected{}",
                 r.file,
                 r.created,
                 r.revised,
+                r.unchanged,
                 r.rejected.len(),
                 r.error
                     .as_ref()

@@ -20,7 +20,7 @@ use crate::control::{
 use crate::crypto::Passphrase;
 use crate::store::{
     DropFileEntry, DropProgress, Durability, Fingerprint, Origin, Payload, Record, RecordError,
-    RecordId, RecordState, Store, StoreError,
+    RecordId, RecordState, Store, StoreError, Submitted,
 };
 
 pub use actions::ActionError;
@@ -157,6 +157,18 @@ impl Service {
             id: record.id,
             state: record.state,
         });
+    }
+
+    /// One event (for the last record a batch changed) and a wake-up, when a batch changed
+    /// anything: listeners reload on any change, so one event per batch is enough.
+    fn announce_queued(&self, done: &[Submitted]) {
+        if let Some(last) = done.iter().rev().find(|s| s.changed()) {
+            let _ = self.events.send(Event::RecordChanged {
+                id: last.id,
+                state: RecordState::Queued,
+            });
+            self.wake();
+        }
     }
 
     fn wake(&self) {
@@ -411,16 +423,14 @@ impl Service {
     ) -> Result<Queued, ServiceError> {
         let payload = Payload::parse(body).map_err(ServiceError::Invalid)?;
         let s = self.store.submit(payload, origin, now)?;
-        let _ = self.events.send(Event::RecordChanged {
-            id: s.id,
-            state: RecordState::Queued,
-        });
-        self.wake();
-        Ok(Queued {
-            id: s.id,
-            revision: s.revision,
-            created: s.created,
-        })
+        if s.changed() {
+            let _ = self.events.send(Event::RecordChanged {
+                id: s.id,
+                state: RecordState::Queued,
+            });
+            self.wake();
+        }
+        Ok(s.into())
     }
 
     /// Queues many already-validated payloads with one flush (group commit).
@@ -430,21 +440,8 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Vec<Queued>, ServiceError> {
         let done = self.store.submit_batch(items, now)?;
-        if let Some(last) = done.last() {
-            let _ = self.events.send(Event::RecordChanged {
-                id: last.id,
-                state: RecordState::Queued,
-            });
-        }
-        self.wake();
-        Ok(done
-            .into_iter()
-            .map(|s| Queued {
-                id: s.id,
-                revision: s.revision,
-                created: s.created,
-            })
-            .collect())
+        self.announce_queued(&done);
+        Ok(done.into_iter().map(Queued::from).collect())
     }
 
     /// Queues one batch of a dropped file's records together with the file's progress (one
@@ -461,13 +458,7 @@ impl Service {
         let done = self
             .store
             .submit_drop_batch(items, fp, progress, durability, now)?;
-        if let Some(last) = done.last() {
-            let _ = self.events.send(Event::RecordChanged {
-                id: last.id,
-                state: RecordState::Queued,
-            });
-            self.wake();
-        }
+        self.announce_queued(&done);
         Ok(done.len())
     }
 
@@ -532,6 +523,7 @@ impl Service {
             id: r.id,
             revision: r.revision,
             created: false,
+            unchanged: r.revision == current.revision,
         })
     }
 
@@ -737,7 +729,7 @@ impl Handler for ControlHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreOptions;
+    use crate::store::{StoreOptions, SubmitOutcome};
     use serde_json::json;
 
     fn service(dir: &std::path::Path) -> Service {
@@ -766,6 +758,33 @@ mod tests {
             sort: ListSort::Queue,
             after_key: None,
         }
+    }
+
+    #[test]
+    fn an_unchanged_submit_announces_nothing_and_says_so_on_the_wire() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let mut events = svc.event_sender().subscribe();
+        let body = json!({"full_name": "Ada", "external_id": "x-1"});
+        let first = svc.submit(&body, Origin::Cli, Utc::now()).unwrap();
+        assert_eq!(first.outcome(), SubmitOutcome::Created);
+        assert!(events.try_recv().is_ok());
+        let again = svc.submit(&body, Origin::Cli, Utc::now()).unwrap();
+        assert_eq!(
+            (again.id, again.revision, again.outcome()),
+            (first.id, 1, SubmitOutcome::Unchanged)
+        );
+        assert!(
+            events.try_recv().is_err(),
+            "nothing changed, nothing announced"
+        );
+        let wire = serde_json::to_value(Reply::Queued(again)).unwrap();
+        assert_eq!(wire["unchanged"], true);
+        // A reply from a daemon before `unchanged` existed reads as a revision.
+        let old: Queued =
+            serde_json::from_value(json!({"id": first.id, "revision": 2, "created": false}))
+                .unwrap();
+        assert_eq!(old.outcome(), SubmitOutcome::Revised);
     }
 
     #[test]

@@ -72,8 +72,8 @@ pub use drops::{
 
 pub use error::{StoreError, MIN_PREFIX_CHARS};
 pub use record::{
-    ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry, LedgerEntry, Origin,
-    Payload, Record, RecordError, RecordId, RecordState,
+    merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
+    LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
 };
 pub use upsert::MatchKey;
 
@@ -115,13 +115,42 @@ pub enum Durability {
     Lazy,
 }
 
+/// What a submit did to the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmitOutcome {
+    /// No live record matched: a new one was made, queued.
+    Created,
+    /// A live record matched and the payload became its next revision, queued.
+    Revised,
+    /// A live record matched and the payload would not change it ([`Payload::absorbs`]; for
+    /// a payload with neither external_id nor email, an equal one): no revision, no state
+    /// change, nothing to send. A record waiting for a person (conflict, rejected) stays so.
+    Unchanged,
+}
+
 /// The outcome of a submit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Submitted {
     pub id: RecordId,
+    /// The record's newest revision (for `Unchanged`, the one it already had).
     pub revision: u32,
-    /// True when a new record was made; false when an existing one got a new revision.
-    pub created: bool,
+    pub outcome: SubmitOutcome,
+}
+
+impl Submitted {
+    fn of(record: &Record, outcome: SubmitOutcome) -> Self {
+        Submitted {
+            id: record.id,
+            revision: record.revision,
+            outcome,
+        }
+    }
+
+    /// Whether the submit changed a record (made or revised one).
+    pub fn changed(&self) -> bool {
+        self.outcome != SubmitOutcome::Unchanged
+    }
 }
 
 /// Records per state, from the counters.
@@ -224,24 +253,20 @@ fn submit_one(
         MatchKey::None => None,
     };
     match matched {
+        // Nothing to send: no revision, and a record waiting for a person stays waiting.
+        Some(old) if old.payload.absorbs(payload) => {
+            Ok(Submitted::of(&old, SubmitOutcome::Unchanged))
+        }
         Some(old) => {
             let mut new = old.clone();
             upsert::revise(&mut new, payload.clone(), origin.clone(), now);
             tx.write_record(Some(&old), &new)?;
-            Ok(Submitted {
-                id: new.id,
-                revision: new.revision,
-                created: false,
-            })
+            Ok(Submitted::of(&new, SubmitOutcome::Revised))
         }
         None => {
             let new = upsert::new_record(RecordId::new(), payload.clone(), origin.clone(), now);
             tx.write_record(None, &new)?;
-            Ok(Submitted {
-                id: new.id,
-                revision: new.revision,
-                created: true,
-            })
+            Ok(Submitted::of(&new, SubmitOutcome::Created))
         }
     }
 }
@@ -520,8 +545,9 @@ impl Store {
     }
 
     /// The local mirror of the upsert rules (see `upsert`): a payload whose external_id (or,
-    /// with none, normalised email) matches a live record becomes its next revision, queued;
-    /// otherwise a new record is made. On disk before returning.
+    /// with none, normalised email) matches a live record becomes its next revision, queued,
+    /// unless it would not change that record ([`SubmitOutcome::Unchanged`]: nothing is
+    /// written); otherwise a new record is made. On disk before returning.
     pub fn submit(
         &self,
         payload: Payload,
@@ -529,7 +555,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Submitted, StoreError> {
         let submitted = self.transaction(|tx| submit_one(tx, &payload, &origin, now))?;
-        self.flush()?;
+        if submitted.changed() {
+            self.flush()?;
+        }
         Ok(submitted)
     }
 
