@@ -1158,3 +1158,57 @@ fn a_record_waiting_for_a_person_stays_so_when_submitted_unchanged() {
     }
     assert_consistent(&store);
 }
+
+#[test]
+fn the_same_row_with_no_key_is_not_taken_twice_while_its_record_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let rows = || -> Vec<(Payload, Origin)> {
+        ["Ann", "Bob", "Cid"]
+            .iter()
+            .map(|n| {
+                (
+                    payload(json!({"full_name": n, "phone": "+44 1"})),
+                    Origin::Cli,
+                )
+            })
+            .collect()
+    };
+    let first = store.submit_batch(rows(), t(0)).unwrap();
+    assert!(first.iter().all(|s| s.outcome == SubmitOutcome::Created));
+    // The same rows again: nothing new, the same records named.
+    let again = store.submit_batch(rows(), t(1)).unwrap();
+    for (a, b) in first.iter().zip(&again) {
+        assert_eq!(
+            (b.id, b.revision, b.outcome),
+            (a.id, 1, SubmitOutcome::Unchanged)
+        );
+    }
+    assert_eq!(store.counts().unwrap().total, 3);
+    // Different content is another row (there is nothing to say it is the same customer).
+    let other = store
+        .submit(
+            payload(json!({"full_name": "Ann", "phone": "+44 2"})),
+            Origin::Cli,
+            t(2),
+        )
+        .unwrap();
+    assert_eq!(other.outcome, SubmitOutcome::Created);
+    // A discarded record does not hold its row back.
+    store
+        .update(first[1].id, Durability::Flush, |r| {
+            r.state = RecordState::Discarded
+        })
+        .unwrap();
+    let bob = store
+        .submit(
+            payload(json!({"full_name": "Bob", "phone": "+44 1"})),
+            Origin::Cli,
+            t(3),
+        )
+        .unwrap();
+    assert_eq!(bob.outcome, SubmitOutcome::Created);
+    assert_ne!(bob.id, first[1].id);
+    assert_eq!(store.counts().unwrap().total, 5);
+    assert_consistent(&store);
+}

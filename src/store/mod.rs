@@ -12,6 +12,9 @@
 //! - `index.external_id`, `index.email`: term -> ids of the live records holding it. Sets, not
 //!   single ids: two local rows may share an email (different external_ids), and edits can
 //!   make two rows share an external_id; lookups take the oldest live holder.
+//! - `index.content`: keyed hash of the canonical payload -> ids, only for live records with
+//!   neither external_id nor email, so the same keyless row submitted again is found
+//!   (`SubmitOutcome::Unchanged`). Records written before it existed have none (see `index`).
 //! - `index.state`: (state, id) -> due millis for queued records. Queue order is id order
 //!   (UUIDv7), so listing a state or finding due records walks this index in queue order and
 //!   decodes only the records it returns; records backing off are skipped on the index value.
@@ -250,7 +253,9 @@ fn submit_one(
             live_holder(tx, TermIndex::ExternalId, &tx.codec.external_id_term(&x))?
         }
         MatchKey::Email(e) => live_holder(tx, TermIndex::Email, &tx.codec.email_term(&e))?,
-        MatchKey::None => None,
+        // Nothing to match on but the whole payload: the same keyless row is not taken twice.
+        MatchKey::None => live_holder(tx, TermIndex::Content, &tx.codec.content_term(payload))?
+            .filter(|r| r.payload == *payload),
     };
     match matched {
         // Nothing to send: no revision, and a record waiting for a person stays waiting.
