@@ -19,8 +19,8 @@ use crate::control::{
 };
 use crate::crypto::Passphrase;
 use crate::store::{
-    DropFileEntry, DropProgress, Durability, Fingerprint, Origin, Payload, Record, RecordError,
-    RecordId, RecordState, Store, StoreError, Submitted,
+    DropFileEntry, DropProgress, Durability, EditRefused, Edited, Fingerprint, Origin, Payload,
+    Record, RecordError, RecordId, RecordState, Store, StoreError, Submission, Submitted,
 };
 
 pub use actions::ActionError;
@@ -92,6 +92,15 @@ pub trait SyncLink: Send + Sync + 'static {
 pub trait KeyControl: Send + Sync + 'static {
     fn unlock(&self, passphrase: &Passphrase) -> Result<(), ServiceError>;
     fn lock(&self) -> Result<(), ServiceError>;
+}
+
+/// One record of a dropped file, for [`Service::submit_drop_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropItem {
+    pub payload: Payload,
+    pub origin: Origin,
+    /// The `_icsync_id` it carried (from `icsync export`): the record to apply it to.
+    pub record_id: Option<String>,
 }
 
 /// Records operations over one store, with the engine when one runs in this process.
@@ -447,18 +456,50 @@ impl Service {
     /// Queues one batch of a dropped file's records together with the file's progress (one
     /// transaction), then wakes the engine. `Durability::Lazy` is safe for all but the last
     /// batch: records and progress are committed together, so a crash loses both or neither.
+    ///
+    /// An item naming a record (`_icsync_id`, any unique prefix) is applied to it exactly as
+    /// `icsync edit` / a `Request::Edit` would be ([`actions::edit`], the same uniqueness
+    /// rule); an id that names no record, or an edit that is refused, falls back to upsert
+    /// matching (as `icsync import` does for an unknown id), so no row is lost; a refusal is
+    /// logged with the record's id and the reason, never a customer field.
     pub fn submit_drop_batch(
         &self,
-        items: &[(Payload, Origin)],
+        items: &[DropItem],
         fp: &Fingerprint,
         progress: &DropProgress,
         durability: Durability,
         now: DateTime<Utc>,
     ) -> Result<usize, ServiceError> {
-        let done = self
-            .store
-            .submit_drop_batch(items, fp, progress, durability, now)?;
-        self.announce_queued(&done);
+        let submissions: Vec<Submission> = items
+            .iter()
+            .map(|item| Submission {
+                payload: item.payload.clone(),
+                origin: item.origin.clone(),
+                edit_of: item
+                    .record_id
+                    .as_deref()
+                    .and_then(|id| self.store.resolve_prefix(id).ok()),
+            })
+            .collect();
+        let done = self.store.submit_drop_batch(
+            &submissions,
+            fp,
+            progress,
+            durability,
+            now,
+            |r, payload| actions::edit(r, &payload.to_value(), now),
+        )?;
+        for d in &done {
+            if let Some((id, why)) = &d.edit_refused {
+                tracing::warn!(
+                    record = %id,
+                    reason = %why,
+                    "a dropped row names this record but cannot edit it: matched as a new row instead"
+                );
+            }
+        }
+        let submitted: Vec<Submitted> = done.iter().map(|d| d.submitted).collect();
+        self.announce_queued(&submitted);
         Ok(done.len())
     }
 
@@ -467,41 +508,24 @@ impl Service {
         Ok(self.store.recent_drop_files(limit)?)
     }
 
-    /// Refuses an edit that would give this record an external_id or email another local
-    /// record holds: each customer is one row.
-    fn check_unique(&self, id: RecordId, payload: &Payload) -> Result<(), ServiceError> {
-        let holder = match payload.external_id() {
-            Some(x) => self.store.find_by_external_id(x)?,
-            None => None,
-        }
-        .or(match payload.email() {
-            Some(e) => self.store.find_by_email(e)?,
-            None => None,
-        });
-        match holder {
-            Some(other) if other != id => Err(ServiceError::NotAllowed(format!(
-                "record {other} already holds this external_id or email; edit or discard that record instead"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    fn update(
+    /// Applies `f` to one record as an edit ([`Store::edit`]: refused when another live
+    /// record holds the external_id or email it would leave), then announces it.
+    fn apply_edit(
         &self,
         id: RecordId,
-        mut f: impl FnMut(&mut Record) -> Result<(), ActionError>,
-    ) -> Result<Record, ServiceError> {
-        let result = self.store.update(id, Durability::Flush, |r| {
-            let mut copy = r.clone();
-            f(&mut copy).map(|()| {
-                *r = copy.clone();
-                copy
-            })
-        })?;
-        let record = result.ok_or_else(|| ServiceError::NotFound(id.to_string()))??;
-        self.changed(&record);
+        f: impl Fn(&mut Record) -> Result<(), ActionError>,
+    ) -> Result<Edited, ServiceError> {
+        let edited = match self.store.edit(id, Durability::Flush, f)? {
+            Ok(edited) => edited,
+            Err(EditRefused::NotFound) => return Err(ServiceError::NotFound(id.to_string())),
+            Err(EditRefused::Action(e)) => return Err(e.into()),
+            Err(taken @ EditRefused::Taken(_)) => {
+                return Err(ServiceError::NotAllowed(taken.to_string()))
+            }
+        };
+        self.changed(&edited.record);
         self.wake();
-        Ok(record)
+        Ok(edited)
     }
 
     pub fn edit(
@@ -511,20 +535,8 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Queued, ServiceError> {
         let id = self.store.resolve_prefix(id)?;
-        let current = self
-            .store
-            .get(id)?
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-        let merged =
-            actions::merge_changes(&current.payload, changes).map_err(ServiceError::Invalid)?;
-        self.check_unique(id, &merged)?;
-        let r = self.update(id, |r| actions::edit(r, changes, now))?;
-        Ok(Queued {
-            id: r.id,
-            revision: r.revision,
-            created: false,
-            unchanged: r.revision == current.revision,
-        })
+        let edited = self.apply_edit(id, |r| actions::edit(r, changes, now))?;
+        Ok(edited.submitted().into())
     }
 
     pub fn resolve(
@@ -534,14 +546,8 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Record, ServiceError> {
         let id = self.store.resolve_prefix(id)?;
-        if action == ResolveAction::AdoptExisting {
-            if let Some(r) = self.store.get(id)? {
-                let mut probe = r.clone();
-                actions::resolve(&mut probe, action, now)?;
-                self.check_unique(id, &probe.payload)?;
-            }
-        }
-        self.update(id, |r| actions::resolve(r, action, now))
+        self.apply_edit(id, |r| actions::resolve(r, action, now))
+            .map(|edited| edited.record)
     }
 
     /// Applies one action to every record in `state` (and with `error_type`, if given).

@@ -70,7 +70,8 @@ use chrono::{DateTime, Utc};
 
 use crate::crypto::{Crypto, KeyConfig, KeySourceKind, Keyring, Passphrase};
 pub use drops::{
-    DropFileEntry, DropOutcome, DropProgress, DropStage, Fingerprint, DROP_HISTORY_MAX,
+    DropFileEntry, DropOutcome, DropProgress, DropStage, DropSubmitted, Fingerprint, Submission,
+    DROP_HISTORY_MAX,
 };
 
 pub use error::{StoreError, MIN_PREFIX_CHARS};
@@ -274,6 +275,87 @@ fn submit_one(
             Ok(Submitted::of(&new, SubmitOutcome::Created))
         }
     }
+}
+
+/// Why an edit of one record (see [`Store::edit`]) was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditRefused<E> {
+    #[error("no such record")]
+    NotFound,
+    /// The change itself refused (wrong state, invalid payload).
+    #[error(transparent)]
+    Action(E),
+    /// The change would give the record an external_id or email that another live record
+    /// holds: each customer is one row.
+    #[error(
+        "record {0} already holds this external_id or email; edit or discard that record instead"
+    )]
+    Taken(RecordId),
+}
+
+/// A record after an edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edited {
+    pub record: Record,
+    /// The payload changed: a new revision was made.
+    pub revised: bool,
+}
+
+impl Edited {
+    /// The edit as a submit's outcome: `Revised`, or `Unchanged` when no revision was made.
+    pub fn submitted(&self) -> Submitted {
+        let outcome = if self.revised {
+            SubmitOutcome::Revised
+        } else {
+            SubmitOutcome::Unchanged
+        };
+        Submitted::of(&self.record, outcome)
+    }
+}
+
+/// Applies `f` to record `id` inside `tx`: refused when `f` refuses, or when the payload it
+/// leaves would take an external_id or email that another live record holds (the one rule
+/// every edit keeps, checked in the same transaction as the write).
+fn edit_one<E>(
+    tx: &Tx<'_>,
+    id: RecordId,
+    f: impl FnOnce(&mut Record) -> Result<(), E>,
+) -> TxResult<Result<Edited, EditRefused<E>>> {
+    let Some(old) = tx.record(id)? else {
+        return Ok(Err(EditRefused::NotFound));
+    };
+    let mut new = old.clone();
+    if let Err(e) = f(&mut new) {
+        return Ok(Err(EditRefused::Action(e)));
+    }
+    if new.payload != old.payload {
+        if let Some(other) = other_holder(tx, id, &new.payload)? {
+            return Ok(Err(EditRefused::Taken(other)));
+        }
+    }
+    if new != old {
+        tx.write_record(Some(&old), &new)?;
+    }
+    Ok(Ok(Edited {
+        revised: new.revision != old.revision,
+        record: new,
+    }))
+}
+
+/// The live record other than `id` holding `payload`'s external_id or, failing that, its
+/// email.
+fn other_holder(tx: &Tx<'_>, id: RecordId, payload: &Payload) -> TxResult<Option<RecordId>> {
+    let mut holder = match payload.external_id() {
+        Some(x) => live_holder(tx, TermIndex::ExternalId, &tx.codec.external_id_term(x))?,
+        None => None,
+    };
+    if holder.is_none() {
+        if let Some(e) = payload.email() {
+            let term = tx.codec.email_term(&crate::contract::normalize_email(e));
+            holder = live_holder(tx, TermIndex::Email, &term)?;
+        }
+    }
+    Ok(holder.map(|r| r.id).filter(|other| *other != id))
 }
 
 /// The oldest live record holding `term`. Discarded records are unindexed, so the state check
@@ -643,6 +725,23 @@ impl Store {
                 candidates: found,
             }),
         }
+    }
+
+    /// An edit of one record in one transaction: `f` changes a fresh copy (it may run more
+    /// than once, on transaction retry) or refuses; a change that would give the record an
+    /// external_id or email another live record holds is refused too ([`EditRefused::Taken`]).
+    /// Written only when something changed, and flushed with `Durability::Flush`.
+    pub fn edit<E>(
+        &self,
+        id: RecordId,
+        durability: Durability,
+        f: impl Fn(&mut Record) -> Result<(), E>,
+    ) -> Result<Result<Edited, EditRefused<E>>, StoreError> {
+        let edited = self.transaction(|tx| edit_one(tx, id, &f))?;
+        if durability == Durability::Flush && edited.is_ok() {
+            self.flush()?;
+        }
+        Ok(edited)
     }
 
     /// Atomic read-modify-write of one record; indexes, counters and the ledger change in the
