@@ -14,7 +14,7 @@ use ::csv::{ByteRecord, ReaderBuilder};
 use serde_json::{Map, Value};
 
 use super::error::FileError;
-use super::record::{meta_id, validate, Parsed, Position, META_ERROR, META_ID};
+use super::record::{meta_id, validate, Parsed, Position, META_CUSTOMER_ID, META_ERROR, META_ID};
 use crate::contract::FieldError;
 
 /// The prefix that puts a column inside the nested `risk` object.
@@ -61,7 +61,7 @@ impl Column {
         if name == META_ID {
             return Column::Id;
         }
-        if name == META_ERROR {
+        if name == META_ERROR || name == META_CUSTOMER_ID {
             return Column::Note;
         }
         match name.strip_prefix(RISK_PREFIX) {

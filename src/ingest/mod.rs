@@ -24,9 +24,13 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 pub use error::{FileError, UnsupportedFormat};
-pub use export::{write_csv, write_ndjson, ExportError, ExportRow, CSV_HEADER};
+pub use export::{
+    write_csv, write_json, write_ndjson, write_xlsx, ExportError, ExportRow, CSV_HEADER,
+};
 pub use ndjson::MAX_LINE_BYTES;
-pub use record::{Accepted, Parsed, Position, RecordIssue, Rejected, META_ERROR, META_ID};
+pub use record::{
+    Accepted, Parsed, Position, RecordIssue, Rejected, META_CUSTOMER_ID, META_ERROR, META_ID,
+};
 
 /// A file format, chosen by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

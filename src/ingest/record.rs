@@ -1,6 +1,6 @@
 //! One record as read from a file: where it was, the local id it carried (if any), and either
 //! a payload the contract accepts or every reason it does not. Owns the reserved meta members
-//! (`_icsync_id`, `_error`) and their stripping; validation itself belongs to the contract.
+//! (`_icsync_id`, `_error`, `customer_id`) and their stripping; validation itself belongs to the contract.
 
 use serde_json::Value;
 
@@ -12,6 +12,9 @@ use crate::store::Payload;
 pub const META_ID: &str = "_icsync_id";
 /// The member carrying a human note (an export's error text); always ignored on reading.
 pub const META_ERROR: &str = "_error";
+/// The member carrying the server's customer id (written by `icsync export`); ignored on
+/// reading: the server decides which customer a record is, never a file.
+pub const META_CUSTOMER_ID: &str = "customer_id";
 
 /// Where a record sits in its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -144,6 +147,7 @@ pub(super) fn from_value(position: Position, mut value: Value) -> Parsed {
     let mut record_id = None;
     if let Value::Object(members) = &mut value {
         members.remove(META_ERROR);
+        members.remove(META_CUSTOMER_ID);
         match members.remove(META_ID) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => record_id = meta_id(&s),
