@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use color_eyre::eyre::{Result, WrapErr};
 use icsync::cli::commands::{self, AddArgs, EditArgs, ListArgs, ResolveArgs, ShowArgs, StatusArgs};
+use icsync::cli::export::{self, ExportArgs};
 use icsync::cli::import::{self, ImportArgs, ImportOutcome};
 use icsync::cli::keys::{self, PurgeArgs, RekeyArgs, UnlockArgs};
-use icsync::cli::transfer::{self, ExportArgs};
 use icsync::cli::Backend;
 use icsync::config::{self, Overrides, Settings};
 
@@ -86,7 +86,8 @@ enum Command {
     /// .ndjson/.jsonl. Exit status 2 when some records or files were refused (the rest are
     /// queued).
     Import(ImportArgs),
-    /// Write the records that need a person to a file that can be fixed and imported again.
+    /// Write the records of one state to a file (.csv, .ndjson, .json or .xlsx) that can be
+    /// fixed and imported again onto the same records.
     Export(ExportArgs),
     /// Open a passphrase-locked store in the running daemon; sending starts.
     Unlock(UnlockArgs),
@@ -253,7 +254,7 @@ fn main() -> Result<ExitCode> {
             Command::Show(a) => commands::show(&mut backend, a).await?,
             Command::Edit(a) => commands::edit(&mut backend, a).await?,
             Command::Resolve(a) => commands::resolve(&mut backend, a).await?,
-            Command::Export(a) => transfer::export(&mut backend, a).await?,
+            Command::Export(a) => export::export(&mut backend, a).await?,
             Command::Import(a) => {
                 if let ImportOutcome::SomeRejected =
                     import::import(&mut backend, &settings, a).await?

@@ -123,9 +123,27 @@ fn a_clean_import_exits_zero_and_the_same_file_twice_makes_no_new_rows() {
     write(d, "many.jsonl", ndjson.as_bytes());
     let summary = json(d, &["import", "many.jsonl", "--json"]);
     assert_eq!(summary[0]["created"], 2500);
-    let again = json(d, &["import", "many.jsonl", "--json"]);
+    // The same content again, under another name: recognised, nothing read into the queue.
+    std::fs::copy(d.join("many.jsonl"), d.join("copy.jsonl")).unwrap();
+    let again = json(d, &["import", "copy.jsonl", "--json"]);
     assert_eq!(again[0]["created"], 0);
-    assert_eq!(again[0]["revised"], 2500);
+    assert!(
+        again[0]["skipped_as_imported"]
+            .as_str()
+            .unwrap()
+            .contains("many.jsonl"),
+        "{again}"
+    );
+    // Forced: every row equals its record, so nothing is queued either.
+    let forced = json(d, &["import", "many.jsonl", "--again", "--json"]);
+    assert_eq!(forced[0]["created"], 0);
+    assert_eq!(forced[0]["updated"], 0);
+    assert_eq!(forced[0]["unchanged"], 2500, "nothing new to send");
+    let shown = json(d, &["list", "--json"]);
+    assert!(
+        shown.as_array().unwrap().iter().all(|r| r["revision"] == 1),
+        "no record got a revision"
+    );
     assert_eq!(json(d, &["status", "--json"])["total"], 2500);
 }
 

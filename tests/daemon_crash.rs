@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use common::daemon::{poll_until, BlockingAdmin, DaemonEnv};
 use common::{SandboxOptions, DEMO_KEY};
 use icsync::service::Service;
-use icsync::store::{Origin, Payload, RecordId, RecordState};
+use icsync::store::{Origin, Payload, RecordId, RecordState, SubmitOutcome};
 
 const RECORDS: usize = 1000;
 const KILLS: usize = 3;
@@ -80,8 +80,16 @@ fn queue_records(env: &DaemonEnv) -> HashMap<RecordId, Expected> {
     let mut ids = vec![None; RECORDS];
     for (s, &i) in submitted.iter().zip(&owners) {
         match ids[i] {
-            None => assert!(s.created, "record {i} matched another"),
-            Some(id) => assert_eq!((s.id, s.created), (id, false), "record {i}"),
+            None => assert_eq!(
+                s.outcome,
+                SubmitOutcome::Created,
+                "record {i} matched another"
+            ),
+            Some(id) => assert_eq!(
+                (s.id, s.outcome),
+                (id, SubmitOutcome::Revised),
+                "record {i}"
+            ),
         }
         ids[i] = Some(s.id);
     }

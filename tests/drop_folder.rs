@@ -520,3 +520,88 @@ fn a_large_file_is_ingested_in_bounded_memory() {
             >> 20
     );
 }
+
+#[test]
+fn an_export_fixed_and_dropped_revises_the_same_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    config(home, 200);
+    fs::write(
+        home.join("in.csv"),
+        "full_name,email,external_id\nAnn,ann@x.io,crm-1\nBob,bob@x.io,crm-2\n",
+    )
+    .unwrap();
+    let out = icsync(
+        home,
+        &["import", &home.join("in.csv").display().to_string()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // Both collide with customers on the server (set here, as the engine would).
+    {
+        let store = icsync::store::Store::open_with_key(
+            &home.join("data").join("store"),
+            icsync::store::StoreOptions::default(),
+            &icsync::crypto::KeyConfig::file(home.join("data.key")),
+            None,
+        )
+        .unwrap();
+        for id in store.in_state(icsync::store::RecordState::Queued).unwrap() {
+            store
+                .update(id, icsync::store::Durability::Flush, |r| {
+                    r.state = icsync::store::RecordState::Conflict;
+                    r.last_error = Some(icsync::store::RecordError::Api {
+                        error: icsync::contract::ApiError::CustomerConflict {
+                            message: "email taken".into(),
+                            conflicting_customer_id: uuid::Uuid::from_u128(9),
+                            conflicting_external_id: Some("other".into()),
+                        },
+                    });
+                })
+                .unwrap();
+        }
+    }
+    let d = Daemon::start(home);
+    let before = json(home, &["list", "--json"]);
+    let export = home.join("fix.csv");
+    let out = icsync(
+        home,
+        &[
+            "export",
+            "--state",
+            "conflict",
+            &export.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // The operator fixes the emails (and even an external_id) and drops the file.
+    let fixed = fs::read_to_string(&export)
+        .unwrap()
+        .replace("ann@x.io", "ann@fixed.io")
+        .replace("bob@x.io", "bob@fixed.io")
+        .replace("crm-2", "crm-2b");
+    fs::write(d.drop_dir().join("fix.csv.part"), fixed).unwrap();
+    fs::rename(
+        d.drop_dir().join("fix.csv.part"),
+        d.drop_dir().join("fix.csv"),
+    )
+    .unwrap();
+    wait_until("fix.csv archived", || {
+        d.drop_dir().join("processed").join("fix.csv").exists()
+    });
+    assert_eq!(d.total(), 2, "no new record");
+    let after = json(home, &["list", "--json"]);
+    for (b, a) in before
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(after.as_array().unwrap())
+    {
+        assert_eq!(a["id"], b["id"]);
+        assert_eq!(
+            (a["revision"].as_u64(), a["state"].as_str()),
+            (Some(2), Some("queued"))
+        );
+        assert!(a["email"].as_str().unwrap().ends_with("@fixed.io"), "{a}");
+    }
+    assert_eq!(after[1]["external_id"], "crm-2b");
+}

@@ -4,7 +4,10 @@
 
 use std::ops::ControlFlow;
 
-use icsync::ingest::{read_records, write_csv, write_ndjson, Format, Parsed, Position};
+use icsync::ingest::{
+    read_records, write_csv, write_json, write_ndjson, write_xlsx, ExportRow, Format, Parsed,
+    Position, CSV_HEADER,
+};
 use icsync::store::Payload;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -133,6 +136,7 @@ struct Exported {
     id: String,
     payload: Payload,
     error: Option<String>,
+    customer: Option<String>,
 }
 
 fn random_records(seed: u64, n: usize) -> Vec<Exported> {
@@ -144,14 +148,20 @@ fn random_records(seed: u64, n: usize) -> Vec<Exported> {
             error: rng
                 .random_bool(0.5)
                 .then(|| format!("email: {}", text(&mut rng, 80))),
+            customer: rng
+                .random_bool(0.5)
+                .then(|| uuid::Uuid::from_u128(rng.random()).to_string()),
         })
         .collect()
 }
 
-fn rows(records: &[Exported]) -> impl Iterator<Item = (&str, &Payload, Option<&str>)> {
-    records
-        .iter()
-        .map(|r| (r.id.as_str(), &r.payload, r.error.as_deref()))
+fn rows(records: &[Exported]) -> impl Iterator<Item = ExportRow<'_>> {
+    records.iter().map(|r| ExportRow {
+        id: r.id.as_str(),
+        payload: &r.payload,
+        error: r.error.as_deref(),
+        customer_id: r.customer.as_deref(),
+    })
 }
 
 fn read_back(format: Format, bytes: &[u8]) -> Vec<Parsed> {
@@ -179,6 +189,133 @@ fn ndjson_export_reads_back_to_the_same_payloads_and_ids() {
             assert_eq!(p.result.as_ref(), Ok(&r.payload), "seed {seed} record {i}");
         }
     }
+}
+
+#[test]
+fn json_export_reads_back_to_the_same_payloads_and_ids() {
+    for seed in 200..203 {
+        let records = random_records(seed, 300);
+        let mut out = Vec::new();
+        write_json(rows(&records), &mut out).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.starts_with("[\n{") && text.ends_with("}\n]\n"),
+            "{text}"
+        );
+        let back = read_back(Format::Json, &out);
+        assert_eq!(back.len(), records.len(), "seed {seed}");
+        for (i, (r, p)) in records.iter().zip(&back).enumerate() {
+            // One element per line, after the `[` line.
+            assert_eq!(
+                p.position,
+                Position::Element {
+                    index: i as u64,
+                    line: i as u64 + 2
+                }
+            );
+            assert_eq!(p.record_id.as_deref(), Some(r.id.as_str()));
+            assert_eq!(p.result.as_ref(), Ok(&r.payload), "seed {seed} record {i}");
+        }
+    }
+    let mut empty = Vec::new();
+    write_json(rows(&[]), &mut empty).unwrap();
+    assert_eq!(empty, b"[]\n");
+    assert!(read_back(Format::Json, &empty).is_empty());
+}
+
+#[test]
+fn exports_carry_the_customer_id_and_the_readers_ignore_it() {
+    let records = random_records(9, 50);
+    let with_customer = records.iter().filter(|r| r.customer.is_some()).count();
+    assert!(with_customer > 0 && with_customer < records.len());
+    let mut csv = Vec::new();
+    write_csv(rows(&records), &mut csv).unwrap();
+    let mut reader = csv::ReaderBuilder::new().from_reader(&csv[..]);
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let at = header.iter().position(|h| h == "customer_id").unwrap();
+    assert_eq!(header[at - 1], "external_id", "right after external_id");
+    for (r, row) in records.iter().zip(reader.records()) {
+        assert_eq!(&row.unwrap()[at], r.customer.as_deref().unwrap_or(""));
+    }
+    let mut ndjson = Vec::new();
+    write_ndjson(rows(&records), &mut ndjson).unwrap();
+    for (r, line) in records.iter().zip(ndjson.split(|b| *b == b'\n')) {
+        let v: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(v["customer_id"], serde_json::json!(r.customer));
+    }
+    // A customer_id typed into a file that was not exported is ignored all the same.
+    let typed = br#"{"full_name": "Ann", "customer_id": "c-1"}"#;
+    let back = read_back(Format::Ndjson, typed);
+    assert_eq!(back[0].result.as_ref().unwrap().full_name(), "Ann");
+    let typed = b"full_name,customer_id\nAnn,c-1\n";
+    assert!(read_back(Format::Csv, typed)[0].result.is_ok());
+}
+
+/// Every cell of the workbook's only sheet as text, rows padded to the widest; panics on a
+/// cell that is not text or empty (a number or a formula).
+fn xlsx_cells(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    use calamine::{Data, Reader, Xlsx};
+    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+    assert_eq!(book.sheet_names(), ["records"]);
+    let range = book.worksheet_range("records").unwrap();
+    assert_eq!(range.start(), Some((0, 0)));
+    range
+        .rows()
+        .map(|row| {
+            row.iter()
+                .map(|cell| match cell {
+                    Data::String(s) => s.clone(),
+                    Data::Empty => String::new(),
+                    other => panic!("a cell that is not text: {other:?}"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn xlsx_export_holds_the_csv_cells_all_as_text() {
+    let mut records = random_records(300, 200);
+    // What a spreadsheet would turn into a number or a formula if it were not text.
+    let tricky = Payload::parse(&serde_json::json!({
+        "full_name": "=HYPERLINK(\"x\")",
+        "external_id": "000123",
+        "phone": "0044 20 7946 0000",
+        "risk": {"expected_monthly_volume": 12345678901234567u64, "is_pep": true}
+    }))
+    .unwrap();
+    records.push(Exported {
+        id: "0190a1b2-tricky".into(),
+        payload: tricky,
+        error: None,
+        customer: Some("00000000-0000-0000-0000-000000000001".into()),
+    });
+    let mut out = Vec::new();
+    write_xlsx(rows(&records), &mut out).unwrap();
+    let cells = xlsx_cells(out);
+    let mut csv = Vec::new();
+    write_csv(rows(&records), &mut csv).unwrap();
+    let expected: Vec<Vec<String>> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&csv[..])
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    assert_eq!(cells[0], CSV_HEADER);
+    assert_eq!(cells.len(), expected.len());
+    for (i, (got, want)) in cells.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "row {i}");
+    }
+    let last = cells.last().unwrap();
+    assert_eq!(last[3], "=HYPERLINK(\"x\")");
+    assert_eq!(last[5], "000123");
+    assert_eq!(last[8], "0044 20 7946 0000");
+    assert_eq!(last[12], "12345678901234567");
 }
 
 #[test]

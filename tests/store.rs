@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use icsync::crypto::KeyConfig;
 use icsync::store::{
     ActionKind, Attempt, Durability, HistoryEntry, Origin, Payload, RecordId, RecordState, Store,
-    StoreError, StoreOptions,
+    StoreError, StoreOptions, SubmitOutcome,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -64,7 +64,7 @@ fn submit_creates_then_revises_by_external_id() {
             t(0),
         )
         .unwrap();
-    assert!(first.created);
+    assert_eq!(first.outcome, SubmitOutcome::Created);
     assert_eq!(first.revision, 1);
 
     store
@@ -85,8 +85,8 @@ fn submit_creates_then_revises_by_external_id() {
         )
         .unwrap();
     assert_eq!(
-        (second.id, second.revision, second.created),
-        (first.id, 2, false)
+        (second.id, second.revision, second.outcome),
+        (first.id, 2, SubmitOutcome::Revised)
     );
     let r = store.get(first.id).unwrap().unwrap();
     assert_eq!(r.payload.full_name(), "Ada L");
@@ -104,7 +104,7 @@ fn submit_creates_then_revises_by_external_id() {
             t(11),
         )
         .unwrap();
-    assert!(other.created);
+    assert_eq!(other.outcome, SubmitOutcome::Created);
     assert_eq!(store.counts().unwrap().total, 2);
     assert_consistent(&store);
 }
@@ -127,7 +127,10 @@ fn submit_matches_email_case_insensitively_when_there_is_no_external_id() {
             t(1),
         )
         .unwrap();
-    assert_eq!((b.id, b.revision, b.created), (a.id, 2, false));
+    assert_eq!(
+        (b.id, b.revision, b.outcome),
+        (a.id, 2, SubmitOutcome::Revised)
+    );
     assert_eq!(store.find_by_email("ADA@example.io").unwrap(), Some(a.id));
     assert_eq!(store.find_by_email("nobody@example.io").unwrap(), None);
     assert_consistent(&store);
@@ -168,7 +171,7 @@ fn external_id_takes_precedence_over_email() {
             t(3),
         )
         .unwrap();
-    assert!(c.created);
+    assert_eq!(c.outcome, SubmitOutcome::Created);
     assert_ne!(c.id, b.id);
     // Email-only now matches the oldest live holder of that email: A (its revision 2 took it).
     let d = store
@@ -178,7 +181,7 @@ fn external_id_takes_precedence_over_email() {
             t(4),
         )
         .unwrap();
-    assert_eq!((d.id, d.created), (a.id, false));
+    assert_eq!((d.id, d.outcome), (a.id, SubmitOutcome::Revised));
     assert_eq!(store.find_by_external_id("x-c").unwrap(), Some(c.id));
     assert_consistent(&store);
 }
@@ -200,7 +203,7 @@ fn discarded_records_do_not_match() {
     assert_eq!(store.find_by_external_id("x1").unwrap(), None);
     assert_eq!(store.find_by_email("a@x.io").unwrap(), None);
     let again = store.submit(payload(body), Origin::Cli, t(1)).unwrap();
-    assert!(again.created);
+    assert_eq!(again.outcome, SubmitOutcome::Created);
     assert_ne!(again.id, a.id);
     assert_eq!(store.find_by_external_id("x1").unwrap(), Some(again.id));
     let counts = store.counts().unwrap();
@@ -247,20 +250,20 @@ fn batch_merges_inputs_with_each_other_and_with_existing_records() {
     let out = store.submit_batch(items, t(1)).unwrap();
     assert_eq!(out.len(), 703);
     for i in 0..300 {
-        assert!(out[i].created, "item {i}");
+        assert_eq!(out[i].outcome, SubmitOutcome::Created, "item {i}");
         assert_eq!(
-            (out[i + 300].id, out[i + 300].revision, out[i + 300].created),
-            (out[i].id, 2, false)
+            (out[i + 300].id, out[i + 300].revision, out[i + 300].outcome),
+            (out[i].id, 2, SubmitOutcome::Revised)
         );
     }
     for i in 600..700 {
         assert_eq!((out[i].id, out[i].revision), (out[i - 600].id, 3));
     }
     assert_eq!(
-        (out[700].id, out[700].revision, out[700].created),
-        (old.id, 2, false)
+        (out[700].id, out[700].revision, out[700].outcome),
+        (old.id, 2, SubmitOutcome::Revised)
     );
-    assert!(out[701].created);
+    assert_eq!(out[701].outcome, SubmitOutcome::Created);
     assert_eq!((out[702].id, out[702].revision), (out[701].id, 2));
     let r = store.get(out[650].id).unwrap().unwrap();
     assert_eq!(r.payload.full_name(), "N650");
@@ -708,7 +711,7 @@ fn concurrent_writers_from_clones_keep_indexes_and_counters_exact() {
                     if step % 10 == 0 {
                         // Revisions of the shared records race with the updates.
                         let x = format!("s{}", rng.random_range(0..8));
-                        let body = json!({"full_name": format!("T{n}"), "external_id": x});
+                        let body = json!({"full_name": format!("T{n}-{step}"), "external_id": x});
                         store.submit(payload(body), Origin::Cli, t(step)).unwrap();
                     }
                 }
@@ -1073,5 +1076,139 @@ fn update_many_changes_every_record_in_one_transaction_or_none() {
     let after: Vec<_> = ids.iter().map(|id| store.get(*id).unwrap()).collect();
     assert_eq!(after, before, "a refused batch changes nothing");
     assert_eq!(store.counts().unwrap().get(RecordState::Synced), 0);
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_payload_that_would_not_change_its_record_makes_no_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let body = json!({"full_name": "Ada", "external_id": "crm-1", "phone": "+44 1",
+                      "risk": {"occupation": "baker", "is_pep": false}});
+    let first = store
+        .submit(payload(body.clone()), Origin::Cli, t(0))
+        .unwrap();
+    assert_eq!(first.outcome, SubmitOutcome::Created);
+    let before = store.get(first.id).unwrap().unwrap();
+    // Sealed with a fresh nonce on every write: equal bytes mean not rewritten.
+    let raw = store.raw_record(first.id).unwrap();
+
+    // The same payload, and one that sends only members already held (absent = keep, risk
+    // merged key by key), change nothing: no revision, no write at all.
+    for same in [
+        body.clone(),
+        json!({"full_name": "Ada", "external_id": "crm-1"}),
+        json!({"full_name": "Ada", "external_id": "crm-1", "risk": {"is_pep": false}}),
+    ] {
+        let s = store.submit(payload(same), Origin::Cli, t(5)).unwrap();
+        assert_eq!(
+            (s.id, s.revision, s.outcome),
+            (first.id, 1, SubmitOutcome::Unchanged)
+        );
+    }
+    let batch = store
+        .submit_batch(vec![(payload(body.clone()), Origin::Cli)], t(6))
+        .unwrap();
+    assert_eq!(batch[0].outcome, SubmitOutcome::Unchanged);
+    assert_eq!(store.get(first.id).unwrap().unwrap(), before);
+    assert_eq!(store.raw_record(first.id).unwrap(), raw, "not rewritten");
+
+    // A null clears a member: a change. So does a new risk answer.
+    let cleared = store
+        .submit(
+            payload(json!({"full_name": "Ada", "external_id": "crm-1", "phone": null})),
+            Origin::Cli,
+            t(7),
+        )
+        .unwrap();
+    assert_eq!(
+        (cleared.revision, cleared.outcome),
+        (2, SubmitOutcome::Revised)
+    );
+    let risk = store
+        .submit(
+            payload(json!({"full_name": "Ada", "external_id": "crm-1",
+                           "risk": {"is_pep": true}})),
+            Origin::Cli,
+            t(8),
+        )
+        .unwrap();
+    assert_eq!((risk.revision, risk.outcome), (3, SubmitOutcome::Revised));
+    assert_consistent(&store);
+}
+
+#[test]
+fn a_record_waiting_for_a_person_stays_so_when_submitted_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let body = json!({"full_name": "Bo", "email": "bo@x.io"});
+    let s = store
+        .submit(payload(body.clone()), Origin::Cli, t(0))
+        .unwrap();
+    for state in [RecordState::Rejected, RecordState::Conflict] {
+        store
+            .update(s.id, Durability::Flush, |r| r.state = state)
+            .unwrap();
+        let again = store
+            .submit(payload(body.clone()), Origin::Cli, t(1))
+            .unwrap();
+        assert_eq!(again.outcome, SubmitOutcome::Unchanged);
+        let r = store.get(s.id).unwrap().unwrap();
+        assert_eq!((r.state, r.revision), (state, 1));
+    }
+    assert_consistent(&store);
+}
+
+#[test]
+fn the_same_row_with_no_key_is_not_taken_twice_while_its_record_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let rows = || -> Vec<(Payload, Origin)> {
+        ["Ann", "Bob", "Cid"]
+            .iter()
+            .map(|n| {
+                (
+                    payload(json!({"full_name": n, "phone": "+44 1"})),
+                    Origin::Cli,
+                )
+            })
+            .collect()
+    };
+    let first = store.submit_batch(rows(), t(0)).unwrap();
+    assert!(first.iter().all(|s| s.outcome == SubmitOutcome::Created));
+    // The same rows again: nothing new, the same records named.
+    let again = store.submit_batch(rows(), t(1)).unwrap();
+    for (a, b) in first.iter().zip(&again) {
+        assert_eq!(
+            (b.id, b.revision, b.outcome),
+            (a.id, 1, SubmitOutcome::Unchanged)
+        );
+    }
+    assert_eq!(store.counts().unwrap().total, 3);
+    // Different content is another row (there is nothing to say it is the same customer).
+    let other = store
+        .submit(
+            payload(json!({"full_name": "Ann", "phone": "+44 2"})),
+            Origin::Cli,
+            t(2),
+        )
+        .unwrap();
+    assert_eq!(other.outcome, SubmitOutcome::Created);
+    // A discarded record does not hold its row back.
+    store
+        .update(first[1].id, Durability::Flush, |r| {
+            r.state = RecordState::Discarded
+        })
+        .unwrap();
+    let bob = store
+        .submit(
+            payload(json!({"full_name": "Bob", "phone": "+44 1"})),
+            Origin::Cli,
+            t(3),
+        )
+        .unwrap();
+    assert_eq!(bob.outcome, SubmitOutcome::Created);
+    assert_ne!(bob.id, first[1].id);
+    assert_eq!(store.counts().unwrap().total, 5);
     assert_consistent(&store);
 }

@@ -153,6 +153,11 @@ pub async fn add(backend: &mut Backend, args: AddArgs) -> Result<(), CliError> {
                 print_json(&json!(q));
             } else if q.created {
                 println!("{}", q.id);
+            } else if q.unchanged {
+                println!(
+                    "{} (unchanged: already revision {} of an existing record; nothing queued)",
+                    q.id, q.revision
+                );
             } else {
                 println!("{} (revision {} of an existing record)", q.id, q.revision);
             }

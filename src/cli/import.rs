@@ -19,7 +19,7 @@ use crate::control::{ControlErrorCode, Reply, Request, SubmitItem};
 use crate::ingest::{
     self, Accepted, ColumnSummary, FileSummary, Format, Mapping, Problem, ReadOptions, Survey,
 };
-use crate::store::Origin;
+use crate::store::{Origin, SubmitOutcome};
 
 /// Records per batch: one request and one flush each.
 const BATCH: usize = 1000;
@@ -275,8 +275,12 @@ async fn queue_batch(
                 changes: a.payload.to_value(),
             };
             match backend.call(edit).await {
-                Ok(_) => {
-                    report.updated += 1;
+                Ok(reply) => {
+                    if matches!(reply, Reply::Queued(q) if q.unchanged) {
+                        report.unchanged += 1;
+                    } else {
+                        report.updated += 1;
+                    }
                     continue;
                 }
                 Err(CliError::Control(e)) if e.code == ControlErrorCode::NotFound => {}
@@ -301,10 +305,10 @@ async fn queue_batch(
     match backend.call(Request::SubmitMany { items: plain }).await? {
         Reply::QueuedMany { queued, invalid } => {
             for q in &queued {
-                if q.created {
-                    report.created += 1;
-                } else {
-                    report.updated += 1;
+                match q.outcome() {
+                    SubmitOutcome::Created => report.created += 1,
+                    SubmitOutcome::Revised => report.updated += 1,
+                    SubmitOutcome::Unchanged => report.unchanged += 1,
                 }
             }
             // Bodies were validated while parsing; the daemon checks again with the same code.

@@ -3,12 +3,12 @@
 
 pub mod commands;
 pub mod demo;
+pub mod export;
 pub mod fields;
 pub mod import;
 pub mod interactive;
 pub mod keys;
 pub mod output;
-pub mod transfer;
 
 use std::path::PathBuf;
 

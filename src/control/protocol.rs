@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::contract::{ErrorKind, FieldError};
 use crate::crypto::Passphrase;
-use crate::store::{DropFileEntry, Origin, Record, RecordId, RecordState};
+use crate::store::{
+    DropFileEntry, Origin, Record, RecordId, RecordState, SubmitOutcome, Submitted,
+};
 
 /// Bumped whenever a frame changes incompatibly.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -204,12 +206,39 @@ pub struct StatusReport {
     pub locked: bool,
 }
 
-/// A submitted record: its id, the revision now queued, and whether it is new.
+/// A submitted record: its id, its newest revision, and whether it is new, revised or
+/// unchanged (see [`Queued::outcome`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queued {
     pub id: RecordId,
     pub revision: u32,
+    /// A new record was made.
     pub created: bool,
+    /// The submit matched a record it would not change: nothing was queued (additive: an
+    /// older daemon never sends it, so it reads as false there).
+    #[serde(default)]
+    pub unchanged: bool,
+}
+
+impl Queued {
+    pub fn outcome(&self) -> SubmitOutcome {
+        match (self.created, self.unchanged) {
+            (true, _) => SubmitOutcome::Created,
+            (false, true) => SubmitOutcome::Unchanged,
+            (false, false) => SubmitOutcome::Revised,
+        }
+    }
+}
+
+impl From<Submitted> for Queued {
+    fn from(s: Submitted) -> Self {
+        Queued {
+            id: s.id,
+            revision: s.revision,
+            created: s.outcome == SubmitOutcome::Created,
+            unchanged: s.outcome == SubmitOutcome::Unchanged,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,9 +29,9 @@ use super::DropError;
 use crate::ingest::drop::names::split_extension;
 use crate::ingest::drop::{rejected_copy_extension, write_rejects, RejectsError};
 use crate::ingest::{self, read_file, FileError, Format, ReadOptions, Survey};
-use crate::service::Service;
+use crate::service::{DropItem, Service};
 use crate::store::{
-    DropFileEntry, DropOutcome, DropProgress, DropStage, Durability, Fingerprint, Origin, Payload,
+    DropFileEntry, DropOutcome, DropProgress, DropStage, Durability, Fingerprint, Origin,
 };
 
 /// Notes listed in a report; the rest are counted.
@@ -240,7 +240,7 @@ fn ingest(
     let source = File::open(path).map_err(DropError::io(path))?;
     let mut ordinal = 0u64;
     let mut pending = 0usize;
-    let mut batch: Vec<(Payload, Origin)> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<DropItem> = Vec::with_capacity(BATCH);
     let mut commits = 0usize;
     let mut failed = None;
     let progress = |records_done, stage| DropProgress {
@@ -255,13 +255,14 @@ fn ingest(
             return ControlFlow::Continue(());
         }
         if let Ok(payload) = parsed.result {
-            batch.push((
+            batch.push(DropItem {
                 payload,
-                Origin::Drop {
+                origin: Origin::Drop {
                     file: name.to_string(),
                     line: parsed.position.number(),
                 },
-            ));
+                record_id: parsed.record_id,
+            });
         }
         pending += 1;
         // Invalid records count too, so a long run of them still advances the progress.

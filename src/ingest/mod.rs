@@ -42,7 +42,9 @@ pub use decode::{
 };
 pub use encoding_rs::Encoding;
 pub use error::{FileError, UnsupportedFormat};
-pub use export::{write_csv, write_ndjson, ExportError, ExportRow, CSV_HEADER};
+pub use export::{
+    write_csv, write_json, write_ndjson, write_xlsx, ExportError, ExportRow, CSV_HEADER,
+};
 pub use file_plan::{ColumnSummary, MappingSummary, ReadOptions};
 pub use mapping::{Mapping, MappingError};
 pub use ndjson::MAX_LINE_BYTES;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::contract::FieldError;
 use crate::control::ResolveAction;
-use crate::store::{ActionKind, HistoryEntry, Payload, Record, RecordState};
+use crate::store::{merge_members, ActionKind, HistoryEntry, Payload, Record, RecordState};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
@@ -144,19 +144,7 @@ pub fn merge_changes(current: &Payload, changes: &Value) -> Result<Payload, Vec<
     let Value::Object(changes) = changes else {
         return Err(vec![FieldError::new("", "changes must be a JSON object")]);
     };
-    let mut body = current.as_map().clone();
-    for (k, v) in changes {
-        match (k.as_str(), body.get_mut(k), v) {
-            ("risk", Some(Value::Object(risk)), Value::Object(patch)) => {
-                for (rk, rv) in patch {
-                    risk.insert(rk.clone(), rv.clone());
-                }
-            }
-            _ => {
-                body.insert(k.clone(), v.clone());
-            }
-        }
-    }
+    let body = merge_members(current.as_map(), changes);
     Payload::parse(&Value::Object(body))
 }
 

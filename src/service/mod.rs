@@ -19,8 +19,8 @@ use crate::control::{
 };
 use crate::crypto::Passphrase;
 use crate::store::{
-    DropFileEntry, DropProgress, DropStage, Durability, Fingerprint, Origin, Payload, Record,
-    RecordError, RecordId, RecordState, Store, StoreError,
+    DropFileEntry, DropProgress, DropStage, Durability, EditRefused, Edited, Fingerprint, Origin,
+    Payload, Record, RecordError, RecordId, RecordState, Store, StoreError, Submission, Submitted,
 };
 
 pub use actions::ActionError;
@@ -102,6 +102,15 @@ pub trait KeyControl: Send + Sync + 'static {
     fn lock(&self) -> Result<(), ServiceError>;
 }
 
+/// One record of a dropped file, for [`Service::submit_drop_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropItem {
+    pub payload: Payload,
+    pub origin: Origin,
+    /// The `_icsync_id` it carried (from `icsync export`): the record to apply it to.
+    pub record_id: Option<String>,
+}
+
 /// Records operations over one store, with the engine when one runs in this process.
 #[derive(Clone)]
 pub struct Service {
@@ -165,6 +174,18 @@ impl Service {
             id: record.id,
             state: record.state,
         });
+    }
+
+    /// One event (for the last record a batch changed) and a wake-up, when a batch changed
+    /// anything: listeners reload on any change, so one event per batch is enough.
+    fn announce_queued(&self, done: &[Submitted]) {
+        if let Some(last) = done.iter().rev().find(|s| s.changed()) {
+            let _ = self.events.send(Event::RecordChanged {
+                id: last.id,
+                state: RecordState::Queued,
+            });
+            self.wake();
+        }
     }
 
     fn wake(&self) {
@@ -419,16 +440,14 @@ impl Service {
     ) -> Result<Queued, ServiceError> {
         let payload = Payload::parse(body).map_err(ServiceError::Invalid)?;
         let s = self.store.submit(payload, origin, now)?;
-        let _ = self.events.send(Event::RecordChanged {
-            id: s.id,
-            state: RecordState::Queued,
-        });
-        self.wake();
-        Ok(Queued {
-            id: s.id,
-            revision: s.revision,
-            created: s.created,
-        })
+        if s.changed() {
+            let _ = self.events.send(Event::RecordChanged {
+                id: s.id,
+                state: RecordState::Queued,
+            });
+            self.wake();
+        }
+        Ok(s.into())
     }
 
     /// Queues many already-validated payloads with one flush (group commit).
@@ -438,44 +457,57 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Vec<Queued>, ServiceError> {
         let done = self.store.submit_batch(items, now)?;
-        if let Some(last) = done.last() {
-            let _ = self.events.send(Event::RecordChanged {
-                id: last.id,
-                state: RecordState::Queued,
-            });
-        }
-        self.wake();
-        Ok(done
-            .into_iter()
-            .map(|s| Queued {
-                id: s.id,
-                revision: s.revision,
-                created: s.created,
-            })
-            .collect())
+        self.announce_queued(&done);
+        Ok(done.into_iter().map(Queued::from).collect())
     }
 
     /// Queues one batch of a dropped file's records together with the file's progress (one
     /// transaction), then wakes the engine. `Durability::Lazy` is safe for all but the last
     /// batch: records and progress are committed together, so a crash loses both or neither.
+    ///
+    /// An item naming a record (`_icsync_id`, any unique prefix) is applied to it exactly as
+    /// `icsync edit` / a `Request::Edit` would be ([`actions::edit`], the same uniqueness
+    /// rule); an id that names no record, or an edit that is refused, falls back to upsert
+    /// matching (as `icsync import` does for an unknown id), so no row is lost; a refusal is
+    /// logged with the record's id and the reason, never a customer field.
     pub fn submit_drop_batch(
         &self,
-        items: &[(Payload, Origin)],
+        items: &[DropItem],
         fp: &Fingerprint,
         progress: &DropProgress,
         durability: Durability,
         now: DateTime<Utc>,
     ) -> Result<usize, ServiceError> {
-        let done = self
-            .store
-            .submit_drop_batch(items, fp, progress, durability, now)?;
-        if let Some(last) = done.last() {
-            let _ = self.events.send(Event::RecordChanged {
-                id: last.id,
-                state: RecordState::Queued,
-            });
-            self.wake();
+        let submissions: Vec<Submission> = items
+            .iter()
+            .map(|item| Submission {
+                payload: item.payload.clone(),
+                origin: item.origin.clone(),
+                edit_of: item
+                    .record_id
+                    .as_deref()
+                    .and_then(|id| self.store.resolve_prefix(id).ok()),
+            })
+            .collect();
+        let done = self.store.submit_drop_batch(
+            &submissions,
+            fp,
+            progress,
+            durability,
+            now,
+            |r, payload| actions::edit(r, &payload.to_value(), now),
+        )?;
+        for d in &done {
+            if let Some((id, why)) = &d.edit_refused {
+                tracing::warn!(
+                    record = %id,
+                    reason = %why,
+                    "a dropped row names this record but cannot edit it: matched as a new row instead"
+                );
+            }
         }
+        let submitted: Vec<Submitted> = done.iter().map(|d| d.submitted).collect();
+        self.announce_queued(&submitted);
         Ok(done.len())
     }
 
@@ -519,41 +551,24 @@ impl Service {
         Ok(self.store.recent_drop_files(limit)?)
     }
 
-    /// Refuses an edit that would give this record an external_id or email another local
-    /// record holds: each customer is one row.
-    fn check_unique(&self, id: RecordId, payload: &Payload) -> Result<(), ServiceError> {
-        let holder = match payload.external_id() {
-            Some(x) => self.store.find_by_external_id(x)?,
-            None => None,
-        }
-        .or(match payload.email() {
-            Some(e) => self.store.find_by_email(e)?,
-            None => None,
-        });
-        match holder {
-            Some(other) if other != id => Err(ServiceError::NotAllowed(format!(
-                "record {other} already holds this external_id or email; edit or discard that record instead"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    fn update(
+    /// Applies `f` to one record as an edit ([`Store::edit`]: refused when another live
+    /// record holds the external_id or email it would leave), then announces it.
+    fn apply_edit(
         &self,
         id: RecordId,
-        mut f: impl FnMut(&mut Record) -> Result<(), ActionError>,
-    ) -> Result<Record, ServiceError> {
-        let result = self.store.update(id, Durability::Flush, |r| {
-            let mut copy = r.clone();
-            f(&mut copy).map(|()| {
-                *r = copy.clone();
-                copy
-            })
-        })?;
-        let record = result.ok_or_else(|| ServiceError::NotFound(id.to_string()))??;
-        self.changed(&record);
+        f: impl Fn(&mut Record) -> Result<(), ActionError>,
+    ) -> Result<Edited, ServiceError> {
+        let edited = match self.store.edit(id, Durability::Flush, f)? {
+            Ok(edited) => edited,
+            Err(EditRefused::NotFound) => return Err(ServiceError::NotFound(id.to_string())),
+            Err(EditRefused::Action(e)) => return Err(e.into()),
+            Err(taken @ EditRefused::Taken(_)) => {
+                return Err(ServiceError::NotAllowed(taken.to_string()))
+            }
+        };
+        self.changed(&edited.record);
         self.wake();
-        Ok(record)
+        Ok(edited)
     }
 
     pub fn edit(
@@ -563,19 +578,8 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Queued, ServiceError> {
         let id = self.store.resolve_prefix(id)?;
-        let current = self
-            .store
-            .get(id)?
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
-        let merged =
-            actions::merge_changes(&current.payload, changes).map_err(ServiceError::Invalid)?;
-        self.check_unique(id, &merged)?;
-        let r = self.update(id, |r| actions::edit(r, changes, now))?;
-        Ok(Queued {
-            id: r.id,
-            revision: r.revision,
-            created: false,
-        })
+        let edited = self.apply_edit(id, |r| actions::edit(r, changes, now))?;
+        Ok(edited.submitted().into())
     }
 
     pub fn resolve(
@@ -585,14 +589,8 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Record, ServiceError> {
         let id = self.store.resolve_prefix(id)?;
-        if action == ResolveAction::AdoptExisting {
-            if let Some(r) = self.store.get(id)? {
-                let mut probe = r.clone();
-                actions::resolve(&mut probe, action, now)?;
-                self.check_unique(id, &probe.payload)?;
-            }
-        }
-        self.update(id, |r| actions::resolve(r, action, now))
+        self.apply_edit(id, |r| actions::resolve(r, action, now))
+            .map(|edited| edited.record)
     }
 
     /// Applies one action to every record in `state` (and with `error_type`, if given).
@@ -788,7 +786,7 @@ impl Handler for ControlHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreOptions;
+    use crate::store::{StoreOptions, SubmitOutcome};
     use serde_json::json;
 
     fn service(dir: &std::path::Path) -> Service {
@@ -817,6 +815,33 @@ mod tests {
             sort: ListSort::Queue,
             after_key: None,
         }
+    }
+
+    #[test]
+    fn an_unchanged_submit_announces_nothing_and_says_so_on_the_wire() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let mut events = svc.event_sender().subscribe();
+        let body = json!({"full_name": "Ada", "external_id": "x-1"});
+        let first = svc.submit(&body, Origin::Cli, Utc::now()).unwrap();
+        assert_eq!(first.outcome(), SubmitOutcome::Created);
+        assert!(events.try_recv().is_ok());
+        let again = svc.submit(&body, Origin::Cli, Utc::now()).unwrap();
+        assert_eq!(
+            (again.id, again.revision, again.outcome()),
+            (first.id, 1, SubmitOutcome::Unchanged)
+        );
+        assert!(
+            events.try_recv().is_err(),
+            "nothing changed, nothing announced"
+        );
+        let wire = serde_json::to_value(Reply::Queued(again)).unwrap();
+        assert_eq!(wire["unchanged"], true);
+        // A reply from a daemon before `unchanged` existed reads as a revision.
+        let old: Queued =
+            serde_json::from_value(json!({"id": first.id, "revision": 2, "created": false}))
+                .unwrap();
+        assert_eq!(old.outcome(), SubmitOutcome::Revised);
     }
 
     #[test]

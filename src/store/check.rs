@@ -15,6 +15,7 @@ use super::txn::Trees;
 struct Expected {
     external_id: BTreeMap<Vec<u8>, Vec<RecordId>>,
     email: BTreeMap<Vec<u8>, Vec<RecordId>>,
+    content: BTreeMap<Vec<u8>, Vec<RecordId>>,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     due: BTreeSet<Vec<u8>>,
     counts: BTreeMap<RecordState, u64>,
@@ -28,10 +29,21 @@ fn describe_ids(ids: &[RecordId]) -> String {
         .join(", ")
 }
 
+/// How complete a term index must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    /// Every record that should hold a term does.
+    Every,
+    /// Records written before the index existed may lack their term (the content index has
+    /// no backfill); an entry listing a record that should not be there is still a problem.
+    NewerRecords,
+}
+
 fn compare_terms(
     name: &str,
     tree: &sled::Tree,
     expected: &BTreeMap<Vec<u8>, Vec<RecordId>>,
+    coverage: Coverage,
     problems: &mut Vec<String>,
 ) -> Result<(), StoreError> {
     let mut seen = BTreeSet::new();
@@ -47,6 +59,9 @@ fn compare_terms(
         };
         match expected.get(term.as_ref()) {
             Some(ids) if *ids == actual => {}
+            Some(ids)
+                if coverage == Coverage::NewerRecords
+                    && actual.iter().all(|id| ids.contains(id)) => {}
             Some(ids) => problems.push(format!(
                 "{name} index: an entry lists [{}] but the records say [{}]",
                 describe_ids(&actual),
@@ -59,7 +74,7 @@ fn compare_terms(
         }
     }
     for (term, ids) in expected {
-        if !seen.contains(term) {
+        if coverage == Coverage::Every && !seen.contains(term) {
             problems.push(format!(
                 "{name} index: records [{}] are missing from it",
                 describe_ids(ids)
@@ -103,6 +118,9 @@ pub fn check(trees: &Trees, codec: &Codec) -> Result<Vec<String>, StoreError> {
         if let Some(term) = entries.email {
             index::set_insert(want.email.entry(term).or_default(), record.id);
         }
+        if let Some(term) = entries.content {
+            index::set_insert(want.content.entry(term).or_default(), record.id);
+        }
         want.state.insert(entries.state_key, entries.state_value);
         if let Some(key) = entries.due_key {
             want.due.insert(key);
@@ -120,9 +138,23 @@ pub fn check(trees: &Trees, codec: &Codec) -> Result<Vec<String>, StoreError> {
         "external_id",
         &trees.external_id,
         &want.external_id,
+        Coverage::Every,
         &mut problems,
     )?;
-    compare_terms("email", &trees.email, &want.email, &mut problems)?;
+    compare_terms(
+        "email",
+        &trees.email,
+        &want.email,
+        Coverage::Every,
+        &mut problems,
+    )?;
+    compare_terms(
+        "content",
+        &trees.content,
+        &want.content,
+        Coverage::NewerRecords,
+        &mut problems,
+    )?;
 
     let mut state_seen = BTreeSet::new();
     for kv in trees.state.iter() {

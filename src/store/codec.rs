@@ -7,8 +7,9 @@
 //! - records: `1` = plain serde_json (stores made before encryption at rest), `2` = sealed:
 //!   `2 || nonce || XChaCha20-Poly1305(json)` with the record id as associated data, so a
 //!   sealed value moved under another record's key does not open;
-//! - email / external_id terms: `1` = plain UTF-8 text, `2` = HMAC-SHA-256 under the index
-//!   subkey (32 bytes), so equal terms still meet and upsert matching still works;
+//! - email / external_id / content terms: `1` = plain UTF-8 text, `2` = HMAC-SHA-256 under
+//!   the index subkey (32 bytes), so equal terms still meet and upsert matching still works
+//!   (a content term's text is the payload's canonical JSON);
 //! - ledger values stay plain JSON (format 1): they hold a record id, a revision, a time, an
 //!   HTTP status and a count, no customer field.
 //!
@@ -26,7 +27,8 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::error::StoreError;
-use super::record::{LedgerEntry, Record, RecordId, RecordState};
+use super::record::{LedgerEntry, Payload, Record, RecordId, RecordState};
+use crate::contract::canonical_json;
 use crate::crypto::Crypto;
 
 const VALUE_JSON_V1: u8 = 1;
@@ -150,6 +152,12 @@ impl Codec {
     /// The key of the email index; `normalized_email` comes from `contract::normalize_email`.
     pub fn email_term(&self, normalized_email: &str) -> Vec<u8> {
         self.term(b"email", normalized_email)
+    }
+
+    /// The key of the content index: the canonical JSON of the whole payload (keys sorted,
+    /// as the API fingerprints a body), so equal payloads meet however they were written.
+    pub fn content_term(&self, payload: &Payload) -> Vec<u8> {
+        self.term(b"content", &canonical_json(&payload.to_value()))
     }
 
     fn term(&self, domain: &[u8], text: &str) -> Vec<u8> {

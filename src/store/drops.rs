@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
 
 use super::error::StoreError;
-use super::record::{Origin, Payload};
+use super::record::{Origin, Payload, Record, RecordId};
 use super::txn::{abort, TxResult};
-use super::{submit_one, Durability, Store, Submitted};
+use super::{edit_one, submit_one, Durability, EditRefused, Store, Submitted};
 
 /// How many recent files the history keeps.
 pub const DROP_HISTORY_MAX: usize = 100;
@@ -103,6 +103,25 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// One record of a dropped file to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub payload: Payload,
+    pub origin: Origin,
+    /// The record the row names (an export's `_icsync_id`): the payload is applied to it as
+    /// an edit. None, or a record that is gone: upsert matching, as for any row.
+    pub edit_of: Option<RecordId>,
+}
+
+/// What one [`Submission`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropSubmitted<E> {
+    pub submitted: Submitted,
+    /// The record it named refused the edit (so it went through upsert matching instead),
+    /// with why.
+    pub edit_refused: Option<(RecordId, EditRefused<E>)>,
+}
+
 fn progress_key(fp: &Fingerprint) -> Vec<u8> {
     let mut key = Vec::with_capacity(33);
     key.push(PROGRESS_PREFIX);
@@ -158,19 +177,40 @@ impl Store {
     }
 
     /// Queues one batch of a dropped file's records and records the file's progress in the
-    /// same transaction (one transaction: keep batches to a few hundred records).
-    pub fn submit_drop_batch(
+    /// same transaction (one transaction: keep batches to a few hundred records). An item
+    /// naming a record (`edit_of`) is applied to it with `edit` (see [`Store::edit`]); one
+    /// whose record is gone, or refuses, is matched like any other row.
+    pub fn submit_drop_batch<E>(
         &self,
-        items: &[(Payload, Origin)],
+        items: &[Submission],
         fp: &Fingerprint,
         progress: &DropProgress,
         durability: Durability,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Submitted>, StoreError> {
+        edit: impl Fn(&mut Record, &Payload) -> Result<(), E>,
+    ) -> Result<Vec<DropSubmitted<E>>, StoreError> {
         let done = self.transaction(|tx| {
             let done = items
                 .iter()
-                .map(|(payload, origin)| submit_one(tx, payload, origin, now))
+                .map(|item| {
+                    let refused = match item.edit_of {
+                        None => None,
+                        Some(id) => match edit_one(tx, id, |r| edit(r, &item.payload))? {
+                            Ok(edited) => {
+                                return Ok(DropSubmitted {
+                                    submitted: edited.submitted(),
+                                    edit_refused: None,
+                                })
+                            }
+                            Err(EditRefused::NotFound) => None,
+                            Err(why) => Some((id, why)),
+                        },
+                    };
+                    Ok(DropSubmitted {
+                        submitted: submit_one(tx, &item.payload, &item.origin, now)?,
+                        edit_refused: refused,
+                    })
+                })
                 .collect::<TxResult<Vec<_>>>()?;
             put_progress(tx.drops(), fp, progress)?;
             Ok(done)

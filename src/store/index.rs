@@ -5,6 +5,11 @@
 //!
 //! The indexes (all keys and values built by `codec`):
 //! - `external_id` and `email`: term -> set of record ids, for live (not discarded) records;
+//! - `content`: the keyed hash of the whole canonical payload -> set of ids, only for live
+//!   records whose payload has neither external_id nor email (nothing else to match them
+//!   on), so the same keyless row taken again is recognised. Records written before this
+//!   index existed have no entry (no backfill: it would need a decrypting pass over every
+//!   record); the first new copy of such a row is taken once more and then indexed;
 //! - `state`: (state tag, id) -> for queued records their due millis, else empty. List by
 //!   state and `due` walk it in queue order;
 //! - `due`: (due millis, id) for queued records backing off (a `next_attempt_at`), so the
@@ -15,13 +20,14 @@
 
 use super::codec::{self, Codec};
 use super::record::{Record, RecordId, RecordState};
-use super::upsert::indexed_email;
+use super::upsert::{indexed_email, is_keyless};
 
 /// An index mapping a term to a set of ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TermIndex {
     ExternalId,
     Email,
+    Content,
 }
 
 /// An index with one key per record.
@@ -64,6 +70,8 @@ pub struct IndexEntries {
     pub id: RecordId,
     pub external_id: Option<Vec<u8>>,
     pub email: Option<Vec<u8>>,
+    /// Only for a live record with neither external_id nor email.
+    pub content: Option<Vec<u8>>,
     pub state_key: Vec<u8>,
     pub state_value: Vec<u8>,
     /// Only for a queued record with a `next_attempt_at` (its millis are then at least 1).
@@ -95,6 +103,8 @@ impl IndexEntries {
             email: live
                 .then(|| indexed_email(record).map(|e| codec.email_term(&e)))
                 .flatten(),
+            content: (live && is_keyless(&record.payload))
+                .then(|| codec.content_term(&record.payload)),
             state_key: codec::state_key(record.state, record.id).to_vec(),
             state_value: codec::state_value(record),
             due_key: backing_off.then(|| {
@@ -188,6 +198,13 @@ pub fn diff(codec: &Codec, old: Option<&Record>, new: Option<&Record>) -> Vec<In
         id,
         old.as_ref().and_then(|e| e.email.as_ref()),
         new.as_ref().and_then(|e| e.email.as_ref()),
+    );
+    term_diff(
+        &mut ops,
+        TermIndex::Content,
+        id,
+        old.as_ref().and_then(|e| e.content.as_ref()),
+        new.as_ref().and_then(|e| e.content.as_ref()),
     );
     key_diff(
         &mut ops,
@@ -407,6 +424,62 @@ mod tests {
             );
         }
         assert!(!ops.iter().any(|op| matches!(op, IndexOp::AddId { .. })));
+    }
+
+    #[test]
+    fn only_live_keyless_records_hold_a_content_term() {
+        let content = |ops: &[IndexOp]| -> Vec<IndexOp> {
+            ops.iter()
+                .filter(|op| {
+                    matches!(
+                        op,
+                        IndexOp::AddId {
+                            index: TermIndex::Content,
+                            ..
+                        } | IndexOp::RemoveId {
+                            index: TermIndex::Content,
+                            ..
+                        }
+                    )
+                })
+                .cloned()
+                .collect()
+        };
+        let r = record(json!({"full_name": "A", "phone": "+44 1"}));
+        let term = Codec::Plain.content_term(&r.payload);
+        assert_eq!(
+            content(&diff(&Codec::Plain, None, Some(&r))),
+            vec![IndexOp::AddId {
+                index: TermIndex::Content,
+                term: term.clone(),
+                id: r.id
+            }]
+        );
+        let removed = vec![IndexOp::RemoveId {
+            index: TermIndex::Content,
+            term,
+            id: r.id,
+        }];
+        // Gaining an email: matched on that from now on.
+        let mut keyed = r.clone();
+        keyed.payload = Payload::parse(&json!({"full_name": "A", "email": "a@x.io"})).unwrap();
+        assert_eq!(
+            content(&diff(&Codec::Plain, Some(&r), Some(&keyed))),
+            removed
+        );
+        let mut gone = r.clone();
+        gone.state = RecordState::Discarded;
+        assert_eq!(
+            content(&diff(&Codec::Plain, Some(&r), Some(&gone))),
+            removed
+        );
+        let mut purged = r.clone();
+        purged.payload = Payload::erased();
+        assert_eq!(
+            content(&diff(&Codec::Plain, Some(&r), Some(&purged))),
+            removed
+        );
+        assert!(content(&diff(&Codec::Plain, None, Some(&keyed))).is_empty());
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub fn run(trees: &Trees, codec: &Codec) -> Result<usize, StoreError> {
             let new = IndexEntries::of(codec, &record);
             let mut ops = term_ops(TermIndex::ExternalId, id, old.external_id, new.external_id);
             ops.extend(term_ops(TermIndex::Email, id, old.email, new.email));
+            ops.extend(term_ops(TermIndex::Content, id, old.content, new.content));
             tx.apply_ops(ops)?;
             tx.put_record(&record)
         })?;

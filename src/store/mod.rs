@@ -12,6 +12,9 @@
 //! - `index.external_id`, `index.email`: term -> ids of the live records holding it. Sets, not
 //!   single ids: two local rows may share an email (different external_ids), and edits can
 //!   make two rows share an external_id; lookups take the oldest live holder.
+//! - `index.content`: keyed hash of the canonical payload -> ids, only for live records with
+//!   neither external_id nor email, so the same keyless row submitted again is found
+//!   (`SubmitOutcome::Unchanged`). Records written before it existed have none (see `index`).
 //! - `index.state`: (state, id) -> due millis for queued records. Queue order is id order
 //!   (UUIDv7), so listing a state or finding due records walks this index in queue order and
 //!   decodes only the records it returns; records backing off are skipped on the index value.
@@ -67,13 +70,14 @@ use chrono::{DateTime, Utc};
 
 use crate::crypto::{Crypto, KeyConfig, KeySourceKind, Keyring, Passphrase};
 pub use drops::{
-    DropFileEntry, DropOutcome, DropProgress, DropStage, Fingerprint, DROP_HISTORY_MAX,
+    DropFileEntry, DropOutcome, DropProgress, DropStage, DropSubmitted, Fingerprint, Submission,
+    DROP_HISTORY_MAX,
 };
 
 pub use error::{StoreError, MIN_PREFIX_CHARS};
 pub use record::{
-    ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry, LedgerEntry, Origin,
-    Payload, Record, RecordError, RecordId, RecordState,
+    merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
+    LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
 };
 pub use upsert::MatchKey;
 
@@ -115,13 +119,42 @@ pub enum Durability {
     Lazy,
 }
 
+/// What a submit did to the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmitOutcome {
+    /// No live record matched: a new one was made, queued.
+    Created,
+    /// A live record matched and the payload became its next revision, queued.
+    Revised,
+    /// A live record matched and the payload would not change it ([`Payload::absorbs`]; for
+    /// a payload with neither external_id nor email, an equal one): no revision, no state
+    /// change, nothing to send. A record waiting for a person (conflict, rejected) stays so.
+    Unchanged,
+}
+
 /// The outcome of a submit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Submitted {
     pub id: RecordId,
+    /// The record's newest revision (for `Unchanged`, the one it already had).
     pub revision: u32,
-    /// True when a new record was made; false when an existing one got a new revision.
-    pub created: bool,
+    pub outcome: SubmitOutcome,
+}
+
+impl Submitted {
+    fn of(record: &Record, outcome: SubmitOutcome) -> Self {
+        Submitted {
+            id: record.id,
+            revision: record.revision,
+            outcome,
+        }
+    }
+
+    /// Whether the submit changed a record (made or revised one).
+    pub fn changed(&self) -> bool {
+        self.outcome != SubmitOutcome::Unchanged
+    }
 }
 
 /// Records per state, from the counters.
@@ -221,29 +254,108 @@ fn submit_one(
             live_holder(tx, TermIndex::ExternalId, &tx.codec.external_id_term(&x))?
         }
         MatchKey::Email(e) => live_holder(tx, TermIndex::Email, &tx.codec.email_term(&e))?,
-        MatchKey::None => None,
+        // Nothing to match on but the whole payload: the same keyless row is not taken twice.
+        MatchKey::None => live_holder(tx, TermIndex::Content, &tx.codec.content_term(payload))?
+            .filter(|r| r.payload == *payload),
     };
     match matched {
+        // Nothing to send: no revision, and a record waiting for a person stays waiting.
+        Some(old) if old.payload.absorbs(payload) => {
+            Ok(Submitted::of(&old, SubmitOutcome::Unchanged))
+        }
         Some(old) => {
             let mut new = old.clone();
             upsert::revise(&mut new, payload.clone(), origin.clone(), now);
             tx.write_record(Some(&old), &new)?;
-            Ok(Submitted {
-                id: new.id,
-                revision: new.revision,
-                created: false,
-            })
+            Ok(Submitted::of(&new, SubmitOutcome::Revised))
         }
         None => {
             let new = upsert::new_record(RecordId::new(), payload.clone(), origin.clone(), now);
             tx.write_record(None, &new)?;
-            Ok(Submitted {
-                id: new.id,
-                revision: new.revision,
-                created: true,
-            })
+            Ok(Submitted::of(&new, SubmitOutcome::Created))
         }
     }
+}
+
+/// Why an edit of one record (see [`Store::edit`]) was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditRefused<E> {
+    #[error("no such record")]
+    NotFound,
+    /// The change itself refused (wrong state, invalid payload).
+    #[error(transparent)]
+    Action(E),
+    /// The change would give the record an external_id or email that another live record
+    /// holds: each customer is one row.
+    #[error(
+        "record {0} already holds this external_id or email; edit or discard that record instead"
+    )]
+    Taken(RecordId),
+}
+
+/// A record after an edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edited {
+    pub record: Record,
+    /// The payload changed: a new revision was made.
+    pub revised: bool,
+}
+
+impl Edited {
+    /// The edit as a submit's outcome: `Revised`, or `Unchanged` when no revision was made.
+    pub fn submitted(&self) -> Submitted {
+        let outcome = if self.revised {
+            SubmitOutcome::Revised
+        } else {
+            SubmitOutcome::Unchanged
+        };
+        Submitted::of(&self.record, outcome)
+    }
+}
+
+/// Applies `f` to record `id` inside `tx`: refused when `f` refuses, or when the payload it
+/// leaves would take an external_id or email that another live record holds (the one rule
+/// every edit keeps, checked in the same transaction as the write).
+fn edit_one<E>(
+    tx: &Tx<'_>,
+    id: RecordId,
+    f: impl FnOnce(&mut Record) -> Result<(), E>,
+) -> TxResult<Result<Edited, EditRefused<E>>> {
+    let Some(old) = tx.record(id)? else {
+        return Ok(Err(EditRefused::NotFound));
+    };
+    let mut new = old.clone();
+    if let Err(e) = f(&mut new) {
+        return Ok(Err(EditRefused::Action(e)));
+    }
+    if new.payload != old.payload {
+        if let Some(other) = other_holder(tx, id, &new.payload)? {
+            return Ok(Err(EditRefused::Taken(other)));
+        }
+    }
+    if new != old {
+        tx.write_record(Some(&old), &new)?;
+    }
+    Ok(Ok(Edited {
+        revised: new.revision != old.revision,
+        record: new,
+    }))
+}
+
+/// The live record other than `id` holding `payload`'s external_id or, failing that, its
+/// email.
+fn other_holder(tx: &Tx<'_>, id: RecordId, payload: &Payload) -> TxResult<Option<RecordId>> {
+    let mut holder = match payload.external_id() {
+        Some(x) => live_holder(tx, TermIndex::ExternalId, &tx.codec.external_id_term(x))?,
+        None => None,
+    };
+    if holder.is_none() {
+        if let Some(e) = payload.email() {
+            let term = tx.codec.email_term(&crate::contract::normalize_email(e));
+            holder = live_holder(tx, TermIndex::Email, &term)?;
+        }
+    }
+    Ok(holder.map(|r| r.id).filter(|other| *other != id))
 }
 
 /// The oldest live record holding `term`. Discarded records are unindexed, so the state check
@@ -520,8 +632,9 @@ impl Store {
     }
 
     /// The local mirror of the upsert rules (see `upsert`): a payload whose external_id (or,
-    /// with none, normalised email) matches a live record becomes its next revision, queued;
-    /// otherwise a new record is made. On disk before returning.
+    /// with none, normalised email) matches a live record becomes its next revision, queued,
+    /// unless it would not change that record ([`SubmitOutcome::Unchanged`]: nothing is
+    /// written); otherwise a new record is made. On disk before returning.
     pub fn submit(
         &self,
         payload: Payload,
@@ -529,7 +642,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Submitted, StoreError> {
         let submitted = self.transaction(|tx| submit_one(tx, &payload, &origin, now))?;
-        self.flush()?;
+        if submitted.changed() {
+            self.flush()?;
+        }
         Ok(submitted)
     }
 
@@ -610,6 +725,23 @@ impl Store {
                 candidates: found,
             }),
         }
+    }
+
+    /// An edit of one record in one transaction: `f` changes a fresh copy (it may run more
+    /// than once, on transaction retry) or refuses; a change that would give the record an
+    /// external_id or email another live record holds is refused too ([`EditRefused::Taken`]).
+    /// Written only when something changed, and flushed with `Durability::Flush`.
+    pub fn edit<E>(
+        &self,
+        id: RecordId,
+        durability: Durability,
+        f: impl Fn(&mut Record) -> Result<(), E>,
+    ) -> Result<Result<Edited, EditRefused<E>>, StoreError> {
+        let edited = self.transaction(|tx| edit_one(tx, id, &f))?;
+        if durability == Durability::Flush && edited.is_ok() {
+            self.flush()?;
+        }
+        Ok(edited)
     }
 
     /// Atomic read-modify-write of one record; indexes, counters and the ledger change in the

@@ -172,6 +172,36 @@ impl Payload {
     pub fn external_id(&self) -> Option<&str> {
         self.str_member("external_id")
     }
+
+    /// Whether applying `changes` as an upsert would leave this payload as it is: every
+    /// member `changes` sends is already here with the same value (see [`merge_members`]).
+    pub fn absorbs(&self, changes: &Payload) -> bool {
+        merge_members(&self.0, &changes.0) == self.0
+    }
+}
+
+/// `base` with `changes` applied the way the contract applies an update: a member absent from
+/// `changes` is kept, one present replaces it (`null` included: it clears the member), and a
+/// `risk` object merges key by key into a `risk` object. The one definition shared by
+/// `icsync edit` (and everything that edits a record) and the store's "unchanged" test.
+pub fn merge_members(
+    base: &Map<String, Value>,
+    changes: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut merged = base.clone();
+    for (k, v) in changes {
+        match (k.as_str(), merged.get_mut(k), v) {
+            ("risk", Some(Value::Object(risk)), Value::Object(patch)) => {
+                for (rk, rv) in patch {
+                    risk.insert(rk.clone(), rv.clone());
+                }
+            }
+            _ => {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    merged
 }
 
 /// Why a record is not synced, as shown to a person.

@@ -29,6 +29,9 @@ pub struct Trees {
     pub records: Tree,
     pub external_id: Tree,
     pub email: Tree,
+    /// Keyed hash of the canonical payload -> ids, for live records with neither external_id
+    /// nor email (see `index`).
+    pub content: Tree,
     pub state: Tree,
     pub due: Tree,
     pub ledger: Tree,
@@ -44,6 +47,7 @@ impl Trees {
             records: db.open_tree("records")?,
             external_id: db.open_tree("index.external_id")?,
             email: db.open_tree("index.email")?,
+            content: db.open_tree("index.content")?,
             state: db.open_tree("index.state")?,
             due: db.open_tree("index.due")?,
             ledger: db.open_tree("ledger")?,
@@ -68,6 +72,7 @@ impl Trees {
             &self.ledger,
             &self.counters,
             &self.drops,
+            &self.content,
         ];
         let result = trees[..].transaction(|view: &Vec<TransactionalTree>| {
             let tx = Tx {
@@ -80,6 +85,7 @@ impl Trees {
                 ledger: &view[5],
                 counters: &view[6],
                 drops: &view[7],
+                content: &view[8],
             };
             f(&tx)
         });
@@ -100,6 +106,7 @@ pub struct Tx<'a> {
     ledger: &'a TransactionalTree,
     counters: &'a TransactionalTree,
     drops: &'a TransactionalTree,
+    content: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -123,6 +130,7 @@ impl Tx<'_> {
         match index {
             TermIndex::ExternalId => self.external_id,
             TermIndex::Email => self.email,
+            TermIndex::Content => self.content,
         }
     }
 

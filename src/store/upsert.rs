@@ -33,6 +33,12 @@ pub fn match_key(payload: &Payload) -> MatchKey {
     }
 }
 
+/// Whether a payload has nothing to be matched on (neither external_id nor email), so the
+/// content index stands in: a real payload (not an erased one) only.
+pub fn is_keyless(payload: &Payload) -> bool {
+    !payload.is_erased() && payload.external_id().is_none() && payload.email().is_none()
+}
+
 /// The record's normalised email, as the email index holds it.
 pub fn indexed_email(record: &Record) -> Option<String> {
     record.payload.email().map(normalize_email)

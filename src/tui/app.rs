@@ -21,7 +21,7 @@ use super::screens::queue::QueueView;
 use super::screens::unlock::{PromptKey, UnlockPrompt};
 use crate::contract::ErrorKind;
 use crate::control::{ControlError, Event, Reply, Request, ResolveAction, StatusReport};
-use crate::store::{Origin, Record, RecordId, RecordState};
+use crate::store::{Origin, Record, RecordId, RecordState, SubmitOutcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListId {
@@ -770,14 +770,19 @@ impl App {
             (Purpose::Detail { id }, Reply::Record { record }) => self.detail.loaded(id, *record),
             (Purpose::Save { generation }, Reply::Queued(q)) => {
                 if self.capture.saved(generation, q) {
-                    let verb = if q.created { "created" } else { "updated" };
-                    self.notice(
-                        format!(
-                            "saved: record {verb}, revision {} queued (flushed to disk by the daemon)",
+                    let text =
+                        match q.outcome() {
+                            SubmitOutcome::Unchanged => format!(
+                                "saved: matches record revision {} as it is; nothing new to send",
+                                q.revision
+                            ),
+                            o => format!(
+                            "saved: record {}, revision {} queued (flushed to disk by the daemon)",
+                            if o == SubmitOutcome::Created { "created" } else { "updated" },
                             q.revision
                         ),
-                        Level::Info,
-                    );
+                        };
+                    self.notice(text, Level::Info);
                     self.queue_dirty = true;
                     fx.extend(self.refresh_status());
                 }

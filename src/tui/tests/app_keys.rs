@@ -433,6 +433,7 @@ fn saved_is_shown_only_after_the_daemon_confirms() {
             id: id(99),
             revision: 1,
             created: true,
+            unchanged: false,
         }),
     });
     assert_eq!(
