@@ -556,3 +556,79 @@ fn csv_risk_given_as_a_column_and_as_risk_columns_is_a_record_error() {
 fn json_empty_array_has_no_records() {
     assert!(parse(Format::Json, " [ ] ").is_empty());
 }
+
+// --- the worked examples of docs/ingest.md ---
+
+fn first(format: Format, text: &str) -> (Parsed, FileSummary) {
+    let mut got = Vec::new();
+    let (_, summary) = read_file(format, text.as_bytes(), &ReadOptions::default(), |p| {
+        got.push(p);
+        ControlFlow::<()>::Continue(())
+    })
+    .unwrap();
+    (got.remove(0), summary)
+}
+
+#[test]
+fn docs_salesforce_contact_falls_back_to_phone_and_names_the_country_code() {
+    let text = "Contact ID,Salutation,First Name,Middle Name,Last Name,Account Name,\
+                Mailing Country,Phone,Mobile,Email\n\
+                003Dn00000AbCdEIAV,Mrs.,Maria,,Garcia,Acme,Spain,+34 612 345 678,,\
+                maria.garcia@example.es\n";
+    let (parsed, summary) = first(Format::Csv, text);
+    assert_eq!(summary.mapping.preset, Some("Salesforce contacts"));
+    assert!(summary.mapping.unmapped.is_empty(), "{summary:?}");
+    assert_eq!(
+        parsed.result,
+        Ok(payload(json!({
+            "external_id": "003Dn00000AbCdEIAV", "full_name": "Maria Garcia",
+            "email": "maria.garcia@example.es", "phone": "+34612345678",
+            "risk": {"country_of_residence": "ES"}
+        })))
+    );
+}
+
+#[test]
+fn docs_stripe_customer_takes_the_shipping_phone_when_phone_is_null() {
+    let text = r#"[{"id": "cus_NffrFeUfNV2Hib", "object": "customer", "livemode": false,
+        "invoice_prefix": "0759376C", "balance": 0, "metadata": {"plan": "pro"},
+        "name": "Jenny Rosen", "email": "jenny.rosen@example.com", "phone": null,
+        "address": {"city": "SF", "country": "US", "line1": null},
+        "shipping": {"name": "Jenny", "phone": "+1 415 555 0100",
+                     "address": {"country": "US"}}}]"#;
+    let (parsed, summary) = first(Format::Json, text);
+    assert_eq!(summary.mapping.preset, Some("Stripe customers"));
+    assert_eq!(
+        parsed.result,
+        Ok(payload(json!({
+            "external_id": "cus_NffrFeUfNV2Hib", "full_name": "Jenny Rosen",
+            "email": "jenny.rosen@example.com", "phone": "+14155550100",
+            "risk": {"country_of_residence": "US"}
+        })))
+    );
+}
+
+#[test]
+fn docs_google_multi_value_cell_gives_its_first_value_with_a_note() {
+    let text = "First Name,Last Name,E-mail 1 - Label,E-mail 1 - Value,Address 1 - Country\n\
+                Anna,Schmidt,* Home,anna@example.de ::: anna.work@example.com,Deutschland\n";
+    let (parsed, summary) = first(Format::Csv, text);
+    assert_eq!(summary.mapping.preset, Some("Google Contacts"));
+    let payload = parsed.result.as_ref().unwrap().to_value();
+    assert_eq!(payload["email"], "anna@example.de");
+    assert_eq!(payload["risk"]["country_of_residence"], "DE");
+    assert_eq!(parsed.notes.len(), 1, "{:?}", parsed.notes);
+    assert_eq!(parsed.notes[0].field, "E-mail 1 - Value (email)");
+}
+
+#[test]
+fn docs_hubspot_numeric_id_is_text_and_a_national_phone_reads_in_the_rows_country() {
+    let text = "Record ID,First Name,Last Name,Email,Phone Number,Country/Region\n\
+                51234,Sam,Lee,sam@example.com,(415) 555-0132,United States\n";
+    let (parsed, summary) = first(Format::Csv, text);
+    assert_eq!(summary.mapping.preset, Some("HubSpot contacts"));
+    let payload = parsed.result.unwrap().to_value();
+    assert_eq!(payload["external_id"], "51234");
+    assert_eq!(payload["phone"], "+14155550132");
+    assert_eq!(payload["risk"]["country_of_residence"], "US");
+}
