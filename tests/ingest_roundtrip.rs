@@ -93,7 +93,8 @@ fn random_payload(rng: &mut StdRng) -> Payload {
     });
     maybe(rng, &mut m, "trading_name", |r| Value::from(text(r, 255)));
     maybe(rng, &mut m, "phone", |r| {
-        Value::from(format!("+44 20-{}", r.random_range(1000..9_999_999)))
+        // E.164, as reading writes every phone (a spaced one comes back without spaces).
+        Value::from(format!("+4420{}", r.random_range(10_000_000..99_999_999)))
     });
     maybe(rng, &mut m, "risk", |r| {
         let mut risk = Map::new();

@@ -40,6 +40,13 @@ pub struct ImportArgs {
     /// name (default: `default_country` in icsync.toml, env ICSYNC_DEFAULT_COUNTRY).
     #[arg(long, value_name = "COUNTRY")]
     pub default_country: Option<String>,
+    /// The text encoding, as a label such as windows-1252, iso-8859-15 or utf-16
+    /// (default: detected; UTF-8 and UTF-16 by their byte order mark).
+    #[arg(long, value_name = "LABEL")]
+    pub encoding: Option<String>,
+    /// The column delimiter of delimited text: , ; | or tab (default: detected; tab for .tsv).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
     /// Read the files and report what would happen, column by column; queue nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -110,11 +117,38 @@ fn read_options(settings: &Settings, args: &ImportArgs) -> Result<ReadOptions, C
         ),
         None => settings.default_country.clone(),
     };
+    let encoding = match &args.encoding {
+        Some(label) => Some(ingest::encoding_by_label(label).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--encoding {label}: not an encoding (use a label such as utf-8, utf-16, \
+                 windows-1252 or iso-8859-15)"
+            ))
+        })?),
+        None => None,
+    };
+    let delimiter = match args.delimiter.as_deref() {
+        None => None,
+        Some(text) => Some(delimiter(text).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--delimiter {text:?}: use one of , ; | or tab (\\t)"
+            ))
+        })?),
+    };
     Ok(ReadOptions {
         mapping,
         default_country,
-        ..ReadOptions::default()
+        encoding,
+        delimiter,
     })
+}
+
+/// `,` `;` `|`, or tab as `tab`, `\t` or the character itself.
+fn delimiter(text: &str) -> Option<u8> {
+    match text {
+        "," | ";" | "|" => text.bytes().next(),
+        "\t" | "\\t" | "tab" | "TAB" => Some(b'\t'),
+        _ => None,
+    }
 }
 
 pub async fn import(
@@ -491,6 +525,16 @@ fn print_columns(columns: &[ColumnSummary]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delimiters_are_the_four_kinds_and_tab_can_be_spelled() {
+        assert_eq!(delimiter(";"), Some(b';'));
+        assert_eq!(delimiter("tab"), Some(b'\t'));
+        assert_eq!(delimiter("\\t"), Some(b'\t'));
+        assert_eq!(delimiter("\t"), Some(b'\t'));
+        assert_eq!(delimiter(":"), None);
+        assert_eq!(delimiter(",,"), None);
+    }
 
     #[test]
     fn counts_have_thousands_separators() {

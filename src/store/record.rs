@@ -178,6 +178,12 @@ impl Payload {
     pub fn absorbs(&self, changes: &Payload) -> bool {
         merge_members(&self.0, &changes.0) == self.0
     }
+
+    /// This payload with `changes` applied as the server applies an upsert to its customer
+    /// (see [`merge_members`]).
+    pub fn merged(&self, changes: &Payload) -> Payload {
+        Payload(merge_members(&self.0, &changes.0))
+    }
 }
 
 /// `base` with `changes` applied the way the contract applies an update: a member absent from

@@ -48,10 +48,15 @@ pub fn new_record(id: RecordId, payload: Payload, origin: Origin, now: DateTime<
     Record::new(id, payload, origin, now)
 }
 
-/// Makes `payload` the record's next revision (see [`Record::revise`]); the origin of each
-/// revision is kept in its history line, `Record::origin` holds the newest.
+/// Makes `payload`, merged over the record's as the server merges it, the next revision (see
+/// [`Record::revise`]); the origin of each revision is kept in its history line,
+/// `Record::origin` holds the newest.
 pub fn revise(record: &mut Record, payload: Payload, origin: Origin, now: DateTime<Utc>) {
-    record.revise(payload, ActionKind::Revised, Some(origin.to_string()), now);
+    // What the server will hold after this upsert: a member the payload leaves out keeps its
+    // value there, so it does here (a row with only a name and an email must not cost the
+    // record its external_id).
+    let merged = record.payload.merged(&payload);
+    record.revise(merged, ActionKind::Revised, Some(origin.to_string()), now);
     record.origin = origin;
 }
 
@@ -123,5 +128,33 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_revision_keeps_what_the_payload_leaves_out_as_the_server_does() {
+        let mut record = new_record(
+            RecordId::new(),
+            payload(
+                json!({"full_name": "Ann", "external_id": "crm-1", "email": "ann@x.io",
+                           "risk": {"occupation": "Nurse"}}),
+            ),
+            Origin::Cli,
+            t(0),
+        );
+        revise(
+            &mut record,
+            payload(
+                json!({"full_name": "Ann B", "email": "ann@x.io", "phone": null,
+                           "risk": {"is_pep": false}}),
+            ),
+            Origin::Cli,
+            t(1),
+        );
+        assert_eq!(
+            record.payload.to_value(),
+            json!({"full_name": "Ann B", "external_id": "crm-1", "email": "ann@x.io",
+                   "phone": null, "risk": {"occupation": "Nurse", "is_pep": false}})
+        );
+        assert_eq!(record.revision, 2);
     }
 }
