@@ -175,6 +175,57 @@ fn the_german_file_without_its_mapping_is_refused_whole_with_a_way_out() {
 }
 
 #[test]
+fn national_phones_in_a_file_with_no_country_column_need_a_default_country() {
+    let env = DaemonEnv::new("http://127.0.0.1:9", "");
+    let file = env.dir.path().join("phones.csv");
+    std::fs::write(
+        &file,
+        "Name,E-mail,Phone\nAda King,ada@example.com,0151 23456789\n\
+         Bo Li,bo@example.com,+44 20 7946 0958 ext. 12\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let report = import_json(&env, &["import", "--json", "--dry-run", &file]);
+    assert_eq!(report["refused"], 1, "the national number has no country");
+    let problem = &report["problems"][0];
+    assert_eq!(problem["line"], 2);
+    let message = problem["message"].as_str().unwrap();
+    assert!(
+        message.contains("default_country") && message.contains("ICSYNC_DEFAULT_COUNTRY"),
+        "{message}"
+    );
+
+    let mut with_country = env.command(&["import", "--json", &file]);
+    with_country.env("ICSYNC_DEFAULT_COUNTRY", "Germany");
+    let out = with_country.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["created"], 2);
+    // The extension E.164 cannot hold is dropped with a note on that row.
+    let note = &report[0]["notes"][0];
+    assert_eq!(note["line"], 3);
+    assert!(note["message"].as_str().unwrap().contains("12"), "{note}");
+    let list = env.json(&["list", "--json"]);
+    let phones: BTreeSet<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let shown = env.json(&["show", r["id"].as_str().unwrap(), "--json"]);
+            shown["payload"]["phone"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        phones,
+        BTreeSet::from(["+4915123456789".to_string(), "+442079460958".to_string()])
+    );
+}
+
+#[test]
 fn a_dry_run_shows_each_column_and_queues_nothing() {
     let env = DaemonEnv::new("http://127.0.0.1:9", "");
     let path = fixture("excel-german.csv").display().to_string();

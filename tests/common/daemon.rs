@@ -171,6 +171,7 @@ impl DaemonEnv {
             .env_remove("ICSYNC_API_URL")
             .env_remove("ICSYNC_DATA_DIR")
             .env_remove("ICSYNC_DROP_DIR")
+            .env_remove("ICSYNC_DEFAULT_COUNTRY")
             .env("ICSYNC_CONFIG", &self.config)
             .env(icsync::crypto::keyring::ENV_KEY_FILE, self.data_key_file())
             .env("RUST_BACKTRACE", "0")
