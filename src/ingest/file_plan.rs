@@ -65,6 +65,8 @@ pub struct FilePlan {
     shaper: Option<Shaper>,
     /// Reused for every record: one slot per column.
     cells_len: usize,
+    /// The previous JSON record's members, in order, with their columns.
+    last_members: Vec<(String, Option<usize>)>,
 }
 
 impl FilePlan {
@@ -74,6 +76,7 @@ impl FilePlan {
             mapping: options.mapping.clone(),
             shaper: None,
             cells_len: 0,
+            last_members: Vec::new(),
         }
     }
 
@@ -119,8 +122,22 @@ impl FilePlan {
             }
         };
         let mut cells: Vec<Option<Cell>> = Vec::with_capacity(shaper.plan.columns.len());
-        for (name, v) in &flat {
-            if let Some(c) = shaper.plan.column(name) {
+        let last = &mut self.last_members;
+        for (i, (name, v)) in flat.iter().enumerate() {
+            // Records of one file mostly list the same members in the same order: compare
+            // with the previous record's before looking the name up.
+            let column = match last.get(i) {
+                Some((known, column)) if known == name => *column,
+                _ => {
+                    let column = shaper.plan.column(name);
+                    if last.len() <= i {
+                        last.resize(i + 1, (String::new(), None));
+                    }
+                    last[i] = (name.to_string(), column);
+                    column
+                }
+            };
+            if let Some(c) = column {
                 if cells.len() <= c {
                     cells.resize(c + 1, None);
                 }

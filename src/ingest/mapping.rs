@@ -533,8 +533,13 @@ impl Plan {
     }
 
     /// Every target fed, in a fixed order (the order of [`Target`]), with its columns.
-    pub fn feeds(&self) -> impl Iterator<Item = (Target, &[usize])> {
+    pub fn feeds(&self) -> impl ExactSizeIterator<Item = (Target, &[usize])> {
         self.feeds.iter().map(|(t, f)| (*t, f.as_slice()))
+    }
+
+    /// The `i`th target of [`Plan::feeds`].
+    pub fn target_at(&self, i: usize) -> Target {
+        self.feeds[i].0
     }
 
     /// Whether some column can give the customer's name.

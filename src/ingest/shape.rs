@@ -137,8 +137,9 @@ impl Shaper {
     fn pick<'a>(&mut self, target: Target, cells: &[Option<Cell<'a>>]) -> Option<(usize, Got<'a>)> {
         let mut picked = None;
         let mut null = None;
-        let feeding = self.plan.feeding(target).to_vec();
-        for c in feeding {
+        // By index: `stat` borrows self mutably while the plan is read.
+        for k in 0..self.plan.feeding(target).len() {
+            let c = self.plan.feeding(target)[k];
             match cells.get(c).copied().flatten().and_then(got) {
                 None => {}
                 Some(Got::Null) => {
@@ -172,8 +173,9 @@ impl Shaper {
         let mut risk = Map::new();
         let mut risk_whole = None;
         let mut country = None;
-        let targets: Vec<Target> = self.plan.feeds().map(|(t, _)| t).collect();
-        for target in targets {
+        let fed = self.plan.feeds().len();
+        for t in 0..fed {
+            let target = self.plan.target_at(t);
             let field = target.name();
             match target {
                 Target::RecordId
@@ -189,7 +191,6 @@ impl Shaper {
             let Some((column, value)) = self.pick(target, cells) else {
                 continue;
             };
-            let label = self.label(field, Source::Column(column));
             let converted = match value {
                 Got::Null => Ok(Converted::same(Value::Null)),
                 Got::Text(text) => convert_text(target, text),
@@ -198,12 +199,13 @@ impl Shaper {
             let converted = match converted {
                 Ok(c) => c,
                 Err(message) => {
+                    let label = self.label(field, Source::Column(column));
                     self.problem(position, column, &label, &message);
                     out.errors.push(FieldError::new(label, message));
                     continue;
                 }
             };
-            self.noted(column, &label, &converted, &mut out);
+            self.noted(column, field, &converted, &mut out);
             if target == Target::Risk(RiskKey::Country) {
                 country = converted.value.as_str().map(str::to_string);
             }
@@ -212,7 +214,7 @@ impl Shaper {
                 Target::Risk(key) => {
                     risk.insert(key.member().to_string(), converted.value);
                 }
-                Target::RiskWhole => risk_whole = Some((column, label, converted.value)),
+                Target::RiskWhole => risk_whole = Some((column, converted.value)),
                 _ => {
                     out.body.insert(field.to_string(), converted.value);
                 }
@@ -220,12 +222,13 @@ impl Shaper {
         }
         self.phone(position, cells, country.as_deref(), &mut out);
         match risk_whole {
-            Some((column, label, value)) if !risk.is_empty() && !value.is_null() => {
+            Some((column, value)) if !risk.is_empty() && !value.is_null() => {
                 let message = "given both as a risk column and as risk.* columns; use one";
+                let label = self.label("risk", Source::Column(column));
                 self.problem(position, column, &label, message);
                 out.errors.push(FieldError::new("risk", message));
             }
-            Some((_, _, value)) if risk.is_empty() => {
+            Some((_, value)) if risk.is_empty() => {
                 out.body.insert("risk".to_string(), value);
             }
             _ => {}
@@ -236,11 +239,13 @@ impl Shaper {
         out
     }
 
-    fn noted(&mut self, column: usize, label: &str, converted: &Converted, out: &mut Shaped) {
+    /// Counts a change and keeps its note; the label is made only for a note.
+    fn noted(&mut self, column: usize, field: &str, converted: &Converted, out: &mut Shaped) {
         if converted.changed {
             self.stat(column).normalised += 1;
         }
         if let Some(note) = &converted.note {
+            let label = self.label(field, Source::Column(column));
             out.notes.push(FieldError::new(label, note.clone()));
         }
     }
@@ -293,7 +298,6 @@ impl Shaper {
         let Some((column, value)) = self.pick(Target::Phone, cells) else {
             return;
         };
-        let label = self.label("phone", Source::Column(column));
         let number_text;
         let text = match value {
             Got::Null => {
@@ -324,11 +328,12 @@ impl Shaper {
                     changed: n.changed || many.is_some(),
                     note: join_notes(many, n.note),
                 };
-                self.noted(column, &label, &converted, out);
+                self.noted(column, "phone", &converted, out);
                 out.body.insert("phone".to_string(), converted.value);
                 out.sources.push(("phone", Source::Column(column)));
             }
             Err(message) => {
+                let label = self.label("phone", Source::Column(column));
                 self.problem(position, column, &label, &message);
                 out.errors.push(FieldError::new(label, message));
             }
