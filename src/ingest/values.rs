@@ -277,13 +277,18 @@ fn quick_e164(text: &str, region: Option<&str>) -> Option<String> {
         if !(7..=15).contains(&national.len()) {
             return None;
         }
-        return (1..=3).find_map(|len| {
-            let code: u16 = national.get(..len)?.parse().ok()?;
-            let &(lo, hi) = LENGTHS.by_code.get(&code)?;
-            let nsn = national.get(len..)?;
+        let known = (1..=3).any(|len| {
+            let Some(code) = national.get(..len).and_then(|c| c.parse::<u16>().ok()) else {
+                return false;
+            };
+            let (Some(&(lo, hi)), Some(nsn)) = (LENGTHS.by_code.get(&code), national.get(len..))
+            else {
+                return false;
+            };
             let fits = (usize::from(lo)..=usize::from(hi)).contains(&nsn.len());
-            (fits && !nsn.starts_with('0')).then(|| digits.clone())
+            fits && !nsn.starts_with('0')
         });
+        return known.then_some(digits);
     }
     let nanp = region
         .and_then(|r| LENGTHS.by_region.get(r))
