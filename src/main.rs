@@ -82,8 +82,8 @@ enum Command {
     Edit(EditArgs),
     /// Resolve a record that needs a person (conflict or rejected).
     Resolve(ResolveArgs),
-    /// Queue records from files: CRM and spreadsheet exports (.csv, .tsv, .txt), .json,
-    /// .ndjson/.jsonl. Exit status 2 when some records or files were refused (the rest are
+    /// Queue records from files: CRM and spreadsheet exports (.csv, .tsv, .txt, .xlsx),
+    /// .json, .ndjson/.jsonl. Exit status 2 when some records or files were refused (the rest are
     /// queued).
     Import(ImportArgs),
     /// Write the records of one state to a file (.csv, .ndjson, .json or .xlsx) that can be

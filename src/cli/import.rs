@@ -28,8 +28,8 @@ const SHOW_NOTES: usize = 5;
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Files to import: .csv, .tsv or .txt (delimited text), .json (an object or an array),
-    /// .ndjson or .jsonl.
+    /// Files to import: .csv, .tsv or .txt (delimited text), .xlsx (its first sheet), .json
+    /// (an object or an array), .ndjson or .jsonl.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// A column mapping: TOML with a [columns] table of "Source Header" = "field" lines
