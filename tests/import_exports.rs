@@ -233,7 +233,7 @@ fn a_dry_run_shows_each_column_and_queues_nothing() {
     let out = env.cli(&["import", "--dry-run", "--mapping", &mapping, &path]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("windows-1252 (detected)"), "{stdout}");
-    assert!(stdout.contains("delimiter ;"), "{stdout}");
+    assert!(stdout.contains("delimiter ';'"), "{stdout}");
     assert!(
         stdout.contains("4,950 would be queued, 50 refused"),
         "{stdout}"

@@ -175,15 +175,17 @@ pub struct FileSummary {
 }
 
 impl FileSummary {
-    /// How the file was read, for a person: `CSV, windows-1252 (detected), delimiter ;,
+    /// How the file was read, for a person: `CSV, windows-1252 (detected), delimiter ';',
     /// Salesforce contacts export`.
     pub fn describe(&self) -> String {
         let mut parts = vec![format!("{:?}", self.format).to_uppercase()];
         if let Some(encoding) = &self.encoding {
             parts.push(encoding.clone());
         }
-        if let Some(delimiter) = &self.delimiter {
-            parts.push(format!("delimiter {delimiter}"));
+        match self.delimiter.as_deref() {
+            Some("tab") => parts.push("delimiter tab".to_string()),
+            Some(d) => parts.push(format!("delimiter '{d}'")),
+            None => {}
         }
         if let Some(preset) = self.mapping.preset {
             parts.push(format!("{preset} export"));
