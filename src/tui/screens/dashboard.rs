@@ -236,7 +236,7 @@ fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
     // What is left after the fixed columns goes to the name first, then to where it went.
     let fixed = 1 + 8 + 2 + 2 + 15 + 2 + counts.chars().count();
     let spare = width.saturating_sub(fixed);
-    let name_width = spare.clamp(8.min(spare), 28);
+    let name_width = spare.clamp(8.min(spare), 24);
     let mut spans = vec![
         Span::styled(format!(" {} ", d.at.format("%H:%M:%S")), t.dim()),
         Span::raw(format!(" {:<name_width$}  ", truncate(&d.file, name_width))),
@@ -248,7 +248,7 @@ fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
     // file was read and where it went.
     let whereto = match (&d.note, &d.report, &d.read_as) {
         (Some(note), _, _) => Some(note.clone()),
-        (None, Some(report), _) => Some(format!("see {report}")),
+        (None, Some(report), _) => Some(report.clone()),
         (None, None, Some(read_as)) => Some(match &d.archived_as {
             Some(archived) => format!("{read_as} · {archived}"),
             None => read_as.clone(),

@@ -249,23 +249,28 @@ pub fn drop_files() -> Vec<DropFileEntry> {
         Some("processed/crm-export.2.csv"),
     );
     dup.note = Some("same content as processed/crm-export.csv".into());
+    let mut laptop = entry(
+        2,
+        "field-laptop-7.ndjson",
+        DropOutcome::Processed,
+        12,
+        0,
+        Some("processed/field-laptop-7.ndjson"),
+    );
+    laptop.read_as = Some("NDJSON, UTF-8 (detected)".into());
+    let mut leeds = entry(
+        5,
+        "branch-leeds.csv",
+        DropOutcome::PartlyRejected,
+        118,
+        3,
+        Some("processed/branch-leeds.csv"),
+    );
+    leeds.read_as = Some("CSV, windows-1252 (detected), delimiter ';'".into());
+    leeds.report = Some("rejected/branch-leeds.errors.txt".into());
     vec![
-        entry(
-            2,
-            "field-laptop-7.ndjson",
-            DropOutcome::Processed,
-            12,
-            0,
-            Some("processed/field-laptop-7.ndjson"),
-        ),
-        entry(
-            5,
-            "branch-leeds.csv",
-            DropOutcome::PartlyRejected,
-            118,
-            3,
-            Some("processed/branch-leeds.csv"),
-        ),
+        laptop,
+        leeds,
         dup,
         entry(
             31,
