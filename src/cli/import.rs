@@ -446,7 +446,7 @@ fn print_report(r: &FileReport, dry_run: bool) {
         }
         if r.notes.len() > SHOW_NOTES {
             println!(
-                "    ... and {} more (--json lists every one)",
+                "    ... and {} more note(s) (--json lists every one)",
                 r.notes.len() - SHOW_NOTES
             );
         }
