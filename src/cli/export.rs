@@ -33,11 +33,7 @@ pub enum ExportFormat {
 impl ExportFormat {
     /// The format a file name's extension names, in any letter case.
     pub fn from_path(path: &Path) -> Result<ExportFormat, CliError> {
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        match extension.as_deref() {
+        match crate::ingest::extension(path).as_deref() {
             Some("csv") => Ok(ExportFormat::Csv),
             Some("ndjson" | "jsonl") => Ok(ExportFormat::Ndjson),
             Some("json") => Ok(ExportFormat::Json),

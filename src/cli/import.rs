@@ -17,7 +17,7 @@ use super::{Backend, CliError};
 use crate::config::Settings;
 use crate::control::{ControlErrorCode, Reply, Request, SubmitItem};
 use crate::ingest::{
-    self, Accepted, ColumnSummary, FileSummary, Format, Mapping, Problem, ReadOptions, Survey,
+    self, Accepted, ColumnSummary, FileSummary, Format, Problem, ReadOptions, Survey,
 };
 use crate::store::{Origin, SubmitOutcome};
 
@@ -103,12 +103,6 @@ pub enum ImportOutcome {
 }
 
 fn read_options(settings: &Settings, args: &ImportArgs) -> Result<ReadOptions, CliError> {
-    let mapping = match args.mapping.as_deref().or(settings.mapping.as_deref()) {
-        Some(path) => Some(Arc::new(
-            Mapping::load(path).map_err(|e| CliError::Usage(e.to_string()))?,
-        )),
-        None => None,
-    };
     let default_country = match &args.default_country {
         Some(text) => Some(
             ingest::values::country(text)
@@ -117,6 +111,12 @@ fn read_options(settings: &Settings, args: &ImportArgs) -> Result<ReadOptions, C
         ),
         None => settings.default_country.clone(),
     };
+    // The same loading as the daemon's drop folder, with the command's own overrides.
+    let options = ReadOptions::load(
+        args.mapping.as_deref().or(settings.mapping.as_deref()),
+        default_country,
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?;
     let encoding = match &args.encoding {
         Some(label) => Some(ingest::encoding_by_label(label).ok_or_else(|| {
             CliError::Usage(format!(
@@ -135,10 +135,9 @@ fn read_options(settings: &Settings, args: &ImportArgs) -> Result<ReadOptions, C
         })?),
     };
     Ok(ReadOptions {
-        mapping,
-        default_country,
         encoding,
         delimiter,
+        ..options
     })
 }
 

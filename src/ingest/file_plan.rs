@@ -63,8 +63,6 @@ pub struct FilePlan {
     default_country: Option<String>,
     mapping: Option<Arc<Mapping>>,
     shaper: Option<Shaper>,
-    /// Reused for every record: one slot per column.
-    cells_len: usize,
     /// The previous JSON record's members, in order, with their columns.
     last_members: Vec<(String, Option<usize>)>,
 }
@@ -75,7 +73,6 @@ impl FilePlan {
             default_country: options.default_country.clone(),
             mapping: options.mapping.clone(),
             shaper: None,
-            cells_len: 0,
             last_members: Vec::new(),
         }
     }
@@ -87,7 +84,6 @@ impl FilePlan {
         if !plan.has_name() {
             return Err(no_name(names.iter().map(String::as_str)));
         }
-        self.cells_len = plan.columns.len();
         self.shaper = Some(Shaper::new(plan, self.default_country.clone()));
         Ok(())
     }
@@ -144,7 +140,6 @@ impl FilePlan {
                 cells[c] = Some(Cell::Json(v));
             }
         }
-        self.cells_len = self.cells_len.max(cells.len());
         judge(shaper, position, &cells)
     }
 

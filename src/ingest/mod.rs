@@ -70,14 +70,17 @@ pub enum Format {
     Xlsx,
 }
 
+/// A file name's extension in lower case, which is how formats are told apart.
+pub fn extension(path: &Path) -> Option<String> {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+}
+
 impl Format {
     /// `.json`, `.ndjson`, `.jsonl`, `.csv`, `.txt`, `.tsv` or `.xlsx`, in any letter case.
     pub fn from_path(path: &Path) -> Result<Format, UnsupportedFormat> {
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        match extension.as_deref() {
+        match extension(path).as_deref() {
             Some("json") => Ok(Format::Json),
             Some("ndjson" | "jsonl") => Ok(Format::Ndjson),
             Some("csv" | "txt") => Ok(Format::Csv),
