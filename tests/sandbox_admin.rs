@@ -119,6 +119,40 @@ async fn clock_moves_forward_only() {
 }
 
 #[tokio::test]
+async fn a_clock_move_past_year_9999_is_refused_and_the_sandbox_serves_on() {
+    let sb = SandboxOptions::new().admin().start();
+    let admin = AdminClient::new(&sb);
+    for seconds in [10_000_000_000_000_i64, i64::MAX] {
+        let refused = admin
+            .post("/_sandbox/clock", &json!({ "advance_seconds": seconds }))
+            .await;
+        assert_eq!(refused.status, 422, "{seconds}: {:?}", refused.json());
+        assert_eq!(refused.error_type(), "validation_error");
+        let message = refused.json()["error"]["errors"][0]["message"].to_string();
+        assert!(
+            message.contains("0-9999"),
+            "{seconds}: {:?}",
+            refused.json()
+        );
+    }
+    // The clock did not move, and every later request is answered.
+    let now = admin.advance_clock(0).await;
+    assert_eq!(now.status, 200);
+    let now = chrono::DateTime::parse_from_rfc3339(now.json()["now"].as_str().unwrap()).unwrap();
+    assert!(
+        (now.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .num_minutes()
+            .abs()
+            < 5
+    );
+    let api = ApiClient::new(&sb, DEMO_KEY);
+    assert_eq!(
+        api.upsert(&json!({"full_name": "Ada"}), None).await.status,
+        201
+    );
+}
+
+#[tokio::test]
 async fn kyc_verified_fills_a_minimal_identity_and_other_statuses_clear_it() {
     let sb = SandboxOptions::new()
         .args(["--org", "acme=ic_test_acme"])

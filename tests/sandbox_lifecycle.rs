@@ -130,32 +130,67 @@ async fn state_survives_a_sigterm_restart() {
 }
 
 #[tokio::test]
-async fn state_is_saved_in_the_background_without_a_shutdown() {
+async fn kill_9_never_loses_an_acknowledged_customer_or_clock_move() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("sandbox.json");
-    let sb = SandboxOptions::new()
-        .args(["--state", state.to_str().unwrap()])
-        .start();
+    let start = || {
+        SandboxOptions::new()
+            .args(["--state", state.to_str().unwrap()])
+            .admin()
+            .start()
+    };
+    let sb = start();
     let api = ApiClient::new(&sb, DEMO_KEY);
-    let id = api.upsert(&json!({"full_name": "Ada"}), None).await.id();
-    // The saver writes within about a second; poll for it with a deadline.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if std::fs::read_to_string(&state).is_ok_and(|t| t.contains(&id)) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "state file never written"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Eight writers at once, as the daemon sends: every 2xx must survive the kill.
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let api = api.clone();
+        tasks.spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..40 {
+                let body = json!({"full_name": format!("Writer {w} customer {n}")});
+                let key = format!("key-{w}-{n}");
+                let reply = api.upsert(&body, Some(&key)).await;
+                assert_eq!(reply.status, 201, "{:?}", reply.json());
+                ids.push((reply.id(), key, body));
+            }
+            ids
+        });
     }
-    // Even a crash now keeps that customer.
+    let mut acknowledged = Vec::new();
+    while let Some(ids) = tasks.join_next().await {
+        acknowledged.extend(ids.unwrap());
+    }
+    let moved = AdminClient::new(&sb).advance_clock(7200).await;
+    assert_eq!(moved.status, 200);
+    // No grace: the process dies the instant the last answer is read.
     sb.kill();
-    let sb = SandboxOptions::new()
-        .args(["--state", state.to_str().unwrap()])
-        .start();
-    assert_eq!(ApiClient::new(&sb, DEMO_KEY).get(&id).await.status, 200);
+    assert_eq!(
+        common::mode_of(&dir.path().join("sandbox.json.journal")),
+        0o600
+    );
+
+    let sb = start();
+    let api = ApiClient::new(&sb, DEMO_KEY);
+    for (id, key, body) in &acknowledged {
+        assert_eq!(api.get(id).await.status, 200, "customer {id} was lost");
+        // Its Idempotency-Key was kept too: a retry replays instead of writing again.
+        let replay = api.upsert(body, Some(key)).await;
+        assert!(replay.replayed(), "key {key} was not kept");
+        assert_eq!(&replay.id(), id);
+    }
+    let now = AdminClient::new(&sb).advance_clock(0).await.json()["now"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let now = chrono::DateTime::parse_from_rfc3339(&now).unwrap();
+    assert!(
+        now > chrono::Utc::now() + chrono::Duration::minutes(110),
+        "{now}"
+    );
+    assert_eq!(sb.terminate().code(), Some(0));
+    // A clean stop folds the journal into the snapshot and removes it.
+    assert!(!dir.path().join("sandbox.json.journal").exists());
 }
 
 #[test]

@@ -182,13 +182,16 @@ pub async fn clock(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Res
         );
     }
     match seconds {
-        Some(s) if errors.is_empty() => {
-            let now = sandbox.advance_clock(s);
-            http::json(
+        Some(s) if errors.is_empty() => match sandbox.advance_clock(s) {
+            Ok(now) => http::json(
                 200,
                 &json!({"now": now.to_rfc3339_opts(SecondsFormat::Secs, true)}),
-            )
-        }
+            ),
+            Err(e) => http::error(ApiError::validation(vec![FieldError::new(
+                "advance_seconds",
+                e.to_string(),
+            )])),
+        },
         _ => http::error(ApiError::validation(errors)),
     }
 }

@@ -171,6 +171,11 @@ impl IdempotencyTable {
             .map(|((org, key), e)| (org.as_str(), key, e))
     }
 
+    /// The entry `org` holds under `key`.
+    pub fn entry(&self, org: &str, key: &IdempotencyKey) -> Option<&Entry> {
+        self.entries.get(&(org.to_string(), key.clone()))
+    }
+
     /// Rebuilds a table from stored successes (from the state file), in first-use order.
     pub fn restore(
         stored: impl IntoIterator<

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::config::{Faults, SandboxConfig, Secret};
 use super::idempotency::{Begin, ClaimId, EntryState, IdempotencyTable};
 use super::orgs::{IndexError, OrgCustomers, UpsertOutcome};
-use super::persist::{StateFile, StoredKey};
+use super::persist::{Change, StateFile, StoredKey, MAX_CLOCK_OFFSET_SECONDS};
 use super::rate_limit::{RateLimiter, RetryAfter};
 use crate::contract::{
     ApiError, Customer, CustomerInput, Fingerprint, IdempotencyKey, KycStatus, VerifiedIdentity,
@@ -37,9 +37,17 @@ struct Inner {
     rate: RateLimiter,
     faults: Faults,
     clock_offset_seconds: i64,
-    /// Bumped by every change the state file must reflect; the saver compares it.
+    /// Bumped by every change of state; the state writer compares it.
     generation: u64,
+    /// With a state file: the changes not yet handed to the state writer, each tagged with
+    /// its generation. `None` without a state file, so nothing accumulates.
+    changes: Option<Vec<Change>>,
 }
+
+/// A clock move that would take the sandbox clock out of years 0-9999.
+#[derive(Debug, thiserror::Error)]
+#[error("would move the sandbox clock out of years 0-9999")]
+pub struct ClockOutOfRange;
 
 /// A stored state that does not fit together.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +59,53 @@ pub struct RestoreError {
 
 impl Inner {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + Duration::seconds(self.clock_offset_seconds)
+        shifted(self.clock_offset_seconds).unwrap_or_else(Utc::now)
     }
+
+    /// Counts a change; with a state file, keeps what it changed for the journal.
+    fn changed(&mut self, change: impl FnOnce(u64) -> Change) {
+        self.generation += 1;
+        let generation = self.generation;
+        if let Some(changes) = &mut self.changes {
+            changes.push(change(generation));
+        }
+    }
+
+    /// A customer written for `org`, with the stored success of `key` when it has one.
+    fn customer_changed(&mut self, org: &str, customer: &Customer, key: Option<&IdempotencyKey>) {
+        let stored = key.and_then(|key| {
+            let entry = self.idempotency.entry(org, key)?;
+            match &entry.state {
+                EntryState::Done { status, body } => Some(StoredKey {
+                    org: org.to_string(),
+                    key: key.clone(),
+                    fingerprint: entry.fingerprint,
+                    first_used_at: entry.first_used_at,
+                    status: *status,
+                    body: String::from_utf8_lossy(body).into_owned(),
+                }),
+                EntryState::InProgress => None,
+            }
+        });
+        let (org, customer) = (org.to_string(), Box::new(customer.clone()));
+        self.changed(|generation| Change::Customer {
+            generation,
+            org,
+            customer,
+            key: stored,
+        });
+    }
+}
+
+/// Now moved by `offset` seconds; `None` outside years 0-9999 (or past chrono's range).
+fn shifted(offset: i64) -> Option<DateTime<Utc>> {
+    if offset.abs() > MAX_CLOCK_OFFSET_SECONDS {
+        return None;
+    }
+    let now = Utc::now().checked_add_signed(Duration::try_seconds(offset)?)?;
+    (0..=9999)
+        .contains(&chrono::Datelike::year(&now))
+        .then_some(now)
 }
 
 /// A successful write: the status and the exact body bytes that were answered (and stored).
@@ -67,9 +120,11 @@ impl Sandbox {
     pub fn new(config: &SandboxConfig, restored: Option<StateFile>) -> Result<Self, RestoreError> {
         let mut inner = Inner {
             faults: config.faults,
+            changes: config.state_file.is_some().then(Vec::new),
             ..Inner::default()
         };
         if let Some(state) = restored {
+            inner.generation = state.generation;
             inner.clock_offset_seconds = state.clock_offset_seconds;
             for (org, customers) in state.orgs {
                 let customers =
@@ -209,7 +264,7 @@ impl Sandbox {
                 .idempotency
                 .complete(org, key, claim, status, body.clone());
         }
-        inner.generation += 1;
+        inner.customer_changed(org, &customer, claim.map(|(key, _)| key));
         Ok(Written { status, body })
     }
 
@@ -226,12 +281,21 @@ impl Sandbox {
             .map(|o| o.list().cloned().collect())
     }
 
-    /// Moves the clock forward; returns the new now.
-    pub fn advance_clock(&self, seconds: i64) -> DateTime<Utc> {
+    /// Moves the clock forward; returns the new now, or refuses a move out of years 0-9999
+    /// (leaving the clock as it was).
+    pub fn advance_clock(&self, seconds: i64) -> Result<DateTime<Utc>, ClockOutOfRange> {
         let mut inner = self.lock();
-        inner.clock_offset_seconds = inner.clock_offset_seconds.saturating_add(seconds);
-        inner.generation += 1;
-        inner.now()
+        let offset = inner
+            .clock_offset_seconds
+            .checked_add(seconds)
+            .ok_or(ClockOutOfRange)?;
+        let now = shifted(offset).ok_or(ClockOutOfRange)?;
+        inner.clock_offset_seconds = offset;
+        inner.changed(|generation| Change::Clock {
+            generation,
+            clock_offset_seconds: offset,
+        });
+        Ok(now)
     }
 
     /// Sets a customer's KYC status (in whichever organisation holds it), as the back office
@@ -239,7 +303,8 @@ impl Sandbox {
     pub fn set_kyc(&self, id: &Uuid, status: KycStatus) -> Option<Customer> {
         let mut inner = self.lock();
         let now = inner.now();
-        let org = inner.orgs.values_mut().find(|o| o.get(id).is_some())?;
+        let (org_name, org) = inner.orgs.iter_mut().find(|(_, o)| o.get(id).is_some())?;
+        let org_name = org_name.clone();
         let mut customer = org.get(id)?.clone();
         customer.kyc_status = status;
         customer.verified_identity = (status == KycStatus::Verified).then(|| VerifiedIdentity {
@@ -253,7 +318,7 @@ impl Sandbox {
         });
         customer.updated_at = now;
         org.replace(customer.clone());
-        inner.generation += 1;
+        inner.customer_changed(&org_name, &customer, None);
         Some(customer)
     }
 
@@ -262,10 +327,26 @@ impl Sandbox {
         self.lock().generation
     }
 
+    /// The changes made since the last call (or snapshot), for the journal, and the
+    /// generation they bring the state to.
+    pub fn take_changes(&self) -> (u64, Vec<Change>) {
+        let mut inner = self.lock();
+        let changes = inner
+            .changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        (inner.generation, changes)
+    }
+
     /// A copy of everything the state file keeps, with the generation it reflects. Cloned
-    /// under the lock, serialised by the caller outside it.
+    /// under the lock, serialised by the caller outside it. The pending journal changes are
+    /// dropped: the snapshot holds them.
     pub fn snapshot(&self) -> (u64, StateFile) {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        if let Some(changes) = &mut inner.changes {
+            changes.clear();
+        }
         let orgs = inner
             .orgs
             .iter()
@@ -288,7 +369,7 @@ impl Sandbox {
             .collect();
         (
             inner.generation,
-            StateFile::new(inner.clock_offset_seconds, orgs, keys),
+            StateFile::new(inner.generation, inner.clock_offset_seconds, orgs, keys),
         )
     }
 }
