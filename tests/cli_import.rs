@@ -148,6 +148,80 @@ fn a_clean_import_exits_zero_and_the_same_file_twice_makes_no_new_rows() {
 }
 
 #[test]
+fn exported_cells_cannot_run_as_spreadsheet_formulas_and_import_back_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let formulas = [
+        (
+            "=HYPERLINK(\"http://evil.example\",\"Click\")",
+            "+442079460958",
+            "crm-1",
+        ),
+        ("@SUM(1+1)*cmd", "+33142685300", "-crm-2"),
+        ("Ada Lovelace", "", "crm-3"),
+    ];
+    let mut ndjson = String::new();
+    for (name, phone, external_id) in formulas {
+        let mut row = serde_json::json!({"full_name": name, "external_id": external_id});
+        if !phone.is_empty() {
+            row["phone"] = Value::from(phone);
+        }
+        ndjson.push_str(&format!("{row}\n"));
+    }
+    write(d, "in.ndjson", ndjson.as_bytes());
+    json(d, &["import", "in.ndjson", "--json"]);
+    let out = icsync(d, &["export", "--state", "queued", "out.csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every cell a spreadsheet would run starts with an apostrophe; other cells are as they were.
+    let mut reader = csv::Reader::from_path(d.join("out.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        for cell in row.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a cell a spreadsheet would run: {cell:?}"
+            );
+        }
+    }
+    let names: Vec<&str> = rows.iter().map(|r| &r[col("full_name")]).collect();
+    assert!(
+        names.contains(&"'=HYPERLINK(\"http://evil.example\",\"Click\")"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"Ada Lovelace"), "{names:?}");
+    assert!(rows.iter().any(|r| &r[col("phone")] == "'+442079460958"));
+
+    // The export imports back onto the same records with nothing changed.
+    let again = json(d, &["import", "out.csv", "--json"]);
+    assert_eq!(again[0]["refused"], 0, "{again}");
+    assert_eq!(again[0]["unchanged"], 3, "{again}");
+    let listed = json(d, &["list", "--json"]);
+    let mut names: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["full_name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "=HYPERLINK(\"http://evil.example\",\"Click\")",
+            "@SUM(1+1)*cmd",
+            "Ada Lovelace"
+        ]
+    );
+}
+
+#[test]
 fn exported_conflicts_fixed_in_a_spreadsheet_import_onto_the_same_records() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

@@ -9,6 +9,7 @@ use std::io::{self, BufWriter, Write};
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 use serde_json::{Map, Value};
 
+use super::formula::neutralise;
 use super::record::{META_CUSTOMER_ID, META_ERROR, META_ID};
 use crate::store::Payload;
 
@@ -93,7 +94,12 @@ where
     let mut w = ::csv::Writer::from_writer(out);
     w.write_record(CSV_HEADER)?;
     for row in rows {
-        w.write_record(cells(&row.into()))?;
+        // Opened in a spreadsheet: no cell may run as a formula.
+        w.write_record(
+            cells(&row.into())
+                .iter()
+                .map(|c| neutralise(c).into_owned()),
+        )?;
     }
     w.flush()?;
     Ok(())

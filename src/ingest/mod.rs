@@ -19,6 +19,7 @@ pub mod drop;
 mod error;
 mod export;
 mod file_plan;
+pub mod formula;
 mod json;
 mod lines;
 pub mod mapping;

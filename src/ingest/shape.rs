@@ -65,7 +65,8 @@ enum Got<'a> {
 fn got<'a>(cell: Cell<'a>) -> Option<Got<'a>> {
     match cell {
         Cell::Text(s) if s.trim().is_empty() => None,
-        Cell::Text(s) => Some(Got::Text(s)),
+        // Written with an apostrophe to keep a spreadsheet from running it as a formula.
+        Cell::Text(s) => Some(Got::Text(super::formula::read_cell(s))),
         Cell::Json(Value::Null) => Some(Got::Null),
         Cell::Json(Value::String(s)) if s.trim().is_empty() => None,
         Cell::Json(Value::String(s)) => Some(Got::Text(s)),

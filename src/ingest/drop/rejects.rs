@@ -15,6 +15,7 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::super::file_plan::FilePlan;
+use super::super::formula::{neutralise, neutralise_bytes};
 use super::super::lines::{ElementLines, LineTracker};
 use super::super::record::{Parsed, Position, META_ERROR};
 use super::super::{
@@ -285,15 +286,19 @@ fn csv(
 }
 
 /// The row with `note` in its `_error` cell: the existing column if the header has one,
-/// otherwise a new first column (first, so a ragged row does not shift it).
+/// otherwise a new first column (first, so a ragged row does not shift it). Cells that a
+/// spreadsheet would run as formulas are neutralised (see `formula`).
 fn with_note_csv(row: &::csv::ByteRecord, column: Option<usize>, note: &str) -> Vec<Vec<u8>> {
-    let mut cells: Vec<Vec<u8>> = row.iter().map(<[u8]>::to_vec).collect();
+    let mut cells: Vec<&[u8]> = row.iter().collect();
     match column {
-        Some(i) if i < cells.len() => cells[i] = note.as_bytes().to_vec(),
+        Some(i) if i < cells.len() => cells[i] = note.as_bytes(),
         Some(_) => {}
-        None => cells.insert(0, note.as_bytes().to_vec()),
+        None => cells.insert(0, note.as_bytes()),
     }
     cells
+        .into_iter()
+        .map(|c| neutralise_bytes(c).into_owned())
+        .collect()
 }
 
 fn json(
@@ -373,7 +378,7 @@ fn xlsx(
             }
         };
         cells.insert(0, note);
-        match out.write_record(&cells) {
+        match out.write_record(cells.iter().map(|c| neutralise(c).into_owned())) {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
                 failed = Some(e);
@@ -527,6 +532,22 @@ mod tests {
         let (again, _, m) = run(Format::Csv, &copy);
         assert_eq!(m, 2);
         assert!(again.contains("email: is not a valid email address"));
+    }
+
+    #[test]
+    fn csv_copy_cells_cannot_run_as_formulas_and_read_back_as_dropped() {
+        let input = "full_name,email,phone\r\n=HYPERLINK(\"http://x\"),nope,+44 20 7946 0958\r\n";
+        let (_, copy, n) = run(Format::Csv, input);
+        assert_eq!(n, 1);
+        let mut rows = ::csv::Reader::from_reader(copy.as_bytes());
+        let row = rows.records().next().unwrap().unwrap();
+        assert_eq!(&row[1], "'=HYPERLINK(\"http://x\")");
+        assert_eq!(&row[3], "'+44 20 7946 0958");
+        // Dropped back, it is read as the person wrote it: the same one problem.
+        let (again, _, m) = run(Format::Csv, &copy);
+        assert_eq!(m, 1);
+        assert_eq!(again.lines().count(), 1, "{again}");
+        assert!(again.contains("email"), "{again}");
     }
 
     #[test]
