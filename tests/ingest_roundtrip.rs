@@ -21,13 +21,10 @@ const PIECES: &[&str] = &[
     "中村",
     "a,b",
     "say \"hi\"",
-    "line\nbreak",
-    "cr\r\nlf",
     "null",
     "x",
     "#1",
     "=SUM(A1)",
-    "tab\there",
     "\u{feff}bom",
     "  ",
     ";",
@@ -146,9 +143,12 @@ fn random_records(seed: u64, n: usize) -> Vec<Exported> {
         .map(|i| Exported {
             id: format!("0190a1b2-{i:04}"),
             payload: random_payload(&mut rng),
-            error: rng
-                .random_bool(0.5)
-                .then(|| format!("email: {}", text(&mut rng, 80))),
+            // A note may span lines (field values may not: the contract refuses control
+            // characters), which keeps multi-line cells in the exported files.
+            error: rng.random_bool(0.5).then(|| {
+                let line_break = ["\n", "\r\n", " "][rng.random_range(0..3)];
+                format!("email: {}{line_break}phone: x", text(&mut rng, 80))
+            }),
             customer: rng
                 .random_bool(0.5)
                 .then(|| uuid::Uuid::from_u128(rng.random()).to_string()),

@@ -182,6 +182,13 @@ fn suggestion<F>(name: &str, known: &[(F, &'static str, &'static str)]) -> Optio
         .map(|(_, snake, _)| *snake)
 }
 
+/// Characters no text field may hold (after trimming): C0 controls (a newline or an escape
+/// forges lines in logs and reports), DEL, C1 controls, and the bidirectional embeddings,
+/// overrides and isolates (U+202E shows "gpj.exe" as "exe.jpg").
+pub fn is_forbidden_char(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Text rules shared by the string fields.
 struct TextRule {
     max: usize,
@@ -206,6 +213,16 @@ fn text(
             "must not be blank (send null or leave it out to have none)"
         };
         errors.push(FieldError::new(field, message));
+        return None;
+    }
+    if let Some(c) = s.chars().find(|c| is_forbidden_char(*c)) {
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "must not contain control or bidirectional-override characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        ));
         return None;
     }
     let len = s.chars().count();
@@ -560,6 +577,37 @@ mod tests {
         assert_eq!(err(json!({"full_name": "   "}))[0].field, "full_name");
         assert_eq!(err(json!({"full_name": null}))[0].message, "is required");
         assert_eq!(err(json!({"full_name": 5}))[0].message, "must be a string");
+    }
+
+    #[test]
+    fn control_and_bidi_override_characters_are_refused_in_every_text_field() {
+        for bad in [
+            "Ada\nLovelace",
+            "Ada\u{1b}[31m",
+            "Ada\u{0}",
+            "Ada\u{7f}",
+            "Ada\u{85}x",
+            "\u{202e}gpj.exe",
+            "a\u{2066}b",
+        ] {
+            for field in ["full_name", "external_id", "trading_name"] {
+                let mut body = json!({"full_name": "A"});
+                body[field] = json!(bad);
+                let e = err(body);
+                assert_eq!(fields(&e), [field], "{bad:?}");
+                assert!(
+                    e[0].message.starts_with("must not contain control"),
+                    "{:?}",
+                    e[0]
+                );
+            }
+            let e = err(json!({"full_name": "A", "risk": {"occupation": bad}}));
+            assert_eq!(fields(&e), ["risk.occupation"], "{bad:?}");
+        }
+        // Whitespace around a value is trimmed first, as before; letters of any script pass.
+        let ok = parse_input(&json!({"full_name": "\tZoë Ñúñez 李 \u{85}\n"})).unwrap();
+        assert_eq!(ok, CustomerInput::named("Zoë Ñúñez 李"));
+        assert!(parse_input(&json!({"full_name": "مرحبا Ada"})).is_ok());
     }
 
     #[test]

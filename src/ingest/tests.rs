@@ -331,10 +331,11 @@ fn csv_typed_risk_columns() {
 
 #[test]
 fn csv_quoted_multiline_cells_keep_physical_line_numbers() {
-    let text = "full_name,trading_name\n\
-                \"Ada\nLovelace\",\"Line one\r\nline two\r\nline three\"\n\
-                Bo,\"say \"\"hi\"\", twice\"\n\
-                Cy,\n";
+    // Multi-line cells in a column no field takes (a field value may not hold a newline).
+    let text = "full_name,notes,trading_name\n\
+                Ada,\"Line one\r\nline two\r\nline three\",\"Ada\nLovelace\"\n\
+                Bo,,\"say \"\"hi\"\", twice\"\n\
+                Cy,,\n";
     let got = parse(Format::Csv, text);
     let positions: Vec<_> = got.iter().map(|p| p.position).collect();
     assert_eq!(
@@ -347,8 +348,9 @@ fn csv_quoted_multiline_cells_keep_physical_line_numbers() {
             json!({"full_name": "Bo", "trading_name": "say \"hi\", twice"})
         ))
     );
-    let first = got[0].result.as_ref().unwrap();
-    assert_eq!(first.full_name(), "Ada\nLovelace");
+    // A newline inside a field's value is refused by the contract, on its own line.
+    assert_eq!(fields(&got[0]), ["trading_name"]);
+    assert!(errors(&got[0])[0].message.contains("control"));
 }
 
 #[test]
@@ -367,11 +369,11 @@ fn csv_handles_bom_and_crlf() {
 
 #[test]
 fn csv_line_numbers_count_blank_lines_and_crlf_inside_and_between_records() {
-    let text = "full_name\r\n\r\nAda\r\n\r\n\r\n\"B\r\no\"\r\nCy\r\n\nDi";
+    let text = "full_name,notes\r\n\r\nAda\r\n\r\n\r\nB,\"o\r\nx\"\r\nCy\r\n\nDi";
     let got = parse(Format::Csv, text);
     let positions: Vec<_> = got.iter().map(|p| p.position.number()).collect();
     assert_eq!(positions, [3, 6, 8, 10]);
-    assert_eq!(got[1].result.as_ref().unwrap().full_name(), "B\r\no");
+    assert_eq!(got[1].result.as_ref().unwrap().full_name(), "B");
 }
 
 #[test]

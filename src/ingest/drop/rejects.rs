@@ -513,7 +513,7 @@ mod tests {
     #[test]
     fn csv_copy_has_the_header_and_an_error_column_and_reads_back_as_the_same_rows() {
         let input =
-            "\u{feff}full_name,email\r\nAnn,ann@x.io\r\nBob,nope\r\n\"Cid\nSmith\",bad@\r\n";
+            "\u{feff}full_name,email,notes\r\nAnn,ann@x.io,\r\nBob,nope,\r\nCid,bad@,\"two\nlines\"\r\n";
         let (report, copy, n) = run(Format::Csv, input);
         assert_eq!(n, 2);
         assert_eq!(
@@ -525,9 +525,11 @@ mod tests {
         );
         let mut rows = ::csv::Reader::from_reader(copy.as_bytes());
         let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
-        assert_eq!(header, ["_error", "full_name", "email"]);
-        let names: Vec<String> = rows.records().map(|r| r.unwrap()[1].to_string()).collect();
-        assert_eq!(names, ["Bob", "Cid\nSmith"]);
+        assert_eq!(header, ["_error", "full_name", "email", "notes"]);
+        let rows: Vec<_> = rows.records().map(Result::unwrap).collect();
+        let names: Vec<&str> = rows.iter().map(|r| &r[1]).collect();
+        assert_eq!(names, ["Bob", "Cid"]);
+        assert_eq!(&rows[1][3], "two\nlines");
         // The copy parses again with the same problems: fix and drop it back.
         let (again, _, m) = run(Format::Csv, &copy);
         assert_eq!(m, 2);
