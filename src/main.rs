@@ -123,7 +123,7 @@ fn overrides(global: &GlobalArgs) -> Overrides {
 
 fn settings(global: &GlobalArgs) -> Result<Settings> {
     config::load(global.config.as_deref(), overrides(global))
-        .wrap_err("cannot load the configuration (see config/icsync.example.toml)")
+        .wrap_err("cannot load the configuration")
 }
 
 /// The install and diagnosis commands, which need no daemon; None for every other command.
@@ -173,9 +173,41 @@ fn run_ops(cli: &Cli) -> Option<Result<ExitCode>> {
     })
 }
 
-fn main() -> Result<ExitCode> {
-    color_eyre::install()?;
+fn main() -> ExitCode {
+    install_error_reports();
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(report) => {
+            match icsync::cli::error::classify(report.chain()) {
+                Some(user) => eprint!("{user}"),
+                None => eprintln!("Error: {report:?}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// color-eyre reports (internal errors and panics only) without colour off a terminal or
+/// with `NO_COLOR`, and without the "run with RUST_BACKTRACE" section.
+fn install_error_reports() {
+    use std::io::IsTerminal;
+    let colour = icsync::cli::error::colour_allowed(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let hooks = color_eyre::config::HookBuilder::default().display_env_section(false);
+    let hooks = if colour {
+        hooks
+    } else {
+        hooks.theme(color_eyre::config::Theme::new())
+    };
+    if let Err(e) = hooks.install() {
+        eprintln!("icsync: cannot install the error reporter: {e}");
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(result) = run_ops(&cli) {
         return result;
     }

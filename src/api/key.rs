@@ -20,10 +20,11 @@ pub enum InvalidApiKey {
 const MIN_LEN_TO_SHOW_TAIL: usize = 16;
 
 impl ApiKey {
-    /// Trims surrounding whitespace (a key read from a file usually ends in a newline).
+    /// Trims surrounding whitespace and a byte-order mark (a key read from a file usually
+    /// ends in a newline, CRLF on Windows, and Notepad starts it with a BOM).
     pub fn new(key: impl Into<String>) -> Result<Self, InvalidApiKey> {
         let key = key.into();
-        let trimmed = key.trim();
+        let trimmed = crate::config::key_text(&key);
         if trimmed.is_empty() {
             return Err(InvalidApiKey::Empty);
         }
@@ -90,6 +91,9 @@ mod tests {
         let key = ApiKey::new(format!("  {SECRET}\n")).unwrap();
         assert_eq!(key.expose(), SECRET);
         assert_eq!(ApiKey::new(" \n"), Err(InvalidApiKey::Empty));
+        let notepad = ApiKey::new(format!("\u{feff}{SECRET}\r\n")).unwrap();
+        assert_eq!(notepad.expose(), SECRET);
+        assert_eq!(ApiKey::new(format!("{SECRET}\r")).unwrap().expose(), SECRET);
         assert_eq!(
             ApiKey::new("ic_live_a b"),
             Err(InvalidApiKey::NotVisibleAscii)

@@ -132,8 +132,14 @@ fn print_json(value: &Value) {
     );
 }
 
+/// A reply the request does not allow: an internal error. Named by its kind only, since a
+/// reply's contents may be customer data.
 pub(crate) fn unexpected(reply: Reply) -> CliError {
-    CliError::Join(format!("unexpected reply {reply:?}"))
+    let kind = serde_json::to_value(&reply)
+        .ok()
+        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    CliError::Join(format!("the daemon sent an unexpected `{kind}` reply"))
 }
 
 pub async fn add(backend: &mut Backend, args: AddArgs) -> Result<(), CliError> {
