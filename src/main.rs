@@ -281,7 +281,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Command::Lock => keys::lock(&mut backend).await?,
             Command::Purge(a) => keys::purge(&mut backend, &settings, a).await?,
             Command::Add(a) => commands::add(&mut backend, a).await?,
-            Command::Status(a) => commands::status(&mut backend, a).await?,
+            Command::Status(a) => commands::status(&mut backend, &settings, a).await?,
             Command::List(a) => commands::list(&mut backend, a).await?,
             Command::Show(a) => commands::show(&mut backend, a).await?,
             Command::Edit(a) => commands::edit(&mut backend, a).await?,

@@ -1,6 +1,8 @@
 //! The API key: a newtype whose Debug and Display never show the secret, so it cannot leak
 //! through logs, error messages or panics by accident.
 
+use crate::config::{ConfigError, Settings};
+
 /// A bearer key such as `ic_live_…`. Only [`ApiKey::expose`] (crate-private) reveals it, and
 /// the only caller is the code that builds the `Authorization` header.
 #[derive(Clone, PartialEq, Eq)]
@@ -13,6 +15,20 @@ pub enum InvalidApiKey {
     Empty,
     #[error("the API key contains characters other than visible ASCII (check for stray quotes or line breaks)")]
     NotVisibleAscii,
+}
+
+/// The key the settings name, or why it cannot be used. A key that is there but malformed is
+/// an error ([`ConfigError::InvalidKey`]), never "no key"; None only when none is configured.
+pub fn configured(settings: &Settings) -> Result<Option<ApiKey>, ConfigError> {
+    match settings.read_api_key()? {
+        None => Ok(None),
+        Some(text) => ApiKey::new(text)
+            .map(Some)
+            .map_err(|e| ConfigError::InvalidKey {
+                origin: settings.key_origin(),
+                reason: e.to_string(),
+            }),
+    }
 }
 
 /// Keys shorter than this show no characters at all when redacted: four characters of a

@@ -131,15 +131,7 @@ const NO_KEY: &str = "no API key configured: set ICSYNC_API_KEY or api_key_file 
 /// The configured key, or why the one configured cannot be used: a key that is there but
 /// malformed is an error (not "no key"), so it is reported as invalid.
 fn read_key(settings: &Settings) -> Result<Option<ApiKey>, ConfigError> {
-    match settings.read_api_key()? {
-        None => Ok(None),
-        Some(text) => ApiKey::new(text)
-            .map(Some)
-            .map_err(|e| ConfigError::InvalidKey {
-                origin: settings.key_origin(),
-                reason: e.to_string(),
-            }),
-    }
+    crate::api::configured_key(settings)
 }
 
 /// Runs the daemon until `shutdown` completes, then drains the engine within the configured
