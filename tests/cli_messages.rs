@@ -269,6 +269,23 @@ fn a_malformed_key_is_reported_as_invalid_at_start_and_when_the_file_is_replaced
         (log_count(&env, &invalid) >= 1).then_some(()).ok_or(())
     });
 
+    let doctor = env.cli(&["doctor", "--json"]);
+    let checks: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let check = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "api_key")
+        .unwrap()
+        .clone();
+    assert_eq!(check["status"], "fail", "{check}");
+    assert!(
+        check["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("other than visible ASCII")),
+        "{check}"
+    );
+
     // A good key lifts the pause by itself.
     write_raw_key_file(&env, format!("{DEMO_KEY}\n").as_bytes());
     env.add(&["--full-name", "Zqpii Replaced"]);
