@@ -119,15 +119,16 @@ pub fn classify<'a>(
     }
 }
 
-/// A message's lines joined (a field list becomes "; "-separated) and control characters
-/// dropped, so a message is one line and cannot move the cursor or recolour the terminal.
+/// A message's lines joined ("the record is not valid: email: …; phone: …") and control
+/// characters dropped, so a message is one line and cannot move the cursor or recolour the
+/// terminal.
 fn one_line(text: &str) -> String {
-    let joined = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut joined = lines.next().unwrap_or_default().to_string();
+    for (i, line) in lines.enumerate() {
+        joined.push_str(if i == 0 { ": " } else { "; " });
+        joined.push_str(line);
+    }
     joined.chars().filter(|c| !c.is_control()).collect()
 }
 
@@ -191,7 +192,10 @@ mod tests {
         });
         let user = classify(chain(&CliError::Control(c))).unwrap();
         assert!(!user.message.contains('\n') && !user.message.contains('\u{1b}'));
-        assert!(user.message.contains("; email: not an email"), "{user:?}");
+        assert_eq!(
+            user.message,
+            "the record is not valid: email: not an email[31m"
+        );
     }
 
     #[test]
