@@ -175,7 +175,19 @@ fn run_ops(cli: &Cli) -> Option<Result<ExitCode>> {
 
 fn main() -> ExitCode {
     install_error_reports();
-    let cli = Cli::parse();
+    // A usage mistake is a user error like any other: status 1 (2 means "some input
+    // refused" for import). clap colours only on a terminal and honours NO_COLOR.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(report) => {

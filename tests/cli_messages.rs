@@ -63,6 +63,11 @@ fn a_bad_id_a_bad_config_and_no_daemon_are_each_one_plain_line_when_piped() {
     let text = assert_plain_user_error("show 01234567", &piped(&env, &["show", "01234567"]));
     assert!(text.contains("hint: `icsync list`"), "{text}");
 
+    let usage = piped(&env, &["list", "--state", "nope"]);
+    assert_eq!(usage.status.code(), Some(1), "{}", stderr(&usage));
+    assert!(stderr(&usage).starts_with("error: invalid value 'nope'"));
+    assert!(!stderr(&usage).contains('\u{1b}'));
+
     let text = assert_plain_user_error("unlock", &piped(&env, &["unlock"]));
     assert!(text.contains("no daemon is running"), "{text}");
 
