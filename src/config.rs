@@ -375,16 +375,17 @@ pub fn toml_place(text: &str, offset: usize) -> TomlPlace {
     let key = line_text
         .split_once('=')
         .map(|(k, _)| k.trim().trim_matches('"').to_string())
-        .or_else(|| {
-            // An unknown or misplaced key reported at the key itself, on a line with no `=`.
-            let word = line_text.trim();
-            (!word.is_empty() && !word.starts_with(['[', '#'])).then(|| word.to_string())
-        })
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_SHOWN)
         .map(|k| match &table {
             Some(t) if !t.is_empty() => format!("{t}.{k}"),
             _ => k,
-        });
+        })
+        .or_else(|| {
+            // A `[table]` header (an unknown table is reported there) names itself.
+            let word = line_text.trim();
+            word.strip_prefix('[')
+                .map(|t| t.trim_matches(['[', ']']).trim().to_string())
+        })
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_SHOWN);
     TomlPlace {
         line: before.matches('\n').count() + 1,
         column: text[line_start..offset].chars().count() + 1,
@@ -666,6 +667,10 @@ mod tests {
                 column: 5,
                 key: Some("t.a".into())
             }
+        );
+        assert_eq!(
+            toml_place("a = 1\n[columns]\n", 7).key.as_deref(),
+            Some("columns")
         );
         // An offset past the end or inside a character is clamped, not a panic.
         assert_eq!(toml_place("é", 1).column, 1);
