@@ -501,6 +501,23 @@ pub fn key_text(text: &str) -> &str {
     text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
 }
 
+/// A key file's bytes as text: UTF-8, or UTF-16 with its byte-order mark (Notepad's
+/// "Unicode" encodings). None for anything else.
+fn decode_key_file(bytes: &[u8]) -> Option<String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        if rest.len() % 2 != 0 {
+            return None;
+        }
+        let units: Vec<u16> = rest.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();
+        String::from_utf16(&units).ok()
+    };
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        _ => String::from_utf8(bytes.to_vec()).ok(),
+    }
+}
+
 fn read_key_file(path: &Path) -> Result<String, ConfigError> {
     let err = |source| ConfigError::KeyFile {
         path: path.to_path_buf(),
@@ -526,9 +543,9 @@ fn read_key_file(path: &Path) -> Result<String, ConfigError> {
             ),
         });
     }
-    let text = String::from_utf8(text).map_err(|_| ConfigError::InvalidKey {
+    let text = decode_key_file(&text).ok_or_else(|| ConfigError::InvalidKey {
         origin: format!("in file {}", path.display()),
-        reason: "the file is not UTF-8 text (save it as UTF-8 or ASCII)".into(),
+        reason: "the file is not text (save it as UTF-8 or ASCII)".into(),
     })?;
     let key = key_text(&text).to_string();
     if key.is_empty() {
@@ -694,6 +711,24 @@ mod tests {
         assert_eq!(redact_credentials("no url"), "no url");
         let e = parse_file("api_url = 1\n# https://u:secret@h", Path::new("c.toml"));
         assert!(!format!("{e:?}").contains("secret"));
+    }
+
+    #[test]
+    fn key_files_in_notepad_encodings_are_read() {
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("ic_test_x\r\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain("ic_test_x".encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        for bytes in [le, be, b"\xEF\xBB\xBFic_test_x\r\n".to_vec()] {
+            let text = decode_key_file(&bytes).unwrap();
+            assert_eq!(key_text(&text), "ic_test_x");
+        }
+        assert_eq!(decode_key_file(&[0xFF, 0xFE, 0x41]), None);
+        assert_eq!(decode_key_file(&[0xC3, 0x28]), None);
     }
 
     #[test]
