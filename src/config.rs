@@ -505,7 +505,7 @@ pub fn key_text(text: &str) -> &str {
 /// "Unicode" encodings). None for anything else.
 fn decode_key_file(bytes: &[u8]) -> Option<String> {
     let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
-        if rest.len() % 2 != 0 {
+        if !rest.len().is_multiple_of(2) {
             return None;
         }
         let units: Vec<u16> = rest.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();
