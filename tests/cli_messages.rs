@@ -121,7 +121,11 @@ fn on_a_terminal(env: &DaemonEnv, args: &[&str], no_color: bool) -> Option<Strin
             None => script.env_remove(k),
         };
     }
-    script.env_remove("NO_COLOR").env("TERM", "xterm-256color");
+    script
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("TERM", "xterm-256color");
     if no_color {
         script.env("NO_COLOR", "1");
     }
