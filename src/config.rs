@@ -32,8 +32,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config file {}{}: {message}", path.display(), place.as_ref().map(|p| p.to_string()).unwrap_or_default())]
+    Parse {
+        path: PathBuf,
+        /// Where in the file, when the parser could tell.
+        place: Option<TomlPlace>,
+        message: String,
+    },
     #[error("{key} = {value}: {problem}")]
     Invalid {
         key: &'static str,
@@ -52,6 +57,9 @@ pub enum ConfigError {
     KeyFileTooOpen { path: PathBuf, mode: u32 },
     #[error("API key file {path} is empty")]
     KeyFileEmpty { path: PathBuf },
+    /// A key is there but cannot be one: the reason names no character of it.
+    #[error("the API key {origin} is not valid: {reason}")]
+    InvalidKey { origin: String, reason: String },
     #[error("no home directory found to place icsync's files; set {ENV_DATA_DIR} and --config")]
     NoHome,
 }
@@ -326,12 +334,109 @@ pub fn resolve(
     })
 }
 
-/// Parses config file text; `path` only names the file in errors.
+/// Where a TOML error is: 1-based line and column, and the key on that line (with its
+/// `[table]` prefix) when the line has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TomlPlace {
+    pub line: usize,
+    pub column: usize,
+    pub key: Option<String>,
+}
+
+impl std::fmt::Display for TomlPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, ", line {}, column {}", self.line, self.column)?;
+        match &self.key {
+            Some(key) => write!(f, ", key `{key}`"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Turns a byte offset into `text` (the start of a parser's span) into a [`TomlPlace`].
+pub fn toml_place(text: &str, offset: usize) -> TomlPlace {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line_text = &text[line_start..line_end];
+    let table = before
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .map(|t| t.trim_matches(['[', ']']).trim().to_string())
+        })
+        .next_back();
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .map(|k| match &table {
+            Some(t) if !t.is_empty() => format!("{t}.{k}"),
+            _ => k,
+        })
+        .or_else(|| {
+            // A `[table]` header (an unknown table is reported there) names itself.
+            let word = line_text.trim();
+            word.strip_prefix('[')
+                .map(|t| t.trim_matches(['[', ']']).trim().to_string())
+        })
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_SHOWN);
+    TomlPlace {
+        line: before.matches('\n').count() + 1,
+        column: text[line_start..offset].chars().count() + 1,
+        key,
+    }
+}
+
+/// A "key" longer than this is not a key: the error is shown without one.
+const MAX_KEY_SHOWN: usize = 64;
+
+/// Parses config file text; `path` only names the file in errors. URLs in the parser's
+/// message lose their credentials.
 pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
-        message: e.message().to_string(),
+        place: e.span().map(|span| toml_place(text, span.start)),
+        message: redact_credentials(e.message().trim()),
     })
+}
+
+/// `text` with the password (or lone user name, which is often a token) of every
+/// `scheme://user:password@host` in it replaced by `***`: `https://user:***@host`. For any
+/// URL shown to a person or written to a log.
+pub fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '"')
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => {
+                        out.push_str(user);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str("***"),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Loads settings: the file named by `--config` (which must exist), else `ICSYNC_CONFIG`, else
@@ -359,8 +464,18 @@ impl Settings {
     pub fn read_api_key(&self) -> Result<Option<String>, ConfigError> {
         match &self.key {
             KeySource::None => Ok(None),
-            KeySource::Inline(k) => Ok(Some(k.trim().to_string())),
+            KeySource::Inline(k) => Ok(Some(key_text(k).to_string())),
             KeySource::File(path) => read_key_file(path).map(Some),
+        }
+    }
+
+    /// Where the key comes from, for messages: "in file /x/api-key" or "from ICSYNC_API_KEY
+    /// or api_key". Never the key.
+    pub fn key_origin(&self) -> String {
+        match &self.key {
+            KeySource::None => "(none configured)".to_string(),
+            KeySource::Inline(_) => format!("from {ENV_API_KEY} or api_key"),
+            KeySource::File(path) => format!("in file {}", path.display()),
         }
     }
 
@@ -374,6 +489,32 @@ impl Settings {
 
     pub fn log_dir(&self) -> PathBuf {
         self.data_dir.join("logs")
+    }
+}
+
+/// A key file larger than this is not a key file.
+const MAX_KEY_FILE_BYTES: usize = 4096;
+
+/// The key in a key file's or variable's text: without a UTF-8 byte-order mark (Notepad writes
+/// one) and without surrounding whitespace, which takes CRLF and CR line ends with it.
+pub fn key_text(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+}
+
+/// A key file's bytes as text: UTF-8, or UTF-16 with its byte-order mark (Notepad's
+/// "Unicode" encodings). None for anything else.
+fn decode_key_file(bytes: &[u8]) -> Option<String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        if !rest.len().is_multiple_of(2) {
+            return None;
+        }
+        let units: Vec<u16> = rest.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();
+        String::from_utf16(&units).ok()
+    };
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        _ => String::from_utf8(bytes.to_vec()).ok(),
     }
 }
 
@@ -393,10 +534,20 @@ fn read_key_file(path: &Path) -> Result<String, ConfigError> {
             });
         }
     }
-    let key = std::fs::read_to_string(path)
-        .map_err(err)?
-        .trim()
-        .to_string();
+    let text = std::fs::read(path).map_err(err)?;
+    if text.len() > MAX_KEY_FILE_BYTES {
+        return Err(ConfigError::InvalidKey {
+            origin: format!("in file {}", path.display()),
+            reason: format!(
+                "the file is over {MAX_KEY_FILE_BYTES} bytes: it holds more than a key"
+            ),
+        });
+    }
+    let text = decode_key_file(&text).ok_or_else(|| ConfigError::InvalidKey {
+        origin: format!("in file {}", path.display()),
+        reason: "the file is not text (save it as UTF-8 or ASCII)".into(),
+    })?;
+    let key = key_text(&text).to_string();
     if key.is_empty() {
         return Err(ConfigError::KeyFileEmpty {
             path: path.to_path_buf(),
@@ -507,6 +658,84 @@ mod tests {
             s.read_api_key().unwrap().as_deref(),
             Some("ic_live_secret123")
         );
+    }
+
+    #[test]
+    fn toml_errors_name_the_line_column_and_key() {
+        let e = parse_file(
+            "api_url = \"http://x\"\nconcurrency = \"a\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("config file c.toml, line 2, column 15, key `concurrency`: "),
+            "{text}"
+        );
+        let e = parse_file("\n\napi_urll = \"x\"", Path::new("c.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("line 3, column 1, key `api_urll`"),
+            "{e}"
+        );
+        assert_eq!(
+            toml_place("[t]\na = 1", 8),
+            TomlPlace {
+                line: 2,
+                column: 5,
+                key: Some("t.a".into())
+            }
+        );
+        assert_eq!(
+            toml_place("a = 1\n[columns]\n", 7).key.as_deref(),
+            Some("columns")
+        );
+        // An offset past the end or inside a character is clamped, not a panic.
+        assert_eq!(toml_place("é", 1).column, 1);
+        assert_eq!(toml_place("a", 99).line, 1);
+    }
+
+    #[test]
+    fn credentials_in_urls_are_redacted() {
+        assert_eq!(
+            redact_credentials("https://user:pass@host.example/v1"),
+            "https://user:***@host.example/v1"
+        );
+        assert_eq!(
+            redact_credentials("see \"http://tok@h:8080\" and https://a:b@c"),
+            "see \"http://***@h:8080\" and https://a:***@c"
+        );
+        assert_eq!(
+            redact_credentials("https://host/p@th?q=a@b"),
+            "https://host/p@th?q=a@b"
+        );
+        assert_eq!(redact_credentials("no url"), "no url");
+        let e = parse_file("api_url = 1\n# https://u:secret@h", Path::new("c.toml"));
+        assert!(!format!("{e:?}").contains("secret"));
+    }
+
+    #[test]
+    fn key_files_in_notepad_encodings_are_read() {
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("ic_test_x\r\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain("ic_test_x".encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        for bytes in [le, be, b"\xEF\xBB\xBFic_test_x\r\n".to_vec()] {
+            let text = decode_key_file(&bytes).unwrap();
+            assert_eq!(key_text(&text), "ic_test_x");
+        }
+        assert_eq!(decode_key_file(&[0xFF, 0xFE, 0x41]), None);
+        assert_eq!(decode_key_file(&[0xC3, 0x28]), None);
+    }
+
+    #[test]
+    fn key_text_drops_a_bom_and_any_line_ends() {
+        assert_eq!(key_text("\u{feff}ic_test_x\r\n"), "ic_test_x");
+        assert_eq!(key_text(" ic_test_x\r"), "ic_test_x");
+        assert_eq!(key_text("\u{feff}\r\n"), "");
     }
 
     #[cfg(unix)]

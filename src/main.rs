@@ -123,7 +123,7 @@ fn overrides(global: &GlobalArgs) -> Overrides {
 
 fn settings(global: &GlobalArgs) -> Result<Settings> {
     config::load(global.config.as_deref(), overrides(global))
-        .wrap_err("cannot load the configuration (see config/icsync.example.toml)")
+        .wrap_err("cannot load the configuration")
 }
 
 /// The install and diagnosis commands, which need no daemon; None for every other command.
@@ -173,9 +173,53 @@ fn run_ops(cli: &Cli) -> Option<Result<ExitCode>> {
     })
 }
 
-fn main() -> Result<ExitCode> {
-    color_eyre::install()?;
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    install_error_reports();
+    // A usage mistake is a user error like any other: status 1 (2 means "some input
+    // refused" for import). clap colours only on a terminal and honours NO_COLOR.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(report) => {
+            match icsync::cli::error::classify(report.chain()) {
+                Some(user) => eprint!("{user}"),
+                None => eprintln!("Error: {report:?}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// color-eyre reports (internal errors and panics only) without colour off a terminal or
+/// with `NO_COLOR`, and without the "run with RUST_BACKTRACE" section.
+fn install_error_reports() {
+    use std::io::IsTerminal;
+    let colour = icsync::cli::error::colour_allowed(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let hooks = color_eyre::config::HookBuilder::default().display_env_section(false);
+    let hooks = if colour {
+        hooks
+    } else {
+        hooks.theme(color_eyre::config::Theme::new())
+    };
+    if let Err(e) = hooks.install() {
+        eprintln!("icsync: cannot install the error reporter: {e}");
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(result) = run_ops(&cli) {
         return result;
     }
@@ -249,7 +293,7 @@ fn main() -> Result<ExitCode> {
             Command::Lock => keys::lock(&mut backend).await?,
             Command::Purge(a) => keys::purge(&mut backend, &settings, a).await?,
             Command::Add(a) => commands::add(&mut backend, a).await?,
-            Command::Status(a) => commands::status(&mut backend, a).await?,
+            Command::Status(a) => commands::status(&mut backend, &settings, a).await?,
             Command::List(a) => commands::list(&mut backend, a).await?,
             Command::Show(a) => commands::show(&mut backend, a).await?,
             Command::Edit(a) => commands::edit(&mut backend, a).await?,

@@ -252,7 +252,7 @@ fn error_text(e: &reqwest::Error) -> String {
 /// Checks the scheme and host and returns `{base}/v1/customers`.
 fn customers_url(base_url: &str, insecure_http: InsecureHttp) -> Result<Url, ApiClientError> {
     let invalid = |reason: &str| ApiClientError::InvalidUrl {
-        url: base_url.to_string(),
+        url: crate::config::redact_credentials(base_url),
         reason: reason.to_string(),
     };
     let mut url = Url::parse(base_url).map_err(|e| invalid(&e.to_string()))?;

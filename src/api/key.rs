@@ -1,6 +1,8 @@
 //! The API key: a newtype whose Debug and Display never show the secret, so it cannot leak
 //! through logs, error messages or panics by accident.
 
+use crate::config::{ConfigError, Settings};
+
 /// A bearer key such as `ic_live_…`. Only [`ApiKey::expose`] (crate-private) reveals it, and
 /// the only caller is the code that builds the `Authorization` header.
 #[derive(Clone, PartialEq, Eq)]
@@ -15,15 +17,30 @@ pub enum InvalidApiKey {
     NotVisibleAscii,
 }
 
+/// The key the settings name, or why it cannot be used. A key that is there but malformed is
+/// an error ([`ConfigError::InvalidKey`]), never "no key"; None only when none is configured.
+pub fn configured(settings: &Settings) -> Result<Option<ApiKey>, ConfigError> {
+    match settings.read_api_key()? {
+        None => Ok(None),
+        Some(text) => ApiKey::new(text)
+            .map(Some)
+            .map_err(|e| ConfigError::InvalidKey {
+                origin: settings.key_origin(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
 /// Keys shorter than this show no characters at all when redacted: four characters of a
 /// short key would be too large a share of it.
 const MIN_LEN_TO_SHOW_TAIL: usize = 16;
 
 impl ApiKey {
-    /// Trims surrounding whitespace (a key read from a file usually ends in a newline).
+    /// Trims surrounding whitespace and a byte-order mark (a key read from a file usually
+    /// ends in a newline, CRLF on Windows, and Notepad starts it with a BOM).
     pub fn new(key: impl Into<String>) -> Result<Self, InvalidApiKey> {
         let key = key.into();
-        let trimmed = key.trim();
+        let trimmed = crate::config::key_text(&key);
         if trimmed.is_empty() {
             return Err(InvalidApiKey::Empty);
         }
@@ -90,6 +107,9 @@ mod tests {
         let key = ApiKey::new(format!("  {SECRET}\n")).unwrap();
         assert_eq!(key.expose(), SECRET);
         assert_eq!(ApiKey::new(" \n"), Err(InvalidApiKey::Empty));
+        let notepad = ApiKey::new(format!("\u{feff}{SECRET}\r\n")).unwrap();
+        assert_eq!(notepad.expose(), SECRET);
+        assert_eq!(ApiKey::new(format!("{SECRET}\r")).unwrap().expose(), SECRET);
         assert_eq!(
             ApiKey::new("ic_live_a b"),
             Err(InvalidApiKey::NotVisibleAscii)

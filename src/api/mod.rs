@@ -11,5 +11,5 @@ mod key;
 mod reply;
 
 pub use client::{ApiClient, ApiClientError, ApiTimeouts, InsecureHttp, Probe, Transport};
-pub use key::{ApiKey, InvalidApiKey};
+pub use key::{configured as configured_key, ApiKey, InvalidApiKey};
 pub use reply::{parse_retry_after, Reply, ReplyBody};

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::fields::CustomerFields;
 use super::{output, Backend, CliError};
+use crate::config::Settings;
 use crate::contract::ErrorKind;
 use crate::control::{ListSort, Reply, Request, ResolveAction, SortCursor};
 use crate::store::{Origin, Record, RecordState};
@@ -132,8 +133,14 @@ fn print_json(value: &Value) {
     );
 }
 
+/// A reply the request does not allow: an internal error. Named by its kind only, since a
+/// reply's contents may be customer data.
 pub(crate) fn unexpected(reply: Reply) -> CliError {
-    CliError::Join(format!("unexpected reply {reply:?}"))
+    let kind = serde_json::to_value(&reply)
+        .ok()
+        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    CliError::Join(format!("the daemon sent an unexpected `{kind}` reply"))
 }
 
 pub async fn add(backend: &mut Backend, args: AddArgs) -> Result<(), CliError> {
@@ -167,13 +174,36 @@ pub async fn add(backend: &mut Backend, args: AddArgs) -> Result<(), CliError> {
     }
 }
 
-pub async fn status(backend: &mut Backend, args: StatusArgs) -> Result<(), CliError> {
+/// Counts and sync state from the daemon (or the store), and whether the API key the config
+/// names can be used: a key file that is unreadable or holds a malformed key is reported here
+/// even while the daemon still sends with the key it read before.
+pub async fn status(
+    backend: &mut Backend,
+    settings: &Settings,
+    args: StatusArgs,
+) -> Result<(), CliError> {
+    let key_problem = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || crate::api::configured_key(&settings).err())
+            .await
+            .map_err(|e| CliError::Join(e.to_string()))?
+            .map(|e| e.to_string())
+    };
     match backend.call(Request::Status).await? {
         Reply::Status(s) => {
             if args.json {
-                print_json(&json!(s));
+                let mut v = json!(s);
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("api_key_problem".into(), json!(key_problem));
+                }
+                print_json(&v);
             } else {
                 print!("{}", output::status(&s));
+                if let Some(problem) = key_problem {
+                    if !s.paused.as_deref().is_some_and(|p| p.contains(&problem)) {
+                        println!("api key: {problem}");
+                    }
+                }
             }
             Ok(())
         }

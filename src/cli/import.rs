@@ -357,7 +357,7 @@ async fn queue_batch(
             }
             Ok(())
         }
-        other => Err(CliError::Join(format!("unexpected reply {other:?}"))),
+        other => Err(super::commands::unexpected(other)),
     }
 }
 

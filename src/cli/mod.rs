@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod demo;
+pub mod error;
 pub mod export;
 pub mod fields;
 pub mod import;

@@ -10,6 +10,14 @@ use crate::contract::{compare_with_customer, server_only_fields, Patch};
 use crate::control::StatusReport;
 use crate::store::{HistoryEntry, Record, RecordError, RecordState};
 
+/// An enum as the API and `--json` spell it (its serde name), never its Rust Debug form.
+fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => "?".to_string(),
+    }
+}
+
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -189,8 +197,10 @@ pub fn show(r: &Record) -> String {
         (Some(c), _) => {
             let _ = writeln!(
                 out,
-                "\nserver customer {}\n  kyc_status {:?}  added_via {:?}",
-                c.id, c.kyc_status, c.added_via
+                "\nserver customer {}\n  kyc_status {}  added_via {}",
+                c.id,
+                c.kyc_status.as_str(),
+                c.added_via.as_str()
             );
             if let Some(v) = &c.verified_identity {
                 let _ = writeln!(
@@ -234,9 +244,9 @@ pub fn show(r: &Record) -> String {
             } => {
                 let _ = writeln!(
                     out,
-                    "  {}  {:?} r{}{}",
+                    "  {}  {} r{}{}",
                     when(at),
-                    action,
+                    wire_name(action),
                     revision,
                     detail
                         .as_ref()

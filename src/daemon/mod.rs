@@ -128,8 +128,10 @@ pub fn create_private_dir(path: &Path) -> Result<(), DaemonError> {
 /// Why sending waits when no usable key is configured.
 const NO_KEY: &str = "no API key configured: set ICSYNC_API_KEY or api_key_file in icsync.toml";
 
+/// The configured key, or why the one configured cannot be used: a key that is there but
+/// malformed is an error (not "no key"), so it is reported as invalid.
 fn read_key(settings: &Settings) -> Result<Option<ApiKey>, ConfigError> {
-    Ok(settings.read_api_key()?.and_then(|k| ApiKey::new(k).ok()))
+    crate::api::configured_key(settings)
 }
 
 /// Runs the daemon until `shutdown` completes, then drains the engine within the configured
@@ -262,7 +264,7 @@ pub async fn run(
         }
     });
     tracing::info!(
-        api = %settings.api_url,
+        api = %crate::config::redact_credentials(&settings.api_url),
         data_dir = %settings.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
         "daemon started"
@@ -454,6 +456,12 @@ async fn watch_key(
     stop: impl Future<Output = ()>,
 ) -> Option<ApiKey> {
     tokio::pin!(stop);
+    // The last problem logged, so a bad key file is not logged again on every re-read. A
+    // problem at start was logged by `run`.
+    let mut problem = match current {
+        Some(_) => None,
+        None => read_key(&settings).err().map(|e| e.to_string()),
+    };
     let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
     loop {
         tokio::select! {
@@ -462,12 +470,31 @@ async fn watch_key(
         }
         let settings = settings.clone();
         let read = tokio::task::spawn_blocking(move || read_key(&settings)).await;
-        if let Ok(Ok(Some(key))) = read {
-            if current.as_ref() != Some(&key) {
-                tracing::info!(key = %key, "API key changed; sending resumes");
-                handle.set_api_key(key.clone());
-                current = Some(key);
+        match read {
+            Ok(Ok(Some(key))) => {
+                if problem.take().is_some() {
+                    tracing::info!("the API key can be read again");
+                }
+                if current.as_ref() != Some(&key) {
+                    tracing::info!(key = %key, "API key changed; sending resumes");
+                    handle.set_api_key(key.clone());
+                    current = Some(key);
+                }
             }
+            // A replaced key file that cannot be used is said once per distinct problem; the
+            // key in use (if any) stays until a good one is read.
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                if problem.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(
+                        error = %text,
+                        "cannot use the API key; {}",
+                        if current.is_some() { "the previous key stays in use" } else { "sending stays paused" }
+                    );
+                    problem = Some(text);
+                }
+            }
+            Ok(Ok(None)) | Err(_) => {}
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum KeyFileProblem {
 pub enum ApiKeyFact {
     Missing,
     Inline,
+    /// `ICSYNC_API_KEY` or `api_key` is set but cannot be a key; why, without the key.
+    InlineInvalid(String),
     File {
         path: PathBuf,
         problem: Option<KeyFileProblem>,
@@ -247,7 +249,7 @@ fn api_key_fact(settings: &Settings) -> (ApiKeyFact, Option<ApiKey>) {
         KeySource::None => (ApiKeyFact::Missing, None),
         KeySource::Inline(_) => match read() {
             Ok(k) => (ApiKeyFact::Inline, Some(k)),
-            Err(_) => (ApiKeyFact::Missing, None),
+            Err(why) => (ApiKeyFact::InlineInvalid(why), None),
         },
         KeySource::File(path) => {
             if let Some(problem) = key_file_problem(path) {

@@ -142,6 +142,12 @@ pub fn judge_api_key(key: &ApiKeyFact) -> Check {
             "no API key configured: nothing can be sent",
         )
         .fix(use_file),
+        ApiKeyFact::InlineInvalid(why) => check(
+            NAME,
+            Status::Fail,
+            format!("the key from ICSYNC_API_KEY or api_key is not valid: {why}"),
+        )
+        .fix("set the organisation's API key exactly as issued, without quotes or spaces"),
         ApiKeyFact::Inline => check(
             NAME,
             Status::Ok,

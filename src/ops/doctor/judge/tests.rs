@@ -127,6 +127,9 @@ fn a_key_file_others_can_read_fails_with_the_chmod_to_run() {
     assert_eq!(c.fix.as_deref(), Some("chmod 600 /home/u/api-key"));
     assert_eq!(judge_api_key(&ApiKeyFact::Missing).status, Status::Fail);
     assert_eq!(judge_api_key(&ApiKeyFact::Inline).status, Status::Ok);
+    let invalid = judge_api_key(&ApiKeyFact::InlineInvalid("the API key is empty".into()));
+    assert_eq!(invalid.status, Status::Fail);
+    assert!(invalid.message.contains("not valid"), "{}", invalid.message);
 }
 
 #[test]
