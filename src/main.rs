@@ -203,11 +203,7 @@ fn main() -> ExitCode {
 /// color-eyre reports (internal errors and panics only) without colour off a terminal or
 /// with `NO_COLOR`, and without the "run with RUST_BACKTRACE" section.
 fn install_error_reports() {
-    use std::io::IsTerminal;
-    let colour = icsync::cli::error::colour_allowed(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-    );
+    let colour = icsync::cli::error::stderr_colour();
     let hooks = color_eyre::config::HookBuilder::default().display_env_section(false);
     let hooks = if colour {
         hooks

@@ -138,6 +138,15 @@ pub fn colour_allowed(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsSt
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// [`colour_allowed`] for this process's stderr and environment.
+pub fn stderr_colour() -> bool {
+    use std::io::IsTerminal;
+    colour_allowed(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,6 +108,7 @@ pub fn run_cli(args: SandboxArgs) -> Result<()> {
     let config = args.to_config()?;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(crate::cli::error::stderr_colour())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
