@@ -94,6 +94,12 @@ pub fn process(
     if taken.writers() == Writers::Open {
         return Err(DropError::StillWritten);
     }
+    let format = match Format::from_path(path) {
+        Ok(f) => f,
+        Err(e) => {
+            return reject_whole(folder, service, path, &taken, &name, &e.to_string()).map(Some)
+        }
+    };
     let mark_path = mark::path(&folder.work, &raw_name);
     let found = mark::read(&mark_path);
     let committed = committed(service, found.as_ref())?;
@@ -120,7 +126,7 @@ pub fn process(
         path,
         taken: &taken,
         name: &name,
-        format: Format::Json,
+        format,
         options,
     };
     // Cleared however the take ends, except by a crash or a panic: those are what it counts.
@@ -159,7 +165,7 @@ fn quarantine_reason(starts: u32, records_done: u64) -> String {
 fn take(
     folder: &Folder,
     service: &Service,
-    mut file: Dropped<'_>,
+    file: Dropped<'_>,
     mut mark: Mark,
     mark_path: &Path,
     cancel: &AtomicBool,
@@ -168,16 +174,9 @@ fn take(
         path,
         taken,
         name,
+        format,
         options,
-        ..
     } = file;
-    let format = match Format::from_path(path) {
-        Ok(f) => f,
-        Err(e) => {
-            return reject_whole(folder, service, path, taken, name, &e.to_string()).map(Some)
-        }
-    };
-    file.format = format;
     let survey = match survey(path, taken, format, options, name)? {
         Checked::Whole(s) => s,
         Checked::Unreadable(why) => {
