@@ -89,6 +89,8 @@ pub fn process(
     // The name as every report, history line and log line shows it.
     let name = shown(&raw_name).into_owned();
     let Some(taken) = Taken::open(path).map_err(DropError::io(path))? else {
+        // Gone (or never a regular file): a mark a crash left for it has nothing to count.
+        mark::clear(&mark::path(&folder.work, &raw_name));
         return Ok(None);
     };
     if taken.writers() == Writers::Open {
