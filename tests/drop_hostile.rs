@@ -313,3 +313,60 @@ fn a_drop_folder_others_can_write_to_is_refused_until_the_config_says_it_is_shar
     );
     assert_eq!(total(&env), 1);
 }
+
+#[test]
+fn rows_appended_after_a_file_was_taken_are_ingested_not_cut() {
+    let env = env();
+    let _d = start(&env);
+    let dir = drop_dir(&env);
+    let first = 30_000;
+    let body: String = (0..first)
+        .map(|i| format!("{{\"full_name\":\"Person {i}\",\"email\":\"p{i}@example.com\"}}\n"))
+        .collect();
+    fs::write(dir.join("grows.ndjson.part"), body).unwrap();
+    fs::rename(dir.join("grows.ndjson.part"), dir.join("grows.ndjson")).unwrap();
+    // Append once the daemon is part-way through (it read the file as it was when taken).
+    poll_until("the file to be part-way in", DEADLINE, || {
+        let n = total(&env);
+        if n > 0 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    });
+    let mut more = match fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("grows.ndjson"))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("skipped: the file was archived before it could be appended to ({e})");
+            return;
+        }
+    };
+    let extra: String = (first..first + 100)
+        .map(|i| format!("{{\"full_name\":\"Person {i}\",\"email\":\"p{i}@example.com\"}}\n"))
+        .collect();
+    more.write_all(extra.as_bytes()).unwrap();
+    drop(more);
+    let archived = dir.join("processed").join("grows.ndjson");
+    wait_for("grows.ndjson archived", &archived);
+    assert_eq!(
+        fs::read_to_string(&archived).unwrap().lines().count(),
+        first + 100
+    );
+    poll_until(
+        "every row, appended ones too, queued once",
+        DEADLINE,
+        || {
+            let n = total(&env);
+            if n as usize == first + 100 {
+                Ok(())
+            } else {
+                Err(n)
+            }
+        },
+    );
+    let log = env.all_daemon_output();
+    assert!(log.contains("changed after it was taken"), "{log}");
+}
