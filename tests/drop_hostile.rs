@@ -271,8 +271,14 @@ fn names_with_newlines_and_escapes_are_shown_escaped_in_reports_and_logs() {
     assert!(!log.contains("\nline 1: email: forged"), "{log}");
     assert!(log.contains("forged"), "{log}");
     // The queued record's origin and the drop history carry the escaped name too.
-    let listed = env.ok(&["list", "--json"]);
-    assert!(!listed.contains("\\u001b"), "{listed}");
+    let listed = env.json(&["list", "--json"]);
+    let id = listed[0]["id"].as_str().expect("an id").to_string();
+    let shown = env.ok(&["show", &id]);
+    assert!(!shown.contains('\u{1b}'), "raw ESC in show: {shown:?}");
+    assert!(
+        shown.contains("evil\\nline 1: email: forged\\u{1b}[31m.ndjson:1"),
+        "{shown}"
+    );
 }
 
 #[test]
