@@ -118,9 +118,11 @@ pub fn process(
                 records_done,
                 "drop-folder file set aside in rejected/: taking it stopped the daemon repeatedly"
             );
-            let entry = reject_whole(folder, service, path, &taken, &name, &why);
+            // The mark stays until the file is set aside, so a failed move is tried again
+            // (and the file is still not taken).
+            let entry = reject_whole(folder, service, path, &taken, &name, &why)?;
             mark::clear(&mark_path);
-            return entry.map(Some);
+            return Ok(Some(entry));
         }
     };
     mark::write(&mark_path, &mark).map_err(DropError::io(&mark_path))?;
