@@ -83,6 +83,7 @@ pub struct FileConfig {
     pub drain_timeout_secs: Option<u64>,
     pub cache_capacity_mb: Option<u64>,
     pub drop_quiet_ms: Option<u64>,
+    pub drop_dir_shared: Option<bool>,
     pub key_source: Option<String>,
     pub key_file: Option<PathBuf>,
     pub kdf_memory_mib: Option<u32>,
@@ -166,6 +167,9 @@ pub struct Settings {
     pub cache_capacity_bytes: u64,
     /// How long a file in the drop folder must stay unchanged before it is read.
     pub drop_quiet: Duration,
+    /// The drop folder may be writable by other users (or owned by another): their files
+    /// are then sent with this user's API key. Off unless the config says so.
+    pub drop_dir_shared: bool,
     /// How the store's data key is wrapped (docs/security.md).
     pub keys: KeyConfig,
     /// Synced records unchanged this long lose their customer data; 0 = at once.
@@ -326,6 +330,7 @@ pub fn resolve(
         )?),
         cache_capacity_bytes: positive("cache_capacity_mb", file.cache_capacity_mb, 32)? << 20,
         drop_quiet: Duration::from_millis(positive("drop_quiet_ms", file.drop_quiet_ms, 1000)?),
+        drop_dir_shared: file.drop_dir_shared.unwrap_or(false),
         keys,
         retain_synced,
         config_file,

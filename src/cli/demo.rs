@@ -127,7 +127,10 @@ async fn seed(url: &str) -> Result<(), DemoError> {
 
 /// Writes each sample under a temporary name and renames it, as a careful script would.
 fn drop_samples(drop_dir: &Path) -> Result<(), DemoError> {
-    std::fs::create_dir_all(drop_dir).map_err(DemoError::Drop)?;
+    // Private, as the daemon makes it: a folder others can write to is refused.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(drop_dir)
+        .map_err(DemoError::Drop)?;
     for (name, text) in SAMPLES {
         let part = drop_dir.join(format!("{name}.part"));
         std::fs::write(&part, text).map_err(DemoError::Drop)?;

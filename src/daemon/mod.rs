@@ -246,9 +246,10 @@ pub async fn run(
         }
     };
     let drops = tokio::spawn({
-        let (dir, quiet, read_options, service) = (
+        let (dir, quiet, shared, read_options, service) = (
             settings.drop_dir.clone(),
             settings.drop_quiet,
+            settings.drop_dir_shared,
             read_options.clone(),
             service.clone(),
         );
@@ -258,8 +259,10 @@ pub async fn run(
             let Some(read_options) = read_options else {
                 return;
             };
-            if let Err(e) = crate::dropdir::watch(dir, quiet, read_options, service, stop).await {
+            let watched = crate::dropdir::watch(dir, quiet, shared, read_options, service, stop);
+            if let Err(e) = watched.await {
                 tracing::error!(error = %e, "the drop folder is not watched");
+                eprintln!("icsync daemon: {e}");
             }
         }
     });

@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::ingest::drop::names::numbered;
@@ -25,6 +25,56 @@ pub struct Folder {
     pub processed: PathBuf,
     pub rejected: PathBuf,
     pub work: PathBuf,
+}
+
+/// Why a drop folder is refused: others could put files in it, which would be sent with this
+/// user's API key. Pure: `mode` and `owner` are the folder's, `me` the daemon's user id.
+pub fn foreign_writable(mode: u32, owner: u32, me: u32) -> Option<String> {
+    if owner != me {
+        return Some(format!(
+            "it belongs to another user (uid {owner}), who can put files in it"
+        ));
+    }
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "its group and all other users",
+            (true, false) => "its group",
+            _ => "all other users",
+        };
+        return Some(format!(
+            "{who} can write to it (mode {:04o}{})",
+            mode & 0o7777,
+            if mode & 0o1000 != 0 {
+                "; the sticky bit does not stop them adding files"
+            } else {
+                ""
+            }
+        ));
+    }
+    None
+}
+
+/// Refuses an existing drop folder others can write to, unless `shared` (the config's
+/// `drop_dir_shared`) says so. A missing folder is created private later, so it passes.
+pub fn check_not_shared(root: &Path, shared: bool) -> Result<(), super::DropError> {
+    let meta = match std::fs::metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(super::DropError::io(root)(e)),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match foreign_writable(meta.mode(), meta.uid(), me) {
+        Some(why) if !shared => Err(super::DropError::Shared {
+            path: root.to_path_buf(),
+            why,
+        }),
+        Some(why) => {
+            tracing::warn!(folder = %root.display(), why = %why, "the drop folder is shared (drop_dir_shared = true)");
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 fn private_dir(path: &Path) -> io::Result<()> {
@@ -78,13 +128,11 @@ fn same_file(a: &std::fs::Metadata, b: &Path) -> bool {
 }
 
 /// Moves `src` into `dir` under `name`, or `name.2.ext`, `name.3.ext`, ... whichever is free
-/// (or already this very file, after a crash between link and unlink). The file is made
-/// mode 0600 first. Returns the name used.
+/// (or already this very file, after a crash between link and unlink); every candidate fits
+/// the name limit. `src` itself is moved, never what a symbolic link there points to (make
+/// the file private through its descriptor first). Returns the name used.
 pub fn move_no_replace(src: &Path, dir: &Path, name: &str) -> io::Result<String> {
-    let meta = std::fs::metadata(src)?;
-    if meta.permissions().mode() & 0o777 != 0o600 {
-        std::fs::set_permissions(src, std::fs::Permissions::from_mode(0o600))?;
-    }
+    let meta = std::fs::symlink_metadata(src)?;
     for n in 1..=MAX_CANDIDATES {
         let candidate = numbered(name, n);
         let target = dir.join(&candidate);
@@ -106,19 +154,62 @@ pub fn move_no_replace(src: &Path, dir: &Path, name: &str) -> io::Result<String>
     )))
 }
 
-/// The first `n` for which every name `make(n)` returns is free in `dir`.
+/// The first `n` for which every name `make(n)` returns is free in `dir`. An error other
+/// than "not found" (a name too long, no permission) is returned as it is, never taken for
+/// a name in use.
 pub fn free_names(dir: &Path, make: impl Fn(u32) -> Vec<String>) -> io::Result<Vec<String>> {
-    for n in 1..=MAX_CANDIDATES {
+    'next: for n in 1..=MAX_CANDIDATES {
         let names = make(n);
-        if names.iter().all(|name| {
-            std::fs::symlink_metadata(dir.join(name))
-                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-        }) {
-            return Ok(names);
+        for name in &names {
+            match std::fs::symlink_metadata(dir.join(name)) {
+                Ok(_) => continue 'next,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
+        return Ok(names);
     }
     Err(io::Error::other(format!(
         "no free name in {}",
         dir.display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_others_can_write_to_or_do_not_own_is_foreign() {
+        assert_eq!(foreign_writable(0o40700, 1000, 1000), None);
+        assert_eq!(foreign_writable(0o40755, 1000, 1000), None);
+        let group = foreign_writable(0o40770, 1000, 1000).unwrap();
+        assert!(group.contains("its group"), "{group}");
+        let all = foreign_writable(0o41777, 1000, 1000).unwrap();
+        assert!(all.contains("sticky bit"), "{all}");
+        let other = foreign_writable(0o40700, 0, 1000).unwrap();
+        assert!(other.contains("another user"), "{other}");
+    }
+
+    #[test]
+    fn free_names_reports_a_name_too_long_instead_of_searching() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = free_names(dir.path(), |_| vec!["x".repeat(300)]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
+    }
+
+    #[test]
+    fn a_long_name_is_moved_under_a_fitting_numbered_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let long = format!("{}.csv", "n".repeat(250));
+        std::fs::write(a.join(&long), "1").unwrap();
+        std::fs::write(b.join(&long), "2").unwrap();
+        let moved = move_no_replace(&a.join(&long), &b, &long).unwrap();
+        assert_ne!(moved, long);
+        assert!(moved.len() <= 255 && moved.ends_with(".csv"));
+        assert_eq!(std::fs::read_to_string(b.join(&moved)).unwrap(), "1");
+    }
 }

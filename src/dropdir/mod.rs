@@ -6,13 +6,16 @@
 //! through `service`). It never deletes a dropped file.
 
 mod folder;
+mod mark;
 mod pipeline;
 mod quiet;
+mod taken;
 mod watch;
 
 use std::path::{Path, PathBuf};
 
-pub use folder::{Folder, PROCESSED_DIR, REJECTED_DIR, WORK_DIR};
+pub use folder::{check_not_shared, Folder, PROCESSED_DIR, REJECTED_DIR, WORK_DIR};
+pub use mark::{ABORT_AFTER_MARK_ENV, MAX_STARTS};
 pub use pipeline::process;
 pub use quiet::{Settle, Stamp};
 pub use watch::watch;
@@ -33,6 +36,10 @@ pub enum DropError {
     Service(#[from] ServiceError),
     #[error("{0} (the file changed while it was being read; it is read again once it settles)")]
     Changed(String),
+    #[error("some process still has the file open for writing; it is taken once it is closed")]
+    StillWritten,
+    #[error("the drop folder {path} is not watched: {why}, and their files would be sent with your API key (make it private with `chmod go-w` and own it, or set drop_dir_shared = true in icsync.toml if it is shared on purpose)")]
+    Shared { path: PathBuf, why: String },
     #[error("cannot watch the drop folder {path}: {source} (set drop_dir in icsync.toml or ICSYNC_DROP_DIR)")]
     Watch {
         path: PathBuf,

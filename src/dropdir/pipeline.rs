@@ -14,9 +14,17 @@
 //! 5. Move the reports to `rejected/` and the file to `processed/`, then mark it archived
 //!    with a history line.
 //!
+//! Around these steps: the file is opened once (`taken`: no symlink followed, read only
+//! through that descriptor and only up to its size when taken); a file some process still
+//! holds open for writing is not taken; a "being taken" mark (`mark`) is written before step
+//! 1 and cleared when the take ends, and a file that stopped the daemon again and again
+//! without progress is set aside in `rejected/` with a report instead of being taken again;
+//! a file that changed after it was taken is not archived but taken again (its records
+//! already queued come back unchanged). Names are shown escaped (`names::shown`) in every
+//! report, history line and log line.
+//!
 //! It blocks (file and store I/O): run it off the async reactor.
 
-use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -25,8 +33,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::Utc;
 
 use super::folder::{create_private, free_names, move_no_replace, Folder};
+use super::mark::{self, Mark, Verdict};
+use super::taken::{Taken, Writers};
 use super::DropError;
-use crate::ingest::drop::names::split_extension;
+use crate::ingest::drop::names::{fit_stem, numbered_with, shown, split_extension};
 use crate::ingest::drop::{rejected_copy_extension, write_rejects, RejectsError};
 use crate::ingest::{self, read_file, FileError, Format, ReadOptions, Survey};
 use crate::service::{DropItem, Service};
@@ -49,13 +59,13 @@ enum Checked {
 
 fn survey(
     path: &Path,
+    taken: &Taken,
     format: Format,
     options: &ReadOptions,
     name: &str,
 ) -> Result<Checked, DropError> {
     let io_err = DropError::io(path);
-    let file = File::open(path).map_err(&io_err)?;
-    match ingest::survey(format, file, options, name) {
+    match ingest::survey(format, taken.reader(), options, name) {
         Ok(s) => Ok(Checked::Whole(Box::new(s))),
         // A read error may pass (a disk hiccup, a network folder): try again later.
         Err(FileError::Io(e)) => Err(io_err(e)),
@@ -63,8 +73,9 @@ fn survey(
     }
 }
 
-/// Takes one file. `Ok(None)` when it vanished or `cancel` was raised part-way (its
-/// progress is saved; the next run resumes it).
+/// Takes one file. `Ok(None)` when it vanished (or is not a regular file) or `cancel` was
+/// raised part-way (its progress is saved; the next run resumes it).
+/// [`DropError::StillWritten`]: some process has it open for writing; look again later.
 pub fn process(
     folder: &Folder,
     options: &ReadOptions,
@@ -72,47 +83,160 @@ pub fn process(
     path: &Path,
     cancel: &AtomicBool,
 ) -> Result<Option<DropFileEntry>, DropError> {
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    let Some(raw_name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Ok(None);
     };
-    if !path.exists() {
+    // The name as every report, history line and log line shows it.
+    let name = shown(&raw_name).into_owned();
+    let Some(taken) = Taken::open(path).map_err(DropError::io(path))? else {
+        // Gone (or never a regular file): a mark a crash left for it has nothing to count.
+        mark::clear(&mark::path(&folder.work, &raw_name));
         return Ok(None);
+    };
+    if taken.writers() == Writers::Open {
+        return Err(DropError::StillWritten);
     }
     let format = match Format::from_path(path) {
         Ok(f) => f,
-        Err(e) => return reject_whole(folder, service, path, &name, &e.to_string()).map(Some),
-    };
-    let survey = match survey(path, format, options, &name)? {
-        Checked::Whole(s) => s,
-        Checked::Unreadable(why) => {
-            return reject_whole(folder, service, path, &name, &why).map(Some)
+        Err(e) => {
+            return reject_whole(folder, service, path, &taken, &name, &e.to_string()).map(Some)
         }
     };
-    let resume_after = match service.store().drop_progress(&fp(&survey))? {
-        None => 0,
-        Some(p) => match p.stage {
-            DropStage::Ingesting => p.records_done,
-            DropStage::Ingested if p.file == name => {
-                return archive(folder, service, path, &name, format, &survey).map(Some)
-            }
-            DropStage::Ingested | DropStage::Archived => {
-                return duplicate(folder, service, path, &name, &survey, &p).map(Some)
-            }
-        },
+    let mark_path = mark::path(&folder.work, &raw_name);
+    let found = mark::read(&mark_path);
+    let committed = committed(service, found.as_ref())?;
+    let mark = match mark::next(found, &taken.at_take, committed) {
+        Verdict::Take(m) => m,
+        Verdict::Quarantine {
+            starts,
+            records_done,
+        } => {
+            let why = quarantine_reason(starts, records_done);
+            tracing::error!(
+                file = %name,
+                starts,
+                records_done,
+                "drop-folder file set aside in rejected/: taking it stopped the daemon repeatedly"
+            );
+            // The mark stays until the file is set aside, so a failed move is tried again
+            // (and the file is still not taken).
+            let entry = reject_whole(folder, service, path, &taken, &name, &why)?;
+            mark::clear(&mark_path);
+            return Ok(Some(entry));
+        }
     };
-    if survey.refused > 0 {
-        write_work_reports(folder, path, &name, format, options, &survey)?;
-    }
+    mark::write(&mark_path, &mark).map_err(DropError::io(&mark_path))?;
     let file = Dropped {
         path,
+        taken: &taken,
         name: &name,
         format,
         options,
     };
+    // Cleared however the take ends, except by a crash or a panic: those are what it counts.
+    let result = take(folder, service, file, mark, &mark_path, cancel);
+    mark::clear(&mark_path);
+    result
+}
+
+/// The records the store has committed for the content a mark names.
+fn committed(service: &Service, found: Option<&Mark>) -> Result<u64, DropError> {
+    let Some(fp) = found
+        .and_then(|m| m.sha256.as_deref())
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    else {
+        return Ok(0);
+    };
+    Ok(service
+        .store()
+        .drop_progress(&Fingerprint(fp))?
+        .map_or(0, |p| p.records_done))
+}
+
+fn quarantine_reason(starts: u32, records_done: u64) -> String {
+    format!(
+        "set aside: the daemon stopped {starts} times in a row while taking this file (killed, \
+         out of memory or crashed), with no record committed in between ({records_done} of its \
+         records had been queued before; they stay queued). It may be too large for the memory \
+         the daemon is given, or hold a record that breaks the reader. To retry: split or fix \
+         it and drop it again, or move it back into the drop folder as it is (records already \
+         queued are not queued twice)."
+    )
+}
+
+/// Steps 1 to 5, with the mark written.
+fn take(
+    folder: &Folder,
+    service: &Service,
+    file: Dropped<'_>,
+    mut mark: Mark,
+    mark_path: &Path,
+    cancel: &AtomicBool,
+) -> Result<Option<DropFileEntry>, DropError> {
+    let Dropped {
+        path,
+        taken,
+        name,
+        format,
+        options,
+    } = file;
+    let survey = match survey(path, taken, format, options, name)? {
+        Checked::Whole(s) => s,
+        Checked::Unreadable(why) => {
+            return reject_whole(folder, service, path, taken, name, &why).map(Some)
+        }
+    };
+    let progress = service.store().drop_progress(&fp(&survey))?;
+    // From here the mark counts this content's committed records.
+    let hash = fp(&survey).to_string();
+    if mark.sha256.as_deref() != Some(hash.as_str()) {
+        mark.sha256 = Some(hash);
+        mark.records_done = progress.as_ref().map_or(0, |p| p.records_done);
+        mark::write(mark_path, &mark).map_err(DropError::io(mark_path))?;
+    }
+    let resume_after = match progress {
+        None => 0,
+        Some(p) => match p.stage {
+            DropStage::Ingesting => p.records_done,
+            DropStage::Ingested if p.file == name => {
+                return archive(folder, service, &file, &survey).map(Some)
+            }
+            DropStage::Ingested | DropStage::Archived => {
+                return duplicate(folder, service, path, taken, name, &survey, &p).map(Some)
+            }
+        },
+    };
+    if survey.refused > 0 {
+        write_work_reports(folder, &file, &survey)?;
+    }
     if !ingest(service, &file, &fp(&survey), resume_after, cancel)? {
         return Ok(None);
     }
-    archive(folder, service, path, &name, format, &survey).map(Some)
+    archive(folder, service, &file, &survey).map(Some)
+}
+
+/// Refuses to move a file that changed after it was taken, or whose name now holds another
+/// file: it is taken again once it settles (its records already queued come back unchanged).
+fn still_as_taken(path: &Path, taken: &Taken, name: &str) -> Result<(), DropError> {
+    let now = taken.now().map_err(DropError::io(path))?;
+    if now != taken.at_take {
+        tracing::warn!(
+            file = %name,
+            len_taken = taken.at_take.len,
+            len_now = now.len,
+            "drop-folder file changed after it was taken: not archived, it is read again once it settles"
+        );
+        return Err(DropError::Changed(format!(
+            "{name}: it was written to after it was taken"
+        )));
+    }
+    if !taken.is_at(path) {
+        return Err(DropError::Changed(format!(
+            "{name}: another file took its name while it was read"
+        )));
+    }
+    taken.make_private().map_err(DropError::io(path))
 }
 
 fn work_names(fp: &Fingerprint, format: Format) -> (String, String) {
@@ -124,12 +248,16 @@ fn work_names(fp: &Fingerprint, format: Format) -> (String, String) {
 
 fn write_work_reports(
     folder: &Folder,
-    path: &Path,
-    name: &str,
-    format: Format,
-    options: &ReadOptions,
+    file: &Dropped<'_>,
     survey: &Survey,
 ) -> Result<(), DropError> {
+    let Dropped {
+        taken,
+        name,
+        format,
+        options,
+        ..
+    } = *file;
     let (report_name, copy_name) = work_names(&fp(survey), format);
     let report_path = folder.work.join(&report_name);
     let copy_path = folder.work.join(&copy_name);
@@ -137,6 +265,7 @@ fn write_work_reports(
         BufWriter::new(create_private(&report_path).map_err(DropError::io(&report_path))?);
     let mut copy = BufWriter::new(create_private(&copy_path).map_err(DropError::io(&copy_path))?);
     let (stem, _) = split_extension(name);
+    let stem = fit_stem(stem, 16);
     let mut header = format!(
         "# icsync drop-folder report for {name} (sha256 {fp})\n\
          # Read as {read_as}.\n\
@@ -153,8 +282,7 @@ fn write_work_reports(
         ext = rejected_copy_extension(format),
     );
     header.push_str(&summary_comments(survey));
-    let parse_src = File::open(path).map_err(DropError::io(path))?;
-    let raw_src = File::open(path).map_err(DropError::io(path))?;
+    let (parse_src, raw_src) = (taken.reader(), taken.reader());
     let result = report
         .write_all(header.as_bytes())
         .map_err(RejectsError::from)
@@ -183,8 +311,11 @@ fn write_work_reports(
 }
 
 /// The file being taken and how it is read.
+#[derive(Clone, Copy)]
 struct Dropped<'a> {
     path: &'a Path,
+    taken: &'a Taken,
+    /// As shown ([`shown`]).
     name: &'a str,
     format: Format,
     options: &'a ReadOptions,
@@ -233,11 +364,12 @@ fn ingest(
 ) -> Result<bool, DropError> {
     let Dropped {
         path,
+        taken,
         name,
         format,
         options,
     } = *file;
-    let source = File::open(path).map_err(DropError::io(path))?;
+    let source = taken.reader();
     let mut ordinal = 0u64;
     let mut pending = 0usize;
     let mut batch: Vec<DropItem> = Vec::with_capacity(BATCH);
@@ -309,11 +441,17 @@ fn ingest(
 fn archive(
     folder: &Folder,
     service: &Service,
-    path: &Path,
-    name: &str,
-    format: Format,
+    file: &Dropped<'_>,
     survey: &Survey,
 ) -> Result<DropFileEntry, DropError> {
+    let Dropped {
+        path,
+        taken,
+        name,
+        format,
+        ..
+    } = *file;
+    still_as_taken(path, taken, name)?;
     let mut report = None;
     if survey.refused > 0 {
         let (work_report, work_copy) = work_names(&fp(survey), format);
@@ -323,12 +461,15 @@ fn archive(
         if work_report.exists() && work_copy.exists() {
             let (stem, _) = split_extension(name);
             let ext = rejected_copy_extension(format);
+            // Both names share one stem, cut (if need be) to leave room for the longer ending.
+            let room = ".errors.txt".len().max(".rejected.".len() + ext.len());
             let names = free_names(&folder.rejected, |n| {
                 let stem = if n <= 1 {
                     stem.to_string()
                 } else {
                     format!("{stem}.{n}")
                 };
+                let stem = fit_stem(&stem, room);
                 vec![
                     format!("{stem}.errors.txt"),
                     format!("{stem}.rejected.{ext}"),
@@ -342,8 +483,10 @@ fn archive(
             report = Some(format!("{}/{r}", super::folder::REJECTED_DIR));
         }
     }
-    let archived = move_no_replace(path, &folder.processed, name).map_err(DropError::io(path))?;
+    let archived =
+        move_no_replace(path, &folder.processed, &raw_name(path)).map_err(DropError::io(path))?;
     folder.sync_dirs().map_err(DropError::io(&folder.root))?;
+    let archived = shown(&archived).into_owned();
     let entry = DropFileEntry {
         file: name.to_string(),
         at: Utc::now(),
@@ -384,22 +527,23 @@ fn duplicate(
     folder: &Folder,
     service: &Service,
     path: &Path,
+    taken: &Taken,
     name: &str,
     survey: &Survey,
     earlier: &DropProgress,
 ) -> Result<DropFileEntry, DropError> {
-    let archived = move_no_replace(path, &folder.processed, name).map_err(DropError::io(path))?;
+    still_as_taken(path, taken, name)?;
+    let archived =
+        move_no_replace(path, &folder.processed, &raw_name(path)).map_err(DropError::io(path))?;
     let note = format!(
         "same content (sha256 {}) as {}, processed {}: nothing was queued again",
         fp(survey),
         earlier.file,
         earlier.updated_at.format("%Y-%m-%d %H:%M:%S UTC"),
     );
+    let archived = shown(&archived).into_owned();
     let note_name = free_names(&folder.processed, |n| {
-        vec![format!(
-            "{}.duplicate.txt",
-            crate::ingest::drop::names::numbered(&archived, n)
-        )]
+        vec![numbered_with(&archived, n, ".duplicate.txt")]
     })
     .map_err(DropError::io(&folder.processed))?
     .remove(0);
@@ -437,12 +581,19 @@ fn reject_whole(
     folder: &Folder,
     service: &Service,
     path: &Path,
+    taken: &Taken,
     name: &str,
     why: &str,
 ) -> Result<DropFileEntry, DropError> {
+    still_as_taken(path, taken, name)?;
+    // The file keeps its own name (numbered and cut to fit if need be); its report's name is
+    // the shown one, so it is safe to list.
+    let raw = raw_name(path);
     let names = free_names(&folder.rejected, |n| {
-        let moved = crate::ingest::drop::names::numbered(name, n);
-        vec![moved.clone(), format!("{moved}.errors.txt")]
+        vec![
+            numbered_with(&raw, n, ""),
+            numbered_with(&shown(&raw), n, ".errors.txt"),
+        ]
     })
     .map_err(DropError::io(&folder.rejected))?;
     let report_path = folder.rejected.join(&names[1]);
@@ -456,6 +607,7 @@ fn reject_whole(
     )?;
     let moved = move_no_replace(path, &folder.rejected, &names[0]).map_err(DropError::io(path))?;
     folder.sync_dirs().map_err(DropError::io(&folder.root))?;
+    let moved = shown(&moved).into_owned();
     let entry = DropFileEntry {
         file: name.to_string(),
         at: Utc::now(),
@@ -463,7 +615,11 @@ fn reject_whole(
         accepted: 0,
         rejected: 0,
         archived_as: Some(format!("{}/{moved}", super::folder::REJECTED_DIR)),
-        report: Some(format!("{}/{}", super::folder::REJECTED_DIR, names[1])),
+        report: Some(format!(
+            "{}/{}",
+            super::folder::REJECTED_DIR,
+            shown(&names[1])
+        )),
         note: Some(why.to_string()),
         read_as: None,
         not_imported: Vec::new(),
@@ -472,6 +628,13 @@ fn reject_whole(
     service.store().add_drop_history(&entry)?;
     tracing::warn!(file = name, "drop-folder file rejected: it cannot be read");
     Ok(entry)
+}
+
+/// The file's name on disk, as it is (for moving it), not as it is shown.
+fn raw_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn fp(survey: &Survey) -> Fingerprint {

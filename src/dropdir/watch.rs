@@ -16,7 +16,7 @@ use super::folder::Folder;
 use super::pipeline;
 use super::quiet::{Settle, Stamp};
 use super::DropError;
-use crate::ingest::drop::names::waits_for_rename;
+use crate::ingest::drop::names::{shown, waits_for_rename};
 use crate::ingest::ReadOptions;
 use crate::service::Service;
 
@@ -77,14 +77,17 @@ fn scan(root: &Path) -> Vec<PathBuf> {
 
 /// Watches `root` until `shutdown`, taking each whole file into the store through `service`.
 /// A file being ingested when `shutdown` comes stops after its current batch (its progress is
-/// saved and the next start resumes it).
+/// saved and the next start resumes it). A folder other users can write to is refused
+/// ([`DropError::Shared`]) unless `shared` (the config's `drop_dir_shared`).
 pub async fn watch(
     root: PathBuf,
     quiet: Duration,
+    shared: bool,
     options: Arc<ReadOptions>,
     service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DropError> {
+    super::folder::check_not_shared(&root, shared)?;
     let folder = Folder::prepare(&root).map_err(DropError::io(&root))?;
     let (tx, mut rx) = mpsc::channel::<(PathBuf, Arrival)>(EVENT_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
@@ -155,14 +158,24 @@ pub async fn watch(
                     return Ok(());
                 }
             };
+            let file = shown(&path.to_string_lossy()).into_owned();
             match result {
                 Ok(Ok(_)) => settle.forget(&path),
+                Ok(Err(DropError::StillWritten)) => {
+                    // A writer paused mid-file: look again after another quiet period.
+                    tracing::debug!(file = %file, "drop-folder file still open for writing; waiting");
+                    settle.defer(&path, (Instant::now() + quiet).into_std());
+                }
+                Ok(Err(e @ DropError::Changed(_))) => {
+                    tracing::warn!(file = %file, error = %e, "drop-folder file not taken; will retry");
+                    settle.defer(&path, (Instant::now() + quiet).into_std());
+                }
                 Ok(Err(e)) => {
-                    tracing::warn!(file = %path.display(), error = %e, "drop-folder file not taken; will retry");
+                    tracing::warn!(file = %file, error = %e, "drop-folder file not taken; will retry");
                     settle.defer(&path, (Instant::now() + RETRY_AFTER).into_std());
                 }
                 Err(e) => {
-                    tracing::error!(file = %path.display(), error = %e, "drop-folder worker failed");
+                    tracing::error!(file = %file, error = %e, "drop-folder worker failed");
                     settle.defer(&path, (Instant::now() + RETRY_AFTER).into_std());
                 }
             }
