@@ -133,7 +133,10 @@ fn malformed_requests_huge_pages_and_bad_ids_are_each_told_why() {
 
     let r = c.send(br#"{"id": 4, "request": {"method": "launch_rockets"}}"#);
     assert_eq!(code(&r), "unknown_method");
-    assert!(r["message"].as_str().unwrap().contains("launch_rockets"), "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("launch_rockets"),
+        "{r}"
+    );
 
     let r = c.send(br#"{"id": 5, "request": {"method": "list", "limit": "all"}}"#);
     assert_eq!(code(&r), "invalid");
@@ -218,7 +221,10 @@ fn connections_over_the_cap_are_told_why_and_closed() {
         .as_str()
         .unwrap()
         .contains("maximum of 3"));
-    assert!(read_frame(&mut over.reader).is_none(), "closed after the refusal");
+    assert!(
+        read_frame(&mut over.reader).is_none(),
+        "closed after the refusal"
+    );
     // The CLI says why too.
     let out = env.cli(&["status"]);
     assert!(!out.status.success());
@@ -227,14 +233,18 @@ fn connections_over_the_cap_are_told_why_and_closed() {
 
     // A slot freed is a slot served.
     drop(held);
-    poll_until("a connection served after others closed", READ_DEADLINE, || {
-        let c = connect(&env.socket());
-        if c.greeted() {
-            Ok(())
-        } else {
-            Err(c.first)
-        }
-    });
+    poll_until(
+        "a connection served after others closed",
+        READ_DEADLINE,
+        || {
+            let c = connect(&env.socket());
+            if c.greeted() {
+                Ok(())
+            } else {
+                Err(c.first)
+            }
+        },
+    );
 }
 
 #[test]
@@ -287,7 +297,9 @@ fn descriptor_exhaustion_backs_off_with_a_small_log_and_recovers() {
     let env = DaemonEnv::new(NO_API, "");
     let daemon = start(&env, &[("ICSYNC_CONTROL_MAX_CONNECTIONS", "10000")]);
     let pid = daemon.pid();
-    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
     let limit = open_fds + 8;
     let set = std::process::Command::new("prlimit")
         .arg(format!("--pid={pid}"))
@@ -329,7 +341,7 @@ fn descriptor_exhaustion_backs_off_with_a_small_log_and_recovers() {
     );
     assert!(text.len() < 1 << 20);
     assert!(
-        (1..=20).contains(&episodes),
+        (1..=2).contains(&episodes),
         "{episodes} accept warnings:\n{text}"
     );
     let status = env.status();

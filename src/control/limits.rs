@@ -63,14 +63,27 @@ impl Limits {
     }
 }
 
+/// Errors this close to the last one belong to the same episode (descriptors freed and
+/// taken again in turn make short gaps): at most one warning and one recovery line are
+/// logged per episode.
+pub const EPISODE_GAP: Duration = Duration::from_secs(10);
+
 /// Back-off for a failing `accept` (out of descriptors: the pending connection stays
-/// queued, so retrying at once would spin). One episode runs from the first error to the
-/// next success; only its first error is logged.
+/// queued, so retrying at once would spin). An episode runs from an error to the first
+/// success after which no error comes for [`EPISODE_GAP`]; only its first error and its
+/// first recovery are logged.
 #[derive(Debug, Default)]
 pub struct AcceptBackoff {
-    failures: u64,
-    since: Option<Instant>,
+    episode: Option<EpisodeState>,
     wait: Duration,
+}
+
+#[derive(Debug)]
+struct EpisodeState {
+    since: Instant,
+    last_error: Instant,
+    failures: u64,
+    recovery_told: bool,
 }
 
 /// What to do after an accept error.
@@ -81,7 +94,7 @@ pub struct BackoffStep {
     pub first_of_episode: bool,
 }
 
-/// An episode of accept errors that has ended.
+/// The errors of an episode up to its first recovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Episode {
     pub failures: u64,
@@ -89,31 +102,51 @@ pub struct Episode {
 }
 
 impl AcceptBackoff {
-    pub fn on_error(&mut self) -> BackoffStep {
-        self.failures += 1;
-        let first_of_episode = self.since.is_none();
-        if first_of_episode {
-            self.since = Some(Instant::now());
-            self.wait = ACCEPT_BACKOFF_FIRST;
+    pub fn on_error(&mut self, now: Instant) -> BackoffStep {
+        let ongoing = self
+            .episode
+            .as_mut()
+            .filter(|e| now.saturating_duration_since(e.last_error) < EPISODE_GAP);
+        let first_of_episode = match ongoing {
+            Some(e) => {
+                e.failures += 1;
+                e.last_error = now;
+                false
+            }
+            None => {
+                self.episode = Some(EpisodeState {
+                    since: now,
+                    last_error: now,
+                    failures: 1,
+                    recovery_told: false,
+                });
+                true
+            }
+        };
+        self.wait = if self.wait.is_zero() {
+            ACCEPT_BACKOFF_FIRST
         } else {
-            self.wait = (self.wait * 2).min(ACCEPT_BACKOFF_MAX);
-        }
+            (self.wait * 2).min(ACCEPT_BACKOFF_MAX)
+        };
         BackoffStep {
             wait: self.wait,
             first_of_episode,
         }
     }
 
-    /// A connection was accepted: the episode that was running, if one was.
-    pub fn on_success(&mut self) -> Option<Episode> {
-        let since = self.since.take()?;
-        let episode = Episode {
-            failures: self.failures,
-            lasted: since.elapsed(),
-        };
-        self.failures = 0;
+    /// A connection was accepted: the next error backs off from the start again. Returns the
+    /// episode to report the first time it recovers.
+    pub fn on_success(&mut self, now: Instant) -> Option<Episode> {
         self.wait = Duration::ZERO;
-        Some(episode)
+        let e = self.episode.as_mut()?;
+        if e.recovery_told {
+            return None;
+        }
+        e.recovery_told = true;
+        Some(Episode {
+            failures: e.failures,
+            lasted: now.saturating_duration_since(e.since),
+        })
     }
 }
 
@@ -276,20 +309,29 @@ mod tests {
     #[test]
     fn accept_errors_back_off_exponentially_and_log_once_per_episode() {
         let mut b = AcceptBackoff::default();
-        let first = b.on_error();
+        let t0 = Instant::now();
+        let first = b.on_error(t0);
         assert_eq!(first.wait, ACCEPT_BACKOFF_FIRST);
         assert!(first.first_of_episode);
         let mut last = first.wait;
-        for _ in 0..20 {
-            let step = b.on_error();
+        for i in 0..20 {
+            let step = b.on_error(t0 + Duration::from_millis(i));
             assert!(!step.first_of_episode);
             assert!(step.wait >= last && step.wait <= ACCEPT_BACKOFF_MAX);
             last = step.wait;
         }
         assert_eq!(last, ACCEPT_BACKOFF_MAX);
-        assert_eq!(b.on_success().map(|e| e.failures), Some(21));
-        assert_eq!(b.on_success(), None);
-        assert!(b.on_error().first_of_episode);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(b.on_success(t1).map(|e| e.failures), Some(21));
+        // Descriptors freed and taken again: the same episode, told once, waits reset.
+        for _ in 0..100 {
+            let step = b.on_error(t1);
+            assert!(!step.first_of_episode);
+            assert_eq!(step.wait, ACCEPT_BACKOFF_FIRST);
+            assert_eq!(b.on_success(t1), None);
+        }
+        // After a quiet gap, a new episode is told again.
+        assert!(b.on_error(t1 + EPISODE_GAP).first_of_episode);
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub async fn serve_with<H: Handler>(
         };
         match accepted {
             Ok((stream, _)) => {
-                if let Some(episode) = backoff.on_success() {
+                if let Some(episode) = backoff.on_success(std::time::Instant::now()) {
                     tracing::info!(
                         failed_accepts = episode.failures,
                         seconds = episode.lasted.as_secs_f64(),
@@ -116,12 +116,12 @@ pub async fn serve_with<H: Handler>(
                 }
             }
             Err(e) => {
-                let step = backoff.on_error();
+                let step = backoff.on_error(std::time::Instant::now());
                 if step.first_of_episode {
                     tracing::warn!(
                         error = %e,
                         "control socket cannot accept connections; retrying with back-off \
-                         up to 1 s (logged once until it recovers)"
+                         up to 1 s (logged once per episode)"
                     );
                 }
                 tokio::select! {
