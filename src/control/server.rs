@@ -154,19 +154,28 @@ async fn write_frame(w: &mut (impl AsyncWriteExt + Unpin), frame: &Frame) -> io:
     w.write_all(&bytes).await
 }
 
+/// Writes a reply, giving up (and so closing the connection) when the client reads nothing
+/// for `within`: a client that sends requests but never reads replies cannot hold a
+/// connection slot forever. Events have no such deadline (a suspended TUI keeps its
+/// subscription; it skips what it missed).
+async fn write_reply(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    frame: &Frame,
+    within: Duration,
+) -> io::Result<()> {
+    tokio::time::timeout(within, write_frame(w, frame))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client reads no replies"))?
+}
+
 async fn write_error(
     w: &mut (impl AsyncWriteExt + Unpin),
     id: u64,
     error: ControlError,
+    within: Duration,
 ) -> io::Result<()> {
-    write_frame(
-        w,
-        &Frame::Reply {
-            id,
-            reply: Reply::Error(error),
-        },
-    )
-    .await
+    let reply = Reply::Error(error);
+    write_reply(w, &Frame::Reply { id, reply }, within).await
 }
 
 async fn connection<H: Handler>(
@@ -207,11 +216,12 @@ async fn connection<H: Handler>(
                         &mut write,
                         0,
                         ControlError::new(ControlErrorCode::TooLarge, too_long_message(seen)),
+                        limits.idle_timeout,
                     )
                     .await?;
                 }
                 LineEvent::Line(line) => {
-                    answer(&line, &handler, &mut events, &mut write).await?;
+                    answer(&line, &handler, &mut events, &mut write, limits.idle_timeout).await?;
                     idle_since = tokio::time::Instant::now();
                 }
             },
@@ -229,6 +239,7 @@ async fn connection<H: Handler>(
                     &mut write,
                     0,
                     ControlError::new(ControlErrorCode::IdleTimeout, message),
+                    limits.idle_timeout,
                 )
                 .await?;
                 return Ok(());
@@ -244,12 +255,13 @@ async fn answer<H: Handler>(
     handler: &Arc<H>,
     events: &mut Option<broadcast::Receiver<Event>>,
     write: &mut (impl AsyncWriteExt + Unpin),
+    within: Duration,
 ) -> io::Result<()> {
     let (id, request) = match parse_request(line) {
         Ok(parsed) => parsed,
         Err(refused) => {
             tracing::debug!(code = ?refused.error.code, "control request refused");
-            return write_error(write, refused.id, refused.error).await;
+            return write_error(write, refused.id, refused.error, within).await;
         }
     };
     let reply = if matches!(request, Request::Subscribe) {
@@ -258,7 +270,7 @@ async fn answer<H: Handler>(
     } else {
         handler.handle(request).await
     };
-    write_frame(write, &Frame::Reply { id, reply }).await
+    write_reply(write, &Frame::Reply { id, reply }, within).await
 }
 
 /// The next event for a subscribed connection; pends forever when not subscribed. A
