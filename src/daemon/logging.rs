@@ -62,17 +62,12 @@ pub fn init(log_dir: &Path, verbose: bool) -> Result<PathBuf, LogError> {
         source,
     })?;
     let (max_bytes, keep) = rotation_from_env();
-    let writer = LogWriter {
-        path: path.clone(),
-        file: Mutex::new(FileRotate::new(
-            &path,
-            AppendCount::new(keep),
-            ContentLimit::BytesSurpassed(usize::try_from(max_bytes).unwrap_or(usize::MAX)),
-            Compression::None,
-            Some(options()),
-        )),
-        limiter: Mutex::new(RateLimiter::new(RATE_BURST, RATE_WINDOW)),
-    };
+    let writer = LogWriter::new(
+        &path,
+        max_bytes,
+        keep,
+        RateLimiter::new(RATE_BURST, RATE_WINDOW),
+    );
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let file_layer = fmt::layer()
         .with_ansi(false)
@@ -121,6 +116,22 @@ struct LogWriter {
     path: PathBuf,
     file: Mutex<FileRotate<AppendCount>>,
     limiter: Mutex<RateLimiter<Identifier>>,
+}
+
+impl LogWriter {
+    fn new(path: &Path, max_bytes: u64, keep: usize, limiter: RateLimiter<Identifier>) -> Self {
+        LogWriter {
+            path: path.to_path_buf(),
+            file: Mutex::new(FileRotate::new(
+                path,
+                AppendCount::new(keep),
+                ContentLimit::BytesSurpassed(usize::try_from(max_bytes).unwrap_or(usize::MAX)),
+                Compression::None,
+                Some(options()),
+            )),
+            limiter: Mutex::new(limiter),
+        }
+    }
 }
 
 /// One event's output: the file, or nowhere when the event is suppressed.
@@ -283,5 +294,37 @@ mod tests {
         let later = t0 + Duration::from_secs(61);
         assert_eq!(r.admit("a", later), Admit::Write { suppressed: 1000 });
         assert_eq!(r.admit("a", later), Admit::Write { suppressed: 0 });
+    }
+
+    #[test]
+    fn the_file_layer_writes_a_burst_per_site_then_tells_how_many_it_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("icsync.log");
+        let window = Duration::from_millis(200);
+        let writer = LogWriter::new(&path, 1 << 20, 2, RateLimiter::new(3, window));
+        let subscriber =
+            tracing_subscriber::registry().with(fmt::layer().with_ansi(false).with_writer(writer));
+        let warn_many = |n: usize| {
+            for i in 0..n {
+                tracing::warn!(attempt = i, "the same trouble again");
+            }
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            warn_many(1000);
+            tracing::info!("info lines are never held back");
+            // The window passes (time, not a synchronisation).
+            std::thread::sleep(window + Duration::from_millis(50));
+            warn_many(1);
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("the same trouble again").count(), 4, "{text}");
+        assert!(text.contains("997 similar warnings suppressed"), "{text}");
+        assert!(text.contains("info lines are never held back"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
     }
 }
