@@ -1,6 +1,8 @@
 //! The client side of the control socket, used by the CLI and the TUI: connects (with a
 //! deadline, so a wedged daemon cannot hang a command), checks the protocol version, sends
-//! requests and receives events.
+//! requests and receives events. A connection the daemon closed as idle is opened again
+//! once, transparently: the daemon says so before closing and never reads a request after,
+//! so resending is safe.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::protocol::{decode, encode, Event, Frame, Reply, Request, PROTOCOL_VERSION};
+use super::protocol::{
+    decode, encode, ControlError, ControlErrorCode, Event, Frame, Reply, Request, PROTOCOL_VERSION,
+};
 
 /// How long a connecting client waits for the daemon's greeting.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,9 +42,14 @@ pub enum ClientError {
     Protocol(String),
     #[error("the daemon closed the connection")]
     Closed,
+    /// The daemon refused the connection or a request line as a whole (over the connection
+    /// cap, a line over the size limit, ...): its reason.
+    #[error("the daemon refused: {0}")]
+    Refused(ControlError),
 }
 
 pub struct Client {
+    path: PathBuf,
     lines: Lines<BufReader<OwnedReadHalf>>,
     write: OwnedWriteHalf,
     next_id: u64,
@@ -71,6 +80,10 @@ impl Client {
             .ok_or(ClientError::Closed)?;
         let hello = match decode(first.as_bytes()) {
             Ok(Frame::Hello { hello }) => hello,
+            Ok(Frame::Reply {
+                reply: Reply::Error(e),
+                ..
+            }) => return Err(ClientError::Refused(e)),
             Ok(other) => {
                 return Err(ClientError::Protocol(format!(
                     "expected hello, got {other:?}"
@@ -87,6 +100,7 @@ impl Client {
             });
         }
         Ok(Client {
+            path: path.to_path_buf(),
             lines,
             write,
             next_id: 1,
@@ -100,20 +114,43 @@ impl Client {
         decode(line.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    /// Sends one request and waits for its reply.
+    /// Sends one request and waits for its reply. When the daemon had closed this connection
+    /// as idle, it is opened again and the request sent once more.
     pub async fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
+        match self.request_once(request.clone()).await {
+            Err(ClientError::Refused(e)) if e.code == ControlErrorCode::IdleTimeout => {
+                let fresh = Client::connect(&self.path).await?;
+                let events = std::mem::take(&mut self.pending_events);
+                *self = fresh;
+                self.pending_events = events;
+                self.request_once(request).await
+            }
+            other => other,
+        }
+    }
+
+    async fn request_once(&mut self, request: Request) -> Result<Reply, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let bytes = encode(&Frame::Request { id, request })
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.write.write_all(&bytes).await?;
+        if let Err(e) = self.write.write_all(&bytes).await {
+            // Closed by the daemon: its last frame says why, when it said.
+            return match tokio::time::timeout(HELLO_TIMEOUT, self.read_frame()).await {
+                Ok(Ok(Frame::Reply {
+                    reply: Reply::Error(refusal),
+                    ..
+                })) => Err(ClientError::Refused(refusal)),
+                _ => Err(e.into()),
+            };
+        }
         loop {
             match self.read_frame().await? {
                 Frame::Reply { id: got, reply } if got == id => return Ok(reply),
                 Frame::Reply {
                     reply: Reply::Error(e),
                     ..
-                } => return Err(ClientError::Protocol(e.message)),
+                } => return Err(ClientError::Refused(e)),
                 Frame::Event { event } => self.pending_events.push_back(event),
                 other => return Err(ClientError::Protocol(format!("unexpected frame {other:?}"))),
             }

@@ -3,9 +3,11 @@
 //! by the [`server::Handler`] the daemon plugs in.
 
 pub mod client;
+pub mod limits;
 pub mod protocol;
 pub mod server;
 
 pub use client::{Client, ClientError};
+pub use limits::Limits;
 pub use protocol::*;
-pub use server::{bind, serve, BindError, Handler};
+pub use server::{bind, serve, serve_with, BindError, Handler};

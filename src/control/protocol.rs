@@ -23,6 +23,15 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest frame either side accepts, so a confused peer cannot exhaust memory.
 pub const MAX_FRAME_BYTES: usize = 8 << 20;
 
+/// The most records one `list` (or search) page may ask for. The CLI pages by 500 and the
+/// TUI by its screen height; a larger `limit` is refused with `too_large`, so no request
+/// can make the daemon build a reply of unbounded size.
+pub const MAX_PAGE: usize = 5_000;
+
+/// The longest error message a reply carries (longer ones are cut at a character boundary),
+/// so an error quoting the request cannot grow with it.
+pub const MAX_ERROR_MESSAGE: usize = 1_024;
+
 /// What an operator can do to a record that needs a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -320,17 +329,137 @@ pub enum ControlErrorCode {
     NotAllowed,
     /// The store is locked: run `icsync unlock`.
     Locked,
+    /// A record id prefix that cannot name a record: not hexadecimal, or too short.
+    BadId,
+    /// The request line is not JSON (the message gives the position).
+    Malformed,
+    /// The request names a method this daemon does not know (the message names it).
+    UnknownMethod,
+    /// The request line is over [`MAX_FRAME_BYTES`], or a page over [`MAX_PAGE`].
+    TooLarge,
+    /// The daemon has as many control connections as it serves; this one is closed.
+    Busy,
+    /// The connection sent no complete request for too long and is closed.
+    IdleTimeout,
     Internal,
 }
 
 impl ControlError {
+    /// An error whose message is cut to [`MAX_ERROR_MESSAGE`] bytes.
     pub fn new(code: ControlErrorCode, message: impl Into<String>) -> Self {
         ControlError {
             code,
-            message: message.into(),
+            message: bounded_message(message.into()),
             invalid: Vec::new(),
         }
     }
+}
+
+/// `message` cut to at most [`MAX_ERROR_MESSAGE`] bytes at a character boundary, with `...`
+/// where it was cut.
+pub fn bounded_message(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE {
+        let mut end = MAX_ERROR_MESSAGE - 3;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
+}
+
+/// A request line the server refuses: the id it carried (0 when none could be read) and
+/// why, as the reply says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub id: u64,
+    pub error: ControlError,
+}
+
+/// Parses one request line (with or without its newline) into its id and request, or says
+/// precisely why it is not one: not JSON (with the position), no numeric `id`, no
+/// `request.method`, a method this daemon does not know (named), or a bad field of a known
+/// method (named by serde).
+pub fn parse_request(line: &[u8]) -> Result<(u64, Request), Refused> {
+    let refused = |id, code, message: String| Refused {
+        id,
+        error: ControlError::new(code, message),
+    };
+    if line.len() > MAX_FRAME_BYTES {
+        return Err(refused(
+            0,
+            ControlErrorCode::TooLarge,
+            too_long_message(line.len()),
+        ));
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let value: Value = serde_json::from_slice(line).map_err(|e| {
+        refused(
+            0,
+            ControlErrorCode::Malformed,
+            format!("the request is not JSON: {e}"),
+        )
+    })?;
+    let Value::Object(mut frame) = value else {
+        return Err(refused(
+            0,
+            ControlErrorCode::Malformed,
+            "a request frame is a JSON object: {\"id\": N, \"request\": {...}}".into(),
+        ));
+    };
+    let id = frame.get("id").and_then(Value::as_u64).ok_or_else(|| {
+        refused(
+            0,
+            ControlErrorCode::Invalid,
+            "a request frame needs a numeric \"id\" (a whole number of at least 0)".into(),
+        )
+    })?;
+    let request = frame.remove("request").unwrap_or(Value::Null);
+    let method = match request.get("method") {
+        Some(Value::String(m)) => m.clone(),
+        _ => {
+            return Err(refused(
+                id,
+                ControlErrorCode::Invalid,
+                "a request frame needs \"request\": {\"method\": \"...\", ...}".into(),
+            ))
+        }
+    };
+    serde_json::from_value::<Request>(request)
+        .map(|r| (id, r))
+        .map_err(|e| {
+            let text = e.to_string();
+            // serde names an unknown tag with the list of every method, `status` first.
+            if text.starts_with(&format!(
+                "unknown variant `{method}`, expected one of `status`"
+            )) {
+                let method: String = method.chars().take(64).collect();
+                refused(
+                    id,
+                    ControlErrorCode::UnknownMethod,
+                    format!(
+                        "unknown request method {method:?}; this daemon knows {}",
+                        text.split_once("expected one of ")
+                            .map_or("", |(_, known)| known)
+                    ),
+                )
+            } else {
+                refused(
+                    id,
+                    ControlErrorCode::Invalid,
+                    format!("bad {method:?} request: {text}"),
+                )
+            }
+        })
+}
+
+/// What a client is told when its request line is over [`MAX_FRAME_BYTES`].
+pub fn too_long_message(seen: usize) -> String {
+    format!(
+        "the request line is over the limit of {MAX_FRAME_BYTES} bytes ({seen} bytes read); \
+         it was not read"
+    )
 }
 
 /// Something that changed, pushed to subscribers.
@@ -563,5 +692,58 @@ mod tests {
             decode(b"{\"id\": 1}\n"),
             Err(CodecError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn refused_requests_say_precisely_why() {
+        let code = |line: &[u8]| parse_request(line).unwrap_err();
+        let r = code(b"{\"id\": 1, \"request\": ");
+        assert_eq!(r.error.code, ControlErrorCode::Malformed);
+        assert!(
+            r.error.message.contains("line 1 column"),
+            "{}",
+            r.error.message
+        );
+        assert_eq!(code(b"[1]").error.code, ControlErrorCode::Malformed);
+        assert_eq!(
+            code(b"{\"request\": {\"method\": \"status\"}}").error.code,
+            ControlErrorCode::Invalid
+        );
+        let r = code(b"{\"id\": 4, \"request\": {\"method\": \"explode\"}}");
+        assert_eq!((r.id, r.error.code), (4, ControlErrorCode::UnknownMethod));
+        assert!(
+            r.error.message.contains("\"explode\""),
+            "{}",
+            r.error.message
+        );
+        assert!(r.error.message.contains("`status`"), "{}", r.error.message);
+        // A known method with a bad field names the method and the field, not "unknown".
+        let r = code(b"{\"id\": 5, \"request\": {\"method\": \"list\", \"limit\": \"all\"}}");
+        assert_eq!((r.id, r.error.code), (5, ControlErrorCode::Invalid));
+        assert!(r.error.message.contains("\"list\""), "{}", r.error.message);
+        let r = code(
+            b"{\"id\": 6, \"request\": {\"method\": \"list\", \"state\": \"list\", \"after\": null, \"limit\": 1}}",
+        );
+        assert_eq!(r.error.code, ControlErrorCode::Invalid);
+        assert_eq!(
+            code(&vec![b' '; MAX_FRAME_BYTES + 1]).error.code,
+            ControlErrorCode::TooLarge
+        );
+        let long = format!(
+            "{{\"id\": 7, \"request\": {{\"method\": \"{}\"}}}}",
+            "x".repeat(100_000)
+        );
+        assert!(code(long.as_bytes()).error.message.len() <= MAX_ERROR_MESSAGE);
+        assert_eq!(
+            parse_request(b"{\"id\": 8, \"request\": {\"method\": \"status\"}}\n").unwrap(),
+            (8, Request::Status)
+        );
+    }
+
+    #[test]
+    fn messages_are_cut_at_a_character_boundary() {
+        let m = bounded_message("é".repeat(MAX_ERROR_MESSAGE));
+        assert!(m.len() <= MAX_ERROR_MESSAGE && m.ends_with("..."));
+        assert_eq!(bounded_message("short".into()), "short");
     }
 }

@@ -1,17 +1,25 @@
 //! The socket side of the daemon: binds the Unix socket (0600, stale files replaced, a live
 //! daemon detected), greets each client, and answers its requests through a [`Handler`].
-//! What a request does is the handler's business; this file only moves frames.
+//! What a request does is the handler's business; this file only moves frames, within the
+//! bounds of [`Limits`]: accept errors back off, connections are capped, idle ones closed,
+//! request lines read no further than [`MAX_FRAME_BYTES`]. Every refusal is one error frame
+//! saying why (docs/control.md).
 
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 
-use super::protocol::{decode, encode, Event, Frame, Hello, Reply, Request, PROTOCOL_VERSION};
+use super::limits::{AcceptBackoff, Limits, LineEvent, LineReader};
+use super::protocol::{
+    encode, parse_request, too_long_message, ControlError, ControlErrorCode, Event, Frame, Hello,
+    Reply, Request, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 
 /// Answers control requests. Implemented by the daemon's service.
 pub trait Handler: Send + Sync + 'static {
@@ -26,6 +34,9 @@ pub enum BindError {
     #[error("cannot create control socket {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
+
+/// How long writing a refusal to a connection over the cap may take.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// Binds the control socket at `path`. A socket file left by a crashed daemon (nothing
 /// answers on it) is replaced; one a live daemon answers on is an error.
@@ -49,30 +60,93 @@ pub async fn bind(path: &Path) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-/// Serves clients until `shutdown` completes. Each connection runs in its own task, so a slow
-/// subscriber never holds up another client.
+/// Serves clients until `shutdown` completes, with the [`Limits`] the environment sets
+/// ([`Limits::from_env`]).
 pub async fn serve<H: Handler>(
     listener: UnixListener,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(listener, handler, shutdown, Limits::from_env()).await
+}
+
+/// Serves clients until `shutdown` completes. Each connection runs in its own task, so a slow
+/// subscriber never holds up another client. An accept error (out of descriptors) backs off
+/// and is logged once per episode, not once per error.
+pub async fn serve_with<H: Handler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+) {
     tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut backoff = AcceptBackoff::default();
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let handler = handler.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = connection(stream, handler).await {
-                            tracing::debug!(error = %e, "control connection ended");
-                        }
-                    });
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                if let Some(episode) = backoff.on_success(std::time::Instant::now()) {
+                    tracing::info!(
+                        failed_accepts = episode.failures,
+                        seconds = episode.lasted.as_secs_f64(),
+                        "control socket accepting again"
+                    );
                 }
-                Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
-            },
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let handler = handler.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = connection(stream, handler, limits).await {
+                                tracing::debug!(error = %e, "control connection ended");
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            max = limits.max_connections,
+                            "control connection refused: at the connection cap"
+                        );
+                        tokio::spawn(refuse_busy(stream, limits.max_connections));
+                    }
+                }
+            }
+            Err(e) => {
+                let step = backoff.on_error(std::time::Instant::now());
+                if step.first_of_episode {
+                    tracing::warn!(
+                        error = %e,
+                        "control socket cannot accept connections; retrying with back-off \
+                         up to 1 s (logged once per episode)"
+                    );
+                }
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(step.wait) => {}
+                }
+            }
         }
     }
+}
+
+/// Tells a connection over the cap why it is closed, in one frame, and closes it.
+async fn refuse_busy(mut stream: UnixStream, max: usize) {
+    let reply = Reply::Error(ControlError::new(
+        ControlErrorCode::Busy,
+        format!(
+            "the daemon is serving its maximum of {max} control connections; \
+             close one or try again shortly"
+        ),
+    ));
+    let _ = tokio::time::timeout(
+        REFUSAL_WRITE,
+        write_frame(&mut stream, &Frame::Reply { id: 0, reply }),
+    )
+    .await;
 }
 
 async fn write_frame(w: &mut (impl AsyncWriteExt + Unpin), frame: &Frame) -> io::Result<()> {
@@ -80,9 +154,37 @@ async fn write_frame(w: &mut (impl AsyncWriteExt + Unpin), frame: &Frame) -> io:
     w.write_all(&bytes).await
 }
 
-async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) -> io::Result<()> {
+/// Writes a reply, giving up (and so closing the connection) when the client reads nothing
+/// for `within`: a client that sends requests but never reads replies cannot hold a
+/// connection slot forever. Events have no such deadline (a suspended TUI keeps its
+/// subscription; it skips what it missed).
+async fn write_reply(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    frame: &Frame,
+    within: Duration,
+) -> io::Result<()> {
+    tokio::time::timeout(within, write_frame(w, frame))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client reads no replies"))?
+}
+
+async fn write_error(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    id: u64,
+    error: ControlError,
+    within: Duration,
+) -> io::Result<()> {
+    let reply = Reply::Error(error);
+    write_reply(w, &Frame::Reply { id, reply }, within).await
+}
+
+async fn connection<H: Handler>(
+    stream: UnixStream,
+    handler: Arc<H>,
+    limits: Limits,
+) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+    let mut lines = LineReader::new(read, MAX_FRAME_BYTES);
     write_frame(
         &mut write,
         &Frame::Hello {
@@ -94,36 +196,81 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) -> io::Resu
     )
     .await?;
     let mut events: Option<broadcast::Receiver<Event>> = None;
+    let mut idle_since = tokio::time::Instant::now();
     loop {
-        tokio::select! {
-            line = lines.next_line() => {
-                let Some(line) = line? else { return Ok(()) };
-                let (id, request) = match decode(line.as_bytes()) {
-                    Ok(Frame::Request { id, request }) => (id, request),
-                    Ok(_) | Err(_) => {
-                        // A peer that does not speak the protocol gets one error and is dropped.
-                        let reply = Reply::Error(super::protocol::ControlError::new(
-                            super::protocol::ControlErrorCode::Invalid,
-                            "expected a request frame",
-                        ));
-                        write_frame(&mut write, &Frame::Reply { id: 0, reply }).await?;
-                        return Ok(());
-                    }
-                };
-                let reply = if matches!(request, Request::Subscribe) {
-                    events = Some(handler.events());
-                    Reply::Subscribed
-                } else {
-                    handler.handle(request).await
-                };
-                write_frame(&mut write, &Frame::Reply { id, reply }).await?;
+        // A subscriber may stay quiet for as long as it likes: it is reading events.
+        let subscribed = events.is_some();
+        let idle = async move {
+            if subscribed {
+                std::future::pending::<()>().await
             }
+            tokio::time::sleep_until(idle_since + limits.idle_timeout).await
+        };
+        tokio::select! {
+            line = lines.next() => match line? {
+                LineEvent::Eof => return Ok(()),
+                LineEvent::TooLong { seen } => {
+                    idle_since = tokio::time::Instant::now();
+                    tracing::debug!(bytes = seen, "control request refused: line too long");
+                    write_error(
+                        &mut write,
+                        0,
+                        ControlError::new(ControlErrorCode::TooLarge, too_long_message(seen)),
+                        limits.idle_timeout,
+                    )
+                    .await?;
+                }
+                LineEvent::Line(line) => {
+                    answer(&line, &handler, &mut events, &mut write, limits.idle_timeout).await?;
+                    idle_since = tokio::time::Instant::now();
+                }
+            },
             event = next_event(&mut events) => match event {
                 Some(event) => write_frame(&mut write, &Frame::Event { event }).await?,
                 None => events = None,
             },
+            _ = idle => {
+                tracing::debug!("control connection closed: idle");
+                let message = format!(
+                    "no complete request for {} s: the connection is closed (connect again)",
+                    limits.idle_timeout.as_secs_f64()
+                );
+                write_error(
+                    &mut write,
+                    0,
+                    ControlError::new(ControlErrorCode::IdleTimeout, message),
+                    limits.idle_timeout,
+                )
+                .await?;
+                return Ok(());
+            }
         }
     }
+}
+
+/// Answers one complete request line: the handler's reply, or why the line is not a request.
+/// The connection goes on either way.
+async fn answer<H: Handler>(
+    line: &[u8],
+    handler: &Arc<H>,
+    events: &mut Option<broadcast::Receiver<Event>>,
+    write: &mut (impl AsyncWriteExt + Unpin),
+    within: Duration,
+) -> io::Result<()> {
+    let (id, request) = match parse_request(line) {
+        Ok(parsed) => parsed,
+        Err(refused) => {
+            tracing::debug!(code = ?refused.error.code, "control request refused");
+            return write_error(write, refused.id, refused.error, within).await;
+        }
+    };
+    let reply = if matches!(request, Request::Subscribe) {
+        *events = Some(handler.events());
+        Reply::Subscribed
+    } else {
+        handler.handle(request).await
+    };
+    write_reply(write, &Frame::Reply { id, reply }, within).await
 }
 
 /// The next event for a subscribed connection; pends forever when not subscribed. A

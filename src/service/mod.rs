@@ -41,6 +41,13 @@ pub enum ServiceError {
     /// Building a sorted view failed (the message names the store's failure, no record).
     #[error("{0}")]
     Sort(String),
+    /// A `list` page larger than [`crate::control::MAX_PAGE`].
+    #[error(
+        "a page of {0} records is over the limit of {max}: ask for at most {max} and page on \
+         with `after`",
+        max = crate::control::MAX_PAGE
+    )]
+    PageTooLarge(usize),
 }
 
 impl From<ServiceError> for ControlError {
@@ -51,9 +58,11 @@ impl From<ServiceError> for ControlError {
             }
             ServiceError::NotFound(_) => ControlErrorCode::NotFound,
             ServiceError::Store(StoreError::Ambiguous { .. }) => ControlErrorCode::Ambiguous,
-            ServiceError::Store(StoreError::NoMatch { .. } | StoreError::PrefixTooShort { .. }) => {
-                ControlErrorCode::NotFound
-            }
+            ServiceError::Store(StoreError::NoMatch { .. }) => ControlErrorCode::NotFound,
+            ServiceError::Store(
+                StoreError::PrefixTooShort { .. } | StoreError::PrefixInvalid { .. },
+            ) => ControlErrorCode::BadId,
+            ServiceError::PageTooLarge(_) => ControlErrorCode::TooLarge,
             ServiceError::Action(_) | ServiceError::NotAllowed(_) => ControlErrorCode::NotAllowed,
             ServiceError::Store(
                 StoreError::KeyLocked | StoreError::Key(crate::crypto::KeyError::PassphraseNeeded),
@@ -67,7 +76,8 @@ impl From<ServiceError> for ControlError {
         };
         ControlError {
             code,
-            message: e.to_string(),
+            // An id prefix quoted back is as long as the request made it.
+            message: crate::control::bounded_message(e.to_string()),
             invalid,
         }
     }
@@ -300,6 +310,9 @@ impl Service {
         query: Option<&str>,
         sort: ListSort,
     ) -> Result<ListPage, ServiceError> {
+        if limit > crate::control::MAX_PAGE {
+            return Err(ServiceError::PageTooLarge(limit));
+        }
         let needle = query
             .map(|q| q.trim().to_lowercase())
             .filter(|q| !q.is_empty());
