@@ -76,6 +76,7 @@ pub fn init(log_dir: &Path, verbose: bool) -> Result<PathBuf, LogError> {
     let stderr_layer = verbose.then(|| {
         fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(crate::cli::error::stderr_colour())
             .with_filter(filter())
     });
     // A second init (tests running several daemons in one process) keeps the first.
