@@ -96,8 +96,7 @@ pub fn recover(settings: &Settings, args: RecoverArgs) -> Result<Recovered, CliE
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let fresh = data_dir.join(format!("store.recovering-{stamp}"));
     let kept = data_dir.join(format!("store.damaged-{stamp}"));
-    crate::daemon::create_private_dir(&fresh)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    crate::daemon::create_private_dir(&fresh).map_err(|e| CliError::Usage(e.to_string()))?;
     let fresh_keyring = Keyring::path_in(&fresh);
     std::fs::copy(&keyring, &fresh_keyring).map_err(io_err("copy", &keyring))?;
     let options = StoreOptions {

@@ -42,7 +42,9 @@ pub enum StoreError {
     Damaged { detail: String },
     /// A write failed for lack of space (ENOSPC). After this sled refuses every later write
     /// on the same handle: the store must be reopened once space is freed.
-    #[error("disk full: the store cannot save changes (free some space on the disk of the data dir)")]
+    #[error(
+        "disk full: the store cannot save changes (free some space on the disk of the data dir)"
+    )]
     DiskFull,
     #[error("store damaged: corrupt {what}: {detail} ({RECOVER_HINT})")]
     Corrupt { what: &'static str, detail: String },

@@ -87,8 +87,7 @@ mod tests {
 
     #[test]
     fn a_panic_inside_becomes_a_damaged_error_naming_the_operation() {
-        let e = guarded::<()>("reading the counts", || panic!("index out of bounds"))
-            .unwrap_err();
+        let e = guarded::<()>("reading the counts", || panic!("index out of bounds")).unwrap_err();
         let text = e.to_string();
         assert!(text.starts_with("store damaged: "), "{text}");
         assert!(text.contains("reading the counts"), "{text}");

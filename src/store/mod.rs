@@ -51,12 +51,12 @@ mod codec;
 mod drops;
 mod error;
 mod guard;
-mod salvage;
 mod index;
 mod ledger;
 mod migrate;
 mod record;
 pub mod retention;
+mod salvage;
 mod txn;
 mod upsert;
 
@@ -77,11 +77,11 @@ pub use drops::{
 };
 
 pub use error::{StoreError, MIN_PREFIX_CHARS, RECOVER_HINT};
-pub use salvage::SalvageReport;
 pub use record::{
     merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
     LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
 };
+pub use salvage::SalvageReport;
 pub use upsert::MatchKey;
 
 use codec::Codec;
@@ -243,7 +243,11 @@ fn open_error(path: PathBuf, e: sled::Error) -> StoreError {
             StoreError::Locked { path }
         }
         sled::Error::Corruption { .. } => StoreError::Damaged {
-            detail: format!("cannot open {}: {}", path.display(), error::sled_message(&e)),
+            detail: format!(
+                "cannot open {}: {}",
+                path.display(),
+                error::sled_message(&e)
+            ),
         },
         _ => match StoreError::from(e) {
             StoreError::Database(source) => StoreError::Open { path, source },

@@ -139,7 +139,8 @@ impl Store {
                 return Ok(report);
             }
         };
-        let tree = |name: &'static str| guarded("opening a damaged tree", || Ok(db.open_tree(name)?));
+        let tree =
+            |name: &'static str| guarded("opening a damaged tree", || Ok(db.open_tree(name)?));
         if let Ok(counters) = tree("counters") {
             report.expected = guarded("reading the damaged counts", || {
                 let mut total = 0u64;
