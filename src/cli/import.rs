@@ -238,7 +238,9 @@ async fn import_file(
             return Ok(report);
         }
     }
-    queue_file(backend, options, path, format, &name, &mut report).await?;
+    if let Err(e) = queue_file(backend, options, path, format, &name, &mut report).await {
+        return Err(CliError::Usage(stopped_message(&report, &e)));
+    }
     backend
         .call(Request::MarkFileTaken { sha256, file: name })
         .await?;
@@ -359,6 +361,20 @@ async fn queue_batch(
         }
         other => Err(CliError::Join(format!("unexpected reply {other:?}"))),
     }
+}
+
+/// One plain line for an import that stopped part-way (a full disk, a daemon that went away):
+/// what was queued before it stopped and what to do.
+fn stopped_message(r: &FileReport, e: &CliError) -> String {
+    let queued = r.created + r.updated;
+    format!(
+        "{}: stopped after queuing {} of {} records ({} unchanged): {e}; once that is fixed, \
+         run the same import again: records already queued are recognised and not queued twice",
+        r.file,
+        count(queued),
+        count(r.records),
+        count(r.unchanged),
+    )
 }
 
 /// `5,000`

@@ -97,8 +97,6 @@ pub fn recover(settings: &Settings, args: RecoverArgs) -> Result<Recovered, CliE
     let fresh = data_dir.join(format!("store.recovering-{stamp}"));
     let kept = data_dir.join(format!("store.damaged-{stamp}"));
     crate::daemon::create_private_dir(&fresh).map_err(|e| CliError::Usage(e.to_string()))?;
-    let fresh_keyring = Keyring::path_in(&fresh);
-    std::fs::copy(&keyring, &fresh_keyring).map_err(io_err("copy", &keyring))?;
     let options = StoreOptions {
         cache_capacity_bytes: settings.cache_capacity_bytes,
     };
@@ -106,6 +104,10 @@ pub fn recover(settings: &Settings, args: RecoverArgs) -> Result<Recovered, CliE
         dir: fresh.clone(),
         source,
     })?;
+    // The keyring comes after the first open: a keyring beside a database that never held
+    // anything is how a truncated store looks.
+    let fresh_keyring = Keyring::path_in(&fresh);
+    std::fs::copy(&keyring, &fresh_keyring).map_err(io_err("copy", &keyring))?;
     let source = store
         .key_source(&settings.keys)
         .map_err(|source| CliError::Store {

@@ -50,6 +50,7 @@ mod check;
 mod codec;
 mod drops;
 mod error;
+mod floor;
 mod guard;
 mod index;
 mod ledger;
@@ -188,6 +189,8 @@ struct Inner {
     /// Committed transactions since open: whoever keeps something derived from the records
     /// (the service's sorted views) compares it to know when that went stale.
     changes: AtomicU64,
+    /// The record count last written to the floor file (see `floor`).
+    floor: AtomicU64,
 }
 
 const META_KEY_CHECK: &[u8] = b"key_check";
@@ -254,6 +257,17 @@ fn open_error(path: PathBuf, e: sled::Error) -> StoreError {
             other => other,
         },
     }
+}
+
+/// Records in the store, from the counters.
+fn count_total(counters: &sled::Tree) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    for state in RecordState::ALL {
+        if let Some(bytes) = counters.get(codec::counter_key(state))? {
+            total = total.saturating_add(codec::decode_u64(&bytes)?);
+        }
+    }
+    Ok(total)
 }
 
 fn submit_one(
@@ -513,6 +527,19 @@ impl Store {
                 meta.insert(META_DUE_BACKOFF_ONLY, &[1u8])?;
                 db.flush()?;
             }
+            // sled replays what is left of a truncated file as a smaller (often empty)
+            // database without a word; the count kept beside it tells.
+            let total = count_total(&trees.counters)?;
+            let floor = floor::read(dir);
+            if total < floor {
+                return Err(StoreError::Damaged {
+                    detail: format!(
+                        "the database in {} holds {total} records but held at least {floor}: \
+                         its file was truncated or replaced",
+                        db_dir.display()
+                    ),
+                });
+            }
             Ok(Store {
                 inner: Arc::new(Inner {
                     db,
@@ -521,6 +548,7 @@ impl Store {
                     dir: dir.to_owned(),
                     codec: RwLock::new(None),
                     changes: AtomicU64::new(0),
+                    floor: AtomicU64::new(floor),
                 }),
             })
         })
@@ -1042,9 +1070,16 @@ impl Store {
         self.find_live(&self.trees().email, &self.codec()?.email_term(&normalized))
     }
 
+    /// Writes everything to disk (fsync); then a record count grown since the last flush is
+    /// kept in the floor file, so a database that later loses records is noticed at open.
     pub fn flush(&self) -> Result<(), StoreError> {
         guard::guarded("flushing to disk", || {
             self.inner.db.flush()?;
+            let total = count_total(&self.trees().counters)?;
+            if total > self.inner.floor.load(Ordering::Acquire) {
+                floor::write(&self.inner.dir, total)?;
+                self.inner.floor.store(total, Ordering::Release);
+            }
             Ok(())
         })
     }

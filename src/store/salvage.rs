@@ -32,7 +32,8 @@ pub struct SalvageReport {
     pub recovered: u64,
     /// Records whose stored value was found but could not be read or authenticated.
     pub unreadable: u64,
-    /// Records the damaged store's counters say it held, when they could be read.
+    /// Records the damaged store held: the larger of its counters and its floor file (see
+    /// `floor`), when either could be read.
     pub expected: Option<u64>,
     /// Reads that failed and were skipped (each may hide any number of records).
     pub skipped_reads: u64,
@@ -152,6 +153,11 @@ impl Store {
                 Ok(total)
             })
             .ok();
+        }
+        // The floor file knows of records a truncated database no longer counts.
+        let floor = super::floor::read(damaged_dir);
+        if floor > report.expected.unwrap_or(0) {
+            report.expected = Some(floor);
         }
         let mut skipped = 0;
         let records = tree("records")?;
