@@ -319,7 +319,7 @@ async fn session(
     // stop the daemon: records still queue, the reason is shown as the pause in `status`, and
     // the key watcher resumes sending once the file is fixed, without a restart. The reason
     // names the file and its mode, never the key.
-    let (key, key_problem) = match read_key(&settings) {
+    let (key, key_problem) = match read_key(settings) {
         Ok(k) => (k, None),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the API key; sending waits until it is fixed");
