@@ -115,6 +115,12 @@ fn assert_daemon_stays_up_damaged(env: &DaemonEnv, daemon: &mut common::daemon::
     assert!(daemon.is_running(), "the daemon exited on a damaged store");
     let human = env.ok(&["status"]);
     assert!(human.contains("store damaged"), "{human}");
+    let doctor = env.cli(&["doctor"]);
+    let doctor_text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        doctor_text.contains("store damaged") && doctor_text.contains("icsync recover"),
+        "doctor on a damaged store: {doctor_text}"
+    );
 }
 
 #[test]
@@ -325,6 +331,12 @@ fn a_full_disk_pauses_the_daemon_and_it_resumes_when_space_is_freed() {
         "status keeps its counts: {s}"
     );
     assert!(env.ok(&["status"]).contains("disk full"));
+    let doctor = env.cli(&["doctor"]);
+    let doctor_text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        doctor_text.contains("disk full"),
+        "doctor on a full disk: {doctor_text}"
+    );
 
     // Intake is refused with a plain line, not an OS error dump.
     let second = write_records(env.dir.path(), "second.ndjson", N, N);

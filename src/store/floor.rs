@@ -5,6 +5,8 @@
 //! flush, aside and renamed, so it never claims more than was durable; a lost or torn file
 //! reads as 0 and checks nothing.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
@@ -35,7 +37,17 @@ pub fn write(dir: &Path, records: u64) -> Result<(), StoreError> {
             }
         }
     };
-    std::fs::write(&tmp, format!("{records}\n")).map_err(io)?;
+    // Private like every file of the store, whatever the umask.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(format!("{records}\n").as_bytes())
+        .map_err(io)?;
+    drop(file);
     std::fs::rename(&tmp, path(dir)).map_err(io)
 }
 
@@ -51,5 +63,9 @@ mod tests {
         assert_eq!(read(dir.path()), 0);
         write(dir.path(), 300).unwrap();
         assert_eq!(read(dir.path()), 300);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(path(dir.path())).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o077, 0);
     }
 }
