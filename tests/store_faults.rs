@@ -370,3 +370,35 @@ fn a_full_disk_pauses_the_daemon_and_it_resumes_when_space_is_freed() {
     assert_eq!(ids.len(), customers.len(), "each record arrives once");
     assert!(daemon.is_running());
 }
+
+/// sled 0.34 panics (index out of bounds in its segment code) on a database file cut in the
+/// middle of a store that spans several segments; the panic is caught at the store boundary.
+#[test]
+fn a_store_that_makes_sled_panic_is_reported_as_damaged_without_a_panic() {
+    let env = DaemonEnv::new("http://127.0.0.1:9", "").with_env_key(DEMO_KEY);
+    let file = write_records(env.dir.path(), "people.ndjson", 0, 4000);
+    env.ok(&["import", file.to_str().unwrap()]);
+    let db = db_file(&env);
+    let len = std::fs::metadata(&db).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let out = env.cli(&["status"]);
+    assert_no_panic("status", &out);
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("store damaged") && err.contains("icsync recover"),
+        "status on a store sled panics on: {err}"
+    );
+
+    let mut daemon = env.spawn_daemon(&[]);
+    assert_daemon_stays_up_damaged(&env, &mut daemon);
+    daemon.stop_with("TERM", Duration::from_secs(15));
+    let (recovered, lost, text) = recover(&env);
+    assert_eq!(recovered + lost, 4000, "{text}");
+}

@@ -126,7 +126,12 @@ impl Store {
     /// with the damaged store's data key (its `keyring.json` copied beside it).
     pub fn salvage_from(&self, damaged_dir: &Path) -> Result<SalvageReport, StoreError> {
         let codec = self.codec()?;
-        let mut report = SalvageReport::default();
+        // The floor file knows of records a damaged database no longer counts.
+        let floor = super::floor::read(damaged_dir);
+        let mut report = SalvageReport {
+            expected: (floor > 0).then_some(floor),
+            ..SalvageReport::default()
+        };
         let opened = guarded("opening the damaged store", || {
             Ok(sled::Config::new()
                 .path(damaged_dir.join(DB_DIR))
@@ -143,7 +148,7 @@ impl Store {
         let tree =
             |name: &'static str| guarded("opening a damaged tree", || Ok(db.open_tree(name)?));
         if let Ok(counters) = tree("counters") {
-            report.expected = guarded("reading the damaged counts", || {
+            let counted = guarded("reading the damaged counts", || {
                 let mut total = 0u64;
                 for state in RecordState::ALL {
                     if let Some(bytes) = counters.get(codec::counter_key(state))? {
@@ -151,13 +156,10 @@ impl Store {
                     }
                 }
                 Ok(total)
-            })
-            .ok();
-        }
-        // The floor file knows of records a truncated database no longer counts.
-        let floor = super::floor::read(damaged_dir);
-        if floor > report.expected.unwrap_or(0) {
-            report.expected = Some(floor);
+            });
+            if let Ok(n) = counted {
+                report.expected = Some(n.max(floor));
+            }
         }
         let mut skipped = 0;
         let records = tree("records")?;
