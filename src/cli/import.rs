@@ -542,6 +542,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_import_stopped_part_way_says_what_it_queued_and_what_to_do() {
+        let report = FileReport {
+            file: "people.csv".into(),
+            records: 5000,
+            created: 1200,
+            updated: 30,
+            unchanged: 4,
+            ..FileReport::default()
+        };
+        let e = CliError::Usage(
+            "disk full: the store cannot save changes (free some space on the disk of the \
+             data dir)"
+                .into(),
+        );
+        let line = stopped_message(&report, &e);
+        assert!(
+            line.starts_with("people.csv: stopped after queuing 1,230 of 5,000 records"),
+            "{line}"
+        );
+        assert!(line.contains("disk full") && line.contains("run the same import again"));
+        assert!(!line.contains('\n') && !line.contains("Os {"), "{line}");
+    }
+
+    #[test]
     fn delimiters_are_the_four_kinds_and_tab_can_be_spelled() {
         assert_eq!(delimiter(";"), Some(b';'));
         assert_eq!(delimiter("tab"), Some(b'\t'));
