@@ -10,6 +10,7 @@ use icsync::cli::commands::{self, AddArgs, EditArgs, ListArgs, ResolveArgs, Show
 use icsync::cli::export::{self, ExportArgs};
 use icsync::cli::import::{self, ImportArgs, ImportOutcome};
 use icsync::cli::keys::{self, PurgeArgs, RekeyArgs, UnlockArgs};
+use icsync::cli::recover::{self, RecoverArgs};
 use icsync::cli::Backend;
 use icsync::config::{self, Overrides, Settings};
 
@@ -98,6 +99,9 @@ enum Command {
     Rekey(RekeyArgs),
     /// Erase the customer data of records synced long enough ago (retention, on demand).
     Purge(PurgeArgs),
+    /// Rebuild a damaged store from what is still readable (daemon stopped): the damaged
+    /// store is kept aside, and the records recovered and lost are counted.
+    Recover(RecoverArgs),
     /// Run the daemon as a user service (systemd on Linux, launchd on macOS).
     #[command(subcommand)]
     Service(icsync::ops::service::ServiceCommand),
@@ -230,6 +234,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return icsync::sandbox::run_cli(args).map(|()| ExitCode::SUCCESS);
     }
     let settings = settings(&cli.global)?;
+    if let Command::Recover(args) = cli.command {
+        let done = recover::recover(&settings, args)?;
+        print!("{}", recover::summary(&done));
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::Rekey(args) = cli.command {
         keys::rekey(&settings, args)?;
         return Ok(ExitCode::SUCCESS);
@@ -279,6 +288,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Tui
             | Command::Demo(_)
             | Command::Rekey(_)
+            | Command::Recover(_)
             | Command::Service(_)
             | Command::Doctor(_)
             | Command::Completions { .. }

@@ -238,7 +238,9 @@ async fn import_file(
             return Ok(report);
         }
     }
-    queue_file(backend, options, path, format, &name, &mut report).await?;
+    if let Err(e) = queue_file(backend, options, path, format, &name, &mut report).await {
+        return Err(CliError::Usage(stopped_message(&report, &e)));
+    }
     backend
         .call(Request::MarkFileTaken { sha256, file: name })
         .await?;
@@ -359,6 +361,20 @@ async fn queue_batch(
         }
         other => Err(super::commands::unexpected(other)),
     }
+}
+
+/// One plain line for an import that stopped part-way (a full disk, a daemon that went away):
+/// what was queued before it stopped and what to do.
+fn stopped_message(r: &FileReport, e: &CliError) -> String {
+    let queued = r.created + r.updated;
+    format!(
+        "{}: stopped after queuing {} of {} records ({} unchanged): {e}; once that is fixed, \
+         run the same import again: records already queued are recognised and not queued twice",
+        r.file,
+        count(queued),
+        count(r.records),
+        count(r.unchanged),
+    )
 }
 
 /// `5,000`
@@ -524,6 +540,30 @@ fn print_columns(columns: &[ColumnSummary]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_stopped_part_way_says_what_it_queued_and_what_to_do() {
+        let report = FileReport {
+            file: "people.csv".into(),
+            records: 5000,
+            created: 1200,
+            updated: 30,
+            unchanged: 4,
+            ..FileReport::default()
+        };
+        let e = CliError::Usage(
+            "disk full: the store cannot save changes (free some space on the disk of the \
+             data dir)"
+                .into(),
+        );
+        let line = stopped_message(&report, &e);
+        assert!(
+            line.starts_with("people.csv: stopped after queuing 1,230 of 5,000 records"),
+            "{line}"
+        );
+        assert!(line.contains("disk full") && line.contains("run the same import again"));
+        assert!(!line.contains('\n') && !line.contains("Os {"), "{line}");
+    }
 
     #[test]
     fn delimiters_are_the_four_kinds_and_tab_can_be_spelled() {

@@ -10,6 +10,7 @@ pub mod import;
 pub mod interactive;
 pub mod keys;
 pub mod output;
+pub mod recover;
 
 use std::path::PathBuf;
 

@@ -213,6 +213,14 @@ pub struct StatusReport {
     /// The store's key is not in memory: records wait until `icsync unlock`.
     #[serde(default)]
     pub locked: bool,
+    /// The data dir's disk is full: intake and sending wait, and resume by themselves once
+    /// space is freed (`paused` says so in words).
+    #[serde(default)]
+    pub disk_full: bool,
+    /// The store is damaged: nothing is read or sent until `icsync recover` (`paused` says
+    /// why).
+    #[serde(default)]
+    pub damaged: bool,
 }
 
 /// A submitted record: its id, its newest revision, and whether it is new, revised or

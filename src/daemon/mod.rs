@@ -1,7 +1,21 @@
 //! `icsync daemon`: wires the store, the sync engine (with its conflict enricher), the
 //! drop-folder watcher and the control socket together, and owns the process-level concerns: one daemon per data dir, a private
 //! data dir, the API key's lifecycle, and an orderly stop. It holds no sync or record logic of its own.
+//!
+//! Store faults do not end the daemon (see `front`): the store, engine and watchers run as one
+//! *session*; a session ends on a fault, and the control socket, bound for the daemon's whole
+//! life, answers for the daemon meanwhile:
+//! - disk full (free space on the data dir's filesystem under [`DISK_FULL_BELOW`], polled, or a
+//!   write refused with ENOSPC): the session stops, so nothing is taken in or sent; status says
+//!   "disk full"; once [`DISK_RESUME_AT`] is free again a new session reopens the store (sled
+//!   refuses every write on a handle that once failed, so it must be reopened) and carries on;
+//! - damaged store: the session stops and the daemon stays up saying "store damaged" until it
+//!   is stopped for `icsync recover`, instead of exiting and being restarted into the same
+//!   damage.
+//!
+//! An error that does end the daemon is written to its log before it exits.
 
+mod front;
 pub mod lock;
 pub mod logging;
 
@@ -20,6 +34,7 @@ use crate::ingest::ReadOptions;
 use crate::service::{ControlHandler, KeyControl, Service, ServiceError, SyncHealth, SyncLink};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::sync::{Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EnricherConfig};
+use front::{Fault, Front};
 
 pub use lock::{DaemonLock, LockError};
 
@@ -27,6 +42,16 @@ pub use lock::{DaemonLock, LockError};
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// How often retention runs (and once when the store is unlocked).
 const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// Free space on the data dir's filesystem under which the disk counts as full: intake and
+/// sending stop before sled's writes fail.
+pub const DISK_FULL_BELOW: u64 = 2 << 20;
+/// Free space at which a daemon paused for a full disk resumes (above the threshold, so it
+/// does not flap).
+pub const DISK_RESUME_AT: u64 = 8 << 20;
+/// How often free space is polled.
+const DISK_POLL: Duration = Duration::from_millis(500);
+/// How long a reopen waits after sled's lock was still held by the closing handle.
+const REOPEN_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -135,22 +160,158 @@ fn read_key(settings: &Settings) -> Result<Option<ApiKey>, ConfigError> {
 }
 
 /// Runs the daemon until `shutdown` completes, then drains the engine within the configured
-/// deadline, flushes the store and removes the socket.
+/// deadline, flushes the store and removes the socket. An error that ends it is logged first.
 pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let result = run_sessions(settings, shutdown).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "the daemon stopped on an error");
+    }
+    result
+}
+
+/// How a session ended without an error that stops the daemon.
+enum Ended {
+    Shutdown,
+    Fault(Fault),
+    /// The store was still held by the previous session's closing handle: try again.
+    Retry,
+}
+
+async fn run_sessions(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     create_private_dir(&settings.data_dir)?;
     let _lock = DaemonLock::acquire(&settings.data_dir)?;
-    let store = Store::open_locked(
+    let socket = settings.socket_path();
+    let listener = control::bind(&socket).await?;
+    let front = Arc::new(Front::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(control::serve(listener, front.clone(), async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    tokio::pin!(shutdown);
+    let mut reopening = false;
+    let result = loop {
+        let ended = session(&settings, &front, shutdown.as_mut(), reopening).await;
+        match ended {
+            Ok(Ended::Shutdown) => break Ok(()),
+            Ok(Ended::Retry) => {
+                tokio::select! {
+                    _ = shutdown.as_mut() => break Ok(()),
+                    _ = tokio::time::sleep(REOPEN_RETRY) => {}
+                }
+            }
+            Ok(Ended::Fault(fault)) => {
+                tracing::error!(error = %fault, "sending and intake stopped");
+                front.fault(fault.clone());
+                let resumed = match fault {
+                    Fault::DiskFull(_) => {
+                        wait_for_space(&settings.data_dir, shutdown.as_mut()).await
+                    }
+                    Fault::Damaged(_) => {
+                        shutdown.as_mut().await;
+                        false
+                    }
+                };
+                if !resumed {
+                    break Ok(());
+                }
+                tracing::info!("disk space is free again: reopening the store");
+            }
+            Err(e) => break Err(e),
+        }
+        reopening = true;
+    };
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("daemon stopped");
+    result
+}
+
+/// Free bytes on the data dir's filesystem; None when it cannot be read (then the disk is
+/// not judged full on that account).
+fn free_space(data_dir: &Path) -> Option<u64> {
+    crate::ops::disk::free_bytes(data_dir).ok()
+}
+
+/// Waits until [`DISK_RESUME_AT`] bytes are free (true) or `shutdown` (false).
+async fn wait_for_space(
+    data_dir: &Path,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    tokio::pin!(shutdown);
+    loop {
+        if free_space(data_dir).is_none_or(|free| free >= DISK_RESUME_AT) {
+            return true;
+        }
+        tokio::select! {
+            _ = shutdown.as_mut() => return false,
+            _ = tokio::time::sleep(DISK_POLL) => {}
+        }
+    }
+}
+
+/// Resolves with a disk-full fault once free space falls under [`DISK_FULL_BELOW`].
+async fn disk_watch(data_dir: PathBuf) -> Fault {
+    loop {
+        if let Some(free) = free_space(&data_dir).filter(|f| *f < DISK_FULL_BELOW) {
+            return Fault::DiskFull(format!("{} KiB free on the data dir's disk", free / 1024));
+        }
+        tokio::time::sleep(DISK_POLL).await;
+    }
+}
+
+/// What a store error that ends a session means: a full disk, damage, or (`Err`) an error
+/// that ends the daemon.
+fn store_fault(e: StoreError, data_dir: &Path) -> Result<Ended, DaemonError> {
+    let low = free_space(data_dir).is_some_and(|f| f < DISK_RESUME_AT);
+    if e.is_disk_full() || (low && !e.is_damaged()) {
+        Ok(Ended::Fault(Fault::DiskFull(e.to_string())))
+    } else if matches!(e, StoreError::Locked { .. }) {
+        Ok(Ended::Retry)
+    } else if e.is_damaged() || matches!(e, StoreError::Database(_)) {
+        Ok(Ended::Fault(Fault::Damaged(e.to_string())))
+    } else {
+        Err(e.into())
+    }
+}
+
+/// One session: opens the store, serves it through `front`, and runs the engine and the
+/// watchers until `shutdown` or a store fault.
+async fn session(
+    settings: &Settings,
+    front: &Arc<Front>,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    reopening: bool,
+) -> Result<Ended, DaemonError> {
+    if free_space(&settings.data_dir).is_some_and(|f| f < DISK_FULL_BELOW) {
+        return Ok(Ended::Fault(disk_watch(settings.data_dir.clone()).await));
+    }
+    let opened = Store::open_locked(
         &settings.store_dir(),
         StoreOptions {
             cache_capacity_bytes: settings.cache_capacity_bytes,
         },
-    )?;
+    );
+    let store = match opened {
+        Ok(store) => store,
+        Err(StoreError::Locked { .. }) if reopening => return Ok(Ended::Retry),
+        Err(e) => return store_fault(e, &settings.data_dir),
+    };
     // A key file opens the store at once; a passphrase waits for `icsync unlock`.
     if store.key_source(&settings.keys)? == KeySourceKind::File {
-        store.unlock(&settings.keys, None)?;
+        if let Err(e) = store.unlock(&settings.keys, None) {
+            return match e {
+                e if e.is_damaged() || e.is_disk_full() => store_fault(e, &settings.data_dir),
+                e => Err(e.into()),
+            };
+        }
     } else {
         tracing::info!("the store is locked: sending waits for `icsync unlock`");
     }
@@ -160,7 +321,7 @@ pub async fn run(
     // stop the daemon: records still queue, the reason is shown as the pause in `status`, and
     // the key watcher resumes sending once the file is fixed, without a restart. The reason
     // names the file and its mode, never the key.
-    let (key, key_problem) = match read_key(&settings) {
+    let (key, key_problem) = match read_key(settings) {
         Ok(k) => (k, None),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the API key; sending waits until it is fixed");
@@ -219,17 +380,11 @@ pub async fn run(
         })),
     );
 
-    let socket = settings.socket_path();
-    let listener = control::bind(&socket).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let server = tokio::spawn(control::serve(
-        listener,
-        Arc::new(ControlHandler(service.clone())),
-        stopped(stop_rx.clone()),
-    ));
+    front.serve(ControlHandler(service.clone()));
     // The drop folder is watched for the daemon's whole life; its files wait in the folder
     // while the store is locked (they cannot be sealed without the key).
     // A mapping file that cannot be used leaves the drop folder unwatched rather than
@@ -275,13 +430,19 @@ pub async fn run(
 
     // One engine per unlocked period: locking stops (drains) it and drops the key; unlocking
     // starts a new one on the same store, which re-sends what was left `sending`.
-    tokio::pin!(shutdown);
+    let disk = disk_watch(settings.data_dir.clone());
+    tokio::pin!(disk);
+    let mut fault: Option<Fault> = None;
     let mut key = key;
     let result = loop {
         if *want_locked_rx.borrow() {
             let _ = is_locked_tx.send(true);
             tokio::select! {
-                _ = &mut shutdown => break Ok(()),
+                _ = shutdown.as_mut() => break Ok(()),
+                f = &mut disk => {
+                    fault = Some(f);
+                    break Ok(());
+                }
                 _ = want_locked_rx.wait_for(|locked| !*locked) => {}
             }
             let _ = is_locked_tx.send(false);
@@ -331,7 +492,11 @@ pub async fn run(
         let mut lock_rx = want_locked_rx.clone();
         let stop = async {
             tokio::select! {
-                _ = &mut shutdown => quit = true,
+                _ = shutdown.as_mut() => quit = true,
+                f = &mut disk => {
+                    fault = Some(f);
+                    quit = true;
+                }
                 _ = lock_rx.wait_for(|locked| *locked) => {}
             }
         };
@@ -348,11 +513,22 @@ pub async fn run(
         tracing::info!("store locked: sending waits for `icsync unlock`");
     };
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(server, drops);
-    store.flush()?;
-    let _ = std::fs::remove_file(&socket);
-    tracing::info!("daemon stopped");
-    result.map_err(Into::into)
+    let _ = drops.await;
+    // Status keeps its last counts while the store is closed.
+    let last = service.status().unwrap_or_default();
+    front.closing(last);
+    drop(service);
+    let flushed = store.flush();
+    if let Some(fault) = fault {
+        return Ok(Ended::Fault(fault));
+    }
+    match result {
+        Ok(()) => {
+            flushed?;
+            Ok(Ended::Shutdown)
+        }
+        Err(EngineError::Store(e)) => store_fault(e, &settings.data_dir),
+    }
 }
 
 /// Hands memory freed during start-up back to the system. sled's recovery reads its whole

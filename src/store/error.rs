@@ -1,5 +1,9 @@
 //! The store's error type. Messages name the store's files, record ids and tree names, never
 //! a customer field: a payload, email or external_id must not reach a log through an error.
+//!
+//! sled's errors are sorted here, in one place (`From<sled::Error>`): corruption becomes
+//! [`StoreError::Damaged`] (and so do sled's panics, see `guard`), a write refused for lack of
+//! space becomes [`StoreError::DiskFull`], anything else stays [`StoreError::Database`].
 
 use std::path::PathBuf;
 
@@ -24,15 +28,25 @@ pub enum StoreError {
     },
     #[error("the store in {path} is in use by another process (is an icsync daemon running on this data dir?)")]
     Locked { path: PathBuf },
-    #[error("cannot open the store in {path}: {source}")]
+    #[error("cannot open the store in {path}: {}", sled_message(.source))]
     Open {
         path: PathBuf,
         #[source]
         source: sled::Error,
     },
-    #[error("store database error: {0}")]
-    Database(#[from] sled::Error),
-    #[error("corrupt {what} in the store: {detail} (run `icsync doctor`)")]
+    #[error("store database error: {}", sled_message(.0))]
+    Database(sled::Error),
+    /// The database's files cannot be read back: truncated, overwritten, or sled panicked on
+    /// them. Nothing in this process can repair it; `icsync recover` copies what is readable.
+    #[error("store damaged: {detail} ({RECOVER_HINT})")]
+    Damaged { detail: String },
+    /// A write failed for lack of space (ENOSPC). After this sled refuses every later write
+    /// on the same handle: the store must be reopened once space is freed.
+    #[error(
+        "disk full: the store cannot save changes (free some space on the disk of the data dir)"
+    )]
+    DiskFull,
+    #[error("store damaged: corrupt {what}: {detail} ({RECOVER_HINT})")]
     Corrupt { what: &'static str, detail: String },
     #[error("cannot encode {what} for the store: {detail}")]
     Encode { what: &'static str, detail: String },
@@ -65,6 +79,69 @@ pub enum StoreError {
         prefix: String,
         candidates: Vec<RecordId>,
     },
+}
+
+/// What every damage message ends with.
+pub const RECOVER_HINT: &str = "stop the daemon and run `icsync recover`";
+
+impl StoreError {
+    /// The store's files are damaged (a read failed or sled panicked on them).
+    pub fn is_damaged(&self) -> bool {
+        match self {
+            StoreError::Damaged { .. } | StoreError::Corrupt { .. } => true,
+            StoreError::Open { source, .. } => matches!(source, sled::Error::Corruption { .. }),
+            _ => false,
+        }
+    }
+
+    /// A write failed for lack of space.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull => true,
+            StoreError::Open { source, .. } | StoreError::Database(source) => {
+                matches!(source, sled::Error::Io(io) if is_enospc(io))
+            }
+            StoreError::CreateDir { source, .. } | StoreError::Permissions { source, .. } => {
+                is_enospc(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+pub fn is_enospc(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Damaged {
+                detail: sled_message(&e),
+            },
+            sled::Error::Io(ref io) if is_enospc(io) => StoreError::DiskFull,
+            e => StoreError::Database(e),
+        }
+    }
+}
+
+/// sled's error in words: its own Display of corruption is a Debug dump
+/// (`Some(Inline(4937735)) backtrace ()`).
+pub fn sled_message(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Corruption { at: Some(_), .. } => {
+            "the database file holds corrupted or truncated data".into()
+        }
+        sled::Error::Corruption { at: None, .. } => {
+            "the database file's header or snapshot is corrupted or truncated".into()
+        }
+        sled::Error::Io(io) => format!("i/o error: {io}"),
+        sled::Error::CollectionNotFound(_) => "a tree of the database is missing".into(),
+        sled::Error::Unsupported(s) => format!("unsupported operation: {s}"),
+        sled::Error::ReportableBug(s) => format!("internal database error: {s}"),
+        #[allow(unreachable_patterns)]
+        _ => "database error".into(),
+    }
 }
 
 fn list_ids(ids: &[RecordId]) -> String {

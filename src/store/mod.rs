@@ -50,11 +50,14 @@ mod check;
 mod codec;
 mod drops;
 mod error;
+mod floor;
+mod guard;
 mod index;
 mod ledger;
 mod migrate;
 mod record;
 pub mod retention;
+mod salvage;
 mod txn;
 mod upsert;
 
@@ -74,11 +77,12 @@ pub use drops::{
     DROP_HISTORY_MAX,
 };
 
-pub use error::{StoreError, MIN_PREFIX_CHARS};
+pub use error::{StoreError, MIN_PREFIX_CHARS, RECOVER_HINT};
 pub use record::{
     merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
     LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
 };
+pub use salvage::SalvageReport;
 pub use upsert::MatchKey;
 
 use codec::Codec;
@@ -185,6 +189,8 @@ struct Inner {
     /// Committed transactions since open: whoever keeps something derived from the records
     /// (the service's sorted views) compares it to know when that went stale.
     changes: AtomicU64,
+    /// The record count last written to the floor file (see `floor`).
+    floor: AtomicU64,
 }
 
 const META_KEY_CHECK: &[u8] = b"key_check";
@@ -239,8 +245,29 @@ fn open_error(path: PathBuf, e: sled::Error) -> StoreError {
         sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
             StoreError::Locked { path }
         }
-        _ => StoreError::Open { path, source: e },
+        sled::Error::Corruption { .. } => StoreError::Damaged {
+            detail: format!(
+                "cannot open {}: {}",
+                path.display(),
+                error::sled_message(&e)
+            ),
+        },
+        _ => match StoreError::from(e) {
+            StoreError::Database(source) => StoreError::Open { path, source },
+            other => other,
+        },
     }
+}
+
+/// Records in the store, from the counters.
+fn count_total(counters: &sled::Tree) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    for state in RecordState::ALL {
+        if let Some(bytes) = counters.get(codec::counter_key(state))? {
+            total = total.saturating_add(codec::decode_u64(&bytes)?);
+        }
+    }
+    Ok(total)
 }
 
 fn submit_one(
@@ -458,56 +485,72 @@ impl Store {
     /// Opens the store without its key: counts and ids can be read, nothing else until
     /// [`Store::unlock`].
     pub fn open_locked(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        create_private_dir(dir)?;
-        let db_dir = dir.join(DB_DIR);
-        create_private_dir(&db_dir)?;
-        // A store closed a moment ago may still be locked while sled's background threads
-        // let go of it (in this process, or a daemon that is just exiting): wait briefly
-        // before reporting it as in use.
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            let opened = sled::Config::new()
-                .path(&db_dir)
-                .cache_capacity(options.cache_capacity_bytes)
-                .open()
-                .map_err(|e| open_error(db_dir.clone(), e));
-            match opened {
-                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+        guard::guarded("opening the store", || {
+            create_private_dir(dir)?;
+            let db_dir = dir.join(DB_DIR);
+            create_private_dir(&db_dir)?;
+            // A store closed a moment ago may still be locked while sled's background threads
+            // let go of it (in this process, or a daemon that is just exiting): wait briefly
+            // before reporting it as in use.
+            let deadline = std::time::Instant::now() + LOCK_WAIT;
+            let db = loop {
+                let opened = sled::Config::new()
+                    .path(&db_dir)
+                    .cache_capacity(options.cache_capacity_bytes)
+                    .open()
+                    .map_err(|e| open_error(db_dir.clone(), e));
+                match opened {
+                    Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    other => break other?,
                 }
-                other => break other?,
-            }
-        };
-        restrict_tree(&db_dir)?;
-        let trees = Trees::open(&db).map_err(|e| open_error(db_dir.clone(), e))?;
-        let meta = db
-            .open_tree("meta")
-            .map_err(|e| open_error(db_dir.clone(), e))?;
-        // Done on open, not unlock: due keys hold no customer data, so a store opened locked
-        // (the daemon waiting for a passphrase) gets it too. sled's file lock means no other
-        // process writes meanwhile, and this handle is not shared yet. The deletions are on
-        // disk before the marker; a crash in between only repeats the (idempotent) scan.
-        if meta.get(META_DUE_BACKOFF_ONLY)?.is_none() {
-            let removed = migrate::drop_due_at_once(&trees.due)?;
-            if removed > 0 {
-                tracing::info!(
-                    entries = removed,
-                    "removed the due index's due-at-once entries"
-                );
+            };
+            restrict_tree(&db_dir)?;
+            let trees = Trees::open(&db).map_err(|e| open_error(db_dir.clone(), e))?;
+            let meta = db
+                .open_tree("meta")
+                .map_err(|e| open_error(db_dir.clone(), e))?;
+            // Done on open, not unlock: due keys hold no customer data, so a store opened locked
+            // (the daemon waiting for a passphrase) gets it too. sled's file lock means no other
+            // process writes meanwhile, and this handle is not shared yet. The deletions are on
+            // disk before the marker; a crash in between only repeats the (idempotent) scan.
+            if meta.get(META_DUE_BACKOFF_ONLY)?.is_none() {
+                let removed = migrate::drop_due_at_once(&trees.due)?;
+                if removed > 0 {
+                    tracing::info!(
+                        entries = removed,
+                        "removed the due index's due-at-once entries"
+                    );
+                    db.flush()?;
+                }
+                meta.insert(META_DUE_BACKOFF_ONLY, &[1u8])?;
                 db.flush()?;
             }
-            meta.insert(META_DUE_BACKOFF_ONLY, &[1u8])?;
-            db.flush()?;
-        }
-        Ok(Store {
-            inner: Arc::new(Inner {
-                db,
-                trees,
-                meta,
-                dir: dir.to_owned(),
-                codec: RwLock::new(None),
-                changes: AtomicU64::new(0),
-            }),
+            // sled replays what is left of a truncated file as a smaller (often empty)
+            // database without a word; the count kept beside it tells.
+            let total = count_total(&trees.counters)?;
+            let floor = floor::read(dir);
+            if total < floor {
+                return Err(StoreError::Damaged {
+                    detail: format!(
+                        "the database in {} holds {total} records but held at least {floor}: \
+                         its file was truncated or replaced",
+                        db_dir.display()
+                    ),
+                });
+            }
+            Ok(Store {
+                inner: Arc::new(Inner {
+                    db,
+                    trees,
+                    meta,
+                    dir: dir.to_owned(),
+                    codec: RwLock::new(None),
+                    changes: AtomicU64::new(0),
+                    floor: AtomicU64::new(floor),
+                }),
+            })
         })
     }
 
@@ -534,10 +577,12 @@ impl Store {
     }
 
     fn transaction<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
-        let codec = self.codec()?;
-        let out = self.trees().transaction(&codec, f)?;
-        self.inner.changes.fetch_add(1, Ordering::Release);
-        Ok(out)
+        guard::guarded("writing", || {
+            let codec = self.codec()?;
+            let out = self.trees().transaction(&codec, f)?;
+            self.inner.changes.fetch_add(1, Ordering::Release);
+            Ok(out)
+        })
     }
 
     /// A number that grows with every committed write (records, indexes, drop progress)
@@ -571,48 +616,50 @@ impl Store {
         keys: &KeyConfig,
         passphrase: Option<&Passphrase>,
     ) -> Result<(), StoreError> {
-        let path = self.keyring_path();
-        let check = self.inner.meta.get(META_KEY_CHECK)?;
-        let data_key = match Keyring::load(&path)? {
-            Some(ring) => ring.unwrap(&keys.wrapping(ring.source(), passphrase)?, &path)?,
-            None if check.is_some() => {
-                return Err(StoreError::KeyringMissing {
-                    path: self.inner.dir.clone(),
-                    keyring: path,
-                })
+        guard::guarded("unlocking the store", || {
+            let path = self.keyring_path();
+            let check = self.inner.meta.get(META_KEY_CHECK)?;
+            let data_key = match Keyring::load(&path)? {
+                Some(ring) => ring.unwrap(&keys.wrapping(ring.source(), passphrase)?, &path)?,
+                None if check.is_some() => {
+                    return Err(StoreError::KeyringMissing {
+                        path: self.inner.dir.clone(),
+                        keyring: path,
+                    })
+                }
+                None => {
+                    let key = crate::crypto::DataKey::generate();
+                    Keyring::wrap(&key, &keys.wrapping(keys.source, passphrase)?)?.save(&path)?;
+                    key
+                }
+            };
+            let crypto = Crypto::new(&data_key);
+            match check {
+                Some(stored) if stored.as_ref() != crypto.key_check() => {
+                    return Err(StoreError::WrongDataKey { keyring: path })
+                }
+                Some(_) => {}
+                None => {
+                    self.inner
+                        .meta
+                        .insert(META_KEY_CHECK, &crypto.key_check())?;
+                    self.flush()?;
+                }
             }
-            None => {
-                let key = crate::crypto::DataKey::generate();
-                Keyring::wrap(&key, &keys.wrapping(keys.source, passphrase)?)?.save(&path)?;
-                key
-            }
-        };
-        let crypto = Crypto::new(&data_key);
-        match check {
-            Some(stored) if stored.as_ref() != crypto.key_check() => {
-                return Err(StoreError::WrongDataKey { keyring: path })
-            }
-            Some(_) => {}
-            None => {
-                self.inner
-                    .meta
-                    .insert(META_KEY_CHECK, &crypto.key_check())?;
+            let codec = Codec::Sealed(crypto);
+            // Looking for plain records reads every record (2.8 GB for 1M records): through
+            // sled's page cache that left a daemon holding ~80 MB per 200k records for good. It is
+            // done once; the marker says no plain record is left, and only `open_legacy_plain`
+            // (tests) can write one again, which removes the marker.
+            if self.inner.meta.get(META_ALL_SEALED)?.is_none() {
+                migrate::run(self.trees(), &codec)?;
                 self.flush()?;
+                self.inner.meta.insert(META_ALL_SEALED, &[1u8])?;
             }
-        }
-        let codec = Codec::Sealed(crypto);
-        // Looking for plain records reads every record (2.8 GB for 1M records): through
-        // sled's page cache that left a daemon holding ~80 MB per 200k records for good. It is
-        // done once; the marker says no plain record is left, and only `open_legacy_plain`
-        // (tests) can write one again, which removes the marker.
-        if self.inner.meta.get(META_ALL_SEALED)?.is_none() {
-            migrate::run(self.trees(), &codec)?;
             self.flush()?;
-            self.inner.meta.insert(META_ALL_SEALED, &[1u8])?;
-        }
-        self.flush()?;
-        *self.codec_slot() = Some(codec);
-        Ok(())
+            *self.codec_slot() = Some(codec);
+            Ok(())
+        })
     }
 
     /// Drops the key: customer data is unreadable until the next `unlock`. Operations already
@@ -624,11 +671,13 @@ impl Store {
     /// A record's stored bytes, undecoded (tests check they are sealed and unchanged).
     #[doc(hidden)]
     pub fn raw_record(&self, id: RecordId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .trees()
-            .records
-            .get(codec::record_key(id))?
-            .map(|v| v.to_vec()))
+        guard::guarded("reading a record", || {
+            Ok(self
+                .trees()
+                .records
+                .get(codec::record_key(id))?
+                .map(|v| v.to_vec()))
+        })
     }
 
     /// The local mirror of the upsert rules (see `upsert`): a payload whose external_id (or,
@@ -678,53 +727,57 @@ impl Store {
     }
 
     pub fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
-        let codec = self.codec()?;
-        match self.trees().records.get(codec::record_key(id))? {
-            Some(bytes) => codec.decode_record(id, &bytes).map(Some),
-            None => Ok(None),
-        }
+        guard::guarded("reading a record", || {
+            let codec = self.codec()?;
+            match self.trees().records.get(codec::record_key(id))? {
+                Some(bytes) => codec.decode_record(id, &bytes).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     /// The record whose id's hyphenated text starts with `prefix` (case-insensitive, at least
     /// [`MIN_PREFIX_CHARS`] characters).
     pub fn resolve_prefix(&self, prefix: &str) -> Result<RecordId, StoreError> {
-        let digits = prefix_digits(prefix)?;
-        let whole = digits.len() / 2;
-        let mut lower =
-            hex::decode(&digits[..whole * 2]).map_err(|_| StoreError::PrefixInvalid {
-                prefix: prefix.to_owned(),
-            })?;
-        let nibble = digits[whole * 2..]
-            .chars()
-            .next()
-            .and_then(|c| c.to_digit(16))
-            .map(|d| d as u8);
-        if let Some(n) = nibble {
-            lower.push(n << 4);
-        }
-        let mut found = Vec::new();
-        for kv in self.trees().records.range(lower.clone()..) {
-            let (key, _) = kv?;
-            let matches = key.starts_with(&lower[..whole])
-                && nibble.is_none_or(|n| key.get(whole).map(|b| b >> 4) == Some(n));
-            if !matches {
-                break;
+        guard::guarded("looking up a record id", || {
+            let digits = prefix_digits(prefix)?;
+            let whole = digits.len() / 2;
+            let mut lower =
+                hex::decode(&digits[..whole * 2]).map_err(|_| StoreError::PrefixInvalid {
+                    prefix: prefix.to_owned(),
+                })?;
+            let nibble = digits[whole * 2..]
+                .chars()
+                .next()
+                .and_then(|c| c.to_digit(16))
+                .map(|d| d as u8);
+            if let Some(n) = nibble {
+                lower.push(n << 4);
             }
-            found.push(codec::decode_record_key(&key)?);
-            if found.len() >= AMBIGUOUS_CANDIDATES {
-                break;
+            let mut found = Vec::new();
+            for kv in self.trees().records.range(lower.clone()..) {
+                let (key, _) = kv?;
+                let matches = key.starts_with(&lower[..whole])
+                    && nibble.is_none_or(|n| key.get(whole).map(|b| b >> 4) == Some(n));
+                if !matches {
+                    break;
+                }
+                found.push(codec::decode_record_key(&key)?);
+                if found.len() >= AMBIGUOUS_CANDIDATES {
+                    break;
+                }
             }
-        }
-        match found.as_slice() {
-            [] => Err(StoreError::NoMatch {
-                prefix: prefix.to_owned(),
-            }),
-            [id] => Ok(*id),
-            _ => Err(StoreError::Ambiguous {
-                prefix: prefix.to_owned(),
-                candidates: found,
-            }),
-        }
+            match found.as_slice() {
+                [] => Err(StoreError::NoMatch {
+                    prefix: prefix.to_owned(),
+                }),
+                [id] => Ok(*id),
+                _ => Err(StoreError::Ambiguous {
+                    prefix: prefix.to_owned(),
+                    candidates: found,
+                }),
+            }
+        })
     }
 
     /// An edit of one record in one transaction: `f` changes a fresh copy (it may run more
@@ -844,16 +897,18 @@ impl Store {
 
     /// Counts per state from the counters: six reads, whatever the store's size.
     pub fn counts(&self) -> Result<Counts, StoreError> {
-        let mut counts = Counts::default();
-        for state in RecordState::ALL {
-            let n = match self.trees().counters.get(codec::counter_key(state))? {
-                Some(bytes) => codec::decode_u64(&bytes)?,
-                None => 0,
-            };
-            counts.per_state[usize::from(state.tag())] = n;
-            counts.total += n;
-        }
-        Ok(counts)
+        guard::guarded("reading the counts", || {
+            let mut counts = Counts::default();
+            for state in RecordState::ALL {
+                let n = match self.trees().counters.get(codec::counter_key(state))? {
+                    Some(bytes) => codec::decode_u64(&bytes)?,
+                    None => 0,
+                };
+                counts.per_state[usize::from(state.tag())] = n;
+                counts.total += n;
+            }
+            Ok(counts)
+        })
     }
 
     /// Records in queue order (id order), optionally of one state, starting after `after`.
@@ -863,47 +918,49 @@ impl Store {
         after: Option<RecordId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        let codec = self.codec()?;
-        let Some(state) = state else {
-            let start = match after {
-                Some(a) => Bound::Excluded(codec::record_key(a).to_vec()),
-                None => Bound::Unbounded,
+        guard::guarded("listing records", || {
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            let codec = self.codec()?;
+            let Some(state) = state else {
+                let start = match after {
+                    Some(a) => Bound::Excluded(codec::record_key(a).to_vec()),
+                    None => Bound::Unbounded,
+                };
+                for kv in self
+                    .trees()
+                    .records
+                    .range((start, Bound::Unbounded))
+                    .take(limit)
+                {
+                    let (key, value) = kv?;
+                    out.push(codec.decode_record(codec::decode_record_key(&key)?, &value)?);
+                }
+                return Ok(out);
             };
-            for kv in self
-                .trees()
-                .records
-                .range((start, Bound::Unbounded))
-                .take(limit)
-            {
-                let (key, value) = kv?;
-                out.push(codec.decode_record(codec::decode_record_key(&key)?, &value)?);
-            }
-            return Ok(out);
-        };
-        let prefix = codec::state_prefix(state);
-        let start = match after {
-            Some(a) => Bound::Excluded(codec::state_key(state, a).to_vec()),
-            None => Bound::Included(prefix.to_vec()),
-        };
-        for kv in self.trees().state.range((start, Bound::Unbounded)) {
-            let (key, _) = kv?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let (_, id) = codec::decode_state_key(&key)?;
-            // Re-checked: the record may have moved since the index was read.
-            if let Some(record) = self.get(id)?.filter(|r| r.state == state) {
-                out.push(record);
-                if out.len() >= limit {
+            let prefix = codec::state_prefix(state);
+            let start = match after {
+                Some(a) => Bound::Excluded(codec::state_key(state, a).to_vec()),
+                None => Bound::Included(prefix.to_vec()),
+            };
+            for kv in self.trees().state.range((start, Bound::Unbounded)) {
+                let (key, _) = kv?;
+                if !key.starts_with(&prefix) {
                     break;
                 }
+                let (_, id) = codec::decode_state_key(&key)?;
+                // Re-checked: the record may have moved since the index was read.
+                if let Some(record) = self.get(id)?.filter(|r| r.state == state) {
+                    out.push(record);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Queued records due at `now` (no `next_attempt_at`, or one not after `now`), in queue
@@ -915,78 +972,88 @@ impl Store {
         limit: usize,
         exclude: &HashSet<RecordId>,
     ) -> Result<Vec<Record>, StoreError> {
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        let now_ms = codec::now_millis(now);
-        for kv in self
-            .trees()
-            .state
-            .scan_prefix(codec::state_prefix(RecordState::Queued))
-        {
-            let (key, value) = kv?;
-            let (_, id) = codec::decode_state_key(&key)?;
-            let due_ms = codec::decode_state_value(&value)?.unwrap_or(0);
-            if due_ms > now_ms || exclude.contains(&id) {
-                continue;
+        guard::guarded("finding due records", || {
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
             }
-            let fresh = self.get(id)?.filter(|r| {
-                r.state == RecordState::Queued && codec::due_millis(r.next_attempt_at) <= now_ms
-            });
-            if let Some(record) = fresh {
-                out.push(record);
-                if out.len() >= limit {
-                    break;
+            let now_ms = codec::now_millis(now);
+            for kv in self
+                .trees()
+                .state
+                .scan_prefix(codec::state_prefix(RecordState::Queued))
+            {
+                let (key, value) = kv?;
+                let (_, id) = codec::decode_state_key(&key)?;
+                let due_ms = codec::decode_state_value(&value)?.unwrap_or(0);
+                if due_ms > now_ms || exclude.contains(&id) {
+                    continue;
+                }
+                let fresh = self.get(id)?.filter(|r| {
+                    r.state == RecordState::Queued && codec::due_millis(r.next_attempt_at) <= now_ms
+                });
+                if let Some(record) = fresh {
+                    out.push(record);
+                    if out.len() >= limit {
+                        break;
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The earliest `next_attempt_at` among queued records that have one, rounded up to the
     /// millisecond (never earlier than the real instant). Queued records without one are due
     /// at once and are `due`'s business, not this one's.
     pub fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let start = codec::due_key(1, RecordId(uuid::Uuid::nil()));
-        match self.trees().due.range(start.to_vec()..).next() {
-            Some(kv) => {
-                let (millis, _) = codec::decode_due_key(&kv?.0)?;
-                Ok(codec::millis_to_time(millis))
+        guard::guarded("reading the due index", || {
+            let start = codec::due_key(1, RecordId(uuid::Uuid::nil()));
+            match self.trees().due.range(start.to_vec()..).next() {
+                Some(kv) => {
+                    let (millis, _) = codec::decode_due_key(&kv?.0)?;
+                    Ok(codec::millis_to_time(millis))
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
+        })
     }
 
     /// Ids of the records in `state`, in queue order.
     pub fn in_state(&self, state: RecordState) -> Result<Vec<RecordId>, StoreError> {
-        self.trees()
-            .state
-            .scan_prefix(codec::state_prefix(state))
-            .map(|kv| Ok(codec::decode_state_key(&kv?.0)?.1))
-            .collect()
+        guard::guarded("reading the state index", || {
+            self.trees()
+                .state
+                .scan_prefix(codec::state_prefix(state))
+                .map(|kv| Ok(codec::decode_state_key(&kv?.0)?.1))
+                .collect()
+        })
     }
 
     pub fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, StoreError> {
-        match self.trees().ledger.get(codec::ledger_key(key))? {
-            Some(bytes) => codec::decode_ledger(&bytes).map(Some),
-            None => Ok(None),
-        }
+        guard::guarded("reading the ledger", || {
+            match self.trees().ledger.get(codec::ledger_key(key))? {
+                Some(bytes) => codec::decode_ledger(&bytes).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     fn find_live(&self, tree: &sled::Tree, term: &[u8]) -> Result<Option<RecordId>, StoreError> {
-        let Some(bytes) = tree.get(term)? else {
-            return Ok(None);
-        };
-        for id in codec::decode_id_set(&bytes)? {
-            if self
-                .get(id)?
-                .is_some_and(|r| r.state != RecordState::Discarded)
-            {
-                return Ok(Some(id));
+        guard::guarded("reading an index", || {
+            let Some(bytes) = tree.get(term)? else {
+                return Ok(None);
+            };
+            for id in codec::decode_id_set(&bytes)? {
+                if self
+                    .get(id)?
+                    .is_some_and(|r| r.state != RecordState::Discarded)
+                {
+                    return Ok(Some(id));
+                }
             }
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// The oldest live record whose payload has exactly this external_id.
@@ -1003,15 +1070,26 @@ impl Store {
         self.find_live(&self.trees().email, &self.codec()?.email_term(&normalized))
     }
 
+    /// Writes everything to disk (fsync); then a record count grown since the last flush is
+    /// kept in the floor file, so a database that later loses records is noticed at open.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        Ok(())
+        guard::guarded("flushing to disk", || {
+            self.inner.db.flush()?;
+            let total = count_total(&self.trees().counters)?;
+            if total > self.inner.floor.load(Ordering::Acquire) {
+                floor::write(&self.inner.dir, total)?;
+                self.inner.floor.store(total, Ordering::Release);
+            }
+            Ok(())
+        })
     }
 
     /// Every way the indexes, counters and ledger disagree with the records, one line each
     /// (ids and index names only, never customer fields). Reads the trees one after another,
     /// so run it on a quiet store (`doctor`, tests): concurrent writes show up as problems.
     pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
-        check::check(self.trees(), &self.codec()?)
+        guard::guarded("checking consistency", || {
+            check::check(self.trees(), &self.codec()?)
+        })
     }
 }

@@ -91,7 +91,7 @@ impl Trees {
         });
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Database(e),
+            TransactionError::Storage(e) => e.into(),
         })
     }
 }

@@ -79,6 +79,8 @@ fn connection_badge(app: &App, theme: &Theme) -> (String, ratatui::style::Style)
     match (&app.connection, &app.status) {
         (Connection::Lost { .. }, _) => (" NO DAEMON ".into(), theme.error()),
         (Connection::Connecting, _) | (_, None) => (" connecting ".into(), theme.dim()),
+        (_, Some(s)) if s.damaged => (" STORE DAMAGED ".into(), theme.error()),
+        (_, Some(s)) if s.disk_full => (" DISK FULL ".into(), theme.error()),
         (_, Some(s)) if s.locked => (" LOCKED ".into(), theme.warn()),
         (_, Some(s)) if s.paused.is_some() => (" PAUSED ".into(), theme.warn()),
         (_, Some(s)) if !s.online => (" OFFLINE ".into(), theme.warn()),

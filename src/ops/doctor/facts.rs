@@ -109,11 +109,27 @@ pub enum DirState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaemonFact {
-    Running { version: String },
-    NotRunning { socket: PathBuf },
-    StaleSocket { socket: PathBuf },
-    Stuck { socket: PathBuf },
-    OtherVersion { detail: String },
+    Running {
+        version: String,
+    },
+    /// Running, but its store is damaged or its disk full: it stays up, reporting why.
+    Faulted {
+        version: String,
+        disk_full: bool,
+        message: String,
+    },
+    NotRunning {
+        socket: PathBuf,
+    },
+    StaleSocket {
+        socket: PathBuf,
+    },
+    Stuck {
+        socket: PathBuf,
+    },
+    OtherVersion {
+        detail: String,
+    },
     Error(String),
 }
 
@@ -122,19 +138,31 @@ impl DaemonFact {
     fn holds_store(&self) -> bool {
         matches!(
             self,
-            DaemonFact::Running { .. } | DaemonFact::Stuck { .. } | DaemonFact::OtherVersion { .. }
+            DaemonFact::Running { .. }
+                | DaemonFact::Faulted { .. }
+                | DaemonFact::Stuck { .. }
+                | DaemonFact::OtherVersion { .. }
         )
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreFact {
-    None { dir: PathBuf },
+    None {
+        dir: PathBuf,
+    },
     HeldByDaemon,
     InUse(String),
     CannotOpen(String),
-    Locked { records: u64 },
-    Checked { records: u64, problems: Vec<String> },
+    /// The store's files are damaged (the error says how).
+    Damaged(String),
+    Locked {
+        records: u64,
+    },
+    Checked {
+        records: u64,
+        problems: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,9 +383,19 @@ pub async fn daemon_fact(socket: &Path) -> DaemonFact {
         };
     }
     match Client::connect(socket).await {
-        Ok(c) => DaemonFact::Running {
-            version: c.daemon_version.clone(),
-        },
+        Ok(mut c) => {
+            let version = c.daemon_version.clone();
+            match c.request(crate::control::Request::Status).await {
+                Ok(crate::control::Reply::Status(s)) if s.damaged || s.disk_full => {
+                    DaemonFact::Faulted {
+                        version,
+                        disk_full: s.disk_full,
+                        message: s.paused.unwrap_or_default(),
+                    }
+                }
+                _ => DaemonFact::Running { version },
+            }
+        }
         Err(ClientError::NotRunning(_)) => DaemonFact::StaleSocket {
             socket: socket.to_path_buf(),
         },
@@ -417,10 +455,12 @@ fn store_facts(settings: &Settings, daemon: &DaemonFact) -> (StoreFact, Encrypti
     ) {
         Ok(s) => s,
         Err(e @ StoreError::Locked { .. }) => return (StoreFact::InUse(e.to_string()), encryption),
+        Err(e) if e.is_damaged() => return (StoreFact::Damaged(e.to_string()), encryption),
         Err(e) => return (StoreFact::CannotOpen(e.to_string()), encryption),
     };
     let records = match store.counts() {
         Ok(c) => c.total,
+        Err(e) if e.is_damaged() => return (StoreFact::Damaged(e.to_string()), encryption),
         Err(e) => return (StoreFact::CannotOpen(e.to_string()), encryption),
     };
     match ring {

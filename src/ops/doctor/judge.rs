@@ -302,6 +302,27 @@ pub fn judge_daemon(daemon: &DaemonFact) -> Check {
         DaemonFact::Running { version } => {
             check(NAME, Status::Ok, format!("running (icsync {version})"))
         }
+        DaemonFact::Faulted {
+            version,
+            disk_full: true,
+            message,
+        } => check(
+            NAME,
+            Status::Fail,
+            format!("running (icsync {version}), paused: {message}"),
+        )
+        .fix("free space on the data dir's disk: the daemon resumes by itself"),
+        DaemonFact::Faulted {
+            version, message, ..
+        } => check(
+            NAME,
+            Status::Fail,
+            format!("running (icsync {version}), stopped: {message}"),
+        )
+        .fix(
+            "stop the daemon (systemctl --user stop icsync), run `icsync recover`, then start \
+             it again",
+        ),
         DaemonFact::NotRunning { socket } => check(
             NAME,
             Status::Warn,
@@ -354,6 +375,10 @@ pub fn judge_store(store: &StoreFact) -> Check {
         ),
         StoreFact::InUse(e) => check(NAME, Status::Warn, e.clone())
             .fix("run doctor again when the other icsync command has finished"),
+        StoreFact::Damaged(e) => check(NAME, Status::Fail, e.clone()).fix(
+            "run `icsync recover`: it copies every readable record into a fresh store, keeps \
+             the damaged one aside and says how many records were lost",
+        ),
         StoreFact::CannotOpen(e) => check(NAME, Status::Fail, format!("cannot open: {e}"))
             .fix("restore the data dir from a backup, or move it aside to start empty (queued records in it are then lost)"),
         StoreFact::Locked { records } => check(
@@ -512,7 +537,12 @@ pub fn judge_disk(disk: &DiskFact) -> Check {
                 human_bytes(*bytes),
                 path.display()
             );
-            if *bytes < DISK_FAIL_BYTES {
+            if *bytes < crate::daemon::DISK_FULL_BELOW {
+                check(NAME, Status::Fail, format!("disk full: {text}")).fix(
+                    "free space now: the daemon has paused intake and sending, and resumes by \
+                     itself once space is freed",
+                )
+            } else if *bytes < DISK_FAIL_BYTES {
                 check(NAME, Status::Fail, text)
                     .fix("free space now: the store cannot grow and records may not be saved")
             } else if *bytes < DISK_WARN_BYTES {

@@ -98,6 +98,16 @@ impl Component for DashboardView {
                 t.dim(),
                 "waiting for the daemon's status".into(),
             ),
+            (_, Some(s)) if s.damaged => (
+                "STORE DAMAGED".into(),
+                t.error(),
+                s.paused.clone().unwrap_or_default(),
+            ),
+            (_, Some(s)) if s.disk_full => (
+                "DISK FULL".into(),
+                t.error(),
+                s.paused.clone().unwrap_or_default(),
+            ),
             (_, Some(s)) if s.locked => (
                 "LOCKED".into(),
                 t.warn(),

@@ -220,6 +220,8 @@ pub fn status() -> StatusReport {
         last_sync_at: Some(t0() - Duration::seconds(5)),
         daemon: true,
         locked: false,
+        disk_full: false,
+        damaged: false,
     }
 }
 

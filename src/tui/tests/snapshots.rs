@@ -74,6 +74,21 @@ fn dashboard_paused() {
 }
 
 #[test]
+fn dashboard_banners_a_full_disk_and_a_damaged_store() {
+    for (flag, banner) in [("disk", "DISK FULL"), ("damage", "STORE DAMAGED")] {
+        let mut app = loaded_app(24);
+        let mut s = status();
+        s.disk_full = flag == "disk";
+        s.damaged = flag == "damage";
+        s.paused = Some(format!("{banner}: reason"));
+        app.apply(Incoming::Event(Event::Status(s)));
+        let screen = render(&app, 80, 24);
+        assert!(screen.contains(banner), "{screen}");
+        assert!(!screen.contains("PAUSED"), "{screen}");
+    }
+}
+
+#[test]
 fn dashboard_without_daemon() {
     check("dashboard_without_daemon", |app| {
         app.apply(Incoming::Disconnected {

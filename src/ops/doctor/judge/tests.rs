@@ -303,3 +303,23 @@ fn free_space_thresholds() {
         .message
         .starts_with("3.0 GiB free"));
 }
+
+#[test]
+fn a_full_disk_and_a_damaged_store_say_so_and_what_to_do() {
+    let full = judge_disk(&DiskFact::Free {
+        path: "/d".into(),
+        bytes: 100 << 10,
+    });
+    assert_eq!(full.status, Status::Fail);
+    assert!(full.message.starts_with("disk full"), "{}", full.message);
+    let damaged = judge_store(&StoreFact::Damaged("store damaged: truncated".into()));
+    assert_eq!(damaged.status, Status::Fail);
+    assert!(damaged.fix.unwrap_or_default().contains("icsync recover"));
+    let faulted = judge_daemon(&DaemonFact::Faulted {
+        version: "0.1.0".into(),
+        disk_full: true,
+        message: "disk full: 0 KiB free".into(),
+    });
+    assert_eq!(faulted.status, Status::Fail);
+    assert!(faulted.message.contains("disk full"), "{}", faulted.message);
+}
