@@ -310,6 +310,14 @@ fn a_drop_folder_others_can_write_to_is_refused_until_the_config_says_it_is_shar
     assert!(!dir.join("processed").exists());
     let log = fs::read_to_string(env.log_file()).unwrap_or_default();
     assert!(log.contains("not watched"), "{log}");
+    // Status says so too, in words and in --json.
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("drop folder: not watched:") && status.contains("other users can write"),
+        "{status}"
+    );
+    let problem = env.status()["drop_folder_problem"].to_string();
+    assert!(problem.contains("drop_dir_shared"), "{problem}");
     d.kill();
     env.add_config("drop_dir_shared = true");
     let _d = env.start_daemon(&[]);

@@ -52,7 +52,9 @@ fn record_text(format: Format, n: u64) -> String {
         ),
         Format::Csv if broken(format, n) => format!("Broken {n},only two\r\n"),
         Format::Csv => format!(
-            "Person {n},{email},EXT-{n:010},\"Engineer,\nsenior\",GB,{},no,{}\r\n",
+            // A quoted multi-line cell in the ignored note column (field values may not hold
+            // a newline).
+            "Person {n},{email},EXT-{n:010},\"Engineer, senior\",GB,{},no,\"{}\nsee above\"\r\n",
             n * 3,
             "z".repeat(20 + (n % 20) as usize)
         ),

@@ -45,6 +45,9 @@ pub fn status(s: &StatusReport) -> String {
     if let Some(reason) = &s.paused {
         let _ = writeln!(out, "paused: {reason}");
     }
+    if let Some(problem) = &s.drop_folder_problem {
+        let _ = writeln!(out, "drop folder: not watched: {problem}");
+    }
     out
 }
 

@@ -221,6 +221,10 @@ pub struct StatusReport {
     /// why).
     #[serde(default)]
     pub damaged: bool,
+    /// Why the drop folder is not watched (a mapping file that cannot be used, a folder
+    /// others can write to, a folder that cannot be watched); `None` while it is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_folder_problem: Option<String>,
 }
 
 /// A submitted record: its id, its newest revision, and whether it is new, revised or

@@ -384,6 +384,8 @@ async fn session(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Made before the daemon answers; a folder that cannot be used is reported by the watcher.
+    let _ = crate::dropdir::prepare(&settings.drop_dir, settings.drop_dir_shared);
     front.serve(ControlHandler(service.clone()));
     // The drop folder is watched for the daemon's whole life; its files wait in the folder
     // while the store is locked (they cannot be sealed without the key).
@@ -397,6 +399,7 @@ async fn session(
         Err(e) => {
             tracing::error!(error = %e, "the drop folder is not watched");
             eprintln!("icsync daemon: {e}; the drop folder is not watched until it is fixed");
+            service.set_drop_problem(Some(e.to_string()));
             None
         }
     };
@@ -414,10 +417,12 @@ async fn session(
             let Some(read_options) = read_options else {
                 return;
             };
-            let watched = crate::dropdir::watch(dir, quiet, shared, read_options, service, stop);
+            let watched =
+                crate::dropdir::watch(dir, quiet, shared, read_options, service.clone(), stop);
             if let Err(e) = watched.await {
                 tracing::error!(error = %e, "the drop folder is not watched");
                 eprintln!("icsync daemon: {e}");
+                service.set_drop_problem(Some(e.to_string()));
             }
         }
     });

@@ -20,6 +20,15 @@ pub use pipeline::process;
 pub use quiet::{Settle, Stamp};
 pub use watch::watch;
 
+/// Checks the folder and creates its layout, as [`watch`] does first; the daemon calls it
+/// before it answers, so a script that starts the daemon and then drops a file finds the
+/// folder there. Errors are [`watch`]'s to report.
+pub fn prepare(root: &Path, shared: bool) -> Result<(), DropError> {
+    folder::check_not_shared(root, shared)?;
+    Folder::prepare(root).map_err(DropError::io(root))?;
+    Ok(())
+}
+
 use crate::service::ServiceError;
 use crate::store::StoreError;
 

@@ -130,6 +130,8 @@ pub struct Service {
     events: broadcast::Sender<Event>,
     /// Sorted views by name and newest change, shared by every clone (see `sorted`).
     sorter: Arc<Sorter>,
+    /// Why the drop folder is not watched, shared by every clone; status reports it.
+    drop_problem: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Service {
@@ -141,7 +143,13 @@ impl Service {
             keys: None,
             events,
             sorter: Arc::new(Sorter::new(SortConfig::default())),
+            drop_problem: Arc::default(),
         }
+    }
+
+    /// Records why the drop folder is not watched (`None` once it is), for status.
+    pub fn set_drop_problem(&self, problem: Option<String>) {
+        *self.drop_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
     /// The same service with sorted views tuned by `config` (tests shorten the timings).
@@ -224,6 +232,11 @@ impl Service {
             report.paused = h.paused;
             report.last_sync_at = h.last_sync_at;
         }
+        report.drop_folder_problem = self
+            .drop_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Ok(report)
     }
 

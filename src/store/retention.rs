@@ -122,7 +122,9 @@ mod tests {
         erase(&mut r, t(5));
         assert!(r.payload.is_erased());
         assert_eq!(r.remote_id(), old.remote_id());
-        assert!(!serde_json::to_string(&r).unwrap().contains("ada"));
+        // Not "ada" alone: random hex ids may hold those letters.
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("ada@") && !text.contains("Ada"), "{text}");
         assert!(is_purge_of(&old, &r));
         assert!(!purgeable(&r, t(9)));
         let mut rewritten = r.clone();

@@ -222,6 +222,7 @@ pub fn status() -> StatusReport {
         locked: false,
         disk_full: false,
         damaged: false,
+        drop_folder_problem: None,
     }
 }
 
