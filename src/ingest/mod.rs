@@ -13,6 +13,7 @@
 //! next (queuing, group commit and rejection reports belong to the caller).
 
 mod bom;
+mod bounds;
 mod csv;
 mod decode;
 pub mod drop;
@@ -37,6 +38,7 @@ use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::path::Path;
 
+pub use bounds::{MAX_COLUMNS, MAX_NESTING, MAX_RECORD_BYTES};
 pub use decode::{
     detect, encoding_by_label, Decoding, Detected, Detection, NotValidText, SAMPLE_BYTES,
 };
