@@ -15,6 +15,7 @@
 mod bom;
 mod bounds;
 mod csv;
+mod csv_bound;
 mod decode;
 pub mod drop;
 mod error;

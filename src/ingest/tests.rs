@@ -684,3 +684,40 @@ fn json_nesting_past_the_bound_is_a_record_problem_not_a_file_error() {
     assert_eq!(ndjson.len(), 2);
     assert!(ndjson[1].result.is_ok());
 }
+
+#[test]
+fn csv_row_over_the_record_bound_is_refused_at_its_line_and_later_lines_stay_right() {
+    let field = "word\n".repeat(300_000);
+    let text = format!(
+        "full_name,email\nAda,ada@example.com\r\nBig,\"{field}\"\nBo,bo@example.com\n{},x\nCy,cy@example.com\n",
+        "z".repeat(MAX_RECORD_BYTES + 1)
+    );
+    let got = parse(Format::Csv, &text);
+    let positions: Vec<_> = got.iter().map(|p| p.position).collect();
+    let after = 3 + 300_000 + 1;
+    assert_eq!(
+        positions,
+        [2, 3, after, after + 1, after + 2].map(Position::Line)
+    );
+    for bad in [&got[1], &got[3]] {
+        assert_eq!(errors(bad)[0].message, "record is over 1 MiB; not read");
+    }
+    for good in [&got[0], &got[2], &got[4]] {
+        assert!(good.result.is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn csv_header_over_the_bounds_is_a_file_error() {
+    let wide = format!("{}\nx\n", vec!["c"; MAX_COLUMNS + 1].join(","));
+    assert!(matches!(
+        file_error(Format::Csv, wide.as_bytes()),
+        FileError::TooManyColumns { line: 1, count, .. } if count == MAX_COLUMNS + 1
+    ));
+    let long = format!("\"{}\",email\nx,y\n", "h".repeat(MAX_RECORD_BYTES));
+    let err = file_error(Format::Csv, long.as_bytes());
+    assert_eq!(
+        err.to_string(),
+        "line 1: the header row is over 1 MiB, the most one row may be"
+    );
+}
