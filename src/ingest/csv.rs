@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use ::csv::{ByteRecord, ReaderBuilder};
 
-use super::bounds::{size_text, Excess, MAX_COLUMNS, MAX_RECORD_BYTES};
+use super::bounds::{size_text, Excess, MAX_COLUMNS};
 use super::csv_bound::{Cuts, RecordBound};
 use super::error::FileError;
 use super::file_plan::FilePlan;
@@ -44,20 +44,6 @@ fn header_names(record: &ByteRecord, line: u64) -> Result<Vec<String>, FileError
 }
 
 pub(super) fn read<R, B, F>(
-    reader: R,
-    delimiter: u8,
-    plan: &mut FilePlan,
-    on_record: F,
-) -> Result<ControlFlow<B>, FileError>
-where
-    R: Read,
-    F: FnMut(Parsed) -> ControlFlow<B>,
-{
-    read_with_limit(reader, delimiter, MAX_RECORD_BYTES, plan, on_record)
-}
-
-/// [`read`] with rows of at most `limit` bytes (tests use small ones).
-pub(super) fn read_with_limit<R, B, F>(
     reader: R,
     delimiter: u8,
     limit: usize,

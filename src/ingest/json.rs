@@ -3,7 +3,7 @@
 //! (JSON has no way to resynchronise), reported with how many elements came before it.
 //!
 //! One record (an array element, or a lone object) is bounded while it is read: once the
-//! [`LineTracker`] finds it over [`MAX_RECORD_BYTES`] or nested deeper than
+//! [`LineTracker`] finds it over `limit` bytes ([`MAX_RECORD_BYTES`](super::MAX_RECORD_BYTES)) or nested deeper than
 //! [`MAX_NESTING`](super::bounds::MAX_NESTING), the value built so far is dropped, the rest
 //! is skipped with [`IgnoredAny`] (which allocates nothing), and the record is refused with
 //! a problem at its position; the elements after it are read as usual.
@@ -15,26 +15,13 @@ use std::ops::ControlFlow;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::bounds::{Excess, MAX_RECORD_BYTES};
+use super::bounds::Excess;
 use super::error::{json_message, FileError};
 use super::file_plan::FilePlan;
 use super::lines::{ElementLines, LineTracker};
 use super::record::{Parsed, Position};
 
 pub(super) fn read<R, B, F>(
-    reader: R,
-    plan: &mut FilePlan,
-    on_record: F,
-) -> Result<ControlFlow<B>, FileError>
-where
-    R: Read,
-    F: FnMut(Parsed) -> ControlFlow<B>,
-{
-    read_with_limit(reader, MAX_RECORD_BYTES, plan, on_record)
-}
-
-/// [`read`] with `limit` bytes for one record (tests use small ones).
-pub(super) fn read_with_limit<R, B, F>(
     reader: R,
     limit: usize,
     plan: &mut FilePlan,

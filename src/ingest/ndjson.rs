@@ -18,19 +18,6 @@ pub const MAX_LINE_BYTES: usize = MAX_RECORD_BYTES;
 
 pub(super) fn read<R, B, F>(
     reader: R,
-    plan: &mut FilePlan,
-    on_record: F,
-) -> Result<ControlFlow<B>, FileError>
-where
-    R: Read,
-    F: FnMut(Parsed) -> ControlFlow<B>,
-{
-    read_with_limit(reader, MAX_LINE_BYTES, plan, on_record)
-}
-
-/// [`read`] with lines of at most `limit` bytes (tests use small ones).
-pub(super) fn read_with_limit<R, B, F>(
-    reader: R,
     limit: usize,
     plan: &mut FilePlan,
     mut on_record: F,
