@@ -110,10 +110,7 @@ where
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let value = Bounded {
-            lines: &self.state.lines,
-        }
-        .visit_map(map)?;
+        let value = Bounded::new(&self.state.lines).visit_map(map)?;
         let top = self.state.lines.top_record();
         let position = Position::Element {
             index: 0,
@@ -130,9 +127,7 @@ where
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         self.state.in_array = true;
         // One element at a time: only the current element is ever in memory.
-        while let Some(value) = seq.next_element_seed(Bounded {
-            lines: &self.state.lines,
-        })? {
+        while let Some(value) = seq.next_element_seed(Bounded::new(&self.state.lines))? {
             let start = self.state.lines.next_record();
             let position = Position::Element {
                 index: self.state.delivered,
@@ -171,10 +166,18 @@ impl<F, B> State<'_, F, B> {
 
 /// Builds one record's [`Value`] as serde_json's own would, until the [`LineTracker`] says
 /// the record broke a bound: then what was built is dropped, the rest is skipped with
-/// [`IgnoredAny`], and the result is `None`.
+/// [`IgnoredAny`], and the result is `None`. Any reader of JSON records through a
+/// [`LineTracker`] takes its elements with this seed (`seq.next_element_seed(..)`) rather
+/// than as `Value`, or an element over the bound is built whole.
 #[derive(Clone, Copy)]
-struct Bounded<'l> {
+pub(in crate::ingest) struct Bounded<'l> {
     lines: &'l ElementLines,
+}
+
+impl<'l> Bounded<'l> {
+    pub(in crate::ingest) fn new(lines: &'l ElementLines) -> Self {
+        Bounded { lines }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Bounded<'_> {
