@@ -3,6 +3,11 @@
 //! module owns the rows themselves. Positions are physical lines (header = 1), counted here
 //! rather than by the `csv` crate, whose line numbers lag behind after CRLF endings and
 //! blank lines.
+//!
+//! Bounded: a row (with any quoted cells spanning lines) over
+//! [`MAX_RECORD_BYTES`](super::bounds::MAX_RECORD_BYTES) is cut before the `csv` crate
+//! buffers it ([`RecordBound`]) and refused at its line; a header over it, or with more than
+//! [`MAX_COLUMNS`] columns, is a file error (no row can be read without it).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -12,6 +17,8 @@ use std::rc::Rc;
 
 use ::csv::{ByteRecord, ReaderBuilder};
 
+use super::bounds::{size_text, Excess, MAX_COLUMNS};
+use super::csv_bound::{Cuts, RecordBound};
 use super::error::FileError;
 use super::file_plan::FilePlan;
 use super::record::{Parsed, Position, META_ID};
@@ -39,6 +46,7 @@ fn header_names(record: &ByteRecord, line: u64) -> Result<Vec<String>, FileError
 pub(super) fn read<R, B, F>(
     reader: R,
     delimiter: u8,
+    limit: usize,
     plan: &mut FilePlan,
     mut on_record: F,
 ) -> Result<ControlFlow<B>, FileError>
@@ -46,9 +54,13 @@ where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
 {
-    let lines = Rc::new(RefCell::new(LineIndex::default()));
+    let (bounded, cuts) = RecordBound::new(reader, delimiter, limit);
+    let lines = Rc::new(RefCell::new(LineIndex {
+        cuts: Rc::clone(&cuts),
+        ..LineIndex::default()
+    }));
     let indexed = Indexed {
-        inner: reader,
+        inner: bounded,
         lines: Rc::clone(&lines),
     };
     // Flexible, so a ragged row is one record's error rather than the reader's.
@@ -62,13 +74,44 @@ where
         let start = row.position().map_or(0, |p| p.byte());
         lines.borrow_mut().line_at(start)
     };
+    // Whether the row just read was cut by the bound.
+    let refused = |row: &ByteRecord, end: u64| {
+        let start = row.position().map_or(0, |p| p.byte());
+        let mut cuts = cuts.borrow_mut();
+        match cuts.refused.front() {
+            Some(&at) if at >= start && at < end => {
+                cuts.refused.pop_front();
+                true
+            }
+            _ => false,
+        }
+    };
     if !rows.read_byte_record(&mut row).map_err(csv_error)? {
         return Err(FileError::MissingHeader);
     }
-    let names = header_names(&row, line_of(&row))?;
+    let line = line_of(&row);
+    if refused(&row, rows.position().byte()) {
+        return Err(FileError::HeaderTooLarge {
+            line,
+            limit: size_text(limit),
+        });
+    }
+    if row.len() > MAX_COLUMNS {
+        return Err(FileError::TooManyColumns {
+            line,
+            count: row.len(),
+            limit: MAX_COLUMNS,
+        });
+    }
+    let names = header_names(&row, line)?;
     plan.header(&names)?;
     while rows.read_byte_record(&mut row).map_err(csv_error)? {
-        let parsed = parse_row(plan, &names, &row, line_of(&row))?;
+        let line = line_of(&row);
+        let parsed = if refused(&row, rows.position().byte()) {
+            Parsed::unreadable(Position::Line(line), Excess::TooLarge.message(limit))
+        } else {
+            parse_row(plan, &names, &row, line)?
+        };
         if let ControlFlow::Break(b) = on_record(parsed) {
             return Ok(ControlFlow::Break(b));
         }
@@ -83,6 +126,8 @@ struct LineIndex {
     endings: VecDeque<(u64, u8)>,
     newlines_dropped: u64,
     bytes_read: u64,
+    /// The `\n`s [`RecordBound`] left out, with the rows it cut.
+    cuts: Rc<RefCell<Cuts>>,
 }
 
 impl LineIndex {
@@ -90,6 +135,16 @@ impl LineIndex {
     /// a record right after the previous one's terminator, so the `\n` of a CRLF and any
     /// blank lines come first: skip them to reach the record's first byte.
     fn line_at(&mut self, start: u64) -> u64 {
+        {
+            let mut cuts = self.cuts.borrow_mut();
+            while let Some(&(offset, count)) = cuts.hidden_newlines.front() {
+                if offset > start {
+                    break;
+                }
+                cuts.hidden_newlines.pop_front();
+                self.newlines_dropped += count;
+            }
+        }
         while let Some(&(offset, byte)) = self.endings.front() {
             if offset >= start {
                 break;

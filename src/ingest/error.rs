@@ -46,6 +46,15 @@ pub enum FileError {
     CellNotUtf8 { line: u64, column_name: String },
     #[error("line 1: no header row (a CSV file must start with a row naming its columns)")]
     MissingHeader,
+    /// A header row over the record bound: without it no row can be read.
+    #[error("line {line}: the header row is over {limit}, the most one row may be")]
+    HeaderTooLarge { line: u64, limit: String },
+    #[error("line {line}: the header has {count} columns, more than the {limit} read")]
+    TooManyColumns {
+        line: u64,
+        count: usize,
+        limit: usize,
+    },
     #[error("line {line}: column {name:?} appears more than once in the header")]
     DuplicateColumn { line: u64, name: String },
     /// No column (or JSON member) holds the customer's name, so no record could be valid.

@@ -13,7 +13,9 @@
 //! next (queuing, group commit and rejection reports belong to the caller).
 
 mod bom;
+mod bounds;
 mod csv;
+mod csv_bound;
 mod decode;
 pub mod drop;
 mod error;
@@ -38,6 +40,7 @@ use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::path::Path;
 
+pub use bounds::{MAX_COLUMNS, MAX_NESTING, MAX_RECORD_BYTES};
 pub use decode::{
     detect, encoding_by_label, Decoding, Detected, Detection, NotValidText, SAMPLE_BYTES,
 };
@@ -218,19 +221,34 @@ where
     R: Read,
     F: FnMut(Parsed) -> ControlFlow<B>,
 {
+    read_file_with_limit(format, reader, options, MAX_RECORD_BYTES, on_record)
+}
+
+/// [`read_file`] with records of at most `limit` bytes (tests use small ones).
+fn read_file_with_limit<R, B, F>(
+    format: Format,
+    reader: R,
+    options: &ReadOptions,
+    limit: usize,
+    on_record: F,
+) -> Result<(ControlFlow<B>, FileSummary), FileError>
+where
+    R: Read,
+    F: FnMut(Parsed) -> ControlFlow<B>,
+{
     let mut plan = file_plan::FilePlan::new(options);
     let text_options = TextOptions {
         encoding: options.encoding,
         delimiter: options.delimiter,
     };
     let (flow, text) = match format {
-        Format::Xlsx => (xlsx_records(reader, &mut plan, on_record)?, None),
+        Format::Xlsx => (xlsx_records(reader, limit, &mut plan, on_record)?, None),
         Format::Json | Format::Ndjson | Format::Csv | Format::Tsv => {
             let (detected, text) = open_text(reader, &text_options, format.default_delimiter())?;
             let outcome = match format {
-                Format::Json => json::read(text, &mut plan, on_record),
-                Format::Ndjson => ndjson::read(text, &mut plan, on_record),
-                _ => csv::read(text, detected.delimiter, &mut plan, on_record),
+                Format::Json => json::read(text, limit, &mut plan, on_record),
+                Format::Ndjson => ndjson::read(text, limit, &mut plan, on_record),
+                _ => csv::read(text, detected.delimiter, limit, &mut plan, on_record),
             };
             (outcome.map_err(not_valid_text)?, Some(detected))
         }
@@ -274,6 +292,7 @@ fn not_valid_text(e: FileError) -> FileError {
 /// (capped at [`MAX_XLSX_BYTES`]): a zip file cannot be streamed.
 fn xlsx_records<R, B, F>(
     reader: R,
+    limit: usize,
     plan: &mut file_plan::FilePlan,
     mut on_record: F,
 ) -> Result<ControlFlow<B>, FileError>
@@ -290,8 +309,25 @@ where
     }
     let mut header: Option<usize> = None;
     let mut failed = None;
-    let flow = xlsx::read_rows(io::Cursor::new(bytes), |row_number, mut cells| {
+    let flow = xlsx::read_bounded_rows(io::Cursor::new(bytes), limit, |row_number, row| {
         let position = Position::Line(row_number);
+        let xlsx::Row { mut cells, over } = row;
+        if over {
+            if header.is_none() {
+                failed = Some(FileError::HeaderTooLarge {
+                    line: row_number,
+                    limit: bounds::size_text(limit),
+                });
+                return ControlFlow::Break(None);
+            }
+            return match on_record(Parsed::unreadable(
+                position,
+                bounds::Excess::TooLarge.message(limit),
+            )) {
+                ControlFlow::Continue(()) => ControlFlow::Continue(()),
+                ControlFlow::Break(b) => ControlFlow::Break(Some(b)),
+            };
+        }
         let Some(width) = header else {
             let names: Vec<String> = cells.iter().map(|c| c.trim().to_string()).collect();
             if let Err(e) = plan.header(&names) {
@@ -430,6 +466,8 @@ where
     }
 }
 
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

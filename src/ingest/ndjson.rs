@@ -7,16 +7,18 @@ use std::ops::ControlFlow;
 
 use serde_json::Value;
 
+use super::bounds::{Excess, MAX_RECORD_BYTES};
 use super::error::{char_column, json_message, FileError};
 use super::file_plan::FilePlan;
 use super::record::{Parsed, Position};
 
-/// Longer lines are reported as a bad record and skipped without being held in memory. A
-/// customer record is a few hundred bytes; a megabyte line is not a record.
-pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Longer lines are reported as a bad record and skipped without being held in memory: the
+/// one record bound, [`MAX_RECORD_BYTES`], which an NDJSON line is.
+pub const MAX_LINE_BYTES: usize = MAX_RECORD_BYTES;
 
 pub(super) fn read<R, B, F>(
     reader: R,
+    limit: usize,
     plan: &mut FilePlan,
     mut on_record: F,
 ) -> Result<ControlFlow<B>, FileError>
@@ -29,7 +31,7 @@ where
     let mut number = 0u64;
     loop {
         line.clear();
-        let fit = match next_line(&mut input, &mut line)? {
+        let fit = match next_line(&mut input, &mut line, limit)? {
             None => {
                 plan.finish()?;
                 return Ok(ControlFlow::Continue(()));
@@ -44,10 +46,7 @@ where
                 Some(parsed) => parsed,
             }
         } else {
-            Parsed::unreadable(
-                position,
-                format!("line is longer than {MAX_LINE_BYTES} bytes; not read"),
-            )
+            Parsed::unreadable(position, Excess::TooLarge.message(limit))
         };
         if let ControlFlow::Break(b) = on_record(parsed) {
             return Ok(ControlFlow::Break(b));
@@ -81,8 +80,12 @@ fn parse_line(plan: &mut FilePlan, line: &[u8], number: u64) -> Result<Option<Pa
 }
 
 /// Reads one line (with its `\n`) into `line`. `None` at end of input; `Some(false)` when the
-/// line was longer than [`MAX_LINE_BYTES`] and was skipped rather than kept.
-fn next_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<bool>> {
+/// line was longer than `limit` and was skipped rather than kept.
+fn next_line(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<Option<bool>> {
     let mut any = false;
     let mut fits = true;
     loop {
@@ -101,7 +104,7 @@ fn next_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<
         };
         if fits {
             // +2 leaves room for the line ending itself.
-            if line.len() + take > MAX_LINE_BYTES + 2 {
+            if line.len() + take > limit + 2 {
                 fits = false;
                 *line = Vec::new();
             } else {

@@ -125,7 +125,7 @@ fn ndjson_overlong_line_is_skipped_as_a_bad_record() {
     );
     let got = parse(Format::Ndjson, &long);
     assert_eq!(got.len(), 2);
-    assert!(errors(&got[0])[0].message.contains("longer than"));
+    assert_eq!(errors(&got[0])[0].message, "record is over 1 MiB; not read");
     assert_eq!(got[1].position, Position::Line(2));
     assert!(got[1].result.is_ok());
 }
@@ -633,4 +633,93 @@ fn docs_hubspot_numeric_id_is_text_and_a_national_phone_reads_in_the_rows_countr
     assert_eq!(payload["external_id"], "51234");
     assert_eq!(payload["phone"], "+14155550132");
     assert_eq!(payload["risk"]["country_of_residence"], "US");
+}
+
+// --- Bounds ---
+
+#[test]
+fn json_element_over_the_record_bound_is_refused_and_the_rest_read() {
+    let numbers = vec!["7"; 600_000].join(",");
+    let text = format!(
+        "[{{\"full_name\":\"Ada\"}},\n{{\"full_name\":\"Big\",\"n\":[{numbers}]}},\n\"{}\",\n{{\"full_name\":\"Bo\"}}]",
+        "x".repeat(1_100_000)
+    );
+    let got = parse(Format::Json, &text);
+    assert_eq!(got.len(), 4);
+    assert!(got[0].result.is_ok());
+    for bad in &got[1..3] {
+        assert_eq!(errors(bad)[0].message, "record is over 1 MiB; not read");
+    }
+    assert_eq!(got[1].position, Position::Element { index: 1, line: 2 });
+    assert_eq!(got[2].position, Position::Element { index: 2, line: 3 });
+    assert_eq!(got[3].position, Position::Element { index: 3, line: 4 });
+    assert!(got[3].result.is_ok());
+}
+
+#[test]
+fn json_lone_object_over_the_bound_is_one_refused_record() {
+    let text = format!(
+        "{{\"full_name\":\"{}\"}}",
+        "y".repeat(MAX_RECORD_BYTES + 10)
+    );
+    let got = parse(Format::Json, &text);
+    assert_eq!(got.len(), 1);
+    assert_eq!(errors(&got[0])[0].message, "record is over 1 MiB; not read");
+}
+
+#[test]
+fn json_nesting_past_the_bound_is_a_record_problem_not_a_file_error() {
+    // 500 levels: past serde_json's own limit of 128, which would end the file.
+    let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+    let text = format!("[{{\"full_name\":\"Ada\",\"x\":{deep}}},{{\"full_name\":\"Bo\"}}]");
+    let got = parse(Format::Json, &text);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        errors(&got[0])[0].message,
+        "record nests deeper than 64 levels; not read"
+    );
+    assert!(got[1].result.is_ok());
+    let ndjson = parse(
+        Format::Ndjson,
+        &format!("{deep}\n{{\"full_name\":\"Bo\"}}\n"),
+    );
+    assert_eq!(ndjson.len(), 2);
+    assert!(ndjson[1].result.is_ok());
+}
+
+#[test]
+fn csv_row_over_the_record_bound_is_refused_at_its_line_and_later_lines_stay_right() {
+    let field = "word\n".repeat(300_000);
+    let text = format!(
+        "full_name,email\nAda,ada@example.com\r\nBig,\"{field}\"\nBo,bo@example.com\n{},x\nCy,cy@example.com\n",
+        "z".repeat(MAX_RECORD_BYTES + 1)
+    );
+    let got = parse(Format::Csv, &text);
+    let positions: Vec<_> = got.iter().map(|p| p.position).collect();
+    let after = 3 + 300_000 + 1;
+    assert_eq!(
+        positions,
+        [2, 3, after, after + 1, after + 2].map(Position::Line)
+    );
+    for bad in [&got[1], &got[3]] {
+        assert_eq!(errors(bad)[0].message, "record is over 1 MiB; not read");
+    }
+    for good in [&got[0], &got[2], &got[4]] {
+        assert!(good.result.is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn csv_header_over_the_bounds_is_a_file_error() {
+    let wide = format!("{}\nx\n", vec!["c"; MAX_COLUMNS + 1].join(","));
+    assert!(matches!(
+        file_error(Format::Csv, wide.as_bytes()),
+        FileError::TooManyColumns { line: 1, count, .. } if count == MAX_COLUMNS + 1
+    ));
+    let long = format!("\"{}\",email\nx,y\n", "h".repeat(MAX_RECORD_BYTES));
+    let err = file_error(Format::Csv, long.as_bytes());
+    assert_eq!(
+        err.to_string(),
+        "line 1: the header row is over 1 MiB, the most one row may be"
+    );
 }

@@ -8,13 +8,16 @@
 //!
 //! Bounded: the file is at most [`MAX_XLSX_BYTES`] and its parts at most
 //! [`MAX_XLSX_UNPACKED`] unpacked (as the archive declares them), since calamine keeps the
-//! shared-string table in memory.
+//! shared-string table in memory. One row is bounded too: once its cells' text passes
+//! [`MAX_RECORD_BYTES`] (or a cell lies past [`MAX_COLUMNS`]) the rest of its cells are not
+//! kept and the row is marked [`Row::over`], which the record reader refuses.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 
 use calamine::{DataRef, Reader, SheetType, Xlsx};
 
+use super::bounds::{MAX_COLUMNS, MAX_RECORD_BYTES};
 use super::error::FileError;
 
 /// The largest `.xlsx` file read. A spreadsheet of a million customers is well below it.
@@ -23,14 +26,34 @@ pub const MAX_XLSX_BYTES: u64 = 100 << 20;
 /// The most the parts of an `.xlsx` may unpack to, by the sizes its archive declares.
 pub const MAX_XLSX_UNPACKED: u64 = 1 << 30;
 
+/// One row of a worksheet as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Row {
+    /// Its cells, from column A to its last non-empty cell kept; empty cells are `""`.
+    pub cells: Vec<String>,
+    /// Its cells' text went over the bound (or a cell lay past [`MAX_COLUMNS`]): the cells
+    /// after that point were not kept.
+    pub over: bool,
+}
+
 /// Calls `on_row` with each row of the first worksheet that has at least one non-empty cell,
 /// in order, with its 1-based spreadsheet row number (empty rows are skipped but still
 /// counted, so the number is the one a person sees in Excel). A row's cells run from column
-/// A to its last non-empty cell; empty cells in between are `""`. Stops early when `on_row`
-/// breaks, returning its value.
+/// A to its last non-empty cell; empty cells in between are `""`. A row over the bound is
+/// given cut (see [`read_bounded_rows`] to know which). Stops early when `on_row` breaks,
+/// returning its value.
 pub fn read_rows<B>(
-    mut reader: impl Read + Seek,
+    reader: impl Read + Seek,
     mut on_row: impl FnMut(u64, Vec<String>) -> ControlFlow<B>,
+) -> Result<ControlFlow<B>, FileError> {
+    read_bounded_rows(reader, MAX_RECORD_BYTES, |n, row| on_row(n, row.cells))
+}
+
+/// [`read_rows`], each row with whether it went over `limit` bytes of cell text.
+pub fn read_bounded_rows<B>(
+    mut reader: impl Read + Seek,
+    limit: usize,
+    mut on_row: impl FnMut(u64, Row) -> ControlFlow<B>,
 ) -> Result<ControlFlow<B>, FileError> {
     check_size(&mut reader)?;
     let mut workbook: Xlsx<_> = Xlsx::new(reader).map_err(xlsx_error)?;
@@ -48,11 +71,14 @@ pub fn read_rows<B>(
         .worksheet_cells_reader(&sheet)
         .map_err(xlsx_error)?;
     let mut row_index: Option<u32> = None;
-    let mut row: Vec<String> = Vec::new();
-    let mut emit = |index: Option<u32>, row: &mut Vec<String>| match index {
-        Some(i) if !row.is_empty() => on_row(u64::from(i) + 1, std::mem::take(row)),
+    let mut row = Row::default();
+    let mut row_bytes = 0usize;
+    let mut emit = |index: Option<u32>, row: &mut Row| match index {
+        Some(i) if !row.cells.is_empty() || row.over => {
+            on_row(u64::from(i) + 1, std::mem::take(row))
+        }
         _ => {
-            row.clear();
+            *row = Row::default();
             ControlFlow::Continue(())
         }
     };
@@ -63,17 +89,25 @@ pub fn read_rows<B>(
                 return Ok(ControlFlow::Break(b));
             }
             row_index = Some(r);
+            row_bytes = 0;
+        }
+        if row.over {
+            continue;
         }
         let text = cell_text(cell.get_value());
         if text.is_empty() {
             continue;
         }
-        // Columns are bounded by the format (16,384), so padding is too.
         let c = c as usize;
-        if row.len() <= c {
-            row.resize(c + 1, String::new());
+        row_bytes = row_bytes.saturating_add(text.len());
+        if c >= MAX_COLUMNS || row_bytes > limit {
+            row.over = true;
+            continue;
         }
-        row[c] = text;
+        if row.cells.len() <= c {
+            row.cells.resize(c + 1, String::new());
+        }
+        row.cells[c] = text;
     }
     Ok(emit(row_index, &mut row))
 }
