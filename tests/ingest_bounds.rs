@@ -10,6 +10,8 @@
 //! memory); 256 MB leaves room for allocator and platform differences and is far below what
 //! an unbounded read of either poison record takes.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -135,4 +137,61 @@ fn a_poison_record_is_refused_at_its_line_and_the_good_ones_queue_under_a_memory
         .collect();
     names.sort_unstable();
     assert_eq!(names, ["Ann Good", "Bob Good", "Cid Good", "Dee Good"]);
+}
+
+/// The crash loop the bound ends: the same poison files dropped into the folder of a daemon
+/// under the data-segment limit. Before, the daemon aborted on the JSON element and, the file
+/// still being in the folder, aborted again on every restart. Now it stays up, queues the
+/// good rows, and reports each poison record at its line in the file's `errors.txt`.
+#[test]
+fn the_daemon_under_a_memory_limit_takes_poison_files_and_stays_up() {
+    use common::daemon::{poll_until, DaemonEnv};
+    use std::time::Duration;
+    if !prlimit_works() {
+        eprintln!("skipped: prlimit --data is not available here");
+        return;
+    }
+    let deadline = Duration::from_secs(180);
+    let env = DaemonEnv::new("http://127.0.0.1:9", "drop_quiet_ms = 200");
+    let mut daemon = env.start_daemon(&[]);
+    let limited = Command::new("prlimit")
+        .arg(format!("--data={DATA_LIMIT_BYTES}"))
+        .arg(format!("--pid={}", daemon.pid()))
+        .status()
+        .unwrap();
+    assert!(limited.success());
+    let drop = env.data_dir.join("drop");
+    let stage = env.dir.path().join("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    poison_json(&stage.join("elements.json"));
+    poison_csv(&stage.join("rows.csv"));
+    for name in ["elements.json", "rows.csv"] {
+        std::fs::rename(stage.join(name), drop.join(name)).unwrap();
+    }
+    let rejected = drop.join("rejected");
+    for (report, line) in [
+        (
+            "elements.errors.txt",
+            "line 2 (element 1): (record): record is over 1 MiB",
+        ),
+        ("rows.errors.txt", "line 3: (record): record is over 1 MiB"),
+    ] {
+        let text = poll_until(report, deadline, || {
+            std::fs::read_to_string(rejected.join(report)).map_err(|e| e.to_string())
+        });
+        assert!(text.contains(line), "{text}");
+    }
+    env.wait_status("4 good rows queued", deadline, |s| s["total"] == 4);
+    assert!(daemon.is_running(), "the daemon died: {}", daemon.stderr());
+    // Nothing else was refused, so there is no copy to fix: only the first 1 MiB of each
+    // poison record was ever read, and it is not copied.
+    let mut left: Vec<String> = std::fs::read_dir(&rejected)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    for name in &left {
+        let len = std::fs::metadata(rejected.join(name)).unwrap().len();
+        assert!(len < 4096, "{name}: {len} bytes");
+    }
 }

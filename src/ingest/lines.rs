@@ -260,16 +260,6 @@ impl<R: Read> Read for LineTracker<R> {
 }
 
 impl ElementLines {
-    /// The line the next array element delivered started on (elements are taken in order).
-    pub fn next_element(&self) -> Option<u64> {
-        self.next_record().map(|r| r.line)
-    }
-
-    /// The line the top-level value started on.
-    pub fn top(&self) -> Option<u64> {
-        self.top_record().map(|r| r.line)
-    }
-
     /// The next array element delivered: where it started and whether a bound refused it.
     pub fn next_record(&self) -> Option<RecordStart> {
         self.starts.borrow_mut().elements.pop_front()
@@ -294,10 +284,10 @@ mod tests {
         let (mut reader, lines) = LineTracker::new(text.as_bytes());
         io::copy(&mut reader, &mut io::sink()).unwrap();
         let mut elements = Vec::new();
-        while let Some(l) = lines.next_element() {
-            elements.push(l);
+        while let Some(r) = lines.next_record() {
+            elements.push(r.line);
         }
-        (lines.top(), elements)
+        (lines.top_record().map(|r| r.line), elements)
     }
 
     #[test]

@@ -14,9 +14,12 @@ use std::ops::ControlFlow;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::super::bounds::{Excess, MAX_RECORD_BYTES};
+use super::super::csv_bound::RecordBound;
 use super::super::file_plan::FilePlan;
 use super::super::formula::{neutralise, neutralise_bytes};
-use super::super::lines::{ElementLines, LineTracker};
+use super::super::json::Bounded;
+use super::super::lines::{ElementLines, LineTracker, RecordStart};
 use super::super::record::{Parsed, Position, META_ERROR};
 use super::super::{
     open_text, read_file, read_xlsx_rows, FileError, Format, ReadOptions, TextOptions, TextReader,
@@ -227,11 +230,26 @@ fn csv(
 ) -> Result<u64, RejectsError> {
     // The same reader settings as the parser, so the two see the same records in step.
     let (detected, text) = raw_text(raw_src, options, format.default_delimiter())?;
+    // Cut to the record bound as the parser's rows are, so a row over it is never held whole
+    // here either and both readers stay in step.
+    let (bounded, cuts) = RecordBound::new(text, detected.delimiter, MAX_RECORD_BYTES);
     let mut raw = ::csv::ReaderBuilder::new()
         .delimiter(detected.delimiter)
         .has_headers(false)
         .flexible(true)
-        .from_reader(text);
+        .from_reader(bounded);
+    // Whether the row just read was cut by the bound (its start is the next refused offset).
+    let cut = |row: &::csv::ByteRecord, end: u64| {
+        let start = row.position().map_or(0, |p| p.byte());
+        let mut cuts = cuts.borrow_mut();
+        match cuts.refused.front() {
+            Some(&at) if at >= start && at < end => {
+                cuts.refused.pop_front();
+                true
+            }
+            _ => false,
+        }
+    };
     // The copy keeps the file's delimiter, so it opens the way the original did; text other
     // than UTF-8 becomes UTF-8 with a byte order mark, which spreadsheets recognise.
     let mark = detected.encoding.encoding != encoding_rs::UTF_8;
@@ -247,6 +265,7 @@ fn csv(
         .read_byte_record(&mut raw_header)
         .map_err(io::Error::from)?
     {
+        cut(&raw_header, raw.position().byte());
         note_column = raw_header
             .iter()
             .position(|c| c.trim_ascii() == META_ERROR.as_bytes());
@@ -256,6 +275,8 @@ fn csv(
         if !raw.read_byte_record(&mut record).map_err(io::Error::from)? {
             return Ok(());
         }
+        // A row over the bound is reported, not copied: only its first part was read.
+        let over_bound = cut(&record, raw.position().byte());
         let Some(errors) = rejected_errors(parsed) else {
             return Ok(());
         };
@@ -273,7 +294,7 @@ fn csv(
         for e in errors {
             report_line(report, parsed.position, e)?;
         }
-        if let Some(out) = out.as_mut() {
+        if let Some(out) = out.as_mut().filter(|_| !over_bound) {
             out.write_record(with_note_csv(&record, note_column, &note(errors)))?;
         }
         count += 1;
@@ -315,6 +336,7 @@ fn json(
         report,
         copy,
         count: 0,
+        copied: 0,
         failed: None,
     };
     let outcome = (&mut de).deserialize_any(&mut walk);
@@ -328,7 +350,7 @@ fn json(
         message: "the file changed while its rejected records were copied".into(),
     })?;
     let count = walk.count;
-    if count > 0 {
+    if walk.copied > 0 {
         copy.write_all(b"\n]\n")?;
     }
     Ok(count)
@@ -399,15 +421,34 @@ struct JsonWalk<'w, R, C> {
     plan: FilePlan,
     report: &'w mut R,
     copy: &'w mut C,
+    /// Records reported.
     count: u64,
+    /// Records written to the copy.
+    copied: u64,
     failed: Option<io::Error>,
 }
 
 impl<R: Write, C: Write> JsonWalk<'_, R, C> {
-    fn element(&mut self, index: u64, line: Option<u64>, value: Value) -> io::Result<()> {
+    /// One element: `value` is `None` when a bound refused it (reported, not copied: only
+    /// its first part was read).
+    fn element(
+        &mut self,
+        index: u64,
+        start: Option<RecordStart>,
+        value: Option<Value>,
+    ) -> io::Result<()> {
         let position = Position::Element {
             index,
-            line: line.unwrap_or(0),
+            line: start.map_or(0, |s| s.line),
+        };
+        let value = match (value, start.and_then(|s| s.excess)) {
+            (Some(value), None) => value,
+            (_, excess) => {
+                let message = excess.unwrap_or(Excess::TooLarge).message(MAX_RECORD_BYTES);
+                let error = FieldError::new("", message);
+                self.count += 1;
+                return report_line(self.report, position, &error);
+            }
         };
         let parsed = self.plan.value(position, value.clone());
         let Some(errors) = rejected_errors(&parsed) else {
@@ -426,9 +467,10 @@ impl<R: Write, C: Write> JsonWalk<'_, R, C> {
             other => other,
         };
         self.copy
-            .write_all(if self.count == 0 { b"[\n  " } else { b",\n  " })?;
+            .write_all(if self.copied == 0 { b"[\n  " } else { b",\n  " })?;
         serde_json::to_writer(&mut *self.copy, &value)?;
         self.count += 1;
+        self.copied += 1;
         Ok(())
     }
 }
@@ -441,10 +483,10 @@ impl<'de, R: Write, C: Write> Visitor<'de> for &mut JsonWalk<'_, R, C> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        use serde::Deserialize;
-        let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        let line = self.lines.top();
-        if let Err(e) = self.element(0, line, value) {
+        // Bounded as the parser reads it: a record over a bound is never built whole.
+        let value = Bounded::new(&self.lines).visit_map(map)?;
+        let top = self.lines.top_record();
+        if let Err(e) = self.element(0, top, value) {
             self.failed = Some(e);
         }
         Ok(())
@@ -452,9 +494,9 @@ impl<'de, R: Write, C: Write> Visitor<'de> for &mut JsonWalk<'_, R, C> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0;
-        while let Some(value) = seq.next_element::<Value>()? {
-            let line = self.lines.next_element();
-            if let Err(e) = self.element(index, line, value) {
+        while let Some(value) = seq.next_element_seed(Bounded::new(&self.lines))? {
+            let start = self.lines.next_record();
+            if let Err(e) = self.element(index, start, value) {
                 self.failed = Some(e);
                 return Ok(());
             }
@@ -550,6 +592,44 @@ mod tests {
         assert_eq!(m, 1);
         assert_eq!(again.lines().count(), 1, "{again}");
         assert!(again.contains("email"), "{again}");
+    }
+
+    #[test]
+    fn records_over_the_bound_are_reported_by_line_and_left_out_of_the_copy() {
+        let numbers = vec!["1"; 1_200_000].join(",");
+        let json = format!(
+            "[{{\"full_name\":\"Ann\"}},\n{{\"full_name\":\"Bob\",\"n\":[{numbers}]}},\n{{\"email\":\"x@y.io\"}}]"
+        );
+        let (report, copy, n) = run(Format::Json, &json);
+        assert_eq!(n, 2, "{report}");
+        let lines: Vec<&str> = report.lines().collect();
+        assert!(lines[0].starts_with("line 2 (element 1): "), "{report}");
+        assert!(lines[0].contains("over 1 MiB"), "{report}");
+        assert!(
+            lines[1].starts_with("line 3 (element 2): full_name"),
+            "{report}"
+        );
+        assert!(copy.len() < 1000 && !copy.contains("Bob"), "{}", copy.len());
+
+        let csv = format!(
+            "full_name,email\nAnn,bad\nBob,\"{}\"\nCid,also bad\n",
+            "x\n".repeat(700_000)
+        );
+        let (report, copy, n) = run(Format::Csv, &csv);
+        assert_eq!(n, 3, "{report}");
+        let lines: Vec<&str> = report.lines().collect();
+        assert!(lines[0].starts_with("line 2: email"), "{report}");
+        assert!(
+            lines[1].starts_with("line 3: ") && lines[1].contains("over 1 MiB"),
+            "{report}"
+        );
+        // Line numbers after the cut row still match the file.
+        assert!(lines[2].starts_with("line 700004: email"), "{report}");
+        let rows: Vec<_> = ::csv::Reader::from_reader(copy.as_bytes())
+            .records()
+            .map(|r| r.unwrap()[1].to_string())
+            .collect();
+        assert_eq!(rows, ["Ann", "Cid"]);
     }
 
     #[test]
