@@ -297,10 +297,15 @@ fn descriptor_exhaustion_backs_off_with_a_small_log_and_recovers() {
     let env = DaemonEnv::new(NO_API, "");
     let daemon = start(&env, &[("ICSYNC_CONTROL_MAX_CONNECTIONS", "10000")]);
     let pid = daemon.pid();
+    // The socket answers before the store and engine are open: wait for the whole daemon,
+    // so the descriptors it needs for its own work are counted before the limit is set.
+    env.wait_status("the daemon's store open", READ_DEADLINE, |s| {
+        s["daemon"] == true
+    });
     let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count();
-    let limit = open_fds + 8;
+    let limit = open_fds + 12;
     let set = std::process::Command::new("prlimit")
         .arg(format!("--pid={pid}"))
         .arg(format!("--nofile={limit}:{limit}"))
@@ -330,7 +335,11 @@ fn descriptor_exhaustion_backs_off_with_a_small_log_and_recovers() {
         if daemon_answers(&env.socket()) {
             Ok(())
         } else {
-            Err(size())
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+            Err(format!(
+                "{fds} descriptors open (limit {limit}); log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
         }
     });
     let text = std::fs::read_to_string(&log).unwrap();

@@ -77,14 +77,7 @@ where
     // Whether the row just read was cut by the bound.
     let refused = |row: &ByteRecord, end: u64| {
         let start = row.position().map_or(0, |p| p.byte());
-        let mut cuts = cuts.borrow_mut();
-        match cuts.refused.front() {
-            Some(&at) if at >= start && at < end => {
-                cuts.refused.pop_front();
-                true
-            }
-            _ => false,
-        }
+        cuts.borrow_mut().take_refused(start, end)
     };
     if !rows.read_byte_record(&mut row).map_err(csv_error)? {
         return Err(FileError::MissingHeader);

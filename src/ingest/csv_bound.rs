@@ -102,6 +102,20 @@ pub(super) struct Cuts {
     pub hidden_newlines: VecDeque<(u64, u64)>,
 }
 
+impl Cuts {
+    /// Whether the row read from output offset `start` up to `end` was cut by the bound
+    /// (rows are asked about in order, each once).
+    pub fn take_refused(&mut self, start: u64, end: u64) -> bool {
+        match self.refused.front() {
+            Some(&at) if at >= start && at < end => {
+                self.refused.pop_front();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A reader passing delimited text on with every record cut to the limit; see the module
 /// docs.
 pub(super) struct RecordBound<R> {

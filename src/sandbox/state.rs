@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::config::{Faults, SandboxConfig, Secret};
-use super::idempotency::{Begin, ClaimId, EntryState, IdempotencyTable};
+use super::idempotency::{Begin, ClaimId, Entry, EntryState, IdempotencyTable};
 use super::orgs::{IndexError, OrgCustomers, UpsertOutcome};
 use super::persist::{Change, StateFile, StoredKey, MAX_CLOCK_OFFSET_SECONDS};
 use super::rate_limit::{RateLimiter, RetryAfter};
@@ -73,20 +73,7 @@ impl Inner {
 
     /// A customer written for `org`, with the stored success of `key` when it has one.
     fn customer_changed(&mut self, org: &str, customer: &Customer, key: Option<&IdempotencyKey>) {
-        let stored = key.and_then(|key| {
-            let entry = self.idempotency.entry(org, key)?;
-            match &entry.state {
-                EntryState::Done { status, body } => Some(StoredKey {
-                    org: org.to_string(),
-                    key: key.clone(),
-                    fingerprint: entry.fingerprint,
-                    first_used_at: entry.first_used_at,
-                    status: *status,
-                    body: String::from_utf8_lossy(body).into_owned(),
-                }),
-                EntryState::InProgress => None,
-            }
-        });
+        let stored = key.and_then(|key| stored_key(org, key, self.idempotency.entry(org, key)?));
         let (org, customer) = (org.to_string(), Box::new(customer.clone()));
         self.changed(|generation| Change::Customer {
             generation,
@@ -94,6 +81,21 @@ impl Inner {
             customer,
             key: stored,
         });
+    }
+}
+
+/// A key's stored success as the state file keeps it; `None` while its request runs.
+fn stored_key(org: &str, key: &IdempotencyKey, entry: &Entry) -> Option<StoredKey> {
+    match &entry.state {
+        EntryState::Done { status, body } => Some(StoredKey {
+            org: org.to_string(),
+            key: key.clone(),
+            fingerprint: entry.fingerprint,
+            first_used_at: entry.first_used_at,
+            status: *status,
+            body: String::from_utf8_lossy(body).into_owned(),
+        }),
+        EntryState::InProgress => None,
     }
 }
 
@@ -355,17 +357,7 @@ impl Sandbox {
         let keys = inner
             .idempotency
             .done_entries()
-            .filter_map(|(org, key, entry)| match &entry.state {
-                EntryState::Done { status, body } => Some(StoredKey {
-                    org: org.to_string(),
-                    key: key.clone(),
-                    fingerprint: entry.fingerprint,
-                    first_used_at: entry.first_used_at,
-                    status: *status,
-                    body: String::from_utf8_lossy(body).into_owned(),
-                }),
-                EntryState::InProgress => None,
-            })
+            .filter_map(|(org, key, entry)| stored_key(org, key, entry))
             .collect();
         (
             inner.generation,

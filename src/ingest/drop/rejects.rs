@@ -241,14 +241,7 @@ fn csv(
     // Whether the row just read was cut by the bound (its start is the next refused offset).
     let cut = |row: &::csv::ByteRecord, end: u64| {
         let start = row.position().map_or(0, |p| p.byte());
-        let mut cuts = cuts.borrow_mut();
-        match cuts.refused.front() {
-            Some(&at) if at >= start && at < end => {
-                cuts.refused.pop_front();
-                true
-            }
-            _ => false,
-        }
+        cuts.borrow_mut().take_refused(start, end)
     };
     // The copy keeps the file's delimiter, so it opens the way the original did; text other
     // than UTF-8 becomes UTF-8 with a byte order mark, which spreadsheets recognise.
