@@ -26,16 +26,36 @@ struct Cli {
 #[derive(Debug, Args)]
 struct GlobalArgs {
     /// Config file (default: icsync.toml in the user's config dir; env ICSYNC_CONFIG).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
     config: Option<PathBuf>,
     /// The API's base URL (env ICSYNC_API_URL).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     api_url: Option<String>,
     /// Where the store, socket and logs live (env ICSYNC_DATA_DIR).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     data_dir: Option<PathBuf>,
     /// The watched drop folder (env ICSYNC_DROP_DIR).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     drop_dir: Option<PathBuf>,
 }
 
@@ -109,7 +129,10 @@ enum Command {
     /// key, clock and disk. Exit status 1 when a check fails.
     Doctor(DoctorArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff) to stdout.
     Man,
 }
@@ -315,4 +338,57 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand, its subcommands too, with its path (`icsync service install`).
+    fn commands(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.clone(), command.clone()));
+        for sub in command.get_subcommands() {
+            commands(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_and_argument_of_every_command_is_described() {
+        let mut all = Vec::new();
+        commands(&Cli::command(), "icsync".into(), &mut all);
+        let mut missing = Vec::new();
+        for (path, command) in &all {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "undescribed: {missing:?}");
+    }
+
+    #[test]
+    fn global_options_are_under_their_own_heading() {
+        let mut cli = Cli::command();
+        cli.build();
+        let help = cli
+            .find_subcommand_mut("import")
+            .expect("import")
+            .render_help()
+            .to_string();
+        let global = help.find("Global options:").expect(&help);
+        for option in ["--config", "--api-url", "--data-dir", "--drop-dir"] {
+            let at = help.find(option).expect(option);
+            assert!(at > global, "{option} is not under Global options:\n{help}");
+        }
+        // The command's own options come first.
+        assert!(
+            help.find("--mapping").expect("--mapping") < global,
+            "{help}"
+        );
+    }
 }

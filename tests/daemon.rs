@@ -194,6 +194,21 @@ fn a_conflicting_record_holds_the_existing_customer_read_from_the_server() {
 }
 
 #[test]
+fn the_daemon_says_where_it_listens_sends_watches_and_logs() {
+    let env = DaemonEnv::new("http://127.0.0.1:9", "");
+    let d = env.start_daemon(&[]);
+    let out = d.stderr();
+    let socket = env.socket().display().to_string();
+    assert!(out.contains(&format!("listening on {socket}")), "{out}");
+    assert!(out.contains("sending to   http://127.0.0.1:9"), "{out}");
+    assert!(
+        out.contains(&env.data_dir.join("drop").display().to_string()),
+        "{out}"
+    );
+    assert!(out.contains(&env.log_file().display().to_string()), "{out}");
+}
+
+#[test]
 fn sigterm_drains_and_exits_0_and_a_second_daemon_is_refused() {
     // Slow replies, so requests are in flight when SIGTERM arrives.
     let sandbox = SandboxOptions::new()

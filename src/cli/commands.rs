@@ -34,6 +34,7 @@ pub struct AddArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Print the counts as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
@@ -49,6 +50,7 @@ pub struct ListArgs {
     /// The order of the whole list (the daemon sorts every record it selects).
     #[arg(long, value_enum, default_value_t = ListSort::Queue)]
     pub sort: ListSort,
+    /// Print the records as a JSON array.
     #[arg(long)]
     pub json: bool,
 }
@@ -60,6 +62,7 @@ const SORTING_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 pub struct ShowArgs {
     /// A record id, or a unique prefix of at least 6 characters.
     pub id: String,
+    /// Print the record as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
@@ -70,6 +73,7 @@ pub struct EditArgs {
     pub id: String,
     #[command(flatten)]
     pub fields: CustomerFields,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -101,6 +105,7 @@ pub struct ResolveArgs {
     /// Do not ask before discarding several records.
     #[arg(long)]
     pub yes: bool,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

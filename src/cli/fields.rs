@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 /// once, with the contract's own rules.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CustomerFields {
-    /// Full name (1 to 255 characters; required when adding).
+    /// Full name (1 to 255 characters; `add` needs it, `edit` changes it).
     #[arg(long)]
     pub full_name: Option<String>,
     /// Email address; matched case-insensitively.

@@ -45,6 +45,7 @@ pub struct PurgeArgs {
     /// Only list what would be erased.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the erased (or, with --dry-run, erasable) record ids as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -172,6 +172,22 @@ pub async fn run(
     result
 }
 
+/// What `icsync daemon` prints when it has bound its socket.
+fn started_banner(settings: &Settings) -> String {
+    format!(
+        "icsync daemon {version}: listening on {socket}\n  \
+         sending to   {api}\n  \
+         drop folder  {drop}\n  \
+         log          {log}\n\
+         Stop it with Ctrl-C; `icsync status` and `icsync tui` talk to it.",
+        version = env!("CARGO_PKG_VERSION"),
+        socket = settings.socket_path().display(),
+        api = crate::config::redact_credentials(&settings.api_url),
+        drop = settings.drop_dir.display(),
+        log = settings.log_dir().join("icsync.log").display(),
+    )
+}
+
 /// How a session ended without an error that stops the daemon.
 enum Ended {
     Shutdown,
@@ -194,6 +210,9 @@ async fn run_sessions(
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
     }));
+    // A person starting the daemon by hand sees where everything is (a service's output
+    // goes to its journal); problems with the folder or the store follow on stderr.
+    println!("{}", started_banner(&settings));
     tokio::pin!(shutdown);
     let mut reopening = false;
     let result = loop {

@@ -257,9 +257,10 @@ impl DaemonEnv {
         let stderr = File::create(&stderr_path).unwrap();
         let mut args = vec!["daemon"];
         args.extend_from_slice(extra);
+        // Its start-up banner (stdout) lands in the same file, ahead of any error.
         let child = self
             .command(&args)
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(stderr.try_clone().unwrap()))
             .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap();
