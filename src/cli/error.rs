@@ -43,7 +43,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<Known> {
     if let Some(e) = e.downcast_ref::<ConfigError>() {
         return match e {
             ConfigError::Parse { .. } | ConfigError::Invalid { .. } => {
-                hint("fix the file; config/icsync.example.toml describes every key")
+                hint("fix that line of the file, then `icsync doctor` checks the whole setup")
             }
             ConfigError::Read { .. } => hint("check the path given with --config or ICSYNC_CONFIG"),
             ConfigError::InvalidKey { .. } | ConfigError::KeyFileEmpty { .. } => {

@@ -91,7 +91,8 @@ pub fn judge_config(config: &ConfigFact) -> Check {
             ),
         )
         .fix(format!(
-            "create {} from config/icsync.example.toml with your API URL and api_key_file",
+            "create {} with two lines: api_url = \"https://<your API host>\" and \
+             api_key_file = \"<a file holding the key, chmod 600>\"",
             default.display()
         )),
         ConfigFact::Invalid(error) => check(NAME, Status::Fail, error.clone()).fix(
@@ -133,8 +134,9 @@ pub fn judge_api_url(url: &str, fact: &UrlFact) -> Check {
 
 pub fn judge_api_key(key: &ApiKeyFact) -> Check {
     const NAME: &str = "api_key";
-    let use_file = "put the key in a file only you can read (chmod 600) and set api_key_file \
-                    in the config";
+    let use_file = "export ICSYNC_API_KEY=<your key> for this shell, or, for the daemon and \
+                    the service, put the key in a file only you can read (chmod 600) and set \
+                    api_key_file = \"<that file>\" in the config";
     match key {
         ApiKeyFact::Missing => check(
             NAME,
@@ -208,7 +210,10 @@ pub fn judge_api_auth(probe: &ProbeFact) -> Check {
         ProbeFact::Answered { status, .. } => check(
             NAME,
             Status::Ok,
-            format!("the API accepted the key (HTTP {status} for a probe read)"),
+            format!(
+                "the API accepted the key (a read of a customer that does not exist answered \
+                 HTTP {status}, not 401)"
+            ),
         ),
         ProbeFact::NoAnswer(why) => check(
             NAME,

@@ -323,3 +323,27 @@ fn a_full_disk_and_a_damaged_store_say_so_and_what_to_do() {
     assert_eq!(faulted.status, Status::Fail);
     assert!(faulted.message.contains("disk full"), "{}", faulted.message);
 }
+
+#[test]
+fn first_run_advice_works_for_an_installed_user_and_names_the_tours_variable() {
+    // An installed user has no repository: the advice must not send them to a file in it.
+    let absent = judge_config(&ConfigFact::Absent(
+        "/home/u/.config/icsync/icsync.toml".into(),
+    ));
+    let fix = absent.fix.unwrap();
+    assert!(!fix.contains("config/icsync.example.toml"), "{fix}");
+    assert!(
+        fix.contains("api_url = ") && fix.contains("api_key_file = "),
+        "{fix}"
+    );
+    let missing = judge_api_key(&ApiKeyFact::Missing).fix.unwrap();
+    assert!(
+        missing.contains("ICSYNC_API_KEY") && missing.contains("api_key_file"),
+        "{missing}"
+    );
+    // An accepted key is said in words, not as a bare 404.
+    let ok = judge_api_auth(&healthy().probe);
+    assert_eq!(ok.status, Status::Ok);
+    assert!(!ok.message.contains("probe"), "{}", ok.message);
+    assert!(ok.message.contains("not 401"), "{}", ok.message);
+}
