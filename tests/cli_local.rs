@@ -47,6 +47,20 @@ fn ok(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `icsync add ARGS` and returns the new record's id, read from what a person sees:
+/// `queued <id>: a new record` and how to follow it.
+fn added(data_dir: &Path, args: &[&str]) -> String {
+    let out = ok(data_dir, args);
+    let first = out.lines().next().unwrap_or_default();
+    let id = first
+        .strip_prefix("queued ")
+        .and_then(|rest| rest.split_once(": a new record"))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_else(|| panic!("not what add says: {out}"));
+    assert!(out.contains(&format!("icsync show {id}")), "{out}");
+    id
+}
+
 fn json(data_dir: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(data_dir, args)).unwrap()
 }
@@ -55,7 +69,7 @@ fn json(data_dir: &Path, args: &[&str]) -> Value {
 fn add_then_list_show_and_status_without_a_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let id = ok(
+    let id = added(
         d,
         &[
             "add",
@@ -70,9 +84,7 @@ fn add_then_list_show_and_status_without_a_daemon() {
             "--risk",
             "country_of_residence=GB",
         ],
-    )
-    .trim()
-    .to_string();
+    );
     assert!(Uuid::parse_str(&id).is_ok(), "{id}");
 
     let list = json(d, &["list", "--json"]);
@@ -158,9 +170,7 @@ fn invalid_input_names_every_bad_field_and_queues_nothing() {
 fn edit_makes_a_new_revision_and_clear_sends_null() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let id = ok(d, &["add", "--full-name", "Ada", "--phone", "+44 1"])
-        .trim()
-        .to_string();
+    let id = added(d, &["add", "--full-name", "Ada", "--phone", "+44 1"]);
     let edited = json(
         d,
         &[
@@ -184,7 +194,7 @@ fn edit_makes_a_new_revision_and_clear_sends_null() {
 fn short_or_unknown_ids_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["add", "--full-name", "Ada"]);
+    added(d, &["add", "--full-name", "Ada"]);
     let out = icsync(d, &["show", "01a2"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 6"));
     let out = icsync(d, &["show", "ffffffff"]);
@@ -222,7 +232,7 @@ fn resolve_actions_on_conflicts_one_and_many() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let existing = Uuid::from_u128(42);
-    let a = ok(
+    let a = added(
         d,
         &[
             "add",
@@ -233,10 +243,8 @@ fn resolve_actions_on_conflicts_one_and_many() {
             "--external-id",
             "a",
         ],
-    )
-    .trim()
-    .to_string();
-    let b = ok(
+    );
+    let b = added(
         d,
         &[
             "add",
@@ -247,10 +255,8 @@ fn resolve_actions_on_conflicts_one_and_many() {
             "--external-id",
             "b",
         ],
-    )
-    .trim()
-    .to_string();
-    let c = ok(
+    );
+    let c = added(
         d,
         &[
             "add",
@@ -261,9 +267,7 @@ fn resolve_actions_on_conflicts_one_and_many() {
             "--external-id",
             "c",
         ],
-    )
-    .trim()
-    .to_string();
+    );
     for id in [&a, &b, &c] {
         make_conflict(d, id, existing);
     }

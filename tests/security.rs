@@ -98,8 +98,14 @@ impl Env {
         serde_json::from_str(&self.ok(&["status", "--json"], "")).unwrap()
     }
 
+    /// The new record's id.
     fn add(&self, name: &str, email: &str) -> String {
-        self.ok(&["add", "--full-name", name, "--email", email], "")
+        let out = self.ok(
+            &["add", "--full-name", name, "--email", email, "--json"],
+            "",
+        );
+        let queued: Value = serde_json::from_str(&out).unwrap();
+        queued["id"].as_str().unwrap().to_string()
     }
 
     fn daemon(&self) -> Child {
@@ -301,7 +307,7 @@ fn a_passphrase_store_waits_locked_then_drains_once_unlocked() {
 #[test]
 fn rekey_moves_between_sources_without_rewriting_records() {
     let env = Env::new("");
-    let id = env.add(NAME, EMAIL).trim().to_string();
+    let id = env.add(NAME, EMAIL);
     let raw_before = {
         let store = Store::open_locked(&env.data.join("store"), StoreOptions::default()).unwrap();
         let full = store.resolve_prefix(&id).unwrap();

@@ -10,7 +10,7 @@ use super::fields::CustomerFields;
 use super::{output, Backend, CliError};
 use crate::config::Settings;
 use crate::contract::ErrorKind;
-use crate::control::{ListSort, Reply, Request, ResolveAction, SortCursor};
+use crate::control::{ListSort, Queued, Reply, Request, ResolveAction, SortCursor};
 use crate::store::{Origin, Record, RecordState};
 
 /// How many records one `list` page asks for.
@@ -148,6 +148,27 @@ pub(crate) fn unexpected(reply: Reply) -> CliError {
     CliError::Join(format!("the daemon sent an unexpected `{kind}` reply"))
 }
 
+/// What `add` says: what it queued (or why nothing) and how to follow it.
+fn added_text(q: &Queued) -> String {
+    let id = q.id;
+    if q.unchanged {
+        format!(
+            "nothing queued: record {id} already holds these fields (revision {})",
+            q.revision
+        )
+    } else {
+        let what = if q.created {
+            "a new record".to_string()
+        } else {
+            format!("revision {} of the existing record it matches", q.revision)
+        };
+        format!(
+            "queued {id}: {what}\nfollow it with `icsync show {id}` (or `icsync status` for the \
+             whole queue)"
+        )
+    }
+}
+
 pub async fn add(backend: &mut Backend, args: AddArgs) -> Result<(), CliError> {
     let body = args
         .fields
@@ -163,15 +184,8 @@ pub async fn add(backend: &mut Backend, args: AddArgs) -> Result<(), CliError> {
         Reply::Queued(q) => {
             if args.json {
                 print_json(&json!(q));
-            } else if q.created {
-                println!("{}", q.id);
-            } else if q.unchanged {
-                println!(
-                    "{} (unchanged: already revision {} of an existing record; nothing queued)",
-                    q.id, q.revision
-                );
             } else {
-                println!("{} (revision {} of an existing record)", q.id, q.revision);
+                println!("{}", added_text(&q));
             }
             Ok(())
         }
