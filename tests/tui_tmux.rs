@@ -149,3 +149,130 @@ fn a_new_user_runs_the_demo_resolves_a_conflict_captures_and_quits() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `pid` and every process below it, with their command lines.
+fn process_tree(pid: u32) -> Vec<(u32, String)> {
+    let mut all: Vec<(u32, u32, String)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        all.push((p, ppid, cmdline));
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            all.iter()
+                .filter(|(_, pp, _)| *pp == parent)
+                .map(|(p, _, _)| *p),
+        );
+        i += 1;
+    }
+    all.into_iter()
+        .filter(|(p, _, _)| tree.contains(p))
+        .map(|(p, _, c)| (p, c))
+        .collect()
+}
+
+/// Starts the demo in tmux with its temporary dir under `tmp`, stops it with `stop`, and
+/// checks that the sandbox child is gone and nothing is left in `tmp`.
+fn demo_stopped_from_outside_cleans_up(stop: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmux = Tmux {
+        socket: format!("icsync-test-{}-{stop}", std::process::id()),
+    };
+    let bin = env!("CARGO_BIN_EXE_icsync");
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "demo",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &format!(
+            "env TMPDIR={} RUST_BACKTRACE=0 {bin} demo",
+            tmp.path().display()
+        ),
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    tmux.wait_for("the dashboard", |s| count(s, "total").is_some());
+    let pane: u32 = String::from_utf8_lossy(
+        &tmux
+            .run(&["display-message", "-p", "-t", "demo", "#{pane_pid}"])
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let tree = process_tree(pane);
+    let find = |word: &str| {
+        tree.iter()
+            .find(|(_, c)| c.contains(bin) && c.split_whitespace().any(|w| w == word))
+            .map(|(p, _)| *p)
+            .unwrap_or_else(|| panic!("no `{word}` process under the pane: {tree:?}"))
+    };
+    let (demo, sandbox) = (find("demo"), find("sandbox"));
+    let made: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(made.len(), 1, "the demo's temporary dir");
+
+    match stop {
+        "sigterm" => {
+            let killed = Command::new("kill")
+                .args(["-TERM", &demo.to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+        }
+        // Closing the terminal: tmux hangs up on the pane's process.
+        _ => assert!(tmux.run(&["kill-session", "-t", "demo"]).status.success()),
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let gone = |p: u32| !std::path::Path::new(&format!("/proc/{p}")).exists();
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        if gone(demo) && gone(sandbox) && left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {stop}: demo gone {}, sandbox gone {}, left behind {left:?}",
+            gone(demo),
+            gone(sandbox)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_demo_cleans_up_on_sigterm_and_on_a_closed_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        if std::env::var("ICSYNC_SKIP_TMUX").as_deref() == Ok("1") {
+            eprintln!("skipped: tmux is not installed and ICSYNC_SKIP_TMUX=1");
+            return;
+        }
+        panic!("tmux is not installed (apt-get install tmux), or set ICSYNC_SKIP_TMUX=1");
+    }
+    demo_stopped_from_outside_cleans_up("sigterm");
+    demo_stopped_from_outside_cleans_up("sighup");
+}

@@ -1,7 +1,8 @@
 //! `icsync demo`: everything a first look needs, started and stopped by one command: a
 //! sandbox on a free loopback port (a child process), a daemon on a fresh temporary data dir
 //! (in this process), the sample files of `assets/demo` dropped into its drop folder, and the
-//! TUI. Quitting the TUI stops the daemon and the sandbox and removes the temporary dir.
+//! TUI. Quitting the TUI, or SIGTERM, SIGHUP (a closed terminal) or SIGINT, stops the daemon
+//! and the sandbox and removes the temporary dir.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -169,6 +170,40 @@ fn make_root() -> Result<PathBuf, DemoError> {
     Ok(root)
 }
 
+/// SIGTERM, SIGHUP or SIGINT (the TUI reads Ctrl-C as a key; this is the signal sent from
+/// outside). Never completes where the handlers cannot be installed: then `q` is the way out.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = hup.recv() => detach_from_terminal(),
+        _ = int.recv() => {}
+    }
+}
+
+/// After a hang-up the terminal is gone: every write to it fails, and `eprintln!` (used by
+/// ratatui when it restores the terminal) panics on a failed write, which would skip the
+/// clean-up. stdout and stderr go to /dev/null instead.
+fn detach_from_terminal() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        for fd in [1, 2] {
+            // SAFETY: dup2 on descriptors this process owns; `null` stays open for the call,
+            // and the duplicates keep /dev/null open after it is dropped.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    }
+}
+
 /// Runs the demo until the user quits the TUI. `keep` leaves the temporary dir in place.
 pub async fn run(keep: bool) -> Result<(), DemoError> {
     let root = make_root()?;
@@ -187,7 +222,12 @@ pub async fn run(keep: bool) -> Result<(), DemoError> {
             "demo: sandbox at {} · sample files dropped · press 3 for conflicts, ? for keys",
             sandbox.url
         );
-        let shown = crate::tui::run(&socket, Some(&message)).await;
+        // `kill`, a closed terminal or Ctrl-C from outside end the demo as `q` does: the TUI
+        // is dropped (its guard gives the terminal back), then everything is stopped.
+        let shown = tokio::select! {
+            shown = crate::tui::run(&socket, Some(&message)) => shown,
+            () = stop_signal() => Ok(()),
+        };
         let stopped = daemon.stop().await;
         shown.map_err(InteractiveError::from)?;
         stopped?;
