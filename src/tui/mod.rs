@@ -12,6 +12,7 @@ pub mod component;
 pub mod paging;
 pub mod run;
 pub mod screens;
+pub mod text;
 pub mod theme;
 pub mod ui;
 

@@ -375,20 +375,9 @@ fn field_label(field: &str) -> &str {
 
 const LABEL_WIDTH: usize = 16;
 
-/// `s` cut to `width` characters, the last one an ellipsis when cut; control characters
-/// shown as spaces.
+/// `s` cut to `width` characters (see `text::cut`), padded to it.
 fn fit(s: &str, width: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= width {
-        format!("{flat:<width$}")
-    } else {
-        let mut cut: String = flat.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
-    }
+    format!("{:<width$}", crate::tui::text::cut(s, width))
 }
 
 /// The local record beside the existing customer of its `customer_conflict`, one line per

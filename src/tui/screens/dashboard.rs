@@ -249,7 +249,10 @@ fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
     let name_width = spare.clamp(8.min(spare), 24);
     let mut spans = vec![
         Span::styled(format!(" {} ", d.at.format("%H:%M:%S")), t.dim()),
-        Span::raw(format!(" {:<name_width$}  ", truncate(&d.file, name_width))),
+        Span::raw(format!(
+            " {:<name_width$}  ",
+            crate::tui::text::cut(&d.file, name_width)
+        )),
         Span::styled(format!("{outcome:<15}"), style),
         Span::raw(format!("  {counts}")),
     ];
@@ -267,22 +270,11 @@ fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
     };
     if let Some(w) = whereto.filter(|_| left > 6) {
         spans.push(Span::styled(
-            format!("  {}", truncate(&w, left - 2)),
+            format!("  {}", crate::tui::text::cut(&w, left - 2)),
             t.dim(),
         ));
     }
     Line::from(spans)
-}
-
-/// At most `width` characters, with an ellipsis when cut.
-fn truncate(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
 }
 
 #[cfg(test)]

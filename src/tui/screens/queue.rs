@@ -13,6 +13,7 @@ use crate::store::{Record, RecordState};
 use crate::tui::app::ListId;
 use crate::tui::component::{help_only, hint, search_hints, Action, Component, Ctx, KeyHint};
 use crate::tui::paging::{ListView, Window};
+use crate::tui::text::cut;
 use crate::tui::theme::Theme;
 
 #[derive(Debug, Clone)]
@@ -45,15 +46,18 @@ pub fn search_line<'a>(list: &ListView, theme: &Theme) -> Line<'a> {
     Line::from(spans)
 }
 
-pub fn record_row<'a>(r: &Record, theme: &Theme) -> Vec<Cell<'a>> {
+/// One record's cells, each cut to its column's width (`widths`, in the order of the
+/// columns) with an ellipsis where it does not fit.
+pub fn record_row<'a>(r: &Record, theme: &Theme, widths: &[u16]) -> Vec<Cell<'a>> {
     let p = &r.payload;
+    let fit = |i: usize, s: &str| cut(s, widths.get(i).copied().map_or(usize::MAX, usize::from));
     vec![
         Cell::from(Span::styled(r.state.as_str(), theme.state(r.state))),
         Cell::from(r.revision.to_string()),
-        Cell::from(p.full_name().to_string()),
-        Cell::from(p.email().unwrap_or("-").to_string()),
-        Cell::from(p.external_id().unwrap_or("-").to_string()),
-        Cell::from(Span::styled(error_line(r), theme.error())),
+        Cell::from(fit(2, p.full_name())),
+        Cell::from(fit(3, p.email().unwrap_or("-"))),
+        Cell::from(fit(4, p.external_id().unwrap_or("-"))),
+        Cell::from(Span::styled(fit(5, &error_line(r)), theme.error())),
     ]
 }
 
@@ -87,7 +91,6 @@ impl Component for QueueView {
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
         frame.render_widget(Paragraph::new(search_line(&self.list, ctx.theme)), top);
         let view = self.list.view();
-        let rows = view.iter().map(|r| Row::new(record_row(r, ctx.theme)));
         let widths = [
             Constraint::Length(9),
             Constraint::Length(3),
@@ -96,6 +99,17 @@ impl Component for QueueView {
             Constraint::Fill(3),
             Constraint::Fill(3),
         ];
+        // The columns as the table lays them out inside its border (one space between).
+        let inner = Rect::new(0, 0, table.width.saturating_sub(2), 1);
+        let columns: Vec<u16> = Layout::horizontal(widths)
+            .spacing(1)
+            .split(inner)
+            .iter()
+            .map(|r| r.width)
+            .collect();
+        let rows = view
+            .iter()
+            .map(|r| Row::new(record_row(r, ctx.theme, &columns)));
         let total = ctx.status.map(|s| match self.list.window.filter() {
             None => s.total,
             Some(RecordState::Queued) => s.queued,
@@ -105,9 +119,11 @@ impl Component for QueueView {
             Some(RecordState::Rejected) => s.rejected,
             Some(RecordState::Discarded) => s.discarded,
         });
-        let title = match total {
-            Some(n) => format!(" Queue: {n} records ",),
-            None => " Queue ".into(),
+        let title = match (total, self.list.window.filter()) {
+            (Some(n), Some(state)) => format!(" Queue · {state} only: {n} records "),
+            (Some(n), None) => format!(" Queue: {n} records "),
+            (None, Some(state)) => format!(" Queue · {state} only "),
+            (None, None) => " Queue ".into(),
         };
         let empty = view.is_empty();
         let t = Table::new(rows, widths)

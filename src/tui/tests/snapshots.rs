@@ -103,6 +103,12 @@ fn queue() {
 }
 
 #[test]
+fn queue_filtered() {
+    // The title names the state shown, not only a count.
+    check("queue_filtered", |app| keys(app, &[ch('2'), ch('f')]));
+}
+
+#[test]
 fn queue_searching() {
     check("queue_searching", |app| {
         keys(app, &[ch('2'), ch('s'), ch('/')]);
