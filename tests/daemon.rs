@@ -197,6 +197,8 @@ fn a_conflicting_record_holds_the_existing_customer_read_from_the_server() {
 fn the_daemon_says_where_it_listens_sends_watches_and_logs() {
     let env = DaemonEnv::new("http://127.0.0.1:9", "");
     let d = env.start_daemon(&[]);
+    // The drop folder is there as soon as the daemon answers: a script may drop at once.
+    assert!(env.data_dir.join("drop").join("processed").is_dir());
     let out = d.stderr();
     let socket = env.socket().display().to_string();
     assert!(out.contains(&format!("listening on {socket}")), "{out}");

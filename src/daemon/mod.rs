@@ -202,6 +202,9 @@ async fn run_sessions(
 ) -> Result<(), DaemonError> {
     create_private_dir(&settings.data_dir)?;
     let _lock = DaemonLock::acquire(&settings.data_dir)?;
+    // The drop folder is made before the socket answers, so a script that starts the daemon
+    // and then drops a file finds it; a folder that cannot be used is reported by the watcher.
+    let _ = crate::dropdir::prepare(&settings.drop_dir, settings.drop_dir_shared);
     let socket = settings.socket_path();
     let listener = control::bind(&socket).await?;
     let front = Arc::new(Front::new());
@@ -403,8 +406,6 @@ async fn session(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    // Made before the daemon answers; a folder that cannot be used is reported by the watcher.
-    let _ = crate::dropdir::prepare(&settings.drop_dir, settings.drop_dir_shared);
     front.serve(ControlHandler(service.clone()));
     // The drop folder is watched for the daemon's whole life; its files wait in the folder
     // while the store is locked (they cannot be sealed without the key).
