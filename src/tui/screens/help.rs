@@ -13,9 +13,18 @@ use crate::tui::component::KeyHint;
 use crate::tui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, screen: ScreenId, hints: &[KeyHint], theme: &Theme) {
+    // A screen's hint for a key that a later (global) line also explains is listed once,
+    // as the later, fuller line: `Tab` beside `Tab/S-Tab`, `c` twice.
+    let covers = |later: &str, key: &str| later == key || later.split('/').any(|k| k == key);
     let mut lines: Vec<(&str, &str)> = hints
         .iter()
-        .map(|h| (h.keys, h.detail.unwrap_or(h.what)))
+        .enumerate()
+        .filter(|(i, h)| {
+            !hints[i + 1..]
+                .iter()
+                .any(|later| covers(later.keys, h.keys))
+        })
+        .map(|(_, h)| (h.keys, h.detail.unwrap_or(h.what)))
         .collect();
     lines.push(("Esc", "closes this help"));
     let room = area.height.saturating_sub(2).max(1) as usize;

@@ -219,6 +219,19 @@ fn help_overlay() {
 }
 
 #[test]
+fn help_on_the_dashboard_lists_each_key_once() {
+    let mut app = loaded_app(40);
+    keys(&mut app, &[ch('1'), ch('?')]);
+    let rendered = render(&app, 120, 40);
+    // The footer (last line) keeps the screen's own short hints; the help lists each once.
+    let lines: Vec<&str> = rendered.lines().collect();
+    let screen = lines[..lines.len() - 1].join("\n");
+    assert_eq!(screen.matches("capture").count(), 1, "{screen}");
+    assert_eq!(screen.matches("next screen").count(), 0, "{screen}");
+    assert_eq!(screen.matches("Tab/S-Tab").count(), 1, "{screen}");
+}
+
+#[test]
 fn unlock_prompt() {
     check("unlock_prompt", |app| {
         let mut s = status();
