@@ -13,6 +13,28 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A tmux server of its own (`name` makes the socket unique) running `command` in a
+    /// `width`x`height` session named `demo`.
+    fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("icsync-test-{}-{name}", std::process::id()),
+        };
+        let (w, h) = (width.to_string(), height.to_string());
+        let started = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "demo",
+            "-x",
+            &w,
+            "-y",
+            &h,
+            command,
+        ]);
+        assert!(started.status.success(), "{started:?}");
+        tmux
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         Command::new("tmux")
             .arg("-L")
@@ -60,6 +82,19 @@ impl Drop for Tmux {
     }
 }
 
+/// Whether tmux is here; without it a test fails, unless ICSYNC_SKIP_TMUX=1 says to skip it
+/// on purpose (then this says so and is false).
+fn tmux_available() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    if std::env::var("ICSYNC_SKIP_TMUX").as_deref() == Ok("1") {
+        eprintln!("skipped: tmux is not installed and ICSYNC_SKIP_TMUX=1");
+        return false;
+    }
+    panic!("tmux is not installed (apt-get install tmux), or set ICSYNC_SKIP_TMUX=1");
+}
+
 /// A dashboard count line, e.g. `│ conflict             2 │`.
 fn count(screen: &str, state: &str) -> Option<u64> {
     screen.lines().find_map(|line| {
@@ -70,29 +105,16 @@ fn count(screen: &str, state: &str) -> Option<u64> {
 
 #[test]
 fn a_new_user_runs_the_demo_resolves_a_conflict_captures_and_quits() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        if std::env::var("ICSYNC_SKIP_TMUX").as_deref() == Ok("1") {
-            eprintln!("skipped: tmux is not installed and ICSYNC_SKIP_TMUX=1");
-            return;
-        }
-        panic!("tmux is not installed (apt-get install tmux), or set ICSYNC_SKIP_TMUX=1");
+    if !tmux_available() {
+        return;
     }
-    let tmux = Tmux {
-        socket: format!("icsync-test-{}", std::process::id()),
-    };
     let bin = env!("CARGO_BIN_EXE_icsync");
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "demo",
-        "-x",
-        "80",
-        "-y",
-        "24",
+    let tmux = Tmux::start(
+        "tour",
+        80,
+        24,
         &format!("env -u NO_COLOR RUST_BACKTRACE=0 {bin} demo"),
-    ]);
-    assert!(started.status.success(), "{started:?}");
+    );
 
     // The queue drains: every sample record is sent, two end in conflict.
     let screen = tmux.wait_for("the queue to drain", |s| {
@@ -194,25 +216,16 @@ fn process_tree(pid: u32) -> Vec<(u32, String)> {
 /// checks that the sandbox child is gone and nothing is left in `tmp`.
 fn demo_stopped_from_outside_cleans_up(stop: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let tmux = Tmux {
-        socket: format!("icsync-test-{}-{stop}", std::process::id()),
-    };
     let bin = env!("CARGO_BIN_EXE_icsync");
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "demo",
-        "-x",
-        "100",
-        "-y",
-        "30",
+    let tmux = Tmux::start(
+        stop,
+        100,
+        30,
         &format!(
             "env TMPDIR={} RUST_BACKTRACE=0 {bin} demo",
             tmp.path().display()
         ),
-    ]);
-    assert!(started.status.success(), "{started:?}");
+    );
     tmux.wait_for("the dashboard", |s| count(s, "total").is_some());
     let pane: u32 = String::from_utf8_lossy(
         &tmux
@@ -266,12 +279,8 @@ fn demo_stopped_from_outside_cleans_up(stop: &str) {
 
 #[test]
 fn the_demo_cleans_up_on_sigterm_and_on_a_closed_terminal() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        if std::env::var("ICSYNC_SKIP_TMUX").as_deref() == Ok("1") {
-            eprintln!("skipped: tmux is not installed and ICSYNC_SKIP_TMUX=1");
-            return;
-        }
-        panic!("tmux is not installed (apt-get install tmux), or set ICSYNC_SKIP_TMUX=1");
+    if !tmux_available() {
+        return;
     }
     demo_stopped_from_outside_cleans_up("sigterm");
     demo_stopped_from_outside_cleans_up("sighup");
