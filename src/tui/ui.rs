@@ -104,10 +104,19 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 .iter()
                 .filter(|h| h.footer)
                 .partition(|h| GLOBAL_HINTS.contains(h));
+            // Whole hints only: one that does not fit is left out (`?` lists every key), so
+            // the footer never ends in half a word.
             let mut spans = Vec::new();
+            let mut used = 0usize;
             for h in global.into_iter().chain(local) {
-                spans.push(Span::styled(format!(" {}", h.keys), theme.key()));
-                spans.push(Span::raw(format!(" {} ", h.what)));
+                let (keys, what) = (format!(" {}", h.keys), format!(" {} ", h.what));
+                let width = keys.chars().count() + what.chars().count();
+                if used + width > usize::from(area.width) {
+                    break;
+                }
+                used += width;
+                spans.push(Span::styled(keys, theme.key()));
+                spans.push(Span::raw(what));
             }
             Line::from(spans)
         }

@@ -232,6 +232,28 @@ fn help_on_the_dashboard_lists_each_key_once() {
 }
 
 #[test]
+fn the_footer_never_ends_in_half_a_hint() {
+    for width in [50, 64, 80] {
+        for screen in ['1', '2', '3', '4'] {
+            let mut app = loaded_app(24);
+            keys(&mut app, &[ch(screen)]);
+            let rendered = render(&app, width, 24);
+            let footer = rendered
+                .lines()
+                .last()
+                .unwrap()
+                .trim_matches('"')
+                .trim_end();
+            let whats: Vec<String> = app.hints().iter().map(|h| h.what.to_string()).collect();
+            assert!(
+                whats.iter().any(|w| footer.ends_with(w.as_str())),
+                "screen {screen} at {width} columns ends mid-hint: {footer:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn unlock_prompt() {
     check("unlock_prompt", |app| {
         let mut s = status();
