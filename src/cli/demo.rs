@@ -183,30 +183,18 @@ async fn stop_signal() {
     };
     tokio::select! {
         _ = term.recv() => {}
-        _ = hup.recv() => detach_from_terminal(),
+        _ = hup.recv() => crate::tui::run::detach_from_terminal(),
         _ = int.recv() => {}
-    }
-}
-
-/// After a hang-up the terminal is gone: every write to it fails, and `eprintln!` (used by
-/// ratatui when it restores the terminal) panics on a failed write, which would skip the
-/// clean-up. stdout and stderr go to /dev/null instead.
-fn detach_from_terminal() {
-    use std::os::fd::AsRawFd;
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        for fd in [1, 2] {
-            // SAFETY: dup2 on descriptors this process owns; `null` stays open for the call,
-            // and the duplicates keep /dev/null open after it is dropped.
-            unsafe {
-                libc::dup2(null.as_raw_fd(), fd);
-            }
-        }
     }
 }
 
 /// Runs the demo until the user quits the TUI. `keep` leaves the temporary dir in place.
 pub async fn run(keep: bool) -> Result<(), DemoError> {
     let root = make_root()?;
+    let cleanup = Cleanup {
+        root: root.clone(),
+        keep,
+    };
     crate::daemon::logging::init(&root.join("data").join("logs"), false)
         .map_err(|e| DemoError::Sandbox(e.to_string()))?;
     // Enough latency that the queue is seen draining rather than already empty.
@@ -235,10 +223,28 @@ pub async fn run(keep: bool) -> Result<(), DemoError> {
     }
     .await;
     sandbox.stop().await;
-    if keep {
-        eprintln!("demo files kept in {}", root.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&root);
-    }
+    drop(cleanup);
     result
+}
+
+/// Removes the demo's temporary dir (or says where it is kept) however `run` ends, a panic
+/// included: the sandbox child is killed on drop the same way.
+struct Cleanup {
+    root: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.keep {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "demo files kept in {}",
+                self.root.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
 }

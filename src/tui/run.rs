@@ -46,11 +46,37 @@ impl From<ClientError> for TuiError {
 }
 
 /// Restores the terminal however the loop ends (ratatui's panic hook covers panics).
+/// `ratatui::restore` reports a failure with `eprintln!`, which panics when stderr is a
+/// terminal that has gone away; this reports it with a write whose failure is ignored.
 struct TerminalGuard;
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        ratatui::restore();
+        if let Err(e) = ratatui::try_restore() {
+            use std::io::Write;
+            let _ = writeln!(io::stderr(), "cannot restore the terminal: {e}");
+        }
+    }
+}
+
+/// Whether `e` says the terminal has gone away (hung up, closed).
+fn terminal_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENXIO))
+}
+
+/// After the terminal has gone away, every write to it fails, and `eprintln!` (ratatui's
+/// own clean-up uses it) panics on a failed write, which would skip the clean-up after it:
+/// stdout and stderr go to /dev/null instead.
+pub fn detach_from_terminal() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        for fd in [1, 2] {
+            // SAFETY: dup2 on descriptors this process owns; `null` stays open for the call,
+            // and the duplicates keep /dev/null open after it is dropped.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
     }
 }
 
@@ -122,7 +148,12 @@ pub async fn run(socket_path: &Path, in_process: Option<&str>) -> Result<(), Tui
             }
         }
         if dirty {
-            terminal.draw(|frame| ui::draw(frame, &app, &theme))?;
+            if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, &theme)) {
+                if terminal_gone(&e) {
+                    detach_from_terminal();
+                }
+                return Err(e.into());
+            }
             dirty = false;
         }
         tokio::select! {
