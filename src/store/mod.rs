@@ -55,6 +55,8 @@ mod guard;
 mod index;
 mod ledger;
 mod migrate;
+mod raw;
+mod raw_salvage;
 mod record;
 pub mod retention;
 mod salvage;
@@ -78,6 +80,7 @@ pub use drops::{
 };
 
 pub use error::{StoreError, MIN_PREFIX_CHARS, RECOVER_HINT};
+pub use raw_salvage::RawReport;
 pub use record::{
     merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
     LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
