@@ -304,7 +304,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .wrap_err("icsync tui failed")?;
             return Ok(ExitCode::SUCCESS);
         }
-        let mut backend = Backend::connect(&settings).await?;
+        let mut backend = match Backend::connect(&settings).await {
+            // A full disk keeps the store shut (sled writes when it opens): status reads its
+            // counts from the files instead.
+            Err(e) if commands::is_full_disk(&e) => match cli.command {
+                Command::Status(a) => {
+                    commands::status_on_full_disk(&settings, a).await?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                _ => return Err(e.into()),
+            },
+            other => other?,
+        };
         match cli.command {
             Command::Sandbox(_)
             | Command::Daemon(_)

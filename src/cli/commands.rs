@@ -201,6 +201,17 @@ pub async fn status(
     settings: &Settings,
     args: StatusArgs,
 ) -> Result<(), CliError> {
+    match backend.call(Request::Status).await? {
+        Reply::Status(s) => print_status(&s, settings, &args).await,
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn print_status(
+    s: &crate::control::StatusReport,
+    settings: &Settings,
+    args: &StatusArgs,
+) -> Result<(), CliError> {
     let key_problem = {
         let settings = settings.clone();
         tokio::task::spawn_blocking(move || crate::api::configured_key(&settings).err())
@@ -208,26 +219,64 @@ pub async fn status(
             .map_err(|e| CliError::Join(e.to_string()))?
             .map(|e| e.to_string())
     };
-    match backend.call(Request::Status).await? {
-        Reply::Status(s) => {
-            if args.json {
-                let mut v = json!(s);
-                if let Some(m) = v.as_object_mut() {
-                    m.insert("api_key_problem".into(), json!(key_problem));
-                }
-                print_json(&v);
-            } else {
-                print!("{}", output::status(&s));
-                if let Some(problem) = key_problem {
-                    if !s.paused.as_deref().is_some_and(|p| p.contains(&problem)) {
-                        println!("api key: {problem}");
-                    }
-                }
-            }
-            Ok(())
+    if args.json {
+        let mut v = json!(s);
+        if let Some(m) = v.as_object_mut() {
+            m.insert("api_key_problem".into(), json!(key_problem));
         }
-        other => Err(unexpected(other)),
+        print_json(&v);
+    } else {
+        print!("{}", output::status(s));
+        if let Some(problem) = key_problem {
+            if !s.paused.as_deref().is_some_and(|p| p.contains(&problem)) {
+                println!("api key: {problem}");
+            }
+        }
     }
+    Ok(())
+}
+
+/// Whether a command failed because the store could not be opened on a full disk.
+pub fn is_full_disk(e: &CliError) -> bool {
+    matches!(
+        e,
+        CliError::Store {
+            source: crate::store::StoreError::DiskFull,
+            ..
+        }
+    )
+}
+
+/// `status` with no daemon on a full disk: sled writes when it opens, so the store cannot be
+/// opened; the counts are read from its files instead (`store::counts_from_files`), as of
+/// the last write that reached the disk, and `paused` says the disk is full.
+pub async fn status_on_full_disk(settings: &Settings, args: StatusArgs) -> Result<(), CliError> {
+    let dir = settings.store_dir();
+    let counts = tokio::task::spawn_blocking(move || crate::store::counts_from_files(&dir))
+        .await
+        .map_err(|e| CliError::Join(e.to_string()))?;
+    let mut s = crate::control::StatusReport {
+        disk_full: true,
+        ..Default::default()
+    };
+    let read = match counts {
+        Ok(Some(c)) => {
+            s.queued = c.get(RecordState::Queued);
+            s.sending = c.get(RecordState::Sending);
+            s.synced = c.get(RecordState::Synced);
+            s.conflict = c.get(RecordState::Conflict);
+            s.rejected = c.get(RecordState::Rejected);
+            s.discarded = c.get(RecordState::Discarded);
+            s.total = c.total;
+            "the counts are read from the store's files, as of its last write"
+        }
+        Ok(None) | Err(_) => "the counts could not be read from the store's files",
+    };
+    s.paused = Some(format!(
+        "disk full: the store cannot be opened until space is freed on the disk of the data \
+         dir; {read}"
+    ));
+    print_status(&s, settings, &args).await
 }
 
 /// Every record matching `state`, page by page, in `sort` order.

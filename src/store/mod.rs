@@ -80,7 +80,7 @@ pub use drops::{
 };
 
 pub use error::{StoreError, MIN_PREFIX_CHARS, RECOVER_HINT};
-pub use raw_salvage::RawReport;
+pub use raw_salvage::{counts as counts_from_files, RawReport};
 pub use record::{
     merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
     LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,

@@ -30,7 +30,8 @@ use std::path::Path;
 use super::codec::{self, Codec};
 use super::error::StoreError;
 use super::raw::{self, Key, Message};
-use super::record::{Record, RecordId};
+use super::record::{Record, RecordId, RecordState};
+use super::Counts;
 
 /// The length of a record key (a UUID).
 const ID_LEN: usize = 16;
@@ -184,6 +185,59 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// sled's `db` file, opened for reading segment by segment.
+struct Log {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    len: u64,
+    segment_size: usize,
+}
+
+impl Log {
+    fn open(sled_dir: &Path) -> Result<Log, StoreError> {
+        let conf = std::fs::read_to_string(sled_dir.join("conf")).unwrap_or_default();
+        if raw::compressed(&conf) {
+            return Err(StoreError::Damaged {
+                detail: "the database is compressed, which the raw reader cannot read".into(),
+            });
+        }
+        let path = sled_dir.join("db");
+        let file = std::fs::File::open(&path).map_err(io_error(&path))?;
+        let len = file.metadata().map_err(io_error(&path))?.len();
+        Ok(Log {
+            file,
+            len,
+            path,
+            segment_size: raw::segment_size(&conf).unwrap_or(raw::DEFAULT_SEGMENT_SIZE),
+        })
+    }
+
+    /// Every node and link message, segment by segment; `each` also gets the file offset of
+    /// the segment's first byte, and the segment, to locate a value in the file.
+    fn messages(
+        &self,
+        mut each: impl FnMut(&Message<'_>, u64, &[u8]),
+    ) -> Result<raw::ScanStats, StoreError> {
+        let mut total = raw::ScanStats::default();
+        let mut seg = vec![0u8; self.segment_size];
+        let mut offset = 0u64;
+        while offset < self.len {
+            let len =
+                usize::try_from((self.len - offset).min(self.segment_size as u64)).unwrap_or(0);
+            let buf = &mut seg[..len];
+            self.file
+                .read_exact_at(buf, offset)
+                .map_err(io_error(&self.path))?;
+            let buf: &[u8] = buf;
+            let stats = raw::scan_segment(buf, self.segment_size, |m| each(&m, offset, buf));
+            total.intact += stats.intact;
+            total.damaged += stats.damaged;
+            offset += self.segment_size as u64;
+        }
+        Ok(total)
+    }
+}
+
 /// Reads sled's database in `sled_dir` without sled and hands every record that
 /// authenticates to `each`, newest copy first, one per id.
 pub fn scan(
@@ -191,36 +245,17 @@ pub fn scan(
     codec: &Codec,
     mut each: impl FnMut(Record) -> Result<(), StoreError>,
 ) -> Result<RawReport, StoreError> {
-    let conf = std::fs::read_to_string(sled_dir.join("conf")).unwrap_or_default();
-    if raw::compressed(&conf) {
-        return Err(StoreError::Damaged {
-            detail: "the damaged database is compressed, which the raw reader cannot read".into(),
-        });
-    }
-    let segment_size = raw::segment_size(&conf).unwrap_or(raw::DEFAULT_SEGMENT_SIZE);
-    let db_path = sled_dir.join("db");
-    let db = std::fs::File::open(&db_path).map_err(io_error(&db_path))?;
-    let db_len = db.metadata().map_err(io_error(&db_path))?.len();
-
+    let log = Log::open(sled_dir)?;
     let mut report = RawReport::default();
     let mut found = Collected::default();
-    let mut seg = vec![0u8; segment_size];
-    let mut offset = 0u64;
-    while offset < db_len {
-        let len = usize::try_from((db_len - offset).min(segment_size as u64)).unwrap_or(0);
-        let buf = &mut seg[..len];
-        db.read_exact_at(buf, offset).map_err(io_error(&db_path))?;
-        let buf: &[u8] = buf;
-        let stats = raw::scan_segment(buf, segment_size, |m| {
-            found.take(&m, |value| Loc::Db {
-                offset: offset + (value.as_ptr() as usize - buf.as_ptr() as usize) as u64,
-                len: value.len(),
-            })
-        });
-        report.intact_messages += stats.intact;
-        report.damaged_messages += stats.damaged;
-        offset += segment_size as u64;
-    }
+    let stats = log.messages(|m, offset, seg| {
+        found.take(m, |value| Loc::Db {
+            offset: offset + (value.as_ptr() as usize - seg.as_ptr() as usize) as u64,
+            len: value.len(),
+        })
+    })?;
+    report.intact_messages = stats.intact;
+    report.damaged_messages = stats.damaged;
     scan_blobs(&sled_dir.join("blobs"), &mut found, &mut report);
 
     found.candidates.sort_by_key(|c| std::cmp::Reverse(c.lsn));
@@ -236,7 +271,7 @@ pub fn scan(
             Loc::Bytes(b) => b,
             Loc::Db { offset, len } => {
                 value.resize(*len, 0);
-                if db.read_exact_at(&mut value, *offset).is_err() {
+                if log.file.read_exact_at(&mut value, *offset).is_err() {
                     continue;
                 }
                 &value
@@ -294,6 +329,78 @@ fn scan_blobs(dir: &Path, found: &mut Collected, report: &mut RawReport) {
             found.take(&m, |value| Loc::Bytes(value.to_vec()));
         }
     }
+}
+
+/// The record counts as sled's files hold them, read without sled (which writes when it
+/// opens, and so cannot open a store on a full disk): the newest value of each key of the
+/// `counters` tree in the log, as of the last write that reached the disk. The counters tree
+/// is the only one with one-byte keys (a state tag, `codec::counter_key`) and 8-byte values;
+/// its links are matched to it by page id. None when no counter is found.
+pub fn counts(store_dir: &Path) -> Result<Option<Counts>, StoreError> {
+    let log = Log::open(&store_dir.join(super::DB_DIR))?;
+    let mut pages: HashSet<u64> = HashSet::new();
+    // state tag -> (lsn, count); links wait until the counter pages are known.
+    let mut newest: HashMap<u8, (u64, u64)> = HashMap::new();
+    let mut links: Vec<(u64, u64, u8, u64)> = Vec::new();
+    let counter = |key: &[u8], value: &[u8]| -> Option<(u8, u64)> {
+        let tag = *key.first().filter(|_| key.len() == 1)?;
+        codec::decode_state(tag).ok()?;
+        Some((tag, codec::decode_u64(value).ok()?))
+    };
+    let mut keep = |lsn: u64, tag: u8, n: u64| {
+        let slot = newest.entry(tag).or_insert((lsn, n));
+        if lsn >= slot.0 {
+            *slot = (lsn, n);
+        }
+    };
+    log.messages(|m, _, _| {
+        if !m.trusted {
+            return;
+        }
+        let pairs: Option<Vec<(u8, u64)>> = m
+            .pairs
+            .iter()
+            .map(|p| match &p.key {
+                Key::Full(k) => counter(k, p.value),
+                Key::Suffix(_) => None,
+            })
+            .collect();
+        match (m.prefix, pairs) {
+            (Some([]), Some(pairs)) if !pairs.is_empty() => {
+                if let Some(pid) = m.pid {
+                    pages.insert(pid);
+                }
+                for (tag, n) in pairs {
+                    keep(m.lsn, tag, n);
+                }
+            }
+            (None, _) => {
+                if let (Some(pid), [pair]) = (m.pid, m.pairs.as_slice()) {
+                    if let Key::Suffix(k) = pair.key {
+                        if let Some((tag, n)) = counter(k, pair.value) {
+                            links.push((pid, m.lsn, tag, n));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    })?;
+    for (pid, lsn, tag, n) in links {
+        if pages.contains(&pid) {
+            keep(lsn, tag, n);
+        }
+    }
+    if newest.is_empty() {
+        return Ok(None);
+    }
+    let mut counts = Counts::default();
+    for state in RecordState::ALL {
+        let n = newest.get(&state.tag()).map_or(0, |&(_, n)| n);
+        counts.per_state[usize::from(state.tag())] = n;
+        counts.total += n;
+    }
+    Ok(Some(counts))
 }
 
 #[cfg(test)]
