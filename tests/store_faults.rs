@@ -427,6 +427,54 @@ fn status_without_a_daemon_on_a_full_disk_prints_the_counts() {
     assert_eq!(s["total"].as_u64(), Some((SYNCED + QUEUED) as u64), "{s}");
 }
 
+/// A subscriber (as the TUI is) that subscribed before the disk filled keeps receiving
+/// pushed events after the daemon reopens its store: it is told of the fault, of the reopen,
+/// and of the records queued after it, on the same connection.
+#[test]
+fn a_subscription_survives_a_full_disk_and_the_store_reopen() {
+    use icsync::control::{Client, Event};
+    const N: usize = 40;
+    let env = DaemonEnv::new("http://127.0.0.1:9", "").with_env_key(DEMO_KEY);
+    let Some(_tmpfs) = Tmpfs::mount(&env.data_dir, "24m") else {
+        return;
+    };
+    let mut daemon = env.start_daemon(&[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = Client::connect(&env.socket()).await.unwrap();
+        client.subscribe().await.unwrap();
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        let mut wait_for = async |what: &str, want: &dyn Fn(&Event) -> bool| loop {
+            match tokio::time::timeout_at(deadline, client.next_event()).await {
+                Ok(Ok(event)) if want(&event) => return,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("the subscription ended while waiting for {what}: {e}"),
+                Err(_) => panic!("no event for {what}"),
+            }
+        };
+        let filler = env.data_dir.join("filler");
+        fill_disk(&filler);
+        wait_for(
+            "disk full",
+            &|e| matches!(e, Event::Status(s) if s.disk_full),
+        )
+        .await;
+        std::fs::remove_file(&filler).unwrap();
+        wait_for(
+            "the reopen",
+            &|e| matches!(e, Event::Status(s) if !s.disk_full && !s.damaged),
+        )
+        .await;
+        let file = write_records(env.dir.path(), "after.ndjson", 0, N);
+        env.ok(&["import", file.to_str().unwrap()]);
+        wait_for("a record queued after the reopen", &|e| {
+            matches!(e, Event::RecordChanged { .. })
+        })
+        .await;
+    });
+    assert!(daemon.is_running());
+}
+
 /// sled 0.34 panics (index out of bounds in its segment code) on a database file cut in the
 /// middle of a store that spans several segments; the panic is caught at the store boundary.
 #[test]
