@@ -13,6 +13,7 @@ set -euo pipefail
 
 GENERATOR_VERSION="0.29.1"
 DATEUTIL_VERSION="2.9.0.post0"
+PYYAML_VERSION="6.0.4"
 SPECTRAL_VERSION="6.16.3"
 VENV="target/ci-venv"
 NODE_DIR="target/ci-node"
@@ -29,11 +30,14 @@ fi
 
 # --- the tools, pinned -------------------------------------------------------------------
 [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-if [[ "$("$VENV/bin/openapi-python-client" --version 2>/dev/null)" != *"$GENERATOR_VERSION"* ]]; then
+if [[ "$("$VENV/bin/openapi-python-client" --version 2>/dev/null)" != *"$GENERATOR_VERSION"* ]] ||
+    ! "$VENV/bin/python" -c "import dateutil, yaml" 2>/dev/null; then
     log "openapi client: installing openapi-python-client==$GENERATOR_VERSION into $VENV"
-    # The generated client imports python-dateutil for date-time members.
+    # The generated client imports python-dateutil for date-time members; the check reads the
+    # document with PyYAML.
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "openapi-python-client==$GENERATOR_VERSION" "python-dateutil==$DATEUTIL_VERSION"
+        "openapi-python-client==$GENERATOR_VERSION" "python-dateutil==$DATEUTIL_VERSION" \
+        "PyYAML==$PYYAML_VERSION"
 fi
 SPECTRAL="$NODE_DIR/node_modules/.bin/spectral"
 if [[ "$("$SPECTRAL" --version 2>/dev/null)" != "$SPECTRAL_VERSION" ]]; then

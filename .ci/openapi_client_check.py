@@ -16,6 +16,7 @@ Usage: python openapi_client_check.py SPEC CLIENT_DIR BIN
   BIN         the icsync binary; a sandbox is started from it on a free port
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -51,6 +52,18 @@ PORTABLE_ESCAPE = re.compile(r"\\[.+*?()\[\]{}|^$\\/-]")
 NON_PORTABLE = re.compile(r"\(\?[=!<]|\\[1-9]|\\[uxpPk]")
 
 
+# Compiles each pattern as ECMA-262 does, with and without the `u` flag; prints the failures.
+NODE_COMPILE = """
+const failed = [];
+for (const p of JSON.parse(require("fs").readFileSync(0, "utf8"))) {
+  for (const flags of ["", "u"]) {
+    try { new RegExp(p, flags); } catch (e) { failed.push(flags + " " + e.message); }
+  }
+}
+console.log(JSON.stringify(failed));
+"""
+
+
 def check_patterns(doc):
     found = list(patterns(doc))
     check(len(found) >= 8, f"{len(found)} patterns found in the document")
@@ -59,6 +72,14 @@ def check_patterns(doc):
         leftover = PORTABLE_ESCAPE.sub("", pattern)
         check("\\" not in leftover, f"{path}: only escapes every dialect reads")
         re.compile(pattern)
+    node = subprocess.run(
+        ["node", "-e", NODE_COMPILE],
+        input=json.dumps([p for _, p in found]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    check(json.loads(node.stdout) == [], f"every pattern compiles as ECMA-262 (node): {node.stdout.strip()}")
 
 
 def email_patterns(doc):
