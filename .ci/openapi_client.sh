@@ -18,15 +18,10 @@ SPECTRAL_VERSION="6.16.3"
 VENV="target/ci-venv"
 NODE_DIR="target/ci-node"
 CLIENT_DIR="target/openapi-client"
-BIN="${ICSYNC_BIN:-target/debug/icsync}"
 SPEC="docs/openapi.yaml"
 
-log() { printf '\n==> %s\n' "$*"; }
-
-if [[ ! -x "$BIN" ]]; then
-    echo "openapi client: $BIN is missing; build it first (cargo build)" >&2
-    exit 1
-fi
+# shellcheck source=.ci/lib.sh
+source .ci/lib.sh "openapi client"
 
 # --- the tools, pinned -------------------------------------------------------------------
 [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"

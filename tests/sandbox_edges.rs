@@ -53,6 +53,15 @@ impl Raw {
             .to_string()
     }
 
+    /// The message of an `invalid_request` error body.
+    fn invalid_request_message(&self) -> String {
+        assert_eq!(self.error_type(), "invalid_request", "{}", self.head);
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     fn fields(&self) -> Vec<(String, String)> {
         self.json()["error"]["errors"]
             .as_array()
@@ -126,11 +135,7 @@ fn a_nul_or_del_byte_in_a_header_gets_400_with_the_json_error_body() {
     ] {
         let reply = send(&sb, &upsert_head(bad), br#"{"full_name":"Ada"}"#);
         assert_eq!(reply.status, 400, "{bad:?}: {}", reply.head);
-        assert_eq!(reply.error_type(), "invalid_request", "{bad:?}");
-        let message = reply.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let message = reply.invalid_request_message();
         assert!(message.contains("NUL, DEL"), "{message}");
     }
     // Nothing was executed, and the server still answers.
@@ -149,11 +154,7 @@ fn two_idempotency_key_headers_are_refused_with_400_and_nothing_runs() {
             br#"{"full_name":"Ada"}"#,
         );
         assert_eq!(reply.status, 400, "{}", reply.head);
-        assert_eq!(reply.error_type(), "invalid_request");
-        let message = reply.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let message = reply.invalid_request_message();
         assert!(message.contains("at most once"), "{message}");
     }
     // The same key sent once is taken, and was not claimed by the refused requests.
@@ -172,11 +173,7 @@ fn a_body_over_64_kib_gets_400_invalid_request() {
     let body = format!(r#"{{"full_name":"{}"}}"#, "a".repeat(64 * 1024));
     let reply = send(&sb, &upsert_head(b""), body.as_bytes());
     assert_eq!(reply.status, 400, "{}", reply.head);
-    assert_eq!(reply.error_type(), "invalid_request");
-    let message = reply.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message = reply.invalid_request_message();
     assert!(message.contains("65536 bytes"), "{message}");
 }
 

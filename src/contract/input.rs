@@ -177,7 +177,7 @@ fn collect_members<'a, F: Copy + PartialEq>(
             [_] => members.found.push((f, snake, value)),
             [first, second, ..] if first == second => errors.push(FieldError::new(
                 format!("{prefix}{snake}"),
-                format!("given twice ({first} appears more than once); send it once"),
+                repeated_message(first),
             )),
             [first, second, ..] => errors.push(FieldError::new(
                 format!("{prefix}{snake}"),
@@ -196,6 +196,11 @@ fn collect_members<'a, F: Copy + PartialEq>(
         ));
     }
     members
+}
+
+/// The error for a member name the JSON text held more than once.
+fn repeated_message(name: &str) -> String {
+    format!("given twice ({name} appears more than once); send it once")
 }
 
 fn suggestion<F>(name: &str, known: &[(F, &'static str, &'static str)]) -> Option<&'static str> {
