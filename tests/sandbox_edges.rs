@@ -144,6 +144,20 @@ fn a_nul_or_del_byte_in_a_header_gets_400_with_the_json_error_body() {
 }
 
 #[test]
+fn too_many_headers_get_431_with_the_json_error_body() {
+    let sb = SandboxOptions::new().start();
+    let many: String = (0..200).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
+    let reply = send(
+        &sb,
+        &upsert_head(many.as_bytes()),
+        br#"{"full_name":"Ada"}"#,
+    );
+    assert_eq!(reply.status, 431, "{}", reply.head);
+    let message = reply.invalid_request_message();
+    assert!(message.contains("headers are too large"), "{message}");
+}
+
+#[test]
 fn two_idempotency_key_headers_are_refused_with_400_and_nothing_runs() {
     let sb = SandboxOptions::new().start();
     for (a, b) in [("k1", "k2"), ("same", "same")] {
