@@ -125,6 +125,15 @@ fn upsert_head(extra: &[u8]) -> Vec<u8> {
     head
 }
 
+/// Sends a valid upsert with the `extra` header lines; asserts it was refused with `status`
+/// and an `invalid_request` body, and returns the message.
+fn refused_upsert(sb: &SandboxProcess, extra: &[u8], status: u16) -> String {
+    let reply = send(sb, &upsert_head(extra), br#"{"full_name":"Ada"}"#);
+    let sent = String::from_utf8_lossy(extra);
+    assert_eq!(reply.status, status, "{sent:?}: {}", reply.head);
+    reply.invalid_request_message()
+}
+
 #[test]
 fn a_nul_or_del_byte_in_a_header_gets_400_with_the_json_error_body() {
     let sb = SandboxOptions::new().admin().start();
@@ -133,9 +142,7 @@ fn a_nul_or_del_byte_in_a_header_gets_400_with_the_json_error_body() {
         b"Idempotency-Key: abc\x7fdef\r\n",
         b"X-Note: a\x01b\r\n",
     ] {
-        let reply = send(&sb, &upsert_head(bad), br#"{"full_name":"Ada"}"#);
-        assert_eq!(reply.status, 400, "{bad:?}: {}", reply.head);
-        let message = reply.invalid_request_message();
+        let message = refused_upsert(&sb, bad, 400);
         assert!(message.contains("NUL, DEL"), "{message}");
     }
     // Nothing was executed, and the server still answers.
@@ -147,13 +154,7 @@ fn a_nul_or_del_byte_in_a_header_gets_400_with_the_json_error_body() {
 fn too_many_headers_get_431_with_the_json_error_body() {
     let sb = SandboxOptions::new().start();
     let many: String = (0..200).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
-    let reply = send(
-        &sb,
-        &upsert_head(many.as_bytes()),
-        br#"{"full_name":"Ada"}"#,
-    );
-    assert_eq!(reply.status, 431, "{}", reply.head);
-    let message = reply.invalid_request_message();
+    let message = refused_upsert(&sb, many.as_bytes(), 431);
     assert!(message.contains("headers are too large"), "{message}");
 }
 
@@ -162,13 +163,7 @@ fn two_idempotency_key_headers_are_refused_with_400_and_nothing_runs() {
     let sb = SandboxOptions::new().start();
     for (a, b) in [("k1", "k2"), ("same", "same")] {
         let headers = format!("Idempotency-Key: {a}\r\nIdempotency-Key: {b}\r\n");
-        let reply = send(
-            &sb,
-            &upsert_head(headers.as_bytes()),
-            br#"{"full_name":"Ada"}"#,
-        );
-        assert_eq!(reply.status, 400, "{}", reply.head);
-        let message = reply.invalid_request_message();
+        let message = refused_upsert(&sb, headers.as_bytes(), 400);
         assert!(message.contains("at most once"), "{message}");
     }
     // The same key sent once is taken, and was not claimed by the refused requests.
