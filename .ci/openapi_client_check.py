@@ -206,7 +206,8 @@ def run(doc, base_url):
         "a@x.io", " Ada@X.IO ", "o'brien+tag@sub.example.co.uk", "a@1.2", "x" * 64 + "@x.io",
         "a@x", "a..b@example.com", ".a@x.io", "a.@x.io", "a@-x.io", "a@x-.io", "a@x..io",
         "\"ab\"@x.io", "a@[127.0.0.1]", "josé@x.io", "x" * 65 + "@x.io", "a@" + "d" * 64 + ".io",
-        "a b@x.io", "a@@x.io", "a@x.io.",
+        "a b@x.io", "a@@x.io", "a@x.io.", "jürgen@müller.de", "用户@例子.广告", "a\u2028b@x.io",
+        "a\u202eb@x.io", "a@x\u3000y.io", "a@x\U0001F600.io",
         "a" * 64 + "@" + ".".join(["d" * 60] * 3 + ["d" * 4, "io"]),
         "a" * 64 + "@d" + ".".join(["d" * 60] * 3 + ["d" * 4, "io"]),
     ]

@@ -285,27 +285,41 @@ const MAX_EMAIL_LOCAL_CHARS: usize = 64;
 const MAX_DOMAIN_LABEL_CHARS: usize = 63;
 
 /// An address as `docs/openapi.yaml`'s `EmailAddress` patterns say, and nothing more:
-/// ASCII `local@domain`, a dot-atom local part of 1 to 64 characters, a domain of at least
-/// two labels of letters, digits and inner hyphens, 1 to 63 characters each. (The total,
-/// at most 255 characters, is the text rule's.) One rule the spec can state as a pattern,
-/// so generated clients and this server accept the same addresses.
+/// `local@domain`, a dot-atom local part of 1 to 64 characters, a domain of at least two
+/// labels of letters, digits and inner hyphens, 1 to 63 characters each. Letters include
+/// internationalised ones (RFC 6531: `josé@müller.de`), any character of the Basic
+/// Multilingual Plane above U+00A0 that is neither white space nor refused in all text
+/// ([`is_forbidden_char`]); the spec's character classes list exactly those ranges. (The
+/// total, at most 255 characters, is the text rule's.) One rule the spec can state as a
+/// pattern, so generated clients and this server accept the same addresses.
 fn is_valid_email(s: &str) -> bool {
-    let is_atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let is_atext = |c: char| {
+        c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c) || is_intl_letter(c)
+    };
     let is_label = |l: &str| {
-        (1..=MAX_DOMAIN_LABEL_CHARS).contains(&l.len())
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        (1..=MAX_DOMAIN_LABEL_CHARS).contains(&l.chars().count())
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || is_intl_letter(c))
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };
-    (1..=MAX_EMAIL_LOCAL_CHARS).contains(&local.len())
+    (1..=MAX_EMAIL_LOCAL_CHARS).contains(&local.chars().count())
         && local
             .split('.')
             .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
         && domain.split('.').count() >= 2
         && domain.split('.').all(is_label)
+}
+
+/// A non-ASCII character an address may hold: in the Basic Multilingual Plane above U+00A0,
+/// not white space and not a character refused in all text. The spec's class for it is
+/// `\xA1-\u167F\u1681-\u1FFF\u200B-\u2027\u2030-\u205E\u2060-\u2065\u206A-\u2FFF\u3001-\uD7FF\uE000-\uFFFF`
+/// (the test `intl_letters_are_the_specs_ranges` holds the two together).
+fn is_intl_letter(c: char) -> bool {
+    ('\u{a1}'..='\u{ffff}').contains(&c) && !c.is_whitespace() && !is_forbidden_char(c)
 }
 
 fn is_valid_phone(s: &str) -> bool {
@@ -764,6 +778,9 @@ mod tests {
             " Ada@X.IO ",
             "o'brien!#$%&*/=?^_`{|}~-@x-y.io",
             "a@1.2",
+            "josé@x.io",
+            "jürgen.müller@exämple.de",
+            "用户@例子.广告",
         ] {
             assert!(
                 parse_input(&json!({"full_name": "A", "email": ok})).is_ok(),
@@ -790,9 +807,11 @@ mod tests {
             "\"a b\"@x.io",
             "\"ab\"@x.io",
             "a@[127.0.0.1]",
-            "josé@x.io",
-            "a@exämple.com",
             "a(comment)@x.io",
+            "a\u{2028}b@x.io",
+            "a\u{202e}b@x.io",
+            "a@x\u{3000}y.io",
+            "a@x\u{1F600}.io",
             &local_65,
             &label_64,
         ] {
@@ -803,6 +822,38 @@ mod tests {
         }
         let local_64 = format!("{}@x.io", "a".repeat(64));
         assert!(parse_input(&json!({"full_name": "A", "email": local_64})).is_ok());
+    }
+
+    /// The ranges docs/openapi.yaml's EmailAddress classes list for non-ASCII letters, as
+    /// written there, against [`is_intl_letter`] over the whole of Unicode.
+    #[test]
+    fn intl_letters_are_the_specs_ranges() {
+        const SPEC: [(u32, u32); 8] = [
+            (0xA1, 0x167F),
+            (0x1681, 0x1FFF),
+            (0x200B, 0x2027),
+            (0x2030, 0x205E),
+            (0x2060, 0x2065),
+            (0x206A, 0x2FFF),
+            (0x3001, 0xD7FF),
+            (0xE000, 0xFFFF),
+        ];
+        let spec =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml"))
+                .unwrap();
+        let class = r"\xA1-\u167F\u1681-\u1FFF\u200B-\u2027\u2030-\u205E\u2060-\u2065\u206A-\u2FFF\u3001-\uD7FF\uE000-\uFFFF";
+        assert!(
+            spec.matches(class).count() >= 3,
+            "the spec lists the ranges in every class"
+        );
+        for c in (0..=0x10FFFF)
+            .filter_map(char::from_u32)
+            .filter(|c| !c.is_ascii())
+        {
+            let u = c as u32;
+            let listed = SPEC.iter().any(|&(lo, hi)| (lo..=hi).contains(&u));
+            assert_eq!(is_intl_letter(c), listed, "U+{u:04X}");
+        }
     }
 
     #[test]
