@@ -68,7 +68,8 @@ struct DaemonArgs {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Keep the demo's temporary data dir after quitting (its path is printed).
+    /// Keep the demo's temporary dir after quitting: its store, and the data key file the
+    /// store cannot be read without (both paths are printed).
     #[arg(long)]
     keep: bool,
 }
@@ -86,8 +87,9 @@ enum Command {
     Daemon(DaemonArgs),
     /// The terminal front end (starts the sync engine in this process if no daemon runs).
     Tui,
-    /// Try icsync with nothing set up: a sandbox, a daemon on a temporary data dir, sample
-    /// files dropped in, and the TUI. Quitting stops and removes everything it started.
+    /// Try icsync with nothing set up: a sandbox, the sync engine on a temporary data dir (run
+    /// in this process, not as a separate daemon), sample files dropped in, and the TUI.
+    /// Quitting stops and removes everything it started.
     Demo(DemoArgs),
     /// Run a local implementation of the Instant Compliance customer API.
     Sandbox(icsync::sandbox::SandboxArgs),

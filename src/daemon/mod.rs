@@ -393,13 +393,15 @@ async fn session(
     let (want_locked, mut want_locked_rx) = watch::channel(store.is_locked());
     let (is_locked_tx, is_locked) = watch::channel(store.is_locked());
     let service = Arc::new(
-        Service::new(store.clone(), Some(link.clone())).with_keys(Arc::new(DaemonKeys {
-            store: store.clone(),
-            keys: settings.keys.clone(),
-            want_locked,
-            is_locked,
-            deadline: settings.drain_timeout + Duration::from_secs(5),
-        })),
+        Service::new(store.clone(), Some(link.clone()))
+            .with_drop_dir(&settings.drop_dir)
+            .with_keys(Arc::new(DaemonKeys {
+                store: store.clone(),
+                keys: settings.keys.clone(),
+                want_locked,
+                is_locked,
+                deadline: settings.drain_timeout + Duration::from_secs(5),
+            })),
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -32,6 +32,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         ScreenId::Conflicts => &app.conflicts,
         ScreenId::Capture => &app.capture,
         ScreenId::Detail => &app.detail,
+        ScreenId::Refused => &app.refused,
     };
     screen.draw(frame, body, &ctx);
     draw_footer(frame, footer, app, theme);
@@ -54,8 +55,11 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         };
         spans.push(Span::styled(label, style));
     }
-    if app.screen == ScreenId::Detail {
-        spans.push(Span::styled(" › Detail ", theme.active_tab()));
+    if matches!(app.screen, ScreenId::Detail | ScreenId::Refused) {
+        spans.push(Span::styled(
+            format!(" › {} ", app.screen.title()),
+            theme.active_tab(),
+        ));
     }
     let (badge, style) = badge(app, theme);
     let badge_width = badge.chars().count() as u16;

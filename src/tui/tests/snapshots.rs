@@ -179,6 +179,67 @@ fn detail_conflict() {
     });
 }
 
+/// A value too long for its pane wraps under itself, not back under its label.
+#[test]
+fn a_wrapped_detail_value_keeps_its_indent() {
+    let mut app = loaded_app(24);
+    keys(&mut app, &[ch('3'), code(KeyCode::Enter)]);
+    let screen = render(&app, 80, 24);
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(" error    customer_conflict:"))
+        .unwrap_or_else(|| panic!("no error line:\n{screen}"));
+    let next = lines[at + 1];
+    // The right pane starts after the payload pane (36 columns) and its border.
+    let pane: String = next.chars().skip(1 + 36 + 1).collect();
+    assert!(pane.starts_with("          alan@example.com"), "{screen}");
+}
+
+/// `r` on the dashboard lists the refused rows of dropped files: per file, each row's line
+/// and reason, the report and the copy to fix, and how many rows are not listed.
+#[test]
+fn refused_rows() {
+    check("refused_rows", |app| keys(app, &[ch('r')]));
+    let mut app = loaded_app(24);
+    keys(&mut app, &[ch('r')]);
+    let screen = render(&app, 80, 24);
+    for want in [
+        "branch-leeds.csv: 3 rows refused",
+        "line 7",
+        "E-mail (email): is not a valid email address",
+        "/home/ada/icsync-drop/rejected/branch-leeds.errors.txt",
+        "… and 1 more refused row: see the report",
+    ] {
+        assert!(screen.contains(want), "{want}:\n{screen}");
+    }
+    // The next file: refused whole, with why.
+    keys(&mut app, &[ch('j')]);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("notes.xlsx: not read"), "{screen}");
+    assert!(screen.contains("no sheet with a header row"), "{screen}");
+    // Esc goes back to the dashboard.
+    keys(&mut app, &[code(KeyCode::Esc)]);
+    assert!(render(&app, 80, 24).contains("Needs a person"));
+}
+
+#[test]
+fn the_dashboard_names_rows_refused_from_dropped_files() {
+    let mut app = loaded_app(24);
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("3 rows refused from 2 dropped files (not queued): press r"),
+        "{screen}"
+    );
+    assert!(!screen.contains("Nothing needs a person"), "{screen}");
+    app.dashboard.drops.clear();
+    let mut s = super::fixtures::status();
+    s.conflict = 0;
+    s.rejected = 0;
+    app.apply(Incoming::Event(Event::Status(s)));
+    assert!(render(&app, 80, 24).contains("Nothing needs a person."));
+}
+
 #[test]
 fn conflicts_rejected() {
     check("conflicts_rejected", |app| keys(app, &[ch('3'), ch('f')]));
