@@ -233,6 +233,10 @@ pub struct StatusReport {
     /// others can write to, a folder that cannot be watched); `None` while it is watched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_folder_problem: Option<String>,
+    /// The API's host (and port), as "cannot reach" names it while `online` is false: never
+    /// a path, credentials or the key. Absent without an engine and from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_host: Option<String>,
 }
 
 /// A dropped file's refused rows, read from its report (the `drop_report` request).

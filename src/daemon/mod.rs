@@ -89,6 +89,7 @@ impl SyncLink for EngineLink {
             online: s.online,
             paused,
             last_sync_at: s.last_sync_at,
+            api_host: Some(self.0.api_host()),
         }
     }
 

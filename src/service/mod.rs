@@ -107,6 +107,8 @@ pub struct SyncHealth {
     /// Why sending is paused (401, rate limit, no key), if it is.
     pub paused: Option<String>,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// The API's host (no path, credentials or key), for "cannot reach <host>".
+    pub api_host: Option<String>,
 }
 
 /// The engine as the service sees it: its health, and a nudge when records were queued.
@@ -249,6 +251,11 @@ impl Service {
             report.online = h.online;
             report.paused = h.paused;
             report.last_sync_at = h.last_sync_at;
+            report.api_host = h.api_host;
+        }
+        if report.last_sync_at.is_none() {
+            // No engine here (the CLI on the store), or one that has not synced yet.
+            report.last_sync_at = self.store.last_sync_at()?;
         }
         report.drop_folder_problem = self
             .drop_problem

@@ -140,7 +140,10 @@ impl Component for DashboardView {
                 (None, false) => (
                     "OFFLINE".into(),
                     t.warn(),
-                    "the API cannot be reached; records wait and retry".into(),
+                    match &s.api_host {
+                        Some(host) => format!("cannot reach {host}; records wait and retry"),
+                        None => "the API cannot be reached; records wait and retry".into(),
+                    },
                 ),
                 (None, true) => ("ONLINE".into(), t.ok(), "sending as records arrive".into()),
             },

@@ -225,6 +225,7 @@ pub fn status() -> StatusReport {
         disk_full: false,
         damaged: false,
         drop_folder_problem: None,
+        api_host: Some("api.instantcompliance.example".into()),
     }
 }
 

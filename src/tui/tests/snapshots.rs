@@ -73,6 +73,23 @@ fn dashboard_paused() {
     });
 }
 
+/// Offline with nothing queued: the banner names the host it cannot reach.
+#[test]
+fn an_unreachable_api_is_offline_by_its_host_even_with_an_empty_queue() {
+    let mut app = loaded_app(24);
+    let mut s = status();
+    s.online = false;
+    s.queued = 0;
+    s.sending = 0;
+    app.apply(Incoming::Event(Event::Status(s)));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains(" OFFLINE "), "{screen}");
+    assert!(
+        screen.contains("cannot reach api.instantcompliance.example; records wait"),
+        "{screen}"
+    );
+}
+
 #[test]
 fn dashboard_banners_a_full_disk_and_a_damaged_store() {
     for (flag, banner) in [("disk", "DISK FULL"), ("damage", "STORE DAMAGED")] {
