@@ -70,6 +70,23 @@ pub fn payload_lines<'a>(record: &Record, theme: &Theme) -> Vec<Line<'a>> {
         .collect()
 }
 
+/// [`payload_lines`] for a pane `width` columns wide: a value too long for it wraps under
+/// itself (an email is never cut here: this is where the full value is shown).
+fn wrapped_payload_lines<'a>(record: &Record, theme: &Theme, width: usize) -> Vec<Line<'a>> {
+    PAYLOAD_FIELDS
+        .iter()
+        .flat_map(|(path, label)| {
+            super::hanging(
+                label,
+                &member(record, path),
+                15,
+                width,
+                (theme.dim(), Style::default()),
+            )
+        })
+        .collect()
+}
+
 impl DetailView {
     pub fn id(&self) -> Option<RecordId> {
         self.id
@@ -169,20 +186,26 @@ impl Component for DetailView {
             );
             return;
         };
+        // Both panes wrap long values under themselves (rather than the paragraph wrapping
+        // them back under the label), and grow to show every line while the history keeps
+        // four rows.
+        let [left, right] = Layout::horizontal([Constraint::Length(36), Constraint::Min(0)])
+            .areas(Rect { height: 1, ..area });
+        let payload = wrapped_payload_lines(r, t, left.width.saturating_sub(2) as usize);
+        let status = status_lines(r, t, right.width.saturating_sub(2) as usize);
+        let wanted = payload.len().max(status.len()) as u16 + 2;
+        let height = wanted.max(13).min(area.height.saturating_sub(4));
         let [top, bottom] =
-            Layout::vertical([Constraint::Length(13), Constraint::Min(4)]).areas(area);
+            Layout::vertical([Constraint::Length(height), Constraint::Min(4)]).areas(area);
         let [left, right] =
             Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(top);
         frame.render_widget(
-            Paragraph::new(payload_lines(r, t))
+            Paragraph::new(payload)
                 .block(Block::bordered().title(format!(" Payload (revision {}) ", r.revision))),
             left,
         );
-        // Wrapped here rather than by the paragraph, so a long value keeps its column.
-        let width = right.width.saturating_sub(2) as usize;
         frame.render_widget(
-            Paragraph::new(status_lines(r, t, width))
-                .block(Block::bordered().title(format!(" {} ", r.id))),
+            Paragraph::new(status).block(Block::bordered().title(format!(" {} ", r.id))),
             right,
         );
         draw_history(frame, bottom, r, self.scroll, t);

@@ -14,6 +14,7 @@ use ratatui::Frame;
 use super::hanging;
 use crate::control::{DropReport, Request};
 use crate::store::{DropFileEntry, DropOutcome};
+use crate::tui::app::plural;
 use crate::tui::app::{Outgoing, Purpose};
 use crate::tui::component::{help_only, hint, Action, Component, Ctx, KeyHint};
 use crate::tui::text::cut;
@@ -178,7 +179,11 @@ impl RefusedView {
             .map(|(i, e)| {
                 let what = match e.outcome {
                     DropOutcome::Rejected => "refused whole: not read".to_string(),
-                    _ => format!("{} rows refused, {} queued", e.rejected, e.accepted),
+                    _ => format!(
+                        "{} refused, {} queued",
+                        plural(e.rejected as usize, "row"),
+                        e.accepted
+                    ),
                 };
                 let name_width = inner.saturating_sub(12 + what.chars().count()).max(8);
                 let text = format!(
@@ -268,8 +273,9 @@ impl RefusedView {
         let title = match entry.outcome {
             DropOutcome::Rejected => format!(" {}: not read ", entry.file),
             _ => format!(
-                " {}: {} rows refused, not queued ",
-                entry.file, entry.rejected
+                " {}: {} refused, not queued ",
+                entry.file,
+                plural(entry.rejected as usize, "row")
             ),
         };
         let skip = self.scroll.min(lines.len().saturating_sub(1));
@@ -301,9 +307,9 @@ fn row_lines<'a>(r: &DropReport, t: &Theme, width: usize) -> Vec<Line<'a>> {
     if r.more > 0 {
         lines.push(Line::from(Span::styled(
             format!(
-                " … and {} more refused row{}: see the report",
+                " … and {} more refused {}: see the report",
                 r.more,
-                if r.more == 1 { "" } else { "s" }
+                if r.more == 1 { "row" } else { "rows" }
             ),
             t.dim(),
         )));

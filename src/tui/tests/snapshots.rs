@@ -211,6 +211,31 @@ fn a_wrapped_detail_value_keeps_its_indent() {
     // The right pane starts after the payload pane (36 columns) and its border.
     let pane: String = next.chars().skip(1 + 36 + 1).collect();
     assert!(pane.starts_with("          alan@example.com"), "{screen}");
+
+    // A payload value too long for its pane wraps under the value, whole: never cut.
+    let mut record = app.detail.record().cloned().unwrap();
+    let mut body = record.payload.as_map().clone();
+    body.insert(
+        "email".into(),
+        "alan.mathison.turing@bletchley-park.example.org".into(),
+    );
+    record.payload = crate::store::Payload::parse(&serde_json::Value::Object(body)).unwrap();
+    app.detail.loaded(record.id, record);
+    let screen = render(&app, 80, 24);
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("│ email           alan.mathison.tur│"))
+        .unwrap_or_else(|| panic!("no email line:\n{screen}"));
+    assert!(
+        lines[at + 1].starts_with("\"│                 ing@bletchley-par│"),
+        "{screen}"
+    );
+    assert!(
+        lines[at + 2].contains("│                 k.example.org    │"),
+        "{screen}"
+    );
+    assert!(!screen.contains('…'), "{screen}");
 }
 
 /// `r` on the dashboard lists the refused rows of dropped files: per file, each row's line
@@ -238,6 +263,29 @@ fn refused_rows() {
     // Esc goes back to the dashboard.
     keys(&mut app, &[code(KeyCode::Esc)]);
     assert!(render(&app, 80, 24).contains("Needs a person"));
+}
+
+/// At 80 columns with the in-process badge, the other tabs shrink to their numbers rather
+/// than the screen's name or the badge being cut.
+#[test]
+fn the_header_never_cuts_the_screen_name_or_the_badge() {
+    for open in [vec![ch('r')], vec![ch('3'), code(KeyCode::Enter)]] {
+        let mut app = loaded_app(24);
+        app.mark_in_process("the engine runs in this process");
+        keys(&mut app, &open);
+        let screen = render(&app, 80, 24);
+        let header = screen.lines().next().unwrap();
+        assert!(header.contains(" online · in-process "), "{header}");
+        assert!(
+            header.contains("› Refused rows ") || header.contains("› Detail "),
+            "{header}"
+        );
+        assert!(header.contains(" 1  2 "), "{header}");
+    }
+    // With room, every tab keeps its name.
+    let mut app = loaded_app(24);
+    keys(&mut app, &[ch('r')]);
+    assert!(render(&app, 120, 24).contains(" 1 Dashboard  2 Queue "));
 }
 
 #[test]
