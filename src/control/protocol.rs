@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::contract::{ErrorKind, FieldError};
 use crate::crypto::Passphrase;
+pub use crate::ingest::drop::report::RefusedRow;
 use crate::store::{
     DropFileEntry, Origin, Record, RecordId, RecordState, SubmitOutcome, Submitted,
 };
@@ -111,6 +112,12 @@ pub enum Request {
     Subscribe,
     /// The drop folder's recent files and what became of each, newest first.
     DropFiles,
+    /// The refused rows of a recent drop-folder file, read from its report: `report` is the
+    /// file's `report` as `drop_files` gave it (nothing else is read). Answered with
+    /// `drop_report`; at most [`crate::ingest::drop::report::MAX_ROWS`] rows are listed.
+    DropReport {
+        report: String,
+    },
     /// Whether a file with this content (SHA-256, hex) was taken whole before, by the drop
     /// folder or by `icsync import`. Answered with `file_taken`.
     FileTaken {
@@ -150,7 +157,8 @@ pub enum ListSort {
     Queue,
     /// By full name, ignoring case; equal names in queue order.
     Name,
-    /// By state (queued, sending, synced, conflict, rejected, discarded), queue order within.
+    /// By state, what needs a person first (conflict, rejected, queued, sending, synced,
+    /// discarded), queue order within.
     State,
     /// Most recently changed first; equal times in queue order.
     NewestChange,
@@ -225,6 +233,30 @@ pub struct StatusReport {
     /// others can write to, a folder that cannot be watched); `None` while it is watched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_folder_problem: Option<String>,
+    /// The API's host (and port), as "cannot reach" names it while `online` is false: never
+    /// a path, credentials or the key. Absent without an engine and from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_host: Option<String>,
+}
+
+/// A dropped file's refused rows, read from its report (the `drop_report` request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropReport {
+    /// The name the file was dropped under.
+    pub file: String,
+    /// The report's path, absolute.
+    pub report: String,
+    /// The copy of the refused rows to fix and drop again, absolute (absent for a file
+    /// refused whole, which is itself in `rejected/`, and for files from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_copy: Option<String>,
+    /// The first refused rows, in file order.
+    pub rows: Vec<RefusedRow>,
+    /// Refused rows of the file that are not listed.
+    pub more: u64,
+    /// The report is no longer where it was written (moved or deleted).
+    #[serde(default)]
+    pub missing: bool,
 }
 
 /// A submitted record: its id, its newest revision, and whether it is new, revised or
@@ -297,7 +329,12 @@ pub enum Reply {
     Subscribed,
     DropFiles {
         files: Vec<DropFileEntry>,
+        /// The drop folder, absolute: `report` and `archived_as` are relative to it (absent
+        /// from a daemon without one, and from older daemons).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        folder: Option<String>,
     },
+    DropReport(DropReport),
     FileTaken {
         earlier: Option<FileTaken>,
     },

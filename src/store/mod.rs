@@ -33,7 +33,8 @@
 //! - `meta` (outside `Trees`): `key_check` -> a value derived from the data key, so a store is
 //!   never opened, or written, with another store's key; `all_sealed` once no record is left
 //!   in the plain layout, so unlocking does not read every record again; `due_backoff_only`
-//!   once the due index holds no due-at-once entry of the old layout.
+//!   once the due index holds no due-at-once entry of the old layout; `last_sync_at`, when a
+//!   record was last synced (for status after a restart).
 //!
 //! Every byte layout lives in `codec`, versioned. Records are sealed and email / external_id
 //! terms are keyed hashes (docs/security.md); the data key comes from the keyring beside the
@@ -202,6 +203,9 @@ const META_ALL_SEALED: &[u8] = b"all_sealed";
 /// Present once the due index holds no (millis 0, id) entry of the old layout (see
 /// `open_locked`).
 const META_DUE_BACKOFF_ONLY: &[u8] = b"due_backoff_only";
+/// When a record was last synced (RFC 3339, to the nanosecond), so "last sync" survives a
+/// restart exactly as status gave it before.
+const META_LAST_SYNC: &[u8] = b"last_sync_at";
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -593,6 +597,30 @@ impl Store {
     /// changed in between. Not persisted.
     pub fn changes(&self) -> u64 {
         self.inner.changes.load(Ordering::Acquire)
+    }
+
+    /// Notes that records were synced at `at`: one key, written lazily just after the
+    /// outcomes that synced them (sled's log is ordered, so it never reaches the disk before
+    /// they do). Readable while the store is locked: a time, no customer data.
+    pub fn note_last_sync(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let text = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        self.inner.meta.insert(META_LAST_SYNC, text.as_bytes())?;
+        Ok(())
+    }
+
+    /// When a record was last synced, by any run of the engine on this store.
+    pub fn last_sync_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let Some(bytes) = self.inner.meta.get(META_LAST_SYNC)? else {
+            return Ok(None);
+        };
+        let at = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "last sync time",
+                detail: "not an RFC 3339 time".into(),
+            })?;
+        Ok(Some(at.with_timezone(&Utc)))
     }
 
     pub fn keyring_path(&self) -> PathBuf {

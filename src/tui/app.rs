@@ -18,6 +18,7 @@ use super::screens::conflicts::ConflictsView;
 use super::screens::dashboard::DashboardView;
 use super::screens::detail::DetailView;
 use super::screens::queue::QueueView;
+use super::screens::refused::RefusedView;
 use super::screens::unlock::{PromptKey, UnlockPrompt};
 use crate::contract::ErrorKind;
 use crate::control::{ControlError, Event, Reply, Request, ResolveAction, StatusReport};
@@ -58,6 +59,10 @@ pub enum Purpose {
         action: ResolveAction,
     },
     Unlock,
+    /// The refused rows of the drop-folder file with this report.
+    DropReport {
+        report: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +108,8 @@ pub enum ScreenId {
     Conflicts,
     Capture,
     Detail,
+    /// The refused rows of dropped files, opened from the dashboard.
+    Refused,
 }
 
 impl ScreenId {
@@ -121,6 +128,7 @@ impl ScreenId {
             ScreenId::Conflicts => "Conflicts",
             ScreenId::Capture => "Capture",
             ScreenId::Detail => "Detail",
+            ScreenId::Refused => "Refused rows",
         }
     }
 }
@@ -202,6 +210,7 @@ pub struct App {
     pub detail: DetailView,
     pub conflicts: ConflictsView,
     pub capture: CaptureForm,
+    pub refused: RefusedView,
     /// No daemon was running: the TUI runs the engine itself until it quits.
     pub in_process: bool,
     queue_dirty: bool,
@@ -233,6 +242,7 @@ impl App {
             detail: DetailView::default(),
             conflicts: ConflictsView::new(ConflictsView::rows_for(body)),
             capture: CaptureForm::new(),
+            refused: RefusedView::default(),
             queue_dirty: false,
             conflicts_dirty: false,
             detail_dirty: false,
@@ -297,6 +307,7 @@ impl App {
             ScreenId::Conflicts => &mut self.conflicts,
             ScreenId::Capture => &mut self.capture,
             ScreenId::Detail => &mut self.detail,
+            ScreenId::Refused => &mut self.refused,
         }
     }
 
@@ -308,6 +319,7 @@ impl App {
             ScreenId::Conflicts => self.conflicts.hints(),
             ScreenId::Capture => self.capture.hints(),
             ScreenId::Detail => self.detail.hints(),
+            ScreenId::Refused => self.refused.hints(),
         };
         if !self.captures_text() {
             // While the store is locked, unlocking is the one thing to do: in the footer too.
@@ -499,6 +511,18 @@ impl App {
                 vec![Effect::Send(self.detail.open(id))]
             }
             Action::Back => return self.back(),
+            Action::ShowRefused => {
+                if self.screen != ScreenId::Refused {
+                    self.back_to.push(self.screen);
+                }
+                self.screen = ScreenId::Refused;
+                let folder = self.dashboard.folder.clone();
+                self.refused
+                    .open(&self.dashboard.drops, folder)
+                    .map(Effect::Send)
+                    .into_iter()
+                    .collect()
+            }
             Action::Edit(record) => {
                 if self.capture.has_unsaved() && self.capture.editing() != Some(record.id) {
                     self.overlay = Some(Overlay::Confirm(Confirm {
@@ -728,7 +752,10 @@ impl App {
             (Purpose::DropFiles, reply) => {
                 self.drops_in_flight = false;
                 match reply {
-                    Reply::DropFiles { files } => self.dashboard.drops = files,
+                    Reply::DropFiles { files, folder } => {
+                        self.dashboard.drops = files;
+                        self.dashboard.folder = folder;
+                    }
                     Reply::Error(e) => self.error_notice(&e),
                     other => self.unexpected(&other),
                 }
@@ -801,6 +828,12 @@ impl App {
                 self.detail_dirty = self.detail.id().is_some_and(|d| ids.contains(&d));
                 fx.extend(self.refresh_status());
                 fx.extend(self.refresh_visible());
+            }
+            (Purpose::DropReport { report }, Reply::DropReport(r)) => {
+                self.refused.loaded(&report, Ok(r))
+            }
+            (Purpose::DropReport { report }, Reply::Error(e)) => {
+                self.refused.loaded(&report, Err(e.message))
             }
             (Purpose::Unlock, Reply::Status(s)) => {
                 self.status = Some(s);
