@@ -198,7 +198,31 @@ fn short_or_unknown_ids_are_clear_errors() {
     let out = icsync(d, &["show", "01a2"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 6"));
     let out = icsync(d, &["show", "ffffffff"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no record id starts with"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record matches"));
+}
+
+#[test]
+fn an_external_id_names_its_record_wherever_an_id_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = added(
+        d,
+        &["add", "--full-name", "Ada", "--external-id", "crm-1001"],
+    );
+    let shown = json(d, &["show", "crm-1001", "--json"]);
+    assert_eq!(shown["id"], id.as_str());
+    let edited = json(d, &["edit", "crm-1001", "--phone", "+44 20 1234", "--json"]);
+    assert_eq!(
+        (edited["id"].as_str(), edited["revision"].as_u64()),
+        (Some(id.as_str()), Some(2))
+    );
+    let resolved = json(d, &["resolve", "crm-1001", "--discard", "--json"]);
+    assert_eq!(resolved["ids"][0], id.as_str());
+    // Discarded: no longer live, so its external_id names nothing; its id still does.
+    let out = icsync(d, &["show", "crm-1001"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record matches \"crm-1001\""));
+    assert_eq!(json(d, &["show", &id, "--json"])["state"], "discarded");
 }
 
 /// Puts a record into a 409 customer_conflict, as the engine would.

@@ -501,6 +501,56 @@ fn prefixes_resolve_when_unique_and_explain_when_not() {
 }
 
 #[test]
+fn a_handle_is_an_exact_external_id_first_then_an_id_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let submit = |body: Value| store.submit(payload(body), Origin::Cli, t(0)).unwrap().id;
+    let a = submit(json!({"full_name": "Ada", "external_id": "crm-1001"}));
+    let b = submit(json!({"full_name": "Bob"}));
+    assert_eq!(store.resolve_handle("crm-1001").unwrap(), a);
+    // Exact and case-sensitive: neither a part of it nor another case names it.
+    for near in ["crm-100", "CRM-1001", "crm-10011"] {
+        assert!(
+            matches!(store.resolve_handle(near), Err(StoreError::NoRecord { .. })),
+            "{near}"
+        );
+    }
+    // An id prefix still works, and an external_id that looks like one wins over it.
+    let tb = b.to_string();
+    assert_eq!(store.resolve_handle(&tb[..13]).unwrap(), b);
+    let c = submit(json!({"full_name": "Cy", "external_id": &tb[..13]}));
+    assert_eq!(store.resolve_handle(&tb[..13]).unwrap(), c);
+    // Two live records holding one external_id (an edit made before the uniqueness rule):
+    // refused with both ids and no name.
+    store
+        .update(b, Durability::Flush, |r| {
+            r.payload = payload(json!({"full_name": "Bob", "external_id": "crm-1001"}));
+        })
+        .unwrap();
+    match store.resolve_handle("crm-1001") {
+        Err(e @ StoreError::AmbiguousHandle { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&a.to_string()) && msg.contains(&tb), "{msg}");
+            assert!(!msg.contains("Ada") && !msg.contains("Bob"), "{msg}");
+        }
+        other => panic!("expected ambiguous, got {other:?}"),
+    }
+    // A discarded record's external_id no longer names it.
+    store
+        .update(b, Durability::Flush, |r| r.state = RecordState::Discarded)
+        .unwrap();
+    assert_eq!(store.resolve_handle("crm-1001").unwrap(), a);
+    assert!(matches!(
+        store.resolve_handle(""),
+        Err(StoreError::HandleInvalid)
+    ));
+    assert!(matches!(
+        store.resolve_handle(&"x".repeat(256)),
+        Err(StoreError::HandleInvalid)
+    ));
+}
+
+#[test]
 fn attempts_write_the_ledger_and_history_stays_append_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

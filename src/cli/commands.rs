@@ -60,7 +60,7 @@ const SORTING_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// A record id, or a unique prefix of at least 6 characters.
+    /// The record: its external_id, or a unique prefix of its id (6+ characters).
     pub id: String,
     /// Print the record as one JSON object.
     #[arg(long)]
@@ -69,7 +69,7 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct EditArgs {
-    /// A record id, or a unique prefix of at least 6 characters.
+    /// The record: its external_id, or a unique prefix of its id (6+ characters).
     pub id: String,
     #[command(flatten)]
     pub fields: CustomerFields,
@@ -81,7 +81,8 @@ pub struct EditArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("action").required(true)))]
 pub struct ResolveArgs {
-    /// A record id or unique prefix; or use --state for every matching record.
+    /// The record: its external_id, or a unique prefix of its id (6+ characters); or use
+    /// --state for every matching record.
     #[arg(required_unless_present = "state", conflicts_with = "state")]
     pub id: Option<String>,
     /// Act on every record in this state (conflict or rejected).

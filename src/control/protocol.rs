@@ -78,7 +78,8 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after_key: Option<SortKey>,
     },
-    /// `id` is a full id or a unique prefix of at least 6 characters.
+    /// `id` is a record handle: the external_id of a live record, or a unique id prefix of
+    /// at least 6 characters (docs/control.md, "Record handles").
     Show {
         id: String,
     },
@@ -93,12 +94,13 @@ pub enum Request {
     SubmitMany {
         items: Vec<SubmitItem>,
     },
-    /// Members to change on a record: absent members are kept, `null` clears; `risk` members
-    /// are merged key by key.
+    /// Members to change on a record (`id`: a record handle, as for `show`): absent members
+    /// are kept, `null` clears; `risk` members are merged key by key.
     Edit {
         id: String,
         changes: Value,
     },
+    /// `id`: a record handle, as for `show`.
     Resolve {
         id: String,
         action: ResolveAction,

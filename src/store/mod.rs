@@ -77,7 +77,7 @@ pub use drops::{
     DROP_HISTORY_MAX,
 };
 
-pub use error::{StoreError, MIN_PREFIX_CHARS, RECOVER_HINT};
+pub use error::{HandleKind, StoreError, MAX_HANDLE_CHARS, MIN_PREFIX_CHARS, RECOVER_HINT};
 pub use record::{
     merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
     LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
@@ -780,6 +780,58 @@ impl Store {
         })
     }
 
+    /// The record a person names by `handle` (`icsync show`, `edit`, `resolve`, and the
+    /// control protocol's `show`, `edit` and `resolve`), tried in this order:
+    /// 1. the exact external_id of a live record, looked up by its keyed-hash index term (one
+    ///    read, no scan; skipped while the store is locked, as the term needs the key);
+    /// 2. a record id prefix of at least [`MIN_PREFIX_CHARS`] characters.
+    ///
+    /// A handle matching several records at the first step that matches at all is refused
+    /// with the candidates' ids ([`StoreError::AmbiguousHandle`]); one matching nothing is
+    /// [`StoreError::NoRecord`].
+    pub fn resolve_handle(&self, handle: &str) -> Result<RecordId, StoreError> {
+        if handle.is_empty() || handle.chars().count() > MAX_HANDLE_CHARS {
+            return Err(StoreError::HandleInvalid);
+        }
+        let ambiguous = |by, candidates| StoreError::AmbiguousHandle {
+            handle: handle.to_owned(),
+            by,
+            candidates,
+        };
+        let locked = match self.codec() {
+            Ok(codec) => {
+                let term = codec.external_id_term(handle);
+                let holders = self.live_holders(&self.trees().external_id, &term)?;
+                match holders.as_slice() {
+                    [] => false,
+                    [id] => return Ok(*id),
+                    _ => return Err(ambiguous(HandleKind::ExternalId, holders)),
+                }
+            }
+            Err(StoreError::KeyLocked) => true,
+            Err(e) => return Err(e),
+        };
+        match self.resolve_prefix(handle) {
+            Ok(id) => Ok(id),
+            Err(StoreError::Ambiguous { candidates, .. }) => {
+                Err(ambiguous(HandleKind::IdPrefix, candidates))
+            }
+            Err(
+                StoreError::PrefixTooShort { .. }
+                | StoreError::PrefixInvalid { .. }
+                | StoreError::NoMatch { .. },
+            ) if locked => Err(StoreError::KeyLocked),
+            Err(
+                StoreError::PrefixTooShort { .. }
+                | StoreError::PrefixInvalid { .. }
+                | StoreError::NoMatch { .. },
+            ) => Err(StoreError::NoRecord {
+                handle: handle.to_owned(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// An edit of one record in one transaction: `f` changes a fresh copy (it may run more
     /// than once, on transaction retry) or refuses; a change that would give the record an
     /// external_id or email another live record holds is refused too ([`EditRefused::Taken`]).
@@ -1040,19 +1092,29 @@ impl Store {
     }
 
     fn find_live(&self, tree: &sled::Tree, term: &[u8]) -> Result<Option<RecordId>, StoreError> {
+        Ok(self.live_holders(tree, term)?.first().copied())
+    }
+
+    /// The live records a term index lists for `term`, oldest first. Discarded records are
+    /// unindexed, so the state check only guards against an index that drifted.
+    fn live_holders(&self, tree: &sled::Tree, term: &[u8]) -> Result<Vec<RecordId>, StoreError> {
         guard::guarded("reading an index", || {
             let Some(bytes) = tree.get(term)? else {
-                return Ok(None);
+                return Ok(Vec::new());
             };
+            let mut live = Vec::new();
             for id in codec::decode_id_set(&bytes)? {
                 if self
                     .get(id)?
                     .is_some_and(|r| r.state != RecordState::Discarded)
                 {
-                    return Ok(Some(id));
+                    live.push(id);
+                    if live.len() >= AMBIGUOUS_CANDIDATES {
+                        break;
+                    }
                 }
             }
-            Ok(None)
+            Ok(live)
         })
     }
 
