@@ -303,16 +303,33 @@ fn resolve_actions_on_conflicts_one_and_many() {
         existing.to_string()
     );
 
-    ok(d, &["resolve", &a, "--keep-existing"]);
+    // Named for what they do, and said in words (never `link_existing: 1 record(s)`).
+    let said = ok(d, &["resolve", &a, "--link-existing"]);
+    assert!(
+        said.starts_with("1 record linked to the existing customer (nothing sent)"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("link_existing") && !said.contains("(s)"),
+        "{said}"
+    );
     let shown = json(d, &["show", &a, "--json"]);
     assert_eq!(shown["state"], "synced");
     assert_eq!(shown["remote_id"], existing.to_string());
+    let text = ok(d, &["show", &a]);
+    assert!(text.contains(" link_existing r1"), "{text}");
 
-    ok(d, &["resolve", &b, "--adopt-existing"]);
+    // With no terminal, the flag is the confirmation: a script need not pass --yes.
+    let said = ok(d, &["resolve", &b, "--update-existing"]);
+    assert!(
+        said.starts_with("1 record queued to update the existing customer"),
+        "{said}"
+    );
     let shown = json(d, &["show", &b, "--json"]);
     assert_eq!(shown["state"], "queued");
     assert_eq!(shown["revision"], 2);
     assert_eq!(shown["payload"]["external_id"], "crm-existing");
+    assert!(ok(d, &["show", &b]).contains(" update_existing r2"));
 
     // Bulk discard asks first; with no terminal to ask on, it refuses without --yes.
     let out = icsync(d, &["resolve", "--state", "conflict", "--discard"]);

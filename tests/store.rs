@@ -550,6 +550,55 @@ fn a_handle_is_an_exact_external_id_first_then_an_id_prefix() {
     ));
 }
 
+/// A short id (the id's last 8 hex digits, its random part) names one record, even among
+/// records made in the same instant, whose ids share their first 27 characters.
+#[test]
+fn a_short_id_is_the_random_tail_and_names_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<RecordId> = store
+        .submit_batch(
+            (0..200)
+                .map(|i| (payload(json!({"full_name": format!("N{i}")})), Origin::Cli))
+                .collect(),
+            t(0),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    // Made together: neighbours share most of their leading (time and counter) digits.
+    let alike = ids
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0].to_string(), w[1].to_string());
+            a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
+        })
+        .max()
+        .unwrap();
+    assert!(alike >= 24, "{alike}");
+    let shorts: HashSet<String> = ids.iter().map(RecordId::short).collect();
+    assert_eq!(shorts.len(), ids.len(), "short ids are unique");
+    for id in &ids {
+        let short = id.short();
+        assert_eq!(short.len(), 8);
+        assert!(id.to_string().ends_with(&short));
+        assert_eq!(store.resolve_handle(&short).unwrap(), *id);
+        assert_eq!(store.resolve_handle(&short.to_uppercase()).unwrap(), *id);
+    }
+    assert_consistent(&store);
+    // Seven digits of a short id are not a handle (an id prefix is tried instead).
+    assert!(store.resolve_handle(&ids[7].short()[1..]).is_err());
+
+    // A store written before short ids: indexed at the next open, by its ids alone.
+    store.forget_short_ids().unwrap();
+    assert!(!store.check_consistency().unwrap().is_empty());
+    drop(store);
+    let store = open(dir.path());
+    assert_consistent(&store);
+    assert_eq!(store.resolve_handle(&ids[42].short()).unwrap(), ids[42]);
+}
+
 #[test]
 fn attempts_write_the_ledger_and_history_stays_append_only() {
     let dir = tempfile::tempdir().unwrap();

@@ -80,7 +80,7 @@ pub use drops::{
 pub use error::{HandleKind, StoreError, MAX_HANDLE_CHARS, MIN_PREFIX_CHARS, RECOVER_HINT};
 pub use record::{
     merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
-    LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
+    LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState, SHORT_ID_CHARS,
 };
 pub use salvage::SalvageReport;
 pub use upsert::MatchKey;
@@ -199,6 +199,9 @@ const META_ALL_SEALED: &[u8] = b"all_sealed";
 /// Present once the due index holds no (millis 0, id) entry of the old layout (see
 /// `open_locked`).
 const META_DUE_BACKOFF_ONLY: &[u8] = b"due_backoff_only";
+/// Set once every record has its short-id entry (stores written before the index existed
+/// get theirs at the next open).
+const META_SHORT_INDEXED: &[u8] = b"short_indexed";
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -297,7 +300,7 @@ fn submit_one(
             Ok(Submitted::of(&new, SubmitOutcome::Revised))
         }
         None => {
-            let new = upsert::new_record(RecordId::new(), payload.clone(), origin.clone(), now);
+            let new = upsert::new_record(fresh_id(tx)?, payload.clone(), origin.clone(), now);
             tx.write_record(None, &new)?;
             Ok(Submitted::of(&new, SubmitOutcome::Created))
         }
@@ -369,6 +372,26 @@ fn edit_one<E>(
     }))
 }
 
+/// How many ids `fresh_id` draws before it takes one whose short id another record has.
+const SHORT_ID_DRAWS: usize = 8;
+
+/// A new record id whose short id ([`RecordId::short`]) no record in the store has, so a
+/// short id names one record. Its 32 random bits collide once in about 4 billion pairs;
+/// another draw is a new UUIDv7 (same instant, next counter), so queue order is kept.
+fn fresh_id(tx: &Tx<'_>) -> TxResult<RecordId> {
+    let mut id = RecordId::new();
+    for _ in 1..SHORT_ID_DRAWS {
+        if tx
+            .holders(TermIndex::Short, &codec::short_key(id))?
+            .is_empty()
+        {
+            break;
+        }
+        id = RecordId::new();
+    }
+    Ok(id)
+}
+
 /// The live record other than `id` holding `payload`'s external_id or, failing that, its
 /// email.
 fn other_holder(tx: &Tx<'_>, id: RecordId, payload: &Payload) -> TxResult<Option<RecordId>> {
@@ -396,6 +419,13 @@ fn live_holder(tx: &Tx<'_>, index: TermIndex, term: &[u8]) -> TxResult<Option<Re
         }
     }
     Ok(None)
+}
+
+/// The bytes a short id spells, when `handle` is one: exactly [`SHORT_ID_CHARS`] hex digits.
+fn short_id_bytes(handle: &str) -> Option<[u8; SHORT_ID_CHARS / 2]> {
+    let mut bytes = [0u8; SHORT_ID_CHARS / 2];
+    (handle.len() == SHORT_ID_CHARS && hex::decode_to_slice(handle, &mut bytes).is_ok())
+        .then_some(bytes)
 }
 
 /// A record id prefix as hex digits, lowercased: hyphens must sit where the hyphenated text
@@ -456,6 +486,15 @@ impl Store {
         store.inner.meta.remove(META_ALL_SEALED)?;
         *store.codec_slot() = Some(Codec::Plain);
         Ok(store)
+    }
+
+    /// Empties the short-id index and forgets it was filled, as a store written before short
+    /// ids looks. Tests only.
+    #[doc(hidden)]
+    pub fn forget_short_ids(&self) -> Result<(), StoreError> {
+        self.trees().short.clear()?;
+        self.inner.meta.remove(META_SHORT_INDEXED)?;
+        self.flush()
     }
 
     /// Gives every queued record due at once the (millis 0, id) due-index entry older
@@ -525,6 +564,16 @@ impl Store {
                     db.flush()?;
                 }
                 meta.insert(META_DUE_BACKOFF_ONLY, &[1u8])?;
+                db.flush()?;
+            }
+            // Short ids are ids, not customer data: filled on open too, before any write.
+            if meta.get(META_SHORT_INDEXED)?.is_none() {
+                let added = migrate::fill_short_index(&trees)?;
+                if added > 0 {
+                    tracing::info!(records = added, "indexed the records' short ids");
+                    db.flush()?;
+                }
+                meta.insert(META_SHORT_INDEXED, &[1u8])?;
                 db.flush()?;
             }
             // sled replays what is left of a truncated file as a smaller (often empty)
@@ -784,7 +833,9 @@ impl Store {
     /// control protocol's `show`, `edit` and `resolve`), tried in this order:
     /// 1. the exact external_id of a live record, looked up by its keyed-hash index term (one
     ///    read, no scan; skipped while the store is locked, as the term needs the key);
-    /// 2. a record id prefix of at least [`MIN_PREFIX_CHARS`] characters.
+    /// 2. a short id: exactly [`SHORT_ID_CHARS`] hex digits, the id's random tail
+    ///    ([`RecordId::short`]), one read of the short-id index;
+    /// 3. a record id prefix of at least [`MIN_PREFIX_CHARS`] characters.
     ///
     /// A handle matching several records at the first step that matches at all is refused
     /// with the candidates' ids ([`StoreError::AmbiguousHandle`]); one matching nothing is
@@ -811,6 +862,19 @@ impl Store {
             Err(StoreError::KeyLocked) => true,
             Err(e) => return Err(e),
         };
+        if let Some(tail) = short_id_bytes(handle) {
+            let ids = guard::guarded("reading the short-id index", || {
+                match self.trees().short.get(tail)? {
+                    Some(bytes) => codec::decode_id_set(&bytes),
+                    None => Ok(Vec::new()),
+                }
+            })?;
+            match ids.as_slice() {
+                [] => {}
+                [id] => return Ok(*id),
+                _ => return Err(ambiguous(HandleKind::ShortId, ids)),
+            }
+        }
         match self.resolve_prefix(handle) {
             Ok(id) => Ok(id),
             Err(StoreError::Ambiguous { candidates, .. }) => {
