@@ -24,6 +24,9 @@
 //!   on the state index's value, and an entry each would cost every new record an insert (and
 //!   sled's page table memory) for no reader. Stores written before this held (0, id) entries;
 //!   `open_locked` deletes them once (marker `due_backoff_only`).
+//! - `index.short`: an id's last 4 bytes (its short id, [`RecordId::short`]) -> ids, for every
+//!   record: a short id is one read. A new record draws another id when its tail is taken
+//!   (`fresh_id`), so short ids are unique; stores from before are indexed at open.
 //! - `ledger`: Idempotency-Key -> [`LedgerEntry`], written from the attempts appended to a
 //!   record's history in the same transaction.
 //! - `counters`: state -> count, kept in the same transactions, so `counts` reads six keys.
