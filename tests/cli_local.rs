@@ -251,6 +251,82 @@ fn make_conflict(d: &Path, id: &str, existing: Uuid) {
         .unwrap();
 }
 
+/// `icsync resolve ID --update-existing` run on a terminal (a pty made by util-linux's
+/// `script`), answering `answer` to its question.
+fn update_existing_on_a_terminal(d: &Path, handle: &str, answer: &str) -> (bool, String) {
+    let command = format!(
+        "{} --data-dir {} resolve {handle} --update-existing",
+        env!("CARGO_BIN_EXE_icsync"),
+        d.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("ICSYNC_API_KEY")
+        .env("ICSYNC_CONFIG", empty_config(d))
+        .env(ENV_KEY_FILE, key_file(d))
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Sending the local fields over a customer someone else put on the server asks first on a
+/// terminal, naming the record and the customer; "n" sends nothing.
+#[test]
+fn update_existing_asks_first_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (to make a pty) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = added(
+        d,
+        &[
+            "add",
+            "--full-name",
+            "A",
+            "--email",
+            "a@x.io",
+            "--external-id",
+            "crm-a",
+        ],
+    );
+    let existing = Uuid::from_u128(42);
+    make_conflict(d, &id, existing);
+
+    let (ok_no, said) = update_existing_on_a_terminal(d, "crm-a", "n\n");
+    assert!(!ok_no, "{said}");
+    let short = &id[id.len() - 8..];
+    assert!(
+        said.contains(&format!(
+            "Send the fields of record {short} over existing customer {existing}"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("not confirmed: nothing sent"), "{said}");
+    assert_eq!(json(d, &["show", &id, "--json"])["state"], "conflict");
+
+    let (ok_yes, said) = update_existing_on_a_terminal(d, short, "y\n");
+    assert!(ok_yes, "{said}");
+    assert!(
+        said.contains("1 record queued to update the existing customer"),
+        "{said}"
+    );
+    assert_eq!(json(d, &["show", &id, "--json"])["state"], "queued");
+}
+
 #[test]
 fn resolve_actions_on_conflicts_one_and_many() {
     let dir = tempfile::tempdir().unwrap();
