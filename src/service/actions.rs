@@ -250,6 +250,31 @@ mod tests {
         assert_eq!(r.revision, 1);
     }
 
+    /// Histories written before the actions were renamed still read, under the new names,
+    /// and new entries are written as the docs spell them.
+    #[test]
+    fn history_entries_use_the_new_names_and_read_the_old() {
+        for (old, new) in [
+            ("adopt_existing", ActionKind::UpdateExisting),
+            ("keep_existing", ActionKind::LinkExisting),
+        ] {
+            let stored = json!({"event": "action", "at": "2026-03-01T10:00:00Z", "action": old,
+                "revision": 2, "detail": null});
+            match serde_json::from_value::<HistoryEntry>(stored).unwrap() {
+                HistoryEntry::Action { action, .. } => assert_eq!(action, new),
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut r = in_conflict(Some("crm-old"));
+        resolve(&mut r, ResolveAction::UpdateExisting, t(1)).unwrap();
+        let written = serde_json::to_value(r.history.last().unwrap()).unwrap();
+        assert_eq!(written["action"], "update_existing");
+        let mut r = in_conflict(Some("crm-old"));
+        resolve(&mut r, ResolveAction::LinkExisting, t(1)).unwrap();
+        let written = serde_json::to_value(r.history.last().unwrap()).unwrap();
+        assert_eq!(written["action"], "link_existing");
+    }
+
     #[test]
     fn conflict_actions_need_a_customer_conflict() {
         let mut r = record(json!({"full_name": "A"}), RecordState::Rejected);
