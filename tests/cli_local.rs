@@ -24,15 +24,20 @@ fn key_file(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("data.key")
 }
 
-fn icsync(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_icsync"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
+/// `command` with the test's own config and key file, no API key and no backtraces.
+fn isolated<'c>(command: &'c mut Command, data_dir: &Path) -> &'c mut Command {
+    command
         .env_remove("ICSYNC_API_KEY")
         .env("ICSYNC_CONFIG", empty_config(data_dir))
         .env(ENV_KEY_FILE, key_file(data_dir))
         .env("RUST_BACKTRACE", "0")
+}
+
+fn icsync(data_dir: &Path, args: &[&str]) -> Output {
+    isolated(&mut Command::new(env!("CARGO_BIN_EXE_icsync")), data_dir)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
         .output()
         .unwrap()
 }
@@ -259,12 +264,8 @@ fn update_existing_on_a_terminal(d: &Path, handle: &str, answer: &str) -> (bool,
         env!("CARGO_BIN_EXE_icsync"),
         d.display()
     );
-    let mut child = Command::new("script")
+    let mut child = isolated(&mut Command::new("script"), d)
         .args(["-qec", &command, "/dev/null"])
-        .env_remove("ICSYNC_API_KEY")
-        .env("ICSYNC_CONFIG", empty_config(d))
-        .env(ENV_KEY_FILE, key_file(d))
-        .env("RUST_BACKTRACE", "0")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
