@@ -83,11 +83,11 @@ pub enum StoreError {
     /// typed; no record's field is quoted.
     #[error(
         "no record matches {handle:?}: give the record's external_id, its short id or at least \
-         {MIN_PREFIX_CHARS} leading characters of its id (`icsync list` shows them)"
+         {MIN_PREFIX_CHARS} leading characters of its id"
     )]
     NoRecord { handle: String },
     /// A handle that names more than one record: the candidates' ids only (never a name).
-    #[error("{handle:?} names more than one record ({by}): {}; give the full id", list_ids(.candidates))]
+    #[error("{handle:?} names more than one record ({by}): {}; name one by its short id (the last 8 characters) or its full id", list_ids(.candidates))]
     AmbiguousHandle {
         handle: String,
         by: HandleKind,
