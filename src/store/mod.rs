@@ -194,6 +194,9 @@ struct Inner {
     changes: AtomicU64,
     /// The record count last written to the floor file (see `floor`).
     floor: AtomicU64,
+    /// Held while the floor file is rewritten: clones flushing at once (the engine and a
+    /// command) would otherwise share its temporary file, and one's rename would fail.
+    floor_write: std::sync::Mutex<()>,
 }
 
 const META_KEY_CHECK: &[u8] = b"key_check";
@@ -601,6 +604,7 @@ impl Store {
                     codec: RwLock::new(None),
                     changes: AtomicU64::new(0),
                     floor: AtomicU64::new(floor),
+                    floor_write: std::sync::Mutex::new(()),
                 }),
             })
         })
@@ -1204,6 +1208,11 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         guard::guarded("flushing to disk", || {
             self.inner.db.flush()?;
+            let _writing = self
+                .inner
+                .floor_write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let total = count_total(&self.trees().counters)?;
             if total > self.inner.floor.load(Ordering::Acquire) {
                 floor::write(&self.inner.dir, total)?;
