@@ -386,7 +386,7 @@ pub enum ControlErrorCode {
     NotAllowed,
     /// The store is locked: run `icsync unlock`.
     Locked,
-    /// A record id prefix that cannot name a record: not hexadecimal, or too short.
+    /// A record handle that cannot name a record: empty, or over 255 characters.
     BadId,
     /// The request line is not JSON (the message gives the position).
     Malformed,
