@@ -35,6 +35,7 @@ use crate::tui::component::{
     help_only, hint, hint_long, search_hints, Action, Component, Ctx, KeyHint,
 };
 use crate::tui::paging::{error_kind, ListView, Window};
+use crate::tui::text::cut;
 use crate::tui::theme::Theme;
 
 /// The error types `t` cycles through: the ones that leave a record needing a person.
@@ -304,22 +305,6 @@ impl Component for ConflictsView {
         let view = self.list.view();
         // The short id (what `icsync show` takes) where there is room beside the names.
         let with_id = list.width >= ID_COLUMN_FROM;
-        let rows = view.iter().map(|r| {
-            let marked = self.mark_all || self.marks.contains(&r.id);
-            let id = with_id.then(|| Cell::from(r.id.short()));
-            Row::new(
-                [Cell::from(if marked { "[x]" } else { "[ ]" })]
-                    .into_iter()
-                    .chain(id)
-                    .chain([
-                        Cell::from(Span::styled(r.state.as_str(), t.state(r.state))),
-                        Cell::from(error_kind(r).map_or("-", ErrorKind::as_str)),
-                        Cell::from(r.payload.full_name().to_string()),
-                        Cell::from(r.payload.email().unwrap_or("-").to_string()),
-                        Cell::from(r.payload.external_id().unwrap_or("-").to_string()),
-                    ]),
-            )
-        });
         let id_width = with_id.then_some(Constraint::Length(8));
         let widths: Vec<Constraint> = [Constraint::Length(3)]
             .into_iter()
@@ -337,6 +322,33 @@ impl Component for ConflictsView {
             .chain(with_id.then_some("id"))
             .chain(["state", "error", "name", "email", "external id"])
             .collect();
+        // Each text cell cut to its column with an ellipsis, as the queue does: the widths
+        // as the table lays them out inside its border (one space between columns).
+        let inner = Rect::new(0, 0, list.width.saturating_sub(2), 1);
+        let columns: Vec<usize> = Layout::horizontal(widths.clone())
+            .spacing(1)
+            .split(inner)
+            .iter()
+            .map(|r| usize::from(r.width))
+            .collect();
+        let text_from = columns.len() - 4;
+        let cell = |i: usize, s: &str| cut(s, columns[text_from + i]);
+        let rows = view.iter().map(|r| {
+            let marked = self.mark_all || self.marks.contains(&r.id);
+            let id = with_id.then(|| Cell::from(r.id.short()));
+            Row::new(
+                [Cell::from(if marked { "[x]" } else { "[ ]" })]
+                    .into_iter()
+                    .chain(id)
+                    .chain([
+                        Cell::from(Span::styled(r.state.as_str(), t.state(r.state))),
+                        Cell::from(cell(0, error_kind(r).map_or("-", ErrorKind::as_str))),
+                        Cell::from(cell(1, r.payload.full_name())),
+                        Cell::from(cell(2, r.payload.email().unwrap_or("-"))),
+                        Cell::from(cell(3, r.payload.external_id().unwrap_or("-"))),
+                    ]),
+            )
+        });
         let marked = if self.mark_all {
             format!(" · marked: every {} record matching", self.state())
         } else if self.marks.is_empty() {
