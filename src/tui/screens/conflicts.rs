@@ -24,6 +24,7 @@ use ratatui::Frame;
 use ratatui::style::Style;
 use uuid::Uuid;
 
+use super::column_widths;
 use super::detail::{payload_lines, PAYLOAD_FIELDS};
 use super::queue::search_line;
 use super::time;
@@ -322,17 +323,10 @@ impl Component for ConflictsView {
             .chain(with_id.then_some("id"))
             .chain(["state", "error", "name", "email", "external id"])
             .collect();
-        // Each text cell cut to its column with an ellipsis, as the queue does: the widths
-        // as the table lays them out inside its border (one space between columns).
-        let inner = Rect::new(0, 0, list.width.saturating_sub(2), 1);
-        let columns: Vec<usize> = Layout::horizontal(widths.clone())
-            .spacing(1)
-            .split(inner)
-            .iter()
-            .map(|r| usize::from(r.width))
-            .collect();
+        // Each text cell cut to its column with an ellipsis, as the queue does.
+        let columns = column_widths(list.width, &widths);
         let text_from = columns.len() - 4;
-        let cell = |i: usize, s: &str| cut(s, columns[text_from + i]);
+        let cell = |i: usize, s: &str| cut(s, usize::from(columns[text_from + i]));
         let rows = view.iter().map(|r| {
             let marked = self.mark_all || self.marks.contains(&r.id);
             let id = with_id.then(|| Cell::from(r.id.short()));

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
-use super::error_line;
+use super::{column_widths, error_line};
 use crate::store::{Record, RecordState};
 use crate::tui::app::ListId;
 use crate::tui::component::{help_only, hint, search_hints, Action, Component, Ctx, KeyHint};
@@ -120,14 +120,7 @@ impl Component for QueueView {
                 Constraint::Fill(3),
             ])
             .collect();
-        // The columns as the table lays them out inside its border (one space between).
-        let inner = Rect::new(0, 0, table.width.saturating_sub(2), 1);
-        let columns: Vec<u16> = Layout::horizontal(widths.clone())
-            .spacing(1)
-            .split(inner)
-            .iter()
-            .map(|r| r.width)
-            .collect();
+        let columns = column_widths(table.width, &widths);
         let rows = view
             .iter()
             .map(|r| Row::new(record_row(r, ctx.theme, &columns, with_id)));
