@@ -139,9 +139,14 @@ fn a_new_user_runs_the_demo_resolves_a_conflict_captures_and_quits() {
             && s.contains("SF-0017")
             && s.contains("kyc_status NOT_STARTED")
     });
-    tmux.keys(&["a"]);
-    tmux.wait_for("adopt to be confirmed", |s| {
-        s.contains("adopt_existing: 1 record")
+    // `U` sends the local fields over that customer: it asks first, then says so in words.
+    tmux.keys(&["U"]);
+    tmux.wait_for("the question before updating the existing customer", |s| {
+        s.contains("Update the existing customer")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the update to be confirmed", |s| {
+        s.contains("1 record queued to update the existing customer")
     });
 
     // Capture a new customer; "saved" appears only once the daemon flushed it.

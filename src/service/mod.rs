@@ -64,10 +64,16 @@ impl From<ServiceError> for ControlError {
                 ControlErrorCode::Invalid
             }
             ServiceError::NotFound(_) | ServiceError::NoSuchReport(_) => ControlErrorCode::NotFound,
-            ServiceError::Store(StoreError::Ambiguous { .. }) => ControlErrorCode::Ambiguous,
-            ServiceError::Store(StoreError::NoMatch { .. }) => ControlErrorCode::NotFound,
             ServiceError::Store(
-                StoreError::PrefixTooShort { .. } | StoreError::PrefixInvalid { .. },
+                StoreError::Ambiguous { .. } | StoreError::AmbiguousHandle { .. },
+            ) => ControlErrorCode::Ambiguous,
+            ServiceError::Store(StoreError::NoMatch { .. } | StoreError::NoRecord { .. }) => {
+                ControlErrorCode::NotFound
+            }
+            ServiceError::Store(
+                StoreError::PrefixTooShort { .. }
+                | StoreError::PrefixInvalid { .. }
+                | StoreError::HandleInvalid,
             ) => ControlErrorCode::BadId,
             ServiceError::PageTooLarge(_) => ControlErrorCode::TooLarge,
             ServiceError::Action(_) | ServiceError::NotAllowed(_) => ControlErrorCode::NotAllowed,
@@ -476,7 +482,7 @@ impl Service {
     }
 
     pub fn show(&self, id: &str) -> Result<Record, ServiceError> {
-        let id = self.store.resolve_prefix(id)?;
+        let id = self.store.resolve_handle(id)?;
         self.store
             .get(id)?
             .ok_or_else(|| ServiceError::NotFound(id.to_string()))
@@ -628,7 +634,7 @@ impl Service {
         changes: &Value,
         now: DateTime<Utc>,
     ) -> Result<Queued, ServiceError> {
-        let id = self.store.resolve_prefix(id)?;
+        let id = self.store.resolve_handle(id)?;
         let edited = self.apply_edit(id, |r| actions::edit(r, changes, now))?;
         Ok(edited.submitted().into())
     }
@@ -639,7 +645,7 @@ impl Service {
         action: ResolveAction,
         now: DateTime<Utc>,
     ) -> Result<Record, ServiceError> {
-        let id = self.store.resolve_prefix(id)?;
+        let id = self.store.resolve_handle(id)?;
         self.apply_edit(id, |r| actions::resolve(r, action, now))
             .map(|edited| edited.record)
     }

@@ -146,10 +146,12 @@ pub enum ConfirmAction {
     Quit,
     Resolve {
         ids: Vec<RecordId>,
+        action: ResolveAction,
     },
     ResolveMany {
         state: RecordState,
         error_type: Option<ErrorKind>,
+        action: ResolveAction,
     },
     DiscardDraft,
     ReplaceDraft(Box<Record>),
@@ -486,10 +488,12 @@ impl App {
     fn confirmed(&mut self, action: ConfirmAction) -> Vec<Effect> {
         match action {
             ConfirmAction::Quit => vec![Effect::Quit],
-            ConfirmAction::Resolve { ids } => self.send_resolve(ids, ResolveAction::Discard),
-            ConfirmAction::ResolveMany { state, error_type } => {
-                self.send_resolve_many(state, error_type, ResolveAction::Discard)
-            }
+            ConfirmAction::Resolve { ids, action } => self.send_resolve(ids, action),
+            ConfirmAction::ResolveMany {
+                state,
+                error_type,
+                action,
+            } => self.send_resolve_many(state, error_type, action),
             ConfirmAction::DiscardDraft => {
                 self.capture = CaptureForm::new();
                 self.notice("unsaved input discarded", Level::Info);
@@ -536,16 +540,14 @@ impl App {
                     self.open_edit(*record)
                 }
             }
-            Action::Resolve {
-                ids,
-                action: ResolveAction::Discard,
-            } => {
+            Action::Resolve { ids, action } if asks_first(action) => {
+                let whom = match ids.as_slice() {
+                    [id] => format!("record {}", id.short()),
+                    _ => plural(ids.len(), "record"),
+                };
                 self.overlay = Some(Overlay::Confirm(Confirm {
-                    message: format!(
-                        "Discard {}? Discarded records are never sent.",
-                        plural(ids.len(), "record")
-                    ),
-                    on_yes: ConfirmAction::Resolve { ids },
+                    message: confirm_question(action, &whom),
+                    on_yes: ConfirmAction::Resolve { ids, action },
                 }));
                 Vec::new()
             }
@@ -553,14 +555,16 @@ impl App {
             Action::ResolveMany {
                 state,
                 error_type,
-                action: ResolveAction::Discard,
-            } => {
+                action,
+            } if asks_first(action) => {
                 let what = error_type.map_or(String::new(), |k| format!(" with error {k}"));
                 self.overlay = Some(Overlay::Confirm(Confirm {
-                    message: format!(
-                        "Discard every {state} record{what}? Discarded records are never sent."
-                    ),
-                    on_yes: ConfirmAction::ResolveMany { state, error_type },
+                    message: confirm_question(action, &format!("every {state} record{what}")),
+                    on_yes: ConfirmAction::ResolveMany {
+                        state,
+                        error_type,
+                        action,
+                    },
                 }));
                 Vec::new()
             }
@@ -820,7 +824,7 @@ impl App {
             }
             (Purpose::Resolve { action }, Reply::Resolved { ids }) => {
                 self.notice(
-                    format!("{}: {}", action.as_str(), plural(ids.len(), "record")),
+                    format!("{} {}", plural(ids.len(), "record"), action.done()),
                     Level::Info,
                 );
                 self.queue_dirty = true;
@@ -869,6 +873,25 @@ impl App {
             format!("the daemon sent an unexpected {kind} reply"),
             Level::Error,
         );
+    }
+}
+
+/// Whether a resolve action goes through the confirm popup first: a discard (the record is
+/// never sent) and anything that overwrites a customer someone else put on the server.
+fn asks_first(action: ResolveAction) -> bool {
+    action == ResolveAction::Discard || action.overwrites_existing()
+}
+
+/// The confirm popup's question for an action that asks first, about `whom`.
+fn confirm_question(action: ResolveAction, whom: &str) -> String {
+    match action {
+        ResolveAction::Discard => {
+            format!("Discard {whom}? Discarded records are never sent.")
+        }
+        _ => format!(
+            "Update the existing customer with the fields of {whom}? Its values on the server \
+             are replaced by these (every ≠ field)."
+        ),
     }
 }
 

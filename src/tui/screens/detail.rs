@@ -12,6 +12,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 use serde_json::Value;
 
+use super::conflicts::action_hint;
 use super::{error_line, time, wire_name};
 use crate::contract::compare_with_customer;
 use crate::control::{Request, ResolveAction};
@@ -138,13 +139,16 @@ impl Component for DetailView {
         let mut hints = vec![hint("Esc", "back"), hint("e", "edit")];
         let state = self.record.as_ref().map(|r| r.state);
         if matches!(state, Some(s) if s.needs_person()) {
-            hints.push(hint("r", "retry"));
+            hints.push(action_hint(ResolveAction::Retry));
         }
-        if state == Some(RecordState::Conflict) {
-            hints.push(hint("a", "adopt"));
-            hints.push(hint("K", "keep existing"));
+        // The two actions about the existing customer: only for a customer_conflict.
+        if state == Some(RecordState::Conflict)
+            && self.record.as_ref().is_some_and(|r| r.conflict().is_some())
+        {
+            hints.push(action_hint(ResolveAction::UpdateExisting));
+            hints.push(action_hint(ResolveAction::LinkExisting));
         }
-        hints.push(hint("d", "discard"));
+        hints.push(action_hint(ResolveAction::Discard));
         hints.push(help_only("j/k", "scroll the history"));
         hints
     }
@@ -166,8 +170,8 @@ impl Component for DetailView {
                 None => Action::Handled,
             },
             KeyCode::Char('r') => self.resolve(ResolveAction::Retry),
-            KeyCode::Char('a') => self.resolve(ResolveAction::AdoptExisting),
-            KeyCode::Char('K') => self.resolve(ResolveAction::KeepExisting),
+            KeyCode::Char('U') => self.resolve(ResolveAction::UpdateExisting),
+            KeyCode::Char('L') => self.resolve(ResolveAction::LinkExisting),
             KeyCode::Char('d') => self.resolve(ResolveAction::Discard),
             _ => Action::Unhandled,
         }

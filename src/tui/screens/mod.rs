@@ -43,6 +43,18 @@ pub fn error_line(r: &Record) -> String {
     }
 }
 
+/// The widths a bordered table `table_width` columns wide gives its columns (one space
+/// between them), so each cell can be cut to its column with an ellipsis.
+pub fn column_widths(table_width: u16, constraints: &[Constraint]) -> Vec<u16> {
+    let inner = Rect::new(0, 0, table_width.saturating_sub(2), 1);
+    Layout::horizontal(constraints)
+        .spacing(1)
+        .split(inner)
+        .iter()
+        .map(|r| r.width)
+        .collect()
+}
+
 /// A box of at most `width` x `height` centred in `area`.
 pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])

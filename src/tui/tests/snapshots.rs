@@ -162,7 +162,7 @@ fn conflicts() {
 }
 
 /// On a terminal too short for every field, `]` scrolls the comparison and `[` back; all
-/// fitting (80x24 for this record), it does not move; another record starts at the top.
+/// fitting (80x40 for this record), it does not move; another record starts at the top.
 #[test]
 fn conflicts_compare_scrolls_only_when_needed_and_resets_on_another_record() {
     let screen = |h: u16, extra: &[KeyEvent]| {
@@ -179,7 +179,7 @@ fn conflicts_compare_scrolls_only_when_needed_and_resets_on_another_record() {
     assert!(scrolled.contains("↑ 2 above"), "{scrolled}");
     assert_eq!(screen(18, &[ch(']'), ch(']'), ch('['), ch('[')]), top);
     assert_eq!(screen(18, &[ch(']'), ch(']'), ch('j'), ch('k')]), top);
-    assert_eq!(screen(24, &[ch(']'), ch(']')]), screen(24, &[]));
+    assert_eq!(screen(40, &[ch(']'), ch(']')]), screen(40, &[]));
 }
 
 #[test]
