@@ -459,6 +459,35 @@ mod tests {
     }
 
     #[test]
+    fn a_flipped_length_costs_the_rest_of_its_node_and_nothing_after_it() {
+        let first = node(
+            0,
+            b"",
+            &[
+                (b"k1", b"value-one"),
+                (b"k2", b"value-two"),
+                (b"k3", b"value-3"),
+            ],
+        );
+        let second = node(0, b"", &[(b"k4", b"value-four")]);
+        let mut seg = segment(&[message(8, 1, 1, &first), message(8, 1, 2, &second)]);
+        // The length byte of the second value: the values after it are misread.
+        let at = seg.windows(9).position(|w| w == b"value-two").unwrap() - 1;
+        seg[at] ^= 0x5a;
+        let mut seen = Vec::new();
+        let stats = scan_segment(&seg, 1024, |m| seen.push(m));
+        assert_eq!(stats.damaged, 1);
+        let damaged = seen
+            .iter()
+            .find(|m| !m.trusted && m.pid == Some(1))
+            .unwrap();
+        assert_eq!(damaged.pairs[0].value, b"value-one");
+        assert!(damaged.pairs.iter().all(|p| p.value != b"value-3"));
+        let next = seen.iter().find(|m| m.trusted).unwrap();
+        assert_eq!(next.pairs[0].value, b"value-four");
+    }
+
+    #[test]
     fn random_bytes_never_panic() {
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         for round in 0..200 {
