@@ -35,8 +35,6 @@ use super::Counts;
 
 /// The length of a record key (a UUID).
 const ID_LEN: usize = 16;
-/// The shortest sealed value: format byte, 24-byte nonce, 16-byte tag.
-const SEALED_MIN: usize = 1 + 24 + 16;
 /// Prefixes tried for a link whose page's node was not found.
 const FALLBACK_PREFIXES_MAX: usize = 4096;
 /// Blob files larger than this are not read (sled writes one per large node).
@@ -110,7 +108,7 @@ impl Collected {
             }
         }
         for pair in &m.pairs {
-            let sealed = pair.value.len() >= SEALED_MIN && codec::is_sealed(pair.value);
+            let sealed = raw::sealed_value(pair.value);
             let key = match &pair.key {
                 Key::Full(full) => {
                     if m.trusted {
