@@ -304,6 +304,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .wrap_err("icsync tui failed")?;
             return Ok(ExitCode::SUCCESS);
         }
+        if let Command::Status(StatusArgs { wait: true, .. }) = &cli.command {
+            commands::wait_until_sent(&settings).await?;
+        }
         let mut backend = Backend::connect(&settings).await?;
         match cli.command {
             Command::Sandbox(_)
