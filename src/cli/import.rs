@@ -426,7 +426,7 @@ fn print_report(r: &FileReport, dry_run: bool) {
     let good = r.records - r.refused.min(r.records);
     if dry_run {
         println!(
-            "  {} records: {} would be queued, {} refused (dry run: nothing queued)",
+            "  {} records: {} would be queued, {} refused at import (dry run: nothing queued)",
             count(r.records),
             count(good),
             count(r.refused)

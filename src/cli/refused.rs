@@ -4,9 +4,10 @@
 //! are written by the drop folder's writer ([`crate::ingest::drop::write_rejects`]), so both
 //! ways in give the same fixable file.
 //!
-//! Both files are created new (`O_EXCL`, mode 0600: they hold customer data), never through
-//! a symlink and never over an existing file: a name in use moves on to the next number
-//! (`people.refused.csv`, then `people.2.refused.csv`, ...).
+//! They go beside the input, or into the current directory when the input's folder cannot
+//! be written to. Both files are created new (`O_EXCL`, mode 0600: they hold customer
+//! data), never through a symlink and never over an existing file: a name in use moves on to
+//! the next number (`people.refused.csv`, then `people.2.refused.csv`, ...).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Write};
@@ -81,9 +82,16 @@ fn create_pair(dir: &Path, name: &str, ext: &str) -> io::Result<(PathBuf, File, 
     )))
 }
 
+/// Whether an error creating a file in a folder means this user may not write there (and
+/// the current directory is worth a try).
+fn not_writable(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
+}
+
 /// Writes the refused rows of the file at `path` (read as `format` with `options`) beside
-/// it. `shown` names the file in the report. The message of an error names the file it
-/// could not write; it never holds customer data.
+/// it, or in the current directory when its folder cannot be written to. `shown` names the
+/// file in the report. The message of an error names the folder it could not write to; it
+/// never holds customer data.
 pub fn write_refused(
     path: &Path,
     format: Format,
@@ -99,8 +107,13 @@ pub fn write_refused(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "import".into());
     let ext = rejected_copy_extension(format);
-    let (rows_path, rows, errors_path, errors) = create_pair(dir, &name, ext)
-        .map_err(|e| format!("cannot write the refused rows beside {shown}: {e}"))?;
+    let (rows_path, rows, errors_path, errors) = match create_pair(dir, &name, ext) {
+        Err(e) if not_writable(&e) && dir != Path::new(".") => {
+            create_pair(Path::new("."), &name, ext)
+        }
+        other => other,
+    }
+    .map_err(|e| format!("cannot write the refused rows of {shown}: {e}"))?;
     let cannot = |p: &Path, e: &dyn std::fmt::Display| format!("cannot write {}: {e}", p.display());
     let open = || File::open(path).map(BufReader::new);
     let (parse_src, raw_src) = open()
