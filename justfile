@@ -17,7 +17,8 @@ sandbox *FLAGS:
     cargo run --release -- sandbox {{FLAGS}}
 
 # Install icsync for this user: the binary (cargo install --locked), shell completions for
-# bash, zsh and fish, and the man page, each where the shell and man look by default.
+# bash, zsh and fish, and the man pages (icsync.1 and one per command), each where the shell
+# and man look by default.
 install:
     cargo install --locked --path .
     mkdir -p "${XDG_DATA_HOME:-$HOME/.local/share}/bash-completion/completions" \
@@ -27,7 +28,7 @@ install:
     icsync completions bash > "${XDG_DATA_HOME:-$HOME/.local/share}/bash-completion/completions/icsync"
     icsync completions zsh > "${XDG_DATA_HOME:-$HOME/.local/share}/zsh/site-functions/_icsync"
     icsync completions fish > "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions/icsync.fish"
-    icsync man > "${XDG_DATA_HOME:-$HOME/.local/share}/man/man1/icsync.1"
+    icsync man --out-dir "${XDG_DATA_HOME:-$HOME/.local/share}/man/man1"
     @echo "installed $(icsync --version); next: icsync doctor, then icsync service install"
 
 # The benchmarks: one table, written into docs/benchmarks.md (takes several minutes; needs

@@ -11,18 +11,13 @@ set -euo pipefail
 
 SCHEMATHESIS_VERSION="4.32.5"
 VENV="target/ci-venv"
-BIN="${ICSYNC_BIN:-target/debug/icsync}"
 MAX_EXAMPLES="${ST_MAX_EXAMPLES:-60}"
 MAX_TIME="${ST_MAX_TIME:-80}"
 SEED="${ST_SEED:-20261126}"
 API_KEY="ic_test_demo"
 
-log() { printf '\n==> %s\n' "$*"; }
-
-if [[ ! -x "$BIN" ]]; then
-    echo "schemathesis: $BIN is missing; build it first (cargo build)" >&2
-    exit 1
-fi
+# shellcheck source=.ci/lib.sh
+source .ci/lib.sh schemathesis
 
 # --- the tool, pinned --------------------------------------------------------------------
 if [[ ! -x "$VENV/bin/st" ]] || [[ "$("$VENV/bin/st" --version 2>/dev/null)" != *"$SCHEMATHESIS_VERSION"* ]]; then

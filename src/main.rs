@@ -80,7 +80,8 @@ struct DaemonArgs {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Keep the demo's temporary data dir after quitting (its path is printed).
+    /// Keep the demo's temporary dir after quitting: its store, and the data key file the
+    /// store cannot be read without (both paths are printed).
     #[arg(long)]
     keep: bool,
 }
@@ -98,8 +99,9 @@ enum Command {
     Daemon(DaemonArgs),
     /// The terminal front end (starts the sync engine in this process if no daemon runs).
     Tui,
-    /// Try icsync with nothing set up: a sandbox, a daemon on a temporary data dir, sample
-    /// files dropped in, and the TUI. Quitting stops and removes everything it started.
+    /// Try icsync with nothing set up: a sandbox, the sync engine on a temporary data dir (run
+    /// in this process, not as a separate daemon), sample files dropped in, and the TUI.
+    /// Quitting stops and removes everything it started.
     Demo(DemoArgs),
     /// Run a local implementation of the Instant Compliance customer API.
     Sandbox(icsync::sandbox::SandboxArgs),
@@ -145,8 +147,59 @@ enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page (roff) to stdout, or with --out-dir write one page per command.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Write icsync.1 and one icsync-<command>.1 per command (each with its options) into
+    /// DIR instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+}
+
+/// Commands that read no settings: the global options do nothing there, so their help and
+/// man pages leave them out (clap still accepts them, as it must for global options).
+const NO_SETTINGS: [&str; 4] = ["sandbox", "demo", "man", "completions"];
+
+/// The command line as parsed and documented: `Cli` with the global options hidden where
+/// they do nothing, and no `help` subcommand (`--help` is on every command), so every
+/// command the main man page lists has a page of its own.
+fn cli_command() -> clap::Command {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    // Build first: global options are copied onto the subcommands only then.
+    cli.build();
+    let globals: Vec<String> = cli
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().to_string())
+        .collect();
+    cli.mut_subcommands(|sub| {
+        if NO_SETTINGS.contains(&sub.get_name()) {
+            sub.mut_args(|a| {
+                let hide = globals.iter().any(|g| g == a.get_id().as_str());
+                a.hide(hide)
+            })
+        } else {
+            sub
+        }
+    })
+}
+
+/// `icsync man`: the main page to `out`, or every page into a folder.
+fn man(args: &ManArgs, out: &mut impl std::io::Write) -> Result<ExitCode> {
+    match &args.out_dir {
+        None => clap_mangen::Man::new(cli_command()).render(out)?,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cli_command(), dir)
+                .wrap_err_with(|| format!("cannot write the man pages into {}", dir.display()))?;
+            writeln!(out, "man pages written to {}", dir.display())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn overrides(global: &GlobalArgs) -> Overrides {
@@ -169,13 +222,12 @@ fn settings(global: &GlobalArgs) -> Result<Settings> {
 fn run_ops(cli: &Cli) -> Option<Result<ExitCode>> {
     let global = &cli.global;
     let mut out = std::io::stdout().lock();
-    let done = |r: std::io::Result<()>| r.map(|()| ExitCode::SUCCESS).map_err(Into::into);
     Some(match &cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "icsync", &mut out);
+            clap_complete::generate(*shell, &mut cli_command(), "icsync", &mut out);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => done(clap_mangen::Man::new(Cli::command()).render(&mut out)),
+        Command::Man(args) => man(args, &mut out),
         Command::Doctor(args) => tokio::runtime::Runtime::new()
             .wrap_err("cannot start the async runtime")
             .and_then(|rt| {
@@ -216,7 +268,10 @@ fn main() -> ExitCode {
     install_error_reports();
     // A usage mistake is a user error like any other: status 1 (2 means "some input
     // refused" for import). clap colours only on a terminal and honours NO_COLOR.
-    let cli = match Cli::try_parse() {
+    let parsed = cli_command()
+        .try_get_matches()
+        .and_then(|mut m| <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -319,7 +374,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         if let Command::Status(StatusArgs { wait: true, .. }) = &cli.command {
             commands::wait_until_sent(&settings).await?;
         }
-        let mut backend = Backend::connect(&settings).await?;
+        let mut backend = match Backend::connect(&settings).await {
+            // A full disk keeps the store shut (sled writes when it opens): status reads its
+            // counts from the files instead.
+            Err(e) if commands::is_full_disk(&e) => match cli.command {
+                Command::Status(a) => {
+                    commands::status_on_full_disk(&settings, a).await?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                _ => return Err(e.into()),
+            },
+            other => other?,
+        };
         match cli.command {
             Command::Sandbox(_)
             | Command::Daemon(_)
@@ -330,7 +396,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Service(_)
             | Command::Doctor(_)
             | Command::Completions { .. }
-            | Command::Man => {
+            | Command::Man(_) => {
                 unreachable!("handled above")
             }
             Command::Unlock(a) => keys::unlock(&mut backend, a).await?,

@@ -24,15 +24,20 @@ fn key_file(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("data.key")
 }
 
-fn icsync(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_icsync"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
+/// `command` with the test's own config and key file, no API key and no backtraces.
+fn isolated<'c>(command: &'c mut Command, data_dir: &Path) -> &'c mut Command {
+    command
         .env_remove("ICSYNC_API_KEY")
         .env("ICSYNC_CONFIG", empty_config(data_dir))
         .env(ENV_KEY_FILE, key_file(data_dir))
         .env("RUST_BACKTRACE", "0")
+}
+
+fn icsync(data_dir: &Path, args: &[&str]) -> Output {
+    isolated(&mut Command::new(env!("CARGO_BIN_EXE_icsync")), data_dir)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
         .output()
         .unwrap()
 }
@@ -198,7 +203,31 @@ fn short_or_unknown_ids_are_clear_errors() {
     let out = icsync(d, &["show", "01a2"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 6"));
     let out = icsync(d, &["show", "ffffffff"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no record id starts with"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record matches"));
+}
+
+#[test]
+fn an_external_id_names_its_record_wherever_an_id_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = added(
+        d,
+        &["add", "--full-name", "Ada", "--external-id", "crm-1001"],
+    );
+    let shown = json(d, &["show", "crm-1001", "--json"]);
+    assert_eq!(shown["id"], id.as_str());
+    let edited = json(d, &["edit", "crm-1001", "--phone", "+44 20 1234", "--json"]);
+    assert_eq!(
+        (edited["id"].as_str(), edited["revision"].as_u64()),
+        (Some(id.as_str()), Some(2))
+    );
+    let resolved = json(d, &["resolve", "crm-1001", "--discard", "--json"]);
+    assert_eq!(resolved["ids"][0], id.as_str());
+    // Discarded: no longer live, so its external_id names nothing; its id still does.
+    let out = icsync(d, &["show", "crm-1001"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record matches \"crm-1001\""));
+    assert_eq!(json(d, &["show", &id, "--json"])["state"], "discarded");
 }
 
 /// Puts a record into a 409 customer_conflict, as the engine would.
@@ -225,6 +254,78 @@ fn make_conflict(d: &Path, id: &str, existing: Uuid) {
             });
         })
         .unwrap();
+}
+
+/// `icsync resolve ID --update-existing` run on a terminal (a pty made by util-linux's
+/// `script`), answering `answer` to its question.
+fn update_existing_on_a_terminal(d: &Path, handle: &str, answer: &str) -> (bool, String) {
+    let command = format!(
+        "{} --data-dir {} resolve {handle} --update-existing",
+        env!("CARGO_BIN_EXE_icsync"),
+        d.display()
+    );
+    let mut child = isolated(&mut Command::new("script"), d)
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Sending the local fields over a customer someone else put on the server asks first on a
+/// terminal, naming the record and the customer; "n" sends nothing.
+#[test]
+fn update_existing_asks_first_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (to make a pty) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let id = added(
+        d,
+        &[
+            "add",
+            "--full-name",
+            "A",
+            "--email",
+            "a@x.io",
+            "--external-id",
+            "crm-a",
+        ],
+    );
+    let existing = Uuid::from_u128(42);
+    make_conflict(d, &id, existing);
+
+    let (ok_no, said) = update_existing_on_a_terminal(d, "crm-a", "n\n");
+    assert!(!ok_no, "{said}");
+    let short = &id[id.len() - 8..];
+    assert!(
+        said.contains(&format!(
+            "Send the fields of record {short} over existing customer {existing}"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("not confirmed: nothing sent"), "{said}");
+    assert_eq!(json(d, &["show", &id, "--json"])["state"], "conflict");
+
+    let (ok_yes, said) = update_existing_on_a_terminal(d, short, "y\n");
+    assert!(ok_yes, "{said}");
+    assert!(
+        said.contains("1 record queued to update the existing customer"),
+        "{said}"
+    );
+    assert_eq!(json(d, &["show", &id, "--json"])["state"], "queued");
 }
 
 #[test]
@@ -279,16 +380,33 @@ fn resolve_actions_on_conflicts_one_and_many() {
         existing.to_string()
     );
 
-    ok(d, &["resolve", &a, "--keep-existing"]);
+    // Named for what they do, and said in words (never `link_existing: 1 record(s)`).
+    let said = ok(d, &["resolve", &a, "--link-existing"]);
+    assert!(
+        said.starts_with("1 record linked to the existing customer (nothing sent)"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("link_existing") && !said.contains("(s)"),
+        "{said}"
+    );
     let shown = json(d, &["show", &a, "--json"]);
     assert_eq!(shown["state"], "synced");
     assert_eq!(shown["remote_id"], existing.to_string());
+    let text = ok(d, &["show", &a]);
+    assert!(text.contains(" link_existing r1"), "{text}");
 
-    ok(d, &["resolve", &b, "--adopt-existing"]);
+    // With no terminal, the flag is the confirmation: a script need not pass --yes.
+    let said = ok(d, &["resolve", &b, "--update-existing"]);
+    assert!(
+        said.starts_with("1 record queued to update the existing customer"),
+        "{said}"
+    );
     let shown = json(d, &["show", &b, "--json"]);
     assert_eq!(shown["state"], "queued");
     assert_eq!(shown["revision"], 2);
     assert_eq!(shown["payload"]["external_id"], "crm-existing");
+    assert!(ok(d, &["show", &b]).contains(" update_existing r2"));
 
     // Bulk discard asks first; with no terminal to ask on, it refuses without --yes.
     let out = icsync(d, &["resolve", "--state", "conflict", "--discard"]);

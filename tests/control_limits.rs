@@ -149,10 +149,12 @@ fn malformed_requests_huge_pages_and_bad_ids_are_each_told_why() {
     let r = c.request(json!({"method": "list", "state": null, "after": null, "limit": 5000}));
     assert_eq!(r["type"], "records", "{r}");
 
-    // Bad id prefixes are the user's error, each with its code.
+    // Bad handles are the user's error, each with its code: anything up to 255 characters
+    // may be an external_id, so only an empty or longer one cannot name a record.
     for (prefix, want) in [
-        ("zzzzzzzz", "bad_id"),
-        ("01", "bad_id"),
+        ("zzzzzzzz", "not_found"),
+        ("01", "not_found"),
+        ("", "bad_id"),
         (&"f".repeat(5000), "bad_id"),
         ("ffffffff", "not_found"),
     ] {
@@ -168,7 +170,11 @@ fn malformed_requests_huge_pages_and_bad_ids_are_each_told_why() {
     let out = env.cli(&["show", "zzzzzzzz"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("hexadecimal"), "{stderr}");
+    assert!(
+        stderr.contains("no record matches \"zzzzzzzz\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("external_id"), "{stderr}");
     assert!(!stderr.to_lowercase().contains("internal"), "{stderr}");
 }
 

@@ -106,8 +106,10 @@ fn record_commands_go_through_the_daemon_and_records_reach_the_sandbox() {
     assert_eq!(conflicts[0]["error"]["type"], "customer_conflict");
     assert_eq!(conflicts[0]["error"]["conflicting_customer_id"], a_remote);
 
+    // The name before 0.2 (`--keep-existing`) still works, so old scripts do.
     let resolved = env.json(&["resolve", &d, "--keep-existing", "--json"]);
     assert_eq!(resolved["ids"], serde_json::json!([d]));
+    assert_eq!(resolved["action"], "link_existing");
     let shown = env.json(&["show", &d, "--json"]);
     assert_eq!(shown["state"], "synced");
     assert_eq!(shown["remote_id"], a_remote);
@@ -116,7 +118,7 @@ fn record_commands_go_through_the_daemon_and_records_reach_the_sandbox() {
         (count(&status, "conflict"), count(&status, "synced")),
         (0, 4)
     );
-    assert_eq!(admin.customers().len(), 3, "keep-existing sends nothing");
+    assert_eq!(admin.customers().len(), 3, "link-existing sends nothing");
 
     // What the daemon created is private to its user.
     assert_eq!(mode_of(&env.data_dir), 0o700);

@@ -107,7 +107,7 @@ impl Daemon {
         self.child.wait().unwrap();
     }
 
-    fn drop_files(&self) -> Vec<Value> {
+    fn request(&self, request: icsync::control::Request) -> icsync::control::Reply {
         let socket = self.home.join("data").join("icsync.sock");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -115,18 +115,18 @@ impl Daemon {
             .unwrap();
         rt.block_on(async {
             let mut client = icsync::control::Client::connect(&socket).await.unwrap();
-            match client
-                .request(icsync::control::Request::DropFiles)
-                .await
-                .unwrap()
-            {
-                icsync::control::Reply::DropFiles { files } => files
-                    .into_iter()
-                    .map(|f| serde_json::to_value(f).unwrap())
-                    .collect(),
-                other => panic!("unexpected {other:?}"),
-            }
+            client.request(request).await.unwrap()
         })
+    }
+
+    fn drop_files(&self) -> Vec<Value> {
+        match self.request(icsync::control::Request::DropFiles) {
+            icsync::control::Reply::DropFiles { files, .. } => files
+                .into_iter()
+                .map(|f| serde_json::to_value(f).unwrap())
+                .collect(),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     /// Drops a sentinel file and waits until it is archived: every file that was ready
@@ -323,6 +323,56 @@ fn bad_rows_are_reported_by_line_and_copied_for_fixing_while_good_rows_are_queue
     assert_eq!(&rows[1][2], "dee@x.io");
     for p in [&report_path, &copy_path] {
         assert_eq!(mode(p), 0o600, "{}", p.display());
+    }
+
+    // The TUI's view of the same: the refused rows by line and reason, and both paths.
+    let folder = match d.request(icsync::control::Request::DropFiles) {
+        icsync::control::Reply::DropFiles { files, folder } => {
+            assert_eq!(
+                files[0].rejected_copy.as_deref(),
+                Some("rejected/crm.rejected.csv")
+            );
+            folder
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(folder.as_deref(), Some(drop.to_str().unwrap()));
+    let asked = icsync::control::Request::DropReport {
+        report: "rejected/crm.errors.txt".into(),
+    };
+    let icsync::control::Reply::DropReport(r) = d.request(asked) else {
+        panic!("no drop_report reply")
+    };
+    assert_eq!(r.file, "crm.csv");
+    assert_eq!(r.report, report_path.display().to_string());
+    assert_eq!(r.rejected_copy, Some(copy_path.display().to_string()));
+    let shape: Vec<(&str, usize)> = r
+        .rows
+        .iter()
+        .map(|row| (row.position.as_str(), row.reasons.len()))
+        .collect();
+    assert_eq!(shape, [("line 3", 1), ("line 5", 2)]);
+    assert_eq!(r.rows[0].reasons, ["email: is not a valid email address"]);
+    assert_eq!((r.more, r.missing), (0, false));
+    // Only a report a recent file names is read: no other path, inside the folder or not.
+    for other in [
+        "rejected/../../etc/passwd",
+        "processed/crm.csv",
+        "/etc/passwd",
+    ] {
+        let asked = icsync::control::Request::DropReport {
+            report: other.into(),
+        };
+        match d.request(asked) {
+            icsync::control::Reply::Error(e) => {
+                assert_eq!(
+                    e.code,
+                    icsync::control::ControlErrorCode::NotFound,
+                    "{other}"
+                )
+            }
+            reply => panic!("{other}: {reply:?}"),
+        }
     }
 
     // Fixed in a spreadsheet and dropped again: the fixed rows are queued.

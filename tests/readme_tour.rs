@@ -24,9 +24,6 @@
 //! - `icsync tui` runs in a tmux session of its own (same environment and directory) until
 //!   its dashboard shows, then gets `q`. Without tmux the step fails, unless
 //!   `ICSYNC_SKIP_TMUX=1` says to skip it on purpose (as `tests/tui_tmux.rs`).
-//! - Until external ids are accepted as handles (`EXTERNAL_ID_HANDLES`), `crm-1001` in the
-//!   `edit`, `show` and `resolve` commands is replaced by the record's id, found with
-//!   `icsync list --json` in the same session.
 //! - stderr is joined to stdout (`exec 2>&1`), and after each command the session prints a
 //!   marker line with its exit status (and `$!` after a `&` line); the background jobs (the
 //!   sandbox and the daemon) get SIGTERM at the end and are killed if the test fails.
@@ -42,11 +39,6 @@ const README_URL: &str = "http://127.0.0.1:7878";
 /// How long one step may take (the daemon sending ~10,000 records on a busy 2-core machine,
 /// in a debug build, is the slowest).
 const STEP_DEADLINE: Duration = Duration::from_secs(300);
-/// Whether `icsync show crm-1001` finds a record by its external_id. While false, the test
-/// puts the record's id in its place (see the module comment).
-const EXTERNAL_ID_HANDLES: bool = false;
-/// The external id the tour uses as a handle.
-const HANDLE: &str = "crm-1001";
 /// How long the sandbox may take to say where it listens.
 const LISTEN_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -304,19 +296,6 @@ impl Session {
         }
     }
 
-    /// The id of the record whose external_id is `external_id`, by `icsync list --json`.
-    fn record_id(&mut self, external_id: &str) -> String {
-        let step = self.run("icsync list --json");
-        assert_eq!(step.status, 0, "{step:?}");
-        let list: serde_json::Value = serde_json::from_str(step.output.trim())
-            .unwrap_or_else(|e| panic!("list --json: {e}: {}", step.output));
-        list.as_array()
-            .and_then(|rows| rows.iter().find(|r| r["external_id"] == external_id))
-            .and_then(|r| r["id"].as_str())
-            .unwrap_or_else(|| panic!("no record has external_id {external_id}"))
-            .to_string()
-    }
-
     /// The URL of the sandbox's `listening on URL` line: in what its step printed, or
     /// waited for.
     fn sandbox_url(&mut self, step: &Step) -> String {
@@ -482,17 +461,10 @@ fn the_readme_tour_runs_as_written() {
             }
             session.tui(command)
         } else {
-            let mut written = match &url {
+            let written = match &url {
                 Some(u) => command.replace(README_URL, u),
                 None => command.clone(),
             };
-            let takes_handle = ["icsync edit ", "icsync show ", "icsync resolve "]
-                .iter()
-                .any(|verb| plain.starts_with(&format!("{verb}{HANDLE}")));
-            if takes_handle && !EXTERNAL_ID_HANDLES {
-                let id = session.record_id(HANDLE);
-                written = written.replacen(HANDLE, &id, 1);
-            }
             session.run(&written)
         };
         if plain.starts_with("icsync sandbox") {

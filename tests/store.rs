@@ -501,6 +501,105 @@ fn prefixes_resolve_when_unique_and_explain_when_not() {
 }
 
 #[test]
+fn a_handle_is_an_exact_external_id_first_then_an_id_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let submit = |body: Value| store.submit(payload(body), Origin::Cli, t(0)).unwrap().id;
+    let a = submit(json!({"full_name": "Ada", "external_id": "crm-1001"}));
+    let b = submit(json!({"full_name": "Bob"}));
+    assert_eq!(store.resolve_handle("crm-1001").unwrap(), a);
+    // Exact and case-sensitive: neither a part of it nor another case names it.
+    for near in ["crm-100", "CRM-1001", "crm-10011"] {
+        assert!(
+            matches!(store.resolve_handle(near), Err(StoreError::NoRecord { .. })),
+            "{near}"
+        );
+    }
+    // An id prefix still works, and an external_id that looks like one wins over it.
+    let tb = b.to_string();
+    assert_eq!(store.resolve_handle(&tb[..13]).unwrap(), b);
+    let c = submit(json!({"full_name": "Cy", "external_id": &tb[..13]}));
+    assert_eq!(store.resolve_handle(&tb[..13]).unwrap(), c);
+    // Two live records holding one external_id (an edit made before the uniqueness rule):
+    // refused with both ids and no name.
+    store
+        .update(b, Durability::Flush, |r| {
+            r.payload = payload(json!({"full_name": "Bob", "external_id": "crm-1001"}));
+        })
+        .unwrap();
+    match store.resolve_handle("crm-1001") {
+        Err(e @ StoreError::AmbiguousHandle { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&a.to_string()) && msg.contains(&tb), "{msg}");
+            assert!(!msg.contains("Ada") && !msg.contains("Bob"), "{msg}");
+        }
+        other => panic!("expected ambiguous, got {other:?}"),
+    }
+    // A discarded record's external_id no longer names it.
+    store
+        .update(b, Durability::Flush, |r| r.state = RecordState::Discarded)
+        .unwrap();
+    assert_eq!(store.resolve_handle("crm-1001").unwrap(), a);
+    assert!(matches!(
+        store.resolve_handle(""),
+        Err(StoreError::HandleInvalid)
+    ));
+    assert!(matches!(
+        store.resolve_handle(&"x".repeat(256)),
+        Err(StoreError::HandleInvalid)
+    ));
+}
+
+/// A short id (the id's last 8 hex digits, its random part) names one record, even among
+/// records made in the same instant, whose ids share their first 27 characters.
+#[test]
+fn a_short_id_is_the_random_tail_and_names_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<RecordId> = store
+        .submit_batch(
+            (0..200)
+                .map(|i| (payload(json!({"full_name": format!("N{i}")})), Origin::Cli))
+                .collect(),
+            t(0),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    // Made together: neighbours share most of their leading (time and counter) digits.
+    let alike = ids
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0].to_string(), w[1].to_string());
+            a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
+        })
+        .max()
+        .unwrap();
+    assert!(alike >= 24, "{alike}");
+    let shorts: HashSet<String> = ids.iter().map(RecordId::short).collect();
+    assert_eq!(shorts.len(), ids.len(), "short ids are unique");
+    for id in &ids {
+        let short = id.short();
+        assert_eq!(short.len(), 8);
+        assert!(id.to_string().ends_with(&short));
+        assert_eq!(store.resolve_handle(&short).unwrap(), *id);
+        assert_eq!(store.resolve_handle(&short.to_uppercase()).unwrap(), *id);
+    }
+    assert_consistent(&store);
+    // Seven digits of a short id are not a handle (an id prefix is tried instead).
+    assert!(store.resolve_handle(&ids[7].short()[1..]).is_err());
+
+    // A store written before short ids: indexed at the next open, by its ids alone.
+    store.forget_short_ids().unwrap();
+    assert!(!store.check_consistency().unwrap().is_empty());
+    drop(store);
+    let store = open(dir.path());
+    assert_consistent(&store);
+    assert_eq!(store.resolve_handle(&ids[42].short()).unwrap(), ids[42]);
+}
+
+#[test]
 fn attempts_write_the_ledger_and_history_stays_append_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

@@ -1,6 +1,7 @@
 //! End to end in a real terminal: `icsync demo` runs in tmux (its own server socket), and the
 //! test reads the screen with capture-pane the way a new user would: the queue drains, a
-//! conflict is opened and resolved, a customer is captured, and quitting stops everything.
+//! conflict is opened and resolved, a customer is captured, the refused rows of the dropped
+//! samples are listed, and quitting stops everything.
 //!
 //! Needs tmux (`.ci/run` installs it). Without it this test fails, unless ICSYNC_SKIP_TMUX=1
 //! says to skip it on purpose.
@@ -138,9 +139,14 @@ fn a_new_user_runs_the_demo_resolves_a_conflict_captures_and_quits() {
             && s.contains("SF-0017")
             && s.contains("kyc_status NOT_STARTED")
     });
-    tmux.keys(&["a"]);
-    tmux.wait_for("adopt to be confirmed", |s| {
-        s.contains("adopt_existing: 1 record")
+    // `U` sends the local fields over that customer: it asks first, then says so in words.
+    tmux.keys(&["U"]);
+    tmux.wait_for("the question before updating the existing customer", |s| {
+        s.contains("Update the existing customer")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the update to be confirmed", |s| {
+        s.contains("1 record queued to update the existing customer")
     });
 
     // Capture a new customer; "saved" appears only once the daemon flushed it.
@@ -170,6 +176,54 @@ fn a_new_user_runs_the_demo_resolves_a_conflict_captures_and_quits() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// At 80x24: the dashboard names the rows refused from the dropped samples and `r` lists them
+/// by line and reason with the report's path; the header keeps its screen name and badge
+/// whole; the demo says its engine runs in its own process, and leaves no daemon banner
+/// behind when it quits (none was started).
+#[test]
+fn the_demo_shows_refused_drop_rows_and_says_its_engine_runs_in_process() {
+    if !tmux_available() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_icsync");
+    let tmux = Tmux::start(
+        "refused",
+        80,
+        24,
+        &format!("sh -c 'RUST_BACKTRACE=0 {bin} demo; echo demo-exited; sleep 60'"),
+    );
+    let screen = tmux.wait_for("the refused rows on the dashboard", |s| {
+        s.contains("rows refused from 2 dropped files (not queued): press r")
+    });
+    assert!(screen.contains("sync engine in this process"), "{screen}");
+    assert!(screen.contains("online · in-process"), "{screen}");
+    assert!(!screen.contains("Nothing needs a person"), "{screen}");
+
+    tmux.keys(&["r"]);
+    let screen = tmux.wait_for("the refused rows of a dropped file", |s| {
+        s.contains("Dropped files with refused rows: 2") && s.contains(" line ")
+    });
+    let header = screen.lines().next().unwrap_or_default();
+    assert!(header.contains("› Refused rows "), "{header}");
+    assert!(
+        header.trim_end().ends_with("online · in-process"),
+        "{header}"
+    );
+    assert!(screen.contains("/drop/rejected/"), "{screen}");
+    assert!(screen.contains(".errors.txt"), "{screen}");
+    tmux.keys(&["j"]);
+    tmux.wait_for("the other file's rows", |s| {
+        s.contains("crm-export.csv: 2 rows refused") && s.contains("is not a valid email")
+    });
+
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the dashboard again", |s| s.contains("Needs a person"));
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the demo to exit", |s| s.contains("demo-exited"));
+    assert!(!screen.contains("Stop it with Ctrl-C"), "{screen}");
+    assert!(!screen.contains("icsync daemon"), "{screen}");
 }
 
 /// `pid` and every process below it, with their command lines.

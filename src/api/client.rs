@@ -116,6 +116,16 @@ impl ApiClient {
         })
     }
 
+    /// The API's host, with the port when it is not the scheme's default: never a path,
+    /// credentials or the key, so it can name the API in status and messages.
+    pub fn host(&self) -> String {
+        let host = self.customers_url.host_str().unwrap_or_default();
+        match self.customers_url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
+
     /// Replaces the key for every clone of this client; requests already sent keep theirs.
     pub fn set_key(&self, key: ApiKey) {
         // A poisoned lock only means a panic elsewhere while holding it; the key inside is

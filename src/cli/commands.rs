@@ -131,7 +131,8 @@ const SORTING_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// A record id, or a unique prefix of at least 6 characters.
+    /// The record: its external_id, its short id (as `icsync list` shows it), or a unique
+    /// prefix of its id (6+ characters).
     pub id: String,
     /// Print the record as one JSON object.
     #[arg(long)]
@@ -140,7 +141,8 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct EditArgs {
-    /// A record id, or a unique prefix of at least 6 characters.
+    /// The record: its external_id, its short id (as `icsync list` shows it), or a unique
+    /// prefix of its id (6+ characters).
     pub id: String,
     #[command(flatten)]
     pub fields: CustomerFields,
@@ -152,7 +154,8 @@ pub struct EditArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("action").required(true)))]
 pub struct ResolveArgs {
-    /// A record id or unique prefix; or use --state for every matching record.
+    /// The record: its external_id, its short id (as `icsync list` shows it), or a unique
+    /// prefix of its id (6+ characters); or use --state for every matching record.
     #[arg(required_unless_present = "state", conflicts_with = "state")]
     pub id: Option<String>,
     /// Act on every record in this state (conflict or rejected).
@@ -164,16 +167,30 @@ pub struct ResolveArgs {
     /// Send the record again as it is.
     #[arg(long, group = "action")]
     pub retry: bool,
-    /// Take the existing customer's external_id so the upsert updates it with this record.
-    #[arg(long, group = "action", conflicts_with = "state")]
-    pub adopt_existing: bool,
-    /// Link to the existing customer without sending anything.
-    #[arg(long, group = "action", conflicts_with = "state")]
-    pub keep_existing: bool,
+    /// Send this record's fields over the existing customer of its customer_conflict (it
+    /// takes that customer's external_id). Asks first on a terminal; elsewhere the flag is
+    /// the confirmation. Formerly --adopt-existing.
+    #[arg(
+        long,
+        group = "action",
+        conflicts_with = "state",
+        alias = "adopt-existing"
+    )]
+    pub update_existing: bool,
+    /// Link the record to the existing customer of its customer_conflict as that customer
+    /// is, and send nothing (the record counts as synced). Formerly --keep-existing.
+    #[arg(
+        long,
+        group = "action",
+        conflicts_with = "state",
+        alias = "keep-existing"
+    )]
+    pub link_existing: bool,
     /// Stop syncing the record.
     #[arg(long, group = "action")]
     pub discard: bool,
-    /// Do not ask before discarding several records.
+    /// Do not ask first (before --update-existing on a terminal, or discarding with
+    /// --state, which without --yes is refused when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,
     /// Print the result as JSON.
@@ -192,14 +209,28 @@ impl ResolveArgs {
     fn action(&self) -> ResolveAction {
         if self.retry {
             ResolveAction::Retry
-        } else if self.adopt_existing {
-            ResolveAction::AdoptExisting
-        } else if self.keep_existing {
-            ResolveAction::KeepExisting
+        } else if self.update_existing {
+            ResolveAction::UpdateExisting
+        } else if self.link_existing {
+            ResolveAction::LinkExisting
         } else {
             ResolveAction::Discard
         }
     }
+}
+
+/// What `resolve` says it did: a count in words, then each record's short and full id.
+fn resolved_text(action: ResolveAction, ids: &[crate::store::RecordId]) -> String {
+    let mut text = format!(
+        "{} {} {}",
+        ids.len(),
+        if ids.len() == 1 { "record" } else { "records" },
+        action.done()
+    );
+    for id in ids {
+        text.push_str(&format!("\n  {}  {id}", id.short()));
+    }
+    text
 }
 
 fn print_json(value: &Value) {
@@ -272,6 +303,17 @@ pub async fn status(
     settings: &Settings,
     args: StatusArgs,
 ) -> Result<(), CliError> {
+    match backend.call(Request::Status).await? {
+        Reply::Status(s) => print_status(&s, settings, &args).await,
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn print_status(
+    s: &crate::control::StatusReport,
+    settings: &Settings,
+    args: &StatusArgs,
+) -> Result<(), CliError> {
     let key_problem = {
         let settings = settings.clone();
         tokio::task::spawn_blocking(move || crate::api::configured_key(&settings).err())
@@ -279,26 +321,64 @@ pub async fn status(
             .map_err(|e| CliError::Join(e.to_string()))?
             .map(|e| e.to_string())
     };
-    match backend.call(Request::Status).await? {
-        Reply::Status(s) => {
-            if args.json {
-                let mut v = json!(s);
-                if let Some(m) = v.as_object_mut() {
-                    m.insert("api_key_problem".into(), json!(key_problem));
-                }
-                print_json(&v);
-            } else {
-                print!("{}", output::status(&s));
-                if let Some(problem) = key_problem {
-                    if !s.paused.as_deref().is_some_and(|p| p.contains(&problem)) {
-                        println!("api key: {problem}");
-                    }
-                }
-            }
-            Ok(())
+    if args.json {
+        let mut v = json!(s);
+        if let Some(m) = v.as_object_mut() {
+            m.insert("api_key_problem".into(), json!(key_problem));
         }
-        other => Err(unexpected(other)),
+        print_json(&v);
+    } else {
+        print!("{}", output::status(s));
+        if let Some(problem) = key_problem {
+            if !s.paused.as_deref().is_some_and(|p| p.contains(&problem)) {
+                println!("api key: {problem}");
+            }
+        }
     }
+    Ok(())
+}
+
+/// Whether a command failed because the store could not be opened on a full disk.
+pub fn is_full_disk(e: &CliError) -> bool {
+    matches!(
+        e,
+        CliError::Store {
+            source: crate::store::StoreError::DiskFull,
+            ..
+        }
+    )
+}
+
+/// `status` with no daemon on a full disk: sled writes when it opens, so the store cannot be
+/// opened; the counts are read from its files instead (`store::counts_from_files`), as of
+/// the last write that reached the disk, and `paused` says the disk is full.
+pub async fn status_on_full_disk(settings: &Settings, args: StatusArgs) -> Result<(), CliError> {
+    let dir = settings.store_dir();
+    let counts = tokio::task::spawn_blocking(move || crate::store::counts_from_files(&dir))
+        .await
+        .map_err(|e| CliError::Join(e.to_string()))?;
+    let mut s = crate::control::StatusReport {
+        disk_full: true,
+        ..Default::default()
+    };
+    let read = match counts {
+        Ok(Some(c)) => {
+            s.queued = c.get(RecordState::Queued);
+            s.sending = c.get(RecordState::Sending);
+            s.synced = c.get(RecordState::Synced);
+            s.conflict = c.get(RecordState::Conflict);
+            s.rejected = c.get(RecordState::Rejected);
+            s.discarded = c.get(RecordState::Discarded);
+            s.total = c.total;
+            "the counts are read from the store's files, as of its last write"
+        }
+        Ok(None) | Err(_) => "the counts could not be read from the store's files",
+    };
+    s.paused = Some(format!(
+        "disk full: the store cannot be opened until space is freed on the disk of the data \
+         dir; {read}"
+    ));
+    print_status(&s, settings, &args).await
 }
 
 /// Every record matching `state`, page by page, in `sort` order.
@@ -373,6 +453,7 @@ pub async fn show(backend: &mut Backend, args: ShowArgs) -> Result<(), CliError>
                 let mut v = json!(record);
                 if let Some(m) = v.as_object_mut() {
                     m.insert("remote_id".into(), json!(record.remote_id()));
+                    m.insert("short_id".into(), json!(record.id.short()));
                 }
                 print_json(&v);
             } else {
@@ -413,9 +494,14 @@ pub async fn edit(backend: &mut Backend, args: EditArgs) -> Result<(), CliError>
     }
 }
 
-fn confirm(question: &str) -> bool {
+fn stdin_is_terminal() -> bool {
     use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
+    std::io::stdin().is_terminal()
+}
+
+/// Asks on the terminal; false (not confirmed) when stdin is not one.
+fn confirm(question: &str) -> bool {
+    if !stdin_is_terminal() {
         return false;
     }
     print!("{question} [y/N] ");
@@ -425,13 +511,51 @@ fn confirm(question: &str) -> bool {
         && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// The question asked before sending a record's fields over the customer it conflicts
+/// with, naming both by id (the record is read first, so the question says which).
+async fn update_existing_question(backend: &mut Backend, handle: &str) -> Result<String, CliError> {
+    let record = match backend
+        .call(Request::Show {
+            id: handle.to_string(),
+        })
+        .await?
+    {
+        Reply::Record { record } => record,
+        other => return Err(unexpected(other)),
+    };
+    Ok(match record.conflict() {
+        Some((customer, _)) => format!(
+            "Send the fields of record {} over existing customer {customer}, replacing its \
+             values on the server?",
+            record.id.short()
+        ),
+        // Not in a customer_conflict: the daemon refuses it and says why.
+        None => format!(
+            "Send the fields of record {} over the existing customer?",
+            record.id.short()
+        ),
+    })
+}
+
 pub async fn resolve(backend: &mut Backend, args: ResolveArgs) -> Result<(), CliError> {
     let action = args.action();
     let request = match (&args.id, args.state) {
-        (Some(id), _) => Request::Resolve {
-            id: id.clone(),
-            action,
-        },
+        (Some(id), _) => {
+            // On a terminal, a person confirms; a script (stdin not a terminal) wrote the
+            // flag itself, which is its confirmation, so scripts keep working as before.
+            if action.overwrites_existing() && !args.yes && stdin_is_terminal() {
+                let question = update_existing_question(backend, id).await?;
+                if !confirm(&question) {
+                    return Err(CliError::Usage(
+                        "not confirmed: nothing sent (pass --yes to skip the question)".into(),
+                    ));
+                }
+            }
+            Request::Resolve {
+                id: id.clone(),
+                action,
+            }
+        }
         (None, Some(state)) => {
             if action == ResolveAction::Discard && !args.yes {
                 let question = format!(
@@ -460,10 +584,7 @@ pub async fn resolve(backend: &mut Backend, args: ResolveArgs) -> Result<(), Cli
             if args.json {
                 print_json(&json!({"action": action.as_str(), "ids": ids}));
             } else {
-                println!("{}: {} record(s)", action.as_str(), ids.len());
-                for id in ids {
-                    println!("  {id}");
-                }
+                println!("{}", resolved_text(action, &ids));
             }
             Ok(())
         }

@@ -1,8 +1,10 @@
 //! `icsync demo`: everything a first look needs, started and stopped by one command: a
-//! sandbox on a free loopback port (a child process), a daemon on a fresh temporary data dir
-//! (in this process), the sample files of `assets/demo` dropped into its drop folder, and the
-//! TUI. Quitting the TUI, or SIGTERM, SIGHUP (a closed terminal) or SIGINT, stops the daemon
-//! and the sandbox and removes the temporary dir.
+//! sandbox on a free loopback port (a child process), the daemon's engine, drop folder and
+//! control socket on a fresh temporary data dir (run inside this process, not as a separate
+//! `icsync daemon`: the banner, `demo --help` and the README say so), the sample files of
+//! `assets/demo` dropped into its drop folder, and the TUI. Quitting the TUI, or SIGTERM,
+//! SIGHUP (a closed terminal) or SIGINT, stops the engine and the sandbox and removes the
+//! temporary dir; `--keep` leaves it and prints where the store and its key file are.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -164,6 +166,20 @@ fn demo_settings(root: &Path, api_url: &str) -> Result<Settings, DemoError> {
     Ok(config::resolve(file, overrides, &defaults, None)?)
 }
 
+/// What `--keep` prints: the kept store opens only with its data key, which is beside it.
+fn kept_message(root: &Path) -> String {
+    let data = root.join("data");
+    let key = root.join("data.key");
+    format!(
+        "demo files kept in {root}\n  store:    {data}\n  data key: {key} (the store cannot be \
+         read without it)\n  read it: {env}={key} icsync --data-dir {data} list",
+        root = root.display(),
+        data = data.display(),
+        key = key.display(),
+        env = crate::config::ENV_KEY_FILE,
+    )
+}
+
 fn make_root() -> Result<PathBuf, DemoError> {
     let root = std::env::temp_dir().join(format!("icsync-demo-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&root).map_err(DemoError::TempDir)?;
@@ -206,8 +222,9 @@ pub async fn run(keep: bool) -> Result<(), DemoError> {
         let drop_dir = settings.drop_dir.clone();
         let daemon = InProcess::start(settings).await?;
         drop_samples(&drop_dir)?;
+        // One footer line at 80 columns: the daemon's work runs here, not in another process.
         let message = format!(
-            "demo: sandbox at {} · sample files dropped · press 3 for conflicts, ? for keys",
+            "demo: sandbox {} · sync engine in this process · ? keys",
             sandbox.url
         );
         // `kill`, a closed terminal or Ctrl-C from outside end the demo as `q` does: the TUI
@@ -238,13 +255,29 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         if self.keep {
             use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "demo files kept in {}",
-                self.root.display()
-            );
+            let _ = writeln!(std::io::stderr(), "{}", kept_message(&self.root));
         } else {
             let _ = std::fs::remove_dir_all(&self.root);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_demo_names_its_store_and_the_key_file_it_needs() {
+        let text = kept_message(Path::new("/tmp/icsync-demo-x"));
+        assert!(text.contains("store:    /tmp/icsync-demo-x/data"), "{text}");
+        assert!(
+            text.contains("data key: /tmp/icsync-demo-x/data.key"),
+            "{text}"
+        );
+        assert!(text.contains("cannot be read without it"), "{text}");
+        assert!(
+            text.contains("ICSYNC_KEY_FILE=/tmp/icsync-demo-x/data.key icsync --data-dir"),
+            "{text}"
+        );
     }
 }

@@ -70,7 +70,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<Known> {
             } => hint("stop the other icsync process, or wait for the daemon to finish starting"),
             CliError::Control(c) => match c.code {
                 ControlErrorCode::NotFound | ControlErrorCode::Ambiguous => {
-                    hint("`icsync list` shows the record ids")
+                    hint("`icsync list` shows each record's short id and external id")
                 }
                 ControlErrorCode::Locked => hint("run `icsync unlock`"),
                 _ => Some(Known::User(None)),

@@ -38,7 +38,7 @@ impl InProcess {
     pub async fn start(settings: Settings) -> Result<InProcess, InteractiveError> {
         let socket = settings.socket_path();
         let (stop, mut stopped) = watch::channel(false);
-        let mut task = tokio::spawn(daemon::run(settings, async move {
+        let mut task = tokio::spawn(daemon::run_in_process(settings, async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         let deadline = tokio::time::Instant::now() + START_DEADLINE;

@@ -83,6 +83,7 @@ pub fn error_json(e: &Option<RecordError>) -> Value {
 pub fn list_row(r: &Record) -> Value {
     json!({
         "id": r.id,
+        "short_id": r.id.short(),
         "state": r.state,
         "revision": r.revision,
         "full_name": r.payload.full_name(),
@@ -108,7 +109,7 @@ fn clip(s: &str, width: usize) -> String {
 
 pub fn list(records: &[Record]) -> String {
     let mut out = format!(
-        "{:<36}  {:<9}  {:>3}  {:<24}  {:<28}  {:<16}  {}\n",
+        "{:<8}  {:<9}  {:>3}  {:<24}  {:<28}  {:<16}  {}\n",
         "ID", "STATE", "REV", "NAME", "EMAIL", "EXTERNAL ID", "ERROR"
     );
     for r in records {
@@ -119,8 +120,8 @@ pub fn list(records: &[Record]) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<36}  {:<9}  {:>3}  {:<24}  {:<28}  {:<16}  {}",
-            r.id,
+            "{:<8}  {:<9}  {:>3}  {:<24}  {:<28}  {:<16}  {}",
+            r.id.short(),
             r.state.as_str(),
             r.revision,
             clip(r.payload.full_name(), 24),
@@ -180,7 +181,7 @@ fn existing_section(out: &mut String, r: &Record) {
 
 pub fn show(r: &Record) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "record    {}", r.id);
+    let _ = writeln!(out, "record    {} (short id {})", r.id, r.id.short());
     let _ = writeln!(out, "state     {}", state_label(r.state));
     let _ = writeln!(
         out,

@@ -2,7 +2,10 @@
 //! `sqlite3 .recover`. With the daemon stopped (its lock is taken for the whole run), every
 //! readable record is copied with its history into a fresh store beside the old one (see
 //! `store::salvage`), the damaged store is kept aside as `store.damaged-<time>`, and the fresh
-//! one takes its place. The output says how many records came back and how many are lost.
+//! one takes its place. The output says how many records came back and how many are lost
+//! (lost: the largest count of records the damaged store is known to have held, from its
+//! floor file, its counters and the record ids in its log, minus those recovered). This works
+//! when sled cannot open the damaged database at all: its files are then read directly.
 //!
 //! Records keep their ids and revisions, so their Idempotency-Keys are unchanged: one the
 //! server already has is replayed there, never created twice.
@@ -54,9 +57,22 @@ pub fn summary(r: &Recovered) -> String {
             s.skipped_reads
         ));
     }
+    if let Some(raw) = &s.raw {
+        out.push_str(&format!(
+            "read directly from the database files: {} records authenticated, {} record ids \
+             seen, {} intact log messages, {} damaged stretches\n",
+            raw.authenticated, raw.known_ids, raw.intact_messages, raw.damaged_messages
+        ));
+    }
+    if let Some(e) = &s.raw_error {
+        out.push_str(&format!(
+            "the database files could not be read directly: {e}\n"
+        ));
+    }
     if let Some(e) = &s.open_error {
         out.push_str(&format!(
-            "the damaged database could not be opened at all: {e}\n"
+            "the database engine could not open the damaged store ({e}); the records above \
+             were read without it\n"
         ));
     }
     out.push_str(&format!(

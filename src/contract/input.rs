@@ -6,6 +6,7 @@
 
 use serde_json::{Map, Value};
 
+use super::body::RequestBody;
 use super::error::FieldError;
 use super::types::{CustomerType, COUNTRY_CODES_NOTE};
 use super::{MAX_PHONE_CHARS, MAX_TEXT_CHARS};
@@ -126,36 +127,65 @@ const RISK_FIELDS: [(RiskField, &str, &str); 5] = [
     (RiskField::IsPep, "is_pep", "isPep"),
 ];
 
-/// Sorts an object's members onto the known names (snake_case or camelCase), reporting
-/// unknown members and members given under both spellings.
+/// The members of one object sorted onto the known names (snake_case or camelCase).
+struct Members<'a, F> {
+    /// Fields given under exactly one spelling, in the documented order.
+    found: Vec<(F, &'static str, &'a Value)>,
+    /// Every known field that was given at all, including those given twice.
+    given: Vec<F>,
+}
+
+/// Sorts an object's members onto the known names, reporting unknown members and fields
+/// given more than once (under both spellings, or a name in `repeated`: one the JSON text
+/// held twice). A field given more than once gets that one error and is not validated
+/// further, so each field is reported once.
 fn collect_members<'a, F: Copy + PartialEq>(
     object: &'a Map<String, Value>,
+    repeated: &[&str],
     known: &[(F, &'static str, &'static str)],
     prefix: &str,
     errors: &mut Vec<FieldError>,
-) -> Vec<(F, &'static str, &'a Value)> {
-    let mut found: Vec<(F, &'static str, &'a Value, &'a str)> = Vec::new();
+) -> Members<'a, F> {
+    // Per known field: its canonical name, the value first seen, every spelling sent.
+    let mut seen: Vec<(F, &'static str, &'a Value, Vec<&'a str>)> = Vec::new();
     let mut unknown = Vec::new();
     for (name, value) in object {
+        let times = if repeated.contains(&name.as_str()) {
+            2
+        } else {
+            1
+        };
         match known
             .iter()
             .find(|(_, snake, camel)| name == snake || name == camel)
         {
-            Some(&(f, snake, _)) => {
-                if let Some(prev) = found.iter().find(|e| e.0 == f) {
-                    errors.push(FieldError::new(
-                        format!("{prefix}{snake}"),
-                        format!("given twice (as {} and {name}); send one", prev.3),
-                    ));
-                } else {
-                    found.push((f, snake, value, name));
-                }
-            }
+            Some(&(f, snake, _)) => match seen.iter_mut().find(|e| e.0 == f) {
+                Some(entry) => entry.3.push(name),
+                None => seen.push((f, snake, value, vec![name.as_str(); times])),
+            },
             None => unknown.push(name.as_str()),
         }
     }
     // Known fields first, in the documented order, then unknown ones.
-    found.sort_by_key(|e| known.iter().position(|k| k.0 == e.0));
+    seen.sort_by_key(|e| known.iter().position(|k| k.0 == e.0));
+    let mut members = Members {
+        found: Vec::new(),
+        given: seen.iter().map(|e| e.0).collect(),
+    };
+    for (f, snake, value, spellings) in seen {
+        match spellings.as_slice() {
+            [_] => members.found.push((f, snake, value)),
+            [first, second, ..] if first == second => errors.push(FieldError::new(
+                format!("{prefix}{snake}"),
+                repeated_message(first),
+            )),
+            [first, second, ..] => errors.push(FieldError::new(
+                format!("{prefix}{snake}"),
+                format!("given twice (as {first} and {second}); send one"),
+            )),
+            [] => {}
+        }
+    }
     for name in unknown {
         let hint = suggestion(name, known)
             .map(|s| format!("; did you mean {prefix}{s}?"))
@@ -165,7 +195,12 @@ fn collect_members<'a, F: Copy + PartialEq>(
             format!("unknown field{hint}"),
         ));
     }
-    found.into_iter().map(|(f, s, v, _)| (f, s, v)).collect()
+    members
+}
+
+/// The error for a member name the JSON text held more than once.
+fn repeated_message(name: &str) -> String {
+    format!("given twice ({name} appears more than once); send it once")
 }
 
 fn suggestion<F>(name: &str, known: &[(F, &'static str, &'static str)]) -> Option<&'static str> {
@@ -244,22 +279,47 @@ fn optional<T>(value: &Value, parse: impl FnOnce(&Value) -> Option<T>) -> Option
     }
 }
 
+/// The longest local part (before the `@`) of an email address.
+const MAX_EMAIL_LOCAL_CHARS: usize = 64;
+/// The longest label (between dots) of an email address's domain.
+const MAX_DOMAIN_LABEL_CHARS: usize = 63;
+
+/// An address as `docs/openapi.yaml`'s `EmailAddress` patterns say, and nothing more:
+/// `local@domain`, a dot-atom local part of 1 to 64 characters, a domain of at least two
+/// labels of letters, digits and inner hyphens, 1 to 63 characters each. Letters include
+/// internationalised ones (RFC 6531: `josé@müller.de`), any character of the Basic
+/// Multilingual Plane above U+00A0 that is neither white space nor refused in all text
+/// ([`is_forbidden_char`]); the spec's character classes list exactly those ranges. (The
+/// total, at most 255 characters, is the text rule's.) One rule the spec can state as a
+/// pattern, so generated clients and this server accept the same addresses.
 fn is_valid_email(s: &str) -> bool {
-    // The library checks RFC 5322 syntax; a deliverable address also needs a dotted domain
-    // and no whitespace, which RFC 5322 alone would allow.
-    if !email_address::EmailAddress::is_valid(s) || s.chars().any(char::is_whitespace) {
+    let is_atext = |c: char| {
+        c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c) || is_intl_letter(c)
+    };
+    let is_label = |l: &str| {
+        (1..=MAX_DOMAIN_LABEL_CHARS).contains(&l.chars().count())
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || is_intl_letter(c))
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let Some((local, domain)) = s.split_once('@') else {
         return false;
-    }
-    match s.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.starts_with('[')
-        }
-        None => false,
-    }
+    };
+    (1..=MAX_EMAIL_LOCAL_CHARS).contains(&local.chars().count())
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(is_label)
+}
+
+/// A non-ASCII character an address may hold: in the Basic Multilingual Plane above U+00A0,
+/// not white space and not a character refused in all text. The spec's class for it is
+/// `\xA1-\u167F\u1681-\u1FFF\u200B-\u2027\u2030-\u205E\u2060-\u2065\u206A-\u2FFF\u3001-\uD7FF\uE000-\uFFFF`
+/// (the test `intl_letters_are_the_specs_ranges` holds the two together).
+fn is_intl_letter(c: char) -> bool {
+    ('\u{a1}'..='\u{ffff}').contains(&c) && !c.is_whitespace() && !is_forbidden_char(c)
 }
 
 fn is_valid_phone(s: &str) -> bool {
@@ -287,14 +347,15 @@ fn whole_number(v: &Value) -> Option<u64> {
     })
 }
 
-fn parse_risk(value: &Value, errors: &mut Vec<FieldError>) -> Option<RiskInput> {
+fn parse_risk(value: &Value, repeated: &[&str], errors: &mut Vec<FieldError>) -> Option<RiskInput> {
     let Value::Object(object) = value else {
         errors.push(FieldError::new("risk", "must be an object"));
         return None;
     };
     let before = errors.len();
     let mut risk = RiskInput::default();
-    for (f, name, v) in collect_members(object, &RISK_FIELDS, "risk.", errors) {
+    let members = collect_members(object, repeated, &RISK_FIELDS, "risk.", errors);
+    for (f, name, v) in members.found {
         let field = format!("risk.{name}");
         let field = field.as_str();
         match f {
@@ -356,8 +417,45 @@ fn parse_risk(value: &Value, errors: &mut Vec<FieldError>) -> Option<RiskInput> 
     (errors.len() == before).then_some(risk)
 }
 
-/// Validates a request body, returning every bad field at once.
+/// Validates a request body given as a JSON value, returning every bad field at once.
 pub fn parse_input(body: &Value) -> Result<CustomerInput, Vec<FieldError>> {
+    validate(body, &[], &[])
+}
+
+/// Validates a request body as received: like [`parse_input`], and a member name the JSON
+/// text repeated is refused as a field given twice. A body with a repeated member is never
+/// valid (wherever the repeat was, it names a field).
+pub fn parse_request(body: &RequestBody) -> Result<CustomerInput, Vec<FieldError>> {
+    let parsed = validate(
+        &body.value,
+        &body.repeated_in(""),
+        &body.repeated_in("risk"),
+    );
+    match (parsed, body.repeated.first()) {
+        (Ok(_), Some(r)) => {
+            let field = [r.parent.as_str(), r.name.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(".");
+            Err(vec![FieldError::new(
+                field,
+                format!(
+                    "given twice ({} appears more than once); send it once",
+                    r.name
+                ),
+            )])
+        }
+        (parsed, _) => parsed,
+    }
+}
+
+fn validate(
+    body: &Value,
+    repeated: &[&str],
+    risk_repeated: &[&str],
+) -> Result<CustomerInput, Vec<FieldError>> {
     let Value::Object(object) = body else {
         return Err(vec![FieldError::new(
             "",
@@ -374,9 +472,9 @@ pub fn parse_input(body: &Value) -> Result<CustomerInput, Vec<FieldError>> {
     let mut risk = Patch::Absent;
     let text_rule = |max| TextRule { max, trim: true };
 
-    let members = collect_members(object, &FIELDS, "", &mut errors);
-    let full_name_given = members.iter().any(|m| m.0 == Field::FullName);
-    for (f, name, v) in members {
+    let members = collect_members(object, repeated, &FIELDS, "", &mut errors);
+    let full_name_given = members.given.contains(&Field::FullName);
+    for (f, name, v) in members.found {
         let e = &mut errors;
         match f {
             Field::Type => {
@@ -441,7 +539,7 @@ pub fn parse_input(body: &Value) -> Result<CustomerInput, Vec<FieldError>> {
                 }
             }
             Field::Risk => {
-                if let Some(p) = optional(v, |v| parse_risk(v, e)) {
+                if let Some(p) = optional(v, |v| parse_risk(v, risk_repeated, e)) {
                     risk = p;
                 }
             }
@@ -453,6 +551,9 @@ pub fn parse_input(body: &Value) -> Result<CustomerInput, Vec<FieldError>> {
     // Errors were pushed per field in documented order, then unknown fields; keep the
     // missing full_name next to its neighbours.
     errors.sort_by_key(|e| field_rank(&e.field));
+    // One error per field: the first (the sort is stable) says what to fix first.
+    let mut reported = std::collections::HashSet::new();
+    errors.retain(|e| reported.insert(e.field.clone()));
     match (errors.is_empty(), full_name) {
         (true, Some(full_name)) => Ok(CustomerInput {
             customer_type,
@@ -671,19 +772,87 @@ mod tests {
 
     #[test]
     fn email_syntax() {
-        for ok in ["a@x.io", "first.last+tag@sub.example.co.uk", " Ada@X.IO "] {
+        for ok in [
+            "a@x.io",
+            "first.last+tag@sub.example.co.uk",
+            " Ada@X.IO ",
+            "o'brien!#$%&*/=?^_`{|}~-@x-y.io",
+            "a@1.2",
+            "josé@x.io",
+            "jürgen.müller@exämple.de",
+            "用户@例子.广告",
+        ] {
             assert!(
                 parse_input(&json!({"full_name": "A", "email": ok})).is_ok(),
                 "{ok}"
             );
         }
+        let local_65 = format!("{}@x.io", "a".repeat(65));
+        let label_64 = format!("a@{}.io", "d".repeat(64));
         for bad in [
-            "", "a", "a@", "@x.io", "a@x", "a b@x.io", "a@@x.io", "a@x.io.",
+            "",
+            "a",
+            "a@",
+            "@x.io",
+            "a@x",
+            "a b@x.io",
+            "a@@x.io",
+            "a@x.io.",
+            "a..b@example.com",
+            ".a@x.io",
+            "a.@x.io",
+            "a@-x.io",
+            "a@x-.io",
+            "a@x..io",
+            "\"a b\"@x.io",
+            "\"ab\"@x.io",
+            "a@[127.0.0.1]",
+            "a(comment)@x.io",
+            "a\u{2028}b@x.io",
+            "a\u{202e}b@x.io",
+            "a@x\u{3000}y.io",
+            "a@x\u{1F600}.io",
+            &local_65,
+            &label_64,
         ] {
             assert!(
                 parse_input(&json!({"full_name": "A", "email": bad})).is_err(),
                 "{bad:?}"
             );
+        }
+        let local_64 = format!("{}@x.io", "a".repeat(64));
+        assert!(parse_input(&json!({"full_name": "A", "email": local_64})).is_ok());
+    }
+
+    /// The ranges docs/openapi.yaml's EmailAddress classes list for non-ASCII letters, as
+    /// written there, against [`is_intl_letter`] over the whole of Unicode.
+    #[test]
+    fn intl_letters_are_the_specs_ranges() {
+        const SPEC: [(u32, u32); 8] = [
+            (0xA1, 0x167F),
+            (0x1681, 0x1FFF),
+            (0x200B, 0x2027),
+            (0x2030, 0x205E),
+            (0x2060, 0x2065),
+            (0x206A, 0x2FFF),
+            (0x3001, 0xD7FF),
+            (0xE000, 0xFFFF),
+        ];
+        let spec =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml"))
+                .unwrap();
+        let class = r"\xA1-\u167F\u1681-\u1FFF\u200B-\u2027\u2030-\u205E\u2060-\u2065\u206A-\u2FFF\u3001-\uD7FF\uE000-\uFFFF";
+        assert!(
+            spec.matches(class).count() >= 3,
+            "the spec lists the ranges in every class"
+        );
+        for c in (0..=0x10FFFF)
+            .filter_map(char::from_u32)
+            .filter(|c| !c.is_ascii())
+        {
+            let u = c as u32;
+            let listed = SPEC.iter().any(|&(lo, hi)| (lo..=hi).contains(&u));
+            assert_eq!(is_intl_letter(c), listed, "U+{u:04X}");
         }
     }
 
@@ -768,6 +937,63 @@ mod tests {
         let e = err(json!({"full_name": "A", "fullName": "B"}));
         assert_eq!(fields(&e), ["full_name"]);
         assert!(e[0].message.contains("given twice"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn a_field_given_twice_gets_that_one_error_whatever_its_values() {
+        // A null alias used to add "is required" next to "given twice".
+        for body in [
+            json!({"full_name": "A", "fullName": null}),
+            json!({"full_name": null, "fullName": null}),
+            json!({"full_name": "  ", "fullName": 5}),
+        ] {
+            let e = err(body.clone());
+            assert_eq!(fields(&e), ["full_name"], "{body}");
+            assert_eq!(
+                e[0].message, "given twice (as fullName and full_name); send one",
+                "{body}"
+            );
+        }
+        let e = err(json!({"full_name": "A", "risk": {"is_pep": "x", "isPep": null}}));
+        assert_eq!(fields(&e), ["risk.is_pep"]);
+    }
+
+    fn request(text: &str) -> Result<CustomerInput, Vec<FieldError>> {
+        parse_request(&RequestBody::parse(text.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_member_repeated_in_the_json_text_is_refused_as_given_twice() {
+        let e = request(r#"{"full_name":"A","full_name":"B"}"#).unwrap_err();
+        assert_eq!(fields(&e), ["full_name"]);
+        assert_eq!(
+            e[0].message,
+            "given twice (full_name appears more than once); send it once"
+        );
+        let e = request(r#"{"full_name":"A","risk":{"is_pep":true,"is_pep":false}}"#).unwrap_err();
+        assert_eq!(fields(&e), ["risk.is_pep"]);
+        // Repeated alongside its alias, and repeated unknown members: still one error each.
+        let e =
+            request(r#"{"fullName":"A","full_name":"B","full_name":"C","x":1,"x":2}"#).unwrap_err();
+        assert_eq!(fields(&e), ["full_name", "x"]);
+        // Every other bad field is still reported with it.
+        let e = request(r#"{"email":"x","email":"y","phone":"call me"}"#).unwrap_err();
+        assert_eq!(fields(&e), ["full_name", "email", "phone"]);
+        assert!(request(r#"{"full_name":"A","risk":{"is_pep":true}}"#).is_ok());
+    }
+
+    #[test]
+    fn every_field_is_reported_at_most_once() {
+        let e = err(json!({
+            "fullName": null, "full_name": null, "email": "bad", "Email": "x",
+            "risk": {"pep": 1, "isPep": 2, "is_pep": 3, "sourceOfFunds": "", "source_of_funds": 1}
+        }));
+        let mut names = fields(&e);
+        let before = names.len();
+        names.dedup();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), before, "{e:?}");
     }
 
     #[test]

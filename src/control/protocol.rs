@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::contract::{ErrorKind, FieldError};
 use crate::crypto::Passphrase;
+pub use crate::ingest::drop::report::RefusedRow;
 use crate::store::{
     DropFileEntry, Origin, Record, RecordId, RecordState, SubmitOutcome, Submitted,
 };
@@ -32,28 +33,70 @@ pub const MAX_PAGE: usize = 5_000;
 /// so an error quoting the request cannot grow with it.
 pub const MAX_ERROR_MESSAGE: usize = 1_024;
 
-/// What an operator can do to a record that needs a person.
+/// What an operator can do to a record that needs a person. Each is named for what it does;
+/// the names before 0.2 (`adopt_existing`, `keep_existing`) are still read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResolveAction {
     /// Send the current revision again as it is (same Idempotency-Key).
     Retry,
-    /// Take the existing customer's external_id, so the upsert updates that customer.
-    AdoptExisting,
-    /// Link to the existing customer and send nothing.
-    KeepExisting,
+    /// Send this record's fields over the existing customer of its customer_conflict: the
+    /// record takes that customer's external_id (or drops its own when the customer has
+    /// none, to match by email), as a new revision the engine sends as an update.
+    #[serde(alias = "adopt_existing")]
+    UpdateExisting,
+    /// Link the record to the existing customer of its customer_conflict and send nothing:
+    /// it counts as synced, as that customer.
+    #[serde(alias = "keep_existing")]
+    LinkExisting,
     /// Stop syncing this record.
     Discard,
 }
 
 impl ResolveAction {
+    pub const ALL: [ResolveAction; 4] = [
+        ResolveAction::UpdateExisting,
+        ResolveAction::LinkExisting,
+        ResolveAction::Retry,
+        ResolveAction::Discard,
+    ];
+
+    /// The name on the wire, in `--json` output and in the docs.
     pub fn as_str(self) -> &'static str {
         match self {
             ResolveAction::Retry => "retry",
-            ResolveAction::AdoptExisting => "adopt_existing",
-            ResolveAction::KeepExisting => "keep_existing",
+            ResolveAction::UpdateExisting => "update_existing",
+            ResolveAction::LinkExisting => "link_existing",
             ResolveAction::Discard => "discard",
         }
+    }
+
+    /// What it does, in one line (the TUI's conflict pane and help).
+    pub fn explain(self) -> &'static str {
+        match self {
+            ResolveAction::Retry => "send the same revision again, unchanged",
+            ResolveAction::UpdateExisting => {
+                "send these fields over the existing customer (asks first)"
+            }
+            ResolveAction::LinkExisting => "link to the existing customer as it is; send nothing",
+            ResolveAction::Discard => "stop syncing: the record is never sent (asks first)",
+        }
+    }
+
+    /// What became of the records it was applied to, after a count ("2 records discarded").
+    pub fn done(self) -> &'static str {
+        match self {
+            ResolveAction::Retry => "queued again",
+            ResolveAction::UpdateExisting => "queued to update the existing customer",
+            ResolveAction::LinkExisting => "linked to the existing customer (nothing sent)",
+            ResolveAction::Discard => "discarded",
+        }
+    }
+
+    /// Whether it changes data on the server that someone else put there, so a person
+    /// confirms it first (as they do a discard).
+    pub fn overwrites_existing(self) -> bool {
+        self == ResolveAction::UpdateExisting
     }
 }
 
@@ -78,7 +121,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after_key: Option<SortKey>,
     },
-    /// `id` is a full id or a unique prefix of at least 6 characters.
+    /// `id` is a record handle: the external_id of a live record, a short id (the id's last
+    /// 8 hex digits), or a unique id prefix of at least 6 characters (docs/control.md,
+    /// "Record handles").
     Show {
         id: String,
     },
@@ -93,12 +138,13 @@ pub enum Request {
     SubmitMany {
         items: Vec<SubmitItem>,
     },
-    /// Members to change on a record: absent members are kept, `null` clears; `risk` members
-    /// are merged key by key.
+    /// Members to change on a record (`id`: a record handle, as for `show`): absent members
+    /// are kept, `null` clears; `risk` members are merged key by key.
     Edit {
         id: String,
         changes: Value,
     },
+    /// `id`: a record handle, as for `show`.
     Resolve {
         id: String,
         action: ResolveAction,
@@ -111,6 +157,12 @@ pub enum Request {
     Subscribe,
     /// The drop folder's recent files and what became of each, newest first.
     DropFiles,
+    /// The refused rows of a recent drop-folder file, read from its report: `report` is the
+    /// file's `report` as `drop_files` gave it (nothing else is read). Answered with
+    /// `drop_report`; at most [`crate::ingest::drop::report::MAX_ROWS`] rows are listed.
+    DropReport {
+        report: String,
+    },
     /// Whether a file with this content (SHA-256, hex) was taken whole before, by the drop
     /// folder or by `icsync import`. Answered with `file_taken`.
     FileTaken {
@@ -150,7 +202,8 @@ pub enum ListSort {
     Queue,
     /// By full name, ignoring case; equal names in queue order.
     Name,
-    /// By state (queued, sending, synced, conflict, rejected, discarded), queue order within.
+    /// By state, what needs a person first (conflict, rejected, queued, sending, synced,
+    /// discarded), queue order within.
     State,
     /// Most recently changed first; equal times in queue order.
     NewestChange,
@@ -225,6 +278,30 @@ pub struct StatusReport {
     /// others can write to, a folder that cannot be watched); `None` while it is watched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_folder_problem: Option<String>,
+    /// The API's host (and port), as "cannot reach" names it while `online` is false: never
+    /// a path, credentials or the key. Absent without an engine and from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_host: Option<String>,
+}
+
+/// A dropped file's refused rows, read from its report (the `drop_report` request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropReport {
+    /// The name the file was dropped under.
+    pub file: String,
+    /// The report's path, absolute.
+    pub report: String,
+    /// The copy of the refused rows to fix and drop again, absolute (absent for a file
+    /// refused whole, which is itself in `rejected/`, and for files from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_copy: Option<String>,
+    /// The first refused rows, in file order.
+    pub rows: Vec<RefusedRow>,
+    /// Refused rows of the file that are not listed.
+    pub more: u64,
+    /// The report is no longer where it was written (moved or deleted).
+    #[serde(default)]
+    pub missing: bool,
 }
 
 /// A submitted record: its id, its newest revision, and whether it is new, revised or
@@ -297,7 +374,12 @@ pub enum Reply {
     Subscribed,
     DropFiles {
         files: Vec<DropFileEntry>,
+        /// The drop folder, absolute: `report` and `archived_as` are relative to it (absent
+        /// from a daemon without one, and from older daemons).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        folder: Option<String>,
     },
+    DropReport(DropReport),
     FileTaken {
         earlier: Option<FileTaken>,
     },
@@ -341,7 +423,7 @@ pub enum ControlErrorCode {
     NotAllowed,
     /// The store is locked: run `icsync unlock`.
     Locked,
-    /// A record id prefix that cannot name a record: not hexadecimal, or too short.
+    /// A record handle that cannot name a record: empty, or over 255 characters.
     BadId,
     /// The request line is not JSON (the message gives the position).
     Malformed,
@@ -580,6 +662,33 @@ mod tests {
         for f in frames {
             assert_eq!(round_trip(f.clone()), f);
         }
+    }
+
+    #[test]
+    fn resolve_actions_are_named_for_what_they_do_and_old_names_are_still_read() {
+        for action in ResolveAction::ALL {
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                json!(action.as_str())
+            );
+        }
+        for (old, new) in [
+            ("adopt_existing", ResolveAction::UpdateExisting),
+            ("keep_existing", ResolveAction::LinkExisting),
+        ] {
+            let line = format!(
+                r#"{{"id": 1, "request": {{"method": "resolve", "id": "crm-1", "action": "{old}"}}}}"#
+            );
+            assert_eq!(
+                parse_request(line.as_bytes()).unwrap().1,
+                Request::Resolve {
+                    id: "crm-1".into(),
+                    action: new
+                }
+            );
+        }
+        assert_eq!(ResolveAction::UpdateExisting.as_str(), "update_existing");
+        assert_eq!(ResolveAction::LinkExisting.as_str(), "link_existing");
     }
 
     #[test]

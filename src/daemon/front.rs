@@ -3,8 +3,14 @@
 //! not go away with it. While a session serves, requests go to its service; between sessions
 //! (starting, reopening after a full disk) they wait for the next one; after a fault, `status`
 //! answers with the last counts and the fault, and every other request is refused saying why.
+//!
+//! Event subscriptions belong to the front too, so they outlive sessions: a subscriber (the
+//! TUI) holds a receiver of the front's own channel, and each session's events are forwarded
+//! into it while that session serves. A fault is pushed to subscribers as a status event (the
+//! TUI's banner says "disk full" or "store damaged" at once), and so is the first status of
+//! a session that starts after a reopen, which says the store is back.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -17,6 +23,8 @@ use crate::store::RECOVER_HINT;
 
 /// How long a request waits for a session that is starting.
 const START_WAIT: Duration = Duration::from_secs(30);
+/// Events a subscriber may fall behind by before it skips (as a session's own channel).
+const EVENTS_BACKLOG: usize = 1024;
 
 /// Why no session serves.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,8 +50,10 @@ pub struct Front {
     phase: RwLock<Phase>,
     /// Bumped on every phase change, so waiting requests look again.
     changed: watch::Sender<u64>,
-    /// Subscribers get this between sessions (nothing is sent on it).
-    idle_events: broadcast::Sender<Event>,
+    /// What subscribers receive, across sessions.
+    events: broadcast::Sender<Event>,
+    /// The task forwarding the serving session's events into `events`.
+    forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 enum Current {
@@ -57,8 +67,50 @@ impl Front {
         Front {
             phase: RwLock::new(Phase::Between(None)),
             changed: watch::channel(0).0,
-            idle_events: broadcast::channel(1).0,
+            events: broadcast::channel(EVENTS_BACKLOG).0,
+            forwarder: Mutex::new(None),
         }
+    }
+
+    /// Forwards `handler`'s events to the front's subscribers (replacing the previous
+    /// session's forwarder), starting with its status: after a reopen, that is how a
+    /// subscriber learns the store is back. Without a runtime (no socket served) nothing is
+    /// forwarded.
+    fn forward(&self, handler: Option<Arc<ControlHandler>>) {
+        let mut slot = self
+            .forwarder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = slot.take() {
+            old.abort();
+        }
+        let (Some(handler), Ok(runtime)) = (handler, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let tx = self.events.clone();
+        let mut rx = handler.events();
+        // Held weakly: the session's store must close when the session ends, whatever this
+        // task is doing then (the next session opens the same files).
+        let handler = Arc::downgrade(&handler);
+        *slot = Some(runtime.spawn(async move {
+            let status = match handler.upgrade() {
+                Some(h) => h.handle(Request::Status).await,
+                None => return,
+            };
+            if let Reply::Status(s) = status {
+                let _ = tx.send(Event::Status(s));
+            }
+            loop {
+                match rx.recv().await {
+                    // No subscriber is not an error.
+                    Ok(event) => {
+                        let _ = tx.send(event);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }));
     }
 
     fn set(&self, phase: Phase) {
@@ -70,19 +122,26 @@ impl Front {
     }
 
     pub fn serve(&self, handler: ControlHandler) {
-        self.set(Phase::Serving(Arc::new(handler)));
+        let handler = Arc::new(handler);
+        self.forward(Some(handler.clone()));
+        self.set(Phase::Serving(handler));
     }
 
     /// The session is ending: its service is let go; `last` answers status meanwhile.
     pub fn closing(&self, last: StatusReport) {
+        self.forward(None);
         self.set(Phase::Between(Some(last)));
     }
 
     pub fn fault(&self, fault: Fault) {
+        self.forward(None);
         let last = match &*self.read() {
             Phase::Between(last) | Phase::Fault { last, .. } => last.clone(),
             Phase::Serving(_) => None,
         };
+        let _ = self
+            .events
+            .send(Event::Status(fault_status(&fault, last.clone())));
         self.set(Phase::Fault { fault, last });
     }
 
@@ -159,10 +218,7 @@ impl Handler for Front {
     }
 
     fn events(&self) -> broadcast::Receiver<Event> {
-        match &*self.read() {
-            Phase::Serving(h) => h.events(),
-            _ => self.idle_events.subscribe(),
-        }
+        self.events.subscribe()
     }
 }
 
@@ -185,6 +241,56 @@ mod tests {
         assert!(s.paused.unwrap().starts_with("disk full"));
         let d = fault_status(&Fault::Damaged("store damaged: x".into()), None);
         assert!(d.damaged && d.daemon);
+    }
+
+    fn session(dir: &std::path::Path) -> (ControlHandler, broadcast::Sender<Event>) {
+        use crate::store::{Store, StoreOptions};
+        let keys = crate::crypto::KeyConfig::file(dir.join("data.key"));
+        let store = Store::open_with_key(dir, StoreOptions::default(), &keys, None).unwrap();
+        let service = crate::service::Service::new(store, None);
+        let sender = service.event_sender();
+        (ControlHandler(Arc::new(service)), sender)
+    }
+
+    /// The next event, or a panic after a deadline (none came).
+    async fn next(rx: &mut broadcast::Receiver<Event>) -> Event {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the subscription is open")
+    }
+
+    #[tokio::test]
+    async fn a_subscription_outlives_a_fault_and_the_reopen_after_it() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let front = Front::new();
+        let (handler, sender) = session(one.path());
+        front.serve(handler);
+        let mut rx = front.events();
+        assert!(matches!(next(&mut rx).await, Event::Status(_)));
+        let _ = sender.send(Event::Status(StatusReport {
+            queued: 3,
+            ..StatusReport::default()
+        }));
+        assert!(matches!(next(&mut rx).await, Event::Status(s) if s.queued == 3));
+
+        // The session ends on a full disk: subscribers are told, and the old session's
+        // channel closing does not end their subscription.
+        front.fault(Fault::DiskFull("0 KiB free".into()));
+        drop(sender);
+        assert!(matches!(next(&mut rx).await, Event::Status(s) if s.disk_full));
+
+        // A new session: its first status says the store is back, and its events arrive on
+        // the subscription made before the fault.
+        let (handler, sender) = session(two.path());
+        front.serve(handler);
+        assert!(matches!(next(&mut rx).await, Event::Status(s) if !s.disk_full && !s.damaged));
+        let id = crate::store::RecordId::new();
+        let _ = sender.send(Event::RecordChanged {
+            id,
+            state: crate::store::RecordState::Queued,
+        });
+        assert!(matches!(next(&mut rx).await, Event::RecordChanged { id: got, .. } if got == id));
     }
 
     #[tokio::test]

@@ -89,6 +89,7 @@ impl SyncLink for EngineLink {
             online: s.online,
             paused,
             last_sync_at: s.last_sync_at,
+            api_host: Some(self.0.api_host()),
         }
     }
 
@@ -161,11 +162,29 @@ fn read_key(settings: &Settings) -> Result<Option<ApiKey>, ConfigError> {
 
 /// Runs the daemon until `shutdown` completes, then drains the engine within the configured
 /// deadline, flushes the store and removes the socket. An error that ends it is logged first.
+/// Says on stdout where it listens once the socket is bound (`icsync daemon`).
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let result = run_sessions(settings, shutdown).await;
+    run_as(settings, shutdown, true).await
+}
+
+/// [`run`] inside another command's process (the TUI with no daemon running, the demo):
+/// the same work, without the banner, which would say a daemon is running on its own.
+pub async fn run_in_process(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    run_as(settings, shutdown, false).await
+}
+
+async fn run_as(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    banner: bool,
+) -> Result<(), DaemonError> {
+    let result = run_sessions(settings, shutdown, banner).await;
     if let Err(e) = &result {
         tracing::error!(error = %e, "the daemon stopped on an error");
     }
@@ -199,6 +218,7 @@ enum Ended {
 async fn run_sessions(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
+    banner: bool,
 ) -> Result<(), DaemonError> {
     create_private_dir(&settings.data_dir)?;
     let _lock = DaemonLock::acquire(&settings.data_dir)?;
@@ -215,7 +235,9 @@ async fn run_sessions(
     }));
     // A person starting the daemon by hand sees where everything is (a service's output
     // goes to its journal); problems with the folder or the store follow on stderr.
-    println!("{}", started_banner(&settings));
+    if banner {
+        println!("{}", started_banner(&settings));
+    }
     tokio::pin!(shutdown);
     let mut reopening = false;
     let result = loop {
@@ -393,13 +415,15 @@ async fn session(
     let (want_locked, mut want_locked_rx) = watch::channel(store.is_locked());
     let (is_locked_tx, is_locked) = watch::channel(store.is_locked());
     let service = Arc::new(
-        Service::new(store.clone(), Some(link.clone())).with_keys(Arc::new(DaemonKeys {
-            store: store.clone(),
-            keys: settings.keys.clone(),
-            want_locked,
-            is_locked,
-            deadline: settings.drain_timeout + Duration::from_secs(5),
-        })),
+        Service::new(store.clone(), Some(link.clone()))
+            .with_drop_dir(&settings.drop_dir)
+            .with_keys(Arc::new(DaemonKeys {
+                store: store.clone(),
+                keys: settings.keys.clone(),
+                want_locked,
+                is_locked,
+                deadline: settings.drain_timeout + Duration::from_secs(5),
+            })),
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);

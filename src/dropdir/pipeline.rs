@@ -453,6 +453,7 @@ fn archive(
     } = *file;
     still_as_taken(path, taken, name)?;
     let mut report = None;
+    let mut rejected_copy = None;
     if survey.refused > 0 {
         let (work_report, work_copy) = work_names(&fp(survey), format);
         let work_report = folder.work.join(work_report);
@@ -478,9 +479,10 @@ fn archive(
             .map_err(DropError::io(&folder.rejected))?;
             let r = move_no_replace(&work_report, &folder.rejected, &names[0])
                 .map_err(DropError::io(&work_report))?;
-            move_no_replace(&work_copy, &folder.rejected, &names[1])
+            let c = move_no_replace(&work_copy, &folder.rejected, &names[1])
                 .map_err(DropError::io(&work_copy))?;
             report = Some(format!("{}/{r}", super::folder::REJECTED_DIR));
+            rejected_copy = Some(format!("{}/{c}", super::folder::REJECTED_DIR));
         }
     }
     let archived =
@@ -499,6 +501,7 @@ fn archive(
         rejected: survey.refused,
         archived_as: Some(format!("{}/{archived}", super::folder::PROCESSED_DIR)),
         report,
+        rejected_copy,
         note: None,
         read_as: Some(survey.summary.describe()),
         not_imported: survey.summary.mapping.unmapped.clone(),
@@ -558,6 +561,7 @@ fn duplicate(
         rejected: 0,
         archived_as: Some(format!("{}/{archived}", super::folder::PROCESSED_DIR)),
         report: Some(format!("{}/{note_name}", super::folder::PROCESSED_DIR)),
+        rejected_copy: None,
         note: Some(note),
         read_as: None,
         not_imported: Vec::new(),
@@ -620,6 +624,7 @@ fn reject_whole(
             super::folder::REJECTED_DIR,
             shown(&names[1])
         )),
+        rejected_copy: None,
         note: Some(why.to_string()),
         read_as: None,
         not_imported: Vec::new(),

@@ -12,10 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
 
-use crate::contract::{ApiError, ErrorKind};
-
-/// Request bodies larger than this are refused; a customer body is a few hundred bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+use crate::contract::{ApiError, ErrorKind, RequestBody, MAX_BODY_BYTES};
 
 /// A response with `status` and exactly `body` as a JSON document.
 pub fn json_bytes(status: u16, body: Bytes) -> Response {
@@ -92,6 +89,12 @@ pub async fn read_body(body: Body) -> Result<Bytes, Response> {
                 format!("the request body is unreadable or larger than {MAX_BODY_BYTES} bytes"),
             )
         })
+}
+
+/// Parses a customer body as JSON, recording repeated member names; malformed JSON is
+/// `400 invalid_request`, with a position but never the content.
+pub fn parse_request_body(bytes: &[u8]) -> Result<RequestBody, Response> {
+    RequestBody::parse(bytes).map_err(|e| simple(ErrorKind::InvalidRequest, e.to_string()))
 }
 
 /// Parses a body as JSON; malformed JSON is `400 invalid_request`. serde_json's message

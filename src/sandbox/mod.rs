@@ -8,7 +8,8 @@
 //!
 //! Behaviour the contract leaves to the server, as implemented here:
 //! - Unknown routes answer `404 not_found`; a known path with a wrong method answers `405`
-//!   with an `invalid_request` error body.
+//!   with an `Allow` header and an `invalid_request` error body. A request hyper cannot parse
+//!   (a NUL or DEL byte in a header) gets `400` with an `invalid_request` body too.
 //! - Faults apply to the two public endpoints (`/v1/...`), never to the admin API. The
 //!   fail-rate answers `503 unavailable` before anything else happens; the drop-rate is rolled
 //!   once a request is fully executed (and its success stored under its key), and closes the
@@ -23,7 +24,8 @@
 //! [`orgs`] (one organisation's customers and indexes), [`idempotency`] (key memory and
 //! expiry queue), [`rate_limit`], [`persist`] (state file), [`http`] (response helpers),
 //! [`routes`] (public API and router), [`admin`] (admin API), [`server`] (accept loop,
-//! dropped connections, shutdown, saver).
+//! dropped connections, shutdown, saver), [`wire`] (hyper's own parse-error answers
+//! rewritten as JSON error bodies).
 
 pub mod admin;
 pub mod config;
@@ -35,6 +37,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod wire;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //!
 //! The create-or-upsert steps run in a fixed order, each a plain early return, so the order
 //! is readable top to bottom: fail-rate, auth, rate limit, content type, Idempotency-Key,
-//! JSON, idempotency lookup and claim, latency (spent while the key is held), validation,
+//! JSON (a repeated member name answered 422 here), idempotency lookup and claim, latency (spent while the key is held), validation,
 //! decide-and-apply, store, drop-rate. Faults apply to the public API only, never to admin.
 
 // Early returns carry the finished `Response`, the idiomatic axum shape; it is large, but
@@ -28,7 +28,7 @@ use super::http::{self, error, error_retry_after, simple};
 use super::idempotency::{Begin, ClaimId};
 use super::server::ConnectionDrop;
 use super::state::{customer_body, Sandbox};
-use crate::contract::{fingerprint, parse_input, ApiError, ErrorKind, IdempotencyKey};
+use crate::contract::{fingerprint, parse_request, ApiError, ErrorKind, IdempotencyKey};
 
 /// The whole HTTP surface.
 pub fn router(sandbox: Arc<Sandbox>) -> Router {
@@ -98,11 +98,20 @@ fn admit(sandbox: &Sandbox, headers: &HeaderMap) -> Result<String, Response> {
     Ok(org)
 }
 
+/// The request's Idempotency-Key: absent, or one well-formed header. Two or more headers are
+/// refused rather than one picked: the IETF draft forbids a client to send more than one,
+/// and which one a proxy keeps is anyone's guess.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Response> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let invalid = |why: String| simple(ErrorKind::InvalidRequest, why);
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
-    let invalid = |why: String| simple(ErrorKind::InvalidRequest, why);
+    if values.next().is_some() {
+        return Err(invalid(
+            "Idempotency-Key must be sent at most once; send one header with one key".into(),
+        ));
+    }
     let text = value
         .to_str()
         .map_err(|_| invalid("Idempotency-Key must be visible ASCII characters".into()))?;
@@ -156,17 +165,25 @@ async fn execute_upsert(sandbox: &Arc<Sandbox>, request: Request) -> Response {
         Ok(k) => k,
         Err(r) => return r,
     };
-    let value = match http::read_body(body).await {
-        Ok(bytes) => match http::parse_json(&bytes) {
-            Ok(v) => v,
+    let body = match http::read_body(body).await {
+        Ok(bytes) => match http::parse_request_body(&bytes) {
+            Ok(body) => body,
             Err(r) => return r,
         },
         Err(r) => return r,
     };
+    // A member name given twice has no one meaning, so neither has its fingerprint: the body
+    // is refused (with every other bad field) before the key is looked at or claimed.
+    if body.has_repeated_members() {
+        if let Err(fields) = parse_request(&body) {
+            return error(ApiError::validation(fields));
+        }
+    }
+    let value = &body.value;
 
     let mut claim = None;
     if let Some(key) = key {
-        match sandbox.begin_idempotent(&org, &key, fingerprint(&value)) {
+        match sandbox.begin_idempotent(&org, &key, fingerprint(value)) {
             Begin::Replay { status, body } => return replay(status, body),
             Begin::Conflict => {
                 return simple(
@@ -197,7 +214,7 @@ async fn execute_upsert(sandbox: &Arc<Sandbox>, request: Request) -> Response {
 
     latency(sandbox).await;
 
-    let input = match parse_input(&value) {
+    let input = match parse_request(&body) {
         Ok(input) => input,
         Err(fields) => return error(ApiError::validation(fields)),
     };

@@ -32,6 +32,7 @@ use tower::ServiceExt;
 use super::config::{ConfigError, SandboxConfig};
 use super::persist::{self, Journal, PersistError, JOURNAL_COMPACT_BYTES};
 use super::state::{RestoreError, Sandbox};
+use super::wire::JsonErrors;
 use super::{http, routes};
 use crate::contract::ApiError;
 
@@ -204,7 +205,8 @@ async fn serve_connection(
             })
         }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let connection =
+        http1::Builder::new().serve_connection(TokioIo::new(JsonErrors::new(stream)), service);
     tokio::pin!(connection);
     let mut draining = false;
     loop {

@@ -70,7 +70,7 @@ pub fn resolve(
             requeue(r);
             note(r, ActionKind::Retry, None, now);
         }
-        ResolveAction::AdoptExisting => {
+        ResolveAction::UpdateExisting => {
             let Some((existing, existing_external_id)) = r
                 .conflict()
                 .filter(|_| r.state == RecordState::Conflict)
@@ -78,7 +78,7 @@ pub fn resolve(
             else {
                 return Err(wrong_state(
                     r,
-                    "adopt-existing",
+                    action.as_str(),
                     "records in a customer_conflict",
                 ));
             };
@@ -94,17 +94,19 @@ pub fn resolve(
             let payload = Payload::parse(&body).map_err(ActionError::Invalid)?;
             r.revise(
                 payload,
-                ActionKind::AdoptExisting,
-                Some(format!("existing customer {existing}")),
+                ActionKind::UpdateExisting,
+                Some(format!(
+                    "fields to be sent over existing customer {existing}"
+                )),
                 now,
             );
         }
-        ResolveAction::KeepExisting => {
+        ResolveAction::LinkExisting => {
             let Some((existing, _)) = r.conflict().filter(|_| r.state == RecordState::Conflict)
             else {
                 return Err(wrong_state(
                     r,
-                    "keep-existing",
+                    action.as_str(),
                     "records in a customer_conflict",
                 ));
             };
@@ -114,7 +116,7 @@ pub fn resolve(
             r.next_attempt_at = None;
             note(
                 r,
-                ActionKind::KeepExisting,
+                ActionKind::LinkExisting,
                 Some(format!("linked to existing customer {existing}; not sent")),
                 now,
             );
@@ -222,9 +224,9 @@ mod tests {
     }
 
     #[test]
-    fn adopt_existing_takes_its_external_id_as_a_new_revision() {
+    fn update_existing_takes_its_external_id_as_a_new_revision() {
         let mut r = in_conflict(Some("crm-old"));
-        resolve(&mut r, ResolveAction::AdoptExisting, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::UpdateExisting, t(1)).unwrap();
         assert_eq!(r.payload.external_id(), Some("crm-old"));
         assert_eq!(r.revision, 2);
         assert_eq!(r.state, RecordState::Queued);
@@ -232,26 +234,51 @@ mod tests {
     }
 
     #[test]
-    fn adopt_existing_without_external_id_matches_by_email() {
+    fn update_existing_without_external_id_matches_by_email() {
         let mut r = in_conflict(None);
-        resolve(&mut r, ResolveAction::AdoptExisting, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::UpdateExisting, t(1)).unwrap();
         assert_eq!(r.payload.external_id(), None);
         assert_eq!(r.payload.email(), Some("ada@x.io"));
     }
 
     #[test]
-    fn keep_existing_links_without_sending() {
+    fn link_existing_links_without_sending() {
         let mut r = in_conflict(Some("crm-old"));
-        resolve(&mut r, ResolveAction::KeepExisting, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::LinkExisting, t(1)).unwrap();
         assert_eq!(r.state, RecordState::Synced);
         assert_eq!(r.remote_id(), Some(Uuid::from_u128(5)));
         assert_eq!(r.revision, 1);
     }
 
+    /// Histories written before the actions were renamed still read, under the new names,
+    /// and new entries are written as the docs spell them.
+    #[test]
+    fn history_entries_use_the_new_names_and_read_the_old() {
+        for (old, new) in [
+            ("adopt_existing", ActionKind::UpdateExisting),
+            ("keep_existing", ActionKind::LinkExisting),
+        ] {
+            let stored = json!({"event": "action", "at": "2026-03-01T10:00:00Z", "action": old,
+                "revision": 2, "detail": null});
+            match serde_json::from_value::<HistoryEntry>(stored).unwrap() {
+                HistoryEntry::Action { action, .. } => assert_eq!(action, new),
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut r = in_conflict(Some("crm-old"));
+        resolve(&mut r, ResolveAction::UpdateExisting, t(1)).unwrap();
+        let written = serde_json::to_value(r.history.last().unwrap()).unwrap();
+        assert_eq!(written["action"], "update_existing");
+        let mut r = in_conflict(Some("crm-old"));
+        resolve(&mut r, ResolveAction::LinkExisting, t(1)).unwrap();
+        let written = serde_json::to_value(r.history.last().unwrap()).unwrap();
+        assert_eq!(written["action"], "link_existing");
+    }
+
     #[test]
     fn conflict_actions_need_a_customer_conflict() {
         let mut r = record(json!({"full_name": "A"}), RecordState::Rejected);
-        for action in [ResolveAction::AdoptExisting, ResolveAction::KeepExisting] {
+        for action in [ResolveAction::UpdateExisting, ResolveAction::LinkExisting] {
             assert!(matches!(
                 resolve(&mut r, action, t(1)),
                 Err(ActionError::WrongState { .. })

@@ -4,6 +4,7 @@
 //! wakes the engine and announces changes. It never talks HTTP and never names sled.
 
 pub mod actions;
+mod drops;
 pub mod sorted;
 
 use std::sync::Arc;
@@ -36,6 +37,12 @@ pub enum ServiceError {
     Action(#[from] ActionError),
     #[error("no record {0}")]
     NotFound(String),
+    /// A `drop_report` naming no report of a recent drop-folder file.
+    #[error("no recent drop-folder file has the report {0:?}")]
+    NoSuchReport(String),
+    /// A drop-folder report that exists but cannot be read.
+    #[error("cannot read the drop-folder report {path}: {error}")]
+    Report { path: String, error: std::io::Error },
     #[error("{0}")]
     NotAllowed(String),
     /// Building a sorted view failed (the message names the store's failure, no record).
@@ -56,11 +63,17 @@ impl From<ServiceError> for ControlError {
             ServiceError::Invalid(_) | ServiceError::Action(ActionError::Invalid(_)) => {
                 ControlErrorCode::Invalid
             }
-            ServiceError::NotFound(_) => ControlErrorCode::NotFound,
-            ServiceError::Store(StoreError::Ambiguous { .. }) => ControlErrorCode::Ambiguous,
-            ServiceError::Store(StoreError::NoMatch { .. }) => ControlErrorCode::NotFound,
+            ServiceError::NotFound(_) | ServiceError::NoSuchReport(_) => ControlErrorCode::NotFound,
             ServiceError::Store(
-                StoreError::PrefixTooShort { .. } | StoreError::PrefixInvalid { .. },
+                StoreError::Ambiguous { .. } | StoreError::AmbiguousHandle { .. },
+            ) => ControlErrorCode::Ambiguous,
+            ServiceError::Store(StoreError::NoMatch { .. } | StoreError::NoRecord { .. }) => {
+                ControlErrorCode::NotFound
+            }
+            ServiceError::Store(
+                StoreError::PrefixTooShort { .. }
+                | StoreError::PrefixInvalid { .. }
+                | StoreError::HandleInvalid,
             ) => ControlErrorCode::BadId,
             ServiceError::PageTooLarge(_) => ControlErrorCode::TooLarge,
             ServiceError::Action(_) | ServiceError::NotAllowed(_) => ControlErrorCode::NotAllowed,
@@ -68,7 +81,9 @@ impl From<ServiceError> for ControlError {
                 StoreError::KeyLocked | StoreError::Key(crate::crypto::KeyError::PassphraseNeeded),
             ) => ControlErrorCode::Locked,
             ServiceError::Store(StoreError::Key(_)) => ControlErrorCode::NotAllowed,
-            ServiceError::Store(_) | ServiceError::Sort(_) => ControlErrorCode::Internal,
+            ServiceError::Store(_) | ServiceError::Sort(_) | ServiceError::Report { .. } => {
+                ControlErrorCode::Internal
+            }
         };
         let invalid = match &e {
             ServiceError::Invalid(v) | ServiceError::Action(ActionError::Invalid(v)) => v.clone(),
@@ -98,6 +113,8 @@ pub struct SyncHealth {
     /// Why sending is paused (401, rate limit, no key), if it is.
     pub paused: Option<String>,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// The API's host (no path, credentials or key), for "cannot reach <host>".
+    pub api_host: Option<String>,
 }
 
 /// The engine as the service sees it: its health, and a nudge when records were queued.
@@ -132,6 +149,8 @@ pub struct Service {
     sorter: Arc<Sorter>,
     /// Why the drop folder is not watched, shared by every clone; status reports it.
     drop_problem: Arc<std::sync::Mutex<Option<String>>>,
+    /// The drop folder, where a daemon watches one: drop-folder reports are read there.
+    drop_dir: Option<Arc<std::path::Path>>,
 }
 
 impl Service {
@@ -144,7 +163,14 @@ impl Service {
             events,
             sorter: Arc::new(Sorter::new(SortConfig::default())),
             drop_problem: Arc::default(),
+            drop_dir: None,
         }
+    }
+
+    /// The same service reading drop-folder reports in `dir` (the daemon's drop folder).
+    pub fn with_drop_dir(mut self, dir: &std::path::Path) -> Self {
+        self.drop_dir = Some(Arc::from(dir));
+        self
     }
 
     /// Records why the drop folder is not watched (`None` once it is), for status.
@@ -231,6 +257,11 @@ impl Service {
             report.online = h.online;
             report.paused = h.paused;
             report.last_sync_at = h.last_sync_at;
+            report.api_host = h.api_host;
+        }
+        if report.last_sync_at.is_none() {
+            // No engine here (the CLI on the store), or one that has not synced yet.
+            report.last_sync_at = self.store.last_sync_at()?;
         }
         report.drop_folder_problem = self
             .drop_problem
@@ -390,9 +421,9 @@ impl Service {
         }
     }
 
-    /// Records by state (in [`RecordState::ALL`] order), queue order within, from just after
-    /// `from`: a walk of the state index, so no view is built. A search reads at most `cap`
-    /// records, then `next` says where it stopped.
+    /// Records by state, those that need a person first (see [`STATE_SORT_ORDER`]), queue
+    /// order within, from just after `from`: a walk of the state index, so no view is built.
+    /// A search reads at most `cap` records, then `next` says where it stopped.
     fn by_state(
         &self,
         filter: Option<RecordState>,
@@ -405,10 +436,10 @@ impl Service {
         let mut pos = from;
         let mut scanned = 0;
         let mut exhausted = true;
-        let states = RecordState::ALL
+        let states = STATE_SORT_ORDER
             .into_iter()
             .filter(|s| filter.is_none_or(|f| f == *s))
-            .filter(|s| from.is_none_or(|(f, _)| f <= *s));
+            .filter(|s| from.is_none_or(|(f, _)| state_rank(f) <= state_rank(*s)));
         'states: for s in states {
             let mut after = pos.filter(|(p, _)| *p == s).map(|(_, id)| id);
             loop {
@@ -451,7 +482,7 @@ impl Service {
     }
 
     pub fn show(&self, id: &str) -> Result<Record, ServiceError> {
-        let id = self.store.resolve_prefix(id)?;
+        let id = self.store.resolve_handle(id)?;
         self.store
             .get(id)?
             .ok_or_else(|| ServiceError::NotFound(id.to_string()))
@@ -603,7 +634,7 @@ impl Service {
         changes: &Value,
         now: DateTime<Utc>,
     ) -> Result<Queued, ServiceError> {
-        let id = self.store.resolve_prefix(id)?;
+        let id = self.store.resolve_handle(id)?;
         let edited = self.apply_edit(id, |r| actions::edit(r, changes, now))?;
         Ok(edited.submitted().into())
     }
@@ -614,7 +645,7 @@ impl Service {
         action: ResolveAction,
         now: DateTime<Utc>,
     ) -> Result<Record, ServiceError> {
-        let id = self.store.resolve_prefix(id)?;
+        let id = self.store.resolve_handle(id)?;
         self.apply_edit(id, |r| actions::resolve(r, action, now))
             .map(|edited| edited.record)
     }
@@ -718,7 +749,11 @@ impl Service {
             Request::Subscribe => Ok(Reply::Subscribed),
             Request::DropFiles => self
                 .drop_files(crate::store::DROP_HISTORY_MAX)
-                .map(|files| Reply::DropFiles { files }),
+                .map(|files| Reply::DropFiles {
+                    files,
+                    folder: self.drop_dir.as_ref().map(|d| d.display().to_string()),
+                }),
+            Request::DropReport { report } => self.drop_report(&report).map(Reply::DropReport),
             Request::FileTaken { sha256 } => self
                 .file_taken(&sha256)
                 .map(|earlier| Reply::FileTaken { earlier }),
@@ -770,6 +805,27 @@ pub struct ListPage {
     pub next: Option<SortCursor>,
     /// Name and newest change: the order is still being built.
     pub sorting: Option<SortProgress>,
+}
+
+/// The order of `sort: state`: what needs a person first (conflicts, then records refused by
+/// the API), then what is still on its way (queued, including those retrying, then sending),
+/// then what is done (synced, then discarded). Not the state index's byte order, which would
+/// list conflicts after synced records.
+pub const STATE_SORT_ORDER: [RecordState; 6] = [
+    RecordState::Conflict,
+    RecordState::Rejected,
+    RecordState::Queued,
+    RecordState::Sending,
+    RecordState::Synced,
+    RecordState::Discarded,
+];
+
+/// A state's place in [`STATE_SORT_ORDER`].
+fn state_rank(state: RecordState) -> usize {
+    STATE_SORT_ORDER
+        .iter()
+        .position(|s| *s == state)
+        .unwrap_or(STATE_SORT_ORDER.len())
 }
 
 /// Records a search request reads from the store at most.
@@ -1233,9 +1289,13 @@ mod tests {
         assert_eq!(all.len(), 250);
         assert!(all
             .windows(2)
-            .all(|w| (w[0].state, w[0].id) < (w[1].state, w[1].id)));
-        let tail: Vec<RecordId> = all[246..].iter().map(|r| r.id).collect();
-        assert_eq!(tail, [ids[1], ids[100], ids[5], ids[249]]);
+            .all(|w| (state_rank(w[0].state), w[0].id) < (state_rank(w[1].state), w[1].id)));
+        // What needs a person comes first, then the queue, then what is done.
+        let head: Vec<RecordId> = all[..2].iter().map(|r| r.id).collect();
+        assert_eq!(head, [ids[5], ids[249]]);
+        let tail: Vec<RecordId> = all[248..].iter().map(|r| r.id).collect();
+        assert_eq!(tail, [ids[1], ids[100]]);
+        assert_eq!(all[2].state, RecordState::Queued);
         // A state filter and a search narrow the same walk.
         let synced = every_page(&svc, &sorted(ListSort::State, None, Some("person")), 2);
         assert_eq!(synced.iter().flatten().count(), 250);

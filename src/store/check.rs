@@ -16,6 +16,7 @@ struct Expected {
     external_id: BTreeMap<Vec<u8>, Vec<RecordId>>,
     email: BTreeMap<Vec<u8>, Vec<RecordId>>,
     content: BTreeMap<Vec<u8>, Vec<RecordId>>,
+    short: BTreeMap<Vec<u8>, Vec<RecordId>>,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     due: BTreeSet<Vec<u8>>,
     counts: BTreeMap<RecordState, u64>,
@@ -121,6 +122,7 @@ pub fn check(trees: &Trees, codec: &Codec) -> Result<Vec<String>, StoreError> {
         if let Some(term) = entries.content {
             index::set_insert(want.content.entry(term).or_default(), record.id);
         }
+        index::set_insert(want.short.entry(entries.short).or_default(), record.id);
         want.state.insert(entries.state_key, entries.state_value);
         if let Some(key) = entries.due_key {
             want.due.insert(key);
@@ -153,6 +155,14 @@ pub fn check(trees: &Trees, codec: &Codec) -> Result<Vec<String>, StoreError> {
         &trees.content,
         &want.content,
         Coverage::NewerRecords,
+        &mut problems,
+    )?;
+
+    compare_terms(
+        "short id",
+        &trees.short,
+        &want.short,
+        Coverage::Every,
         &mut problems,
     )?;
 

@@ -45,6 +45,11 @@ pub fn record_key(id: RecordId) -> RecordKey {
     *id.as_bytes()
 }
 
+/// The short-id index's key: the id's random tail ([`RecordId::short_bytes`]).
+pub fn short_key(id: RecordId) -> [u8; 4] {
+    id.short_bytes()
+}
+
 pub fn decode_record_key(key: &[u8]) -> Result<RecordId, StoreError> {
     let bytes: [u8; ID_LEN] = key.try_into().map_err(|_| StoreError::Corrupt {
         what: "record key",

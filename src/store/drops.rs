@@ -86,6 +86,10 @@ pub struct DropFileEntry {
     pub archived_as: Option<String>,
     /// A report or note beside it, relative to the drop folder.
     pub report: Option<String>,
+    /// The copy of its refused records to fix and drop again, relative to the drop folder
+    /// (`rejected/x.rejected.csv`); absent when none were refused, and in older entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_copy: Option<String>,
     /// Why, for a rejected file or a duplicate.
     pub note: Option<String>,
     /// How it was read: format, encoding, delimiter, the export it was recognised as.

@@ -79,6 +79,46 @@ pub enum StoreError {
         prefix: String,
         candidates: Vec<RecordId>,
     },
+    /// A handle (`Store::resolve_handle`) that names no record. The handle is what the user
+    /// typed; no record's field is quoted.
+    #[error(
+        "no record matches {handle:?}: give the record's external_id, its short id or at least \
+         {MIN_PREFIX_CHARS} leading characters of its id"
+    )]
+    NoRecord { handle: String },
+    /// A handle that names more than one record: the candidates' ids only (never a name).
+    #[error("{handle:?} names more than one record ({by}): {}; name one by its short id (the last 8 characters) or its full id", list_ids(.candidates))]
+    AmbiguousHandle {
+        handle: String,
+        by: HandleKind,
+        candidates: Vec<RecordId>,
+    },
+    #[error("a record handle is 1 to {MAX_HANDLE_CHARS} characters")]
+    HandleInvalid,
+}
+
+/// The longest handle `Store::resolve_handle` reads: an external_id's limit in the contract.
+pub const MAX_HANDLE_CHARS: usize = crate::contract::MAX_TEXT_CHARS;
+
+/// How a handle matched more than one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleKind {
+    /// Several live records hold this external_id (edits can make two rows share one).
+    ExternalId,
+    /// Several records' ids end with these digits.
+    ShortId,
+    /// Several records' ids start with these characters.
+    IdPrefix,
+}
+
+impl std::fmt::Display for HandleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HandleKind::ExternalId => "the external_id of each",
+            HandleKind::ShortId => "the short id of each",
+            HandleKind::IdPrefix => "the start of each id",
+        })
+    }
 }
 
 /// What every damage message ends with.

@@ -16,6 +16,10 @@
 //!   earliest backoff is one seek. Records due at once (millis 0) get no entry: `due` finds
 //!   them on the state index's value and `next_due_at` seeks past millis 0, so such an entry
 //!   would serve no reader and cost an insert per new record;
+//! - `short`: the id's random tail (its short id, [`RecordId::short`]) -> set of ids, for
+//!   every record, so a short id is one read. Sets, though the store keeps short ids unique
+//!   (see `submit_one`): stores written before this index existed may hold a pair, which
+//!   then both answer;
 //! - counters: per state, so `counts` reads six keys instead of scanning.
 
 use super::codec::{self, Codec};
@@ -28,6 +32,7 @@ pub enum TermIndex {
     ExternalId,
     Email,
     Content,
+    Short,
 }
 
 /// An index with one key per record.
@@ -72,6 +77,9 @@ pub struct IndexEntries {
     pub email: Option<Vec<u8>>,
     /// Only for a live record with neither external_id nor email.
     pub content: Option<Vec<u8>>,
+    /// For every record: its id's random tail. Not a keyed hash (ids are not customer
+    /// data), so it is built even without the terms.
+    pub short: Vec<u8>,
     pub state_key: Vec<u8>,
     pub state_value: Vec<u8>,
     /// Only for a queued record with a `next_attempt_at` (its millis are then at least 1).
@@ -105,6 +113,7 @@ impl IndexEntries {
                 .flatten(),
             content: (live && is_keyless(&record.payload))
                 .then(|| codec.content_term(&record.payload)),
+            short: codec::short_key(record.id).to_vec(),
             state_key: codec::state_key(record.state, record.id).to_vec(),
             state_value: codec::state_value(record),
             due_key: backing_off.then(|| {
@@ -205,6 +214,13 @@ pub fn diff(codec: &Codec, old: Option<&Record>, new: Option<&Record>) -> Vec<In
         id,
         old.as_ref().and_then(|e| e.content.as_ref()),
         new.as_ref().and_then(|e| e.content.as_ref()),
+    );
+    term_diff(
+        &mut ops,
+        TermIndex::Short,
+        id,
+        old.as_ref().map(|e| &e.short),
+        new.as_ref().map(|e| &e.short),
     );
     key_diff(
         &mut ops,
@@ -310,7 +326,12 @@ mod tests {
                 ..
             }
         )));
-        assert_eq!(ops.len(), 4);
+        assert!(ops.contains(&IndexOp::AddId {
+            index: TermIndex::Short,
+            term: r.id.short_bytes().to_vec(),
+            id: r.id
+        }));
+        assert_eq!(ops.len(), 5);
     }
 
     #[test]
@@ -508,8 +529,8 @@ mod tests {
     fn removing_a_record_undoes_creating_it() {
         let r = record(json!({"full_name": "A", "email": "a@x.io"}));
         let ops = diff(&Codec::Plain, Some(&r), None);
-        // Email, state entry, counter: a record due at once has no due entry.
-        assert_eq!(ops.len(), 3);
+        // Email, short id, state entry, counter: a record due at once has no due entry.
+        assert_eq!(ops.len(), 4);
         assert!(ops.contains(&IndexOp::Count {
             state: RecordState::Queued,
             delta: -1

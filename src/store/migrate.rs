@@ -7,7 +7,8 @@
 //!
 //! It also owns the one layout clean-up since: stores written before the due index became
 //! backoff-only hold a (millis 0, id) entry for every queued record due at once, which no
-//! reader uses; [`drop_due_at_once`] deletes them. Neither touches the records' contents.
+//! reader uses; [`drop_due_at_once`] deletes them. Stores written before short ids had no
+//! short-id index; [`fill_short_index`] builds it. None touches the records' contents.
 
 use super::codec::{self, Codec};
 use super::error::StoreError;
@@ -80,6 +81,35 @@ pub fn run(trees: &Trees, codec: &Codec) -> Result<usize, StoreError> {
         }
     }
     Ok(total)
+}
+
+/// Adds every record's short-id entry (its id's random tail -> ids) from the record keys
+/// alone (nothing is decrypted), in batches; entries already there are kept, so an
+/// interrupted run is finished by running it again. Returns how many records it read.
+pub fn fill_short_index(trees: &Trees) -> Result<usize, StoreError> {
+    let mut read = 0;
+    let mut keys = trees.records.iter().keys();
+    loop {
+        let mut chunk: std::collections::BTreeMap<[u8; 4], Vec<RecordId>> = Default::default();
+        for key in keys.by_ref().take(DUE_CLEANUP_BATCH) {
+            let id = codec::decode_record_key(&key?)?;
+            super::index::set_insert(chunk.entry(codec::short_key(id)).or_default(), id);
+            read += 1;
+        }
+        if chunk.is_empty() {
+            return Ok(read);
+        }
+        let mut batch = sled::Batch::default();
+        for (tail, mut ids) in chunk {
+            if let Some(held) = trees.short.get(tail)? {
+                for id in codec::decode_id_set(&held)? {
+                    super::index::set_insert(&mut ids, id);
+                }
+            }
+            batch.insert(&tail, codec::encode_id_set(&ids));
+        }
+        trees.short.apply_batch(batch)?;
+    }
 }
 
 /// Deletes every (millis 0, id) entry of the due index, one range of keys at the front of

@@ -24,6 +24,9 @@
 //!   on the state index's value, and an entry each would cost every new record an insert (and
 //!   sled's page table memory) for no reader. Stores written before this held (0, id) entries;
 //!   `open_locked` deletes them once (marker `due_backoff_only`).
+//! - `index.short`: an id's last 4 bytes (its short id, [`RecordId::short`]) -> ids, for every
+//!   record: a short id is one read. A new record draws another id when its tail is taken
+//!   (`fresh_id`), so short ids are unique; stores from before are indexed at open.
 //! - `ledger`: Idempotency-Key -> [`LedgerEntry`], written from the attempts appended to a
 //!   record's history in the same transaction.
 //! - `counters`: state -> count, kept in the same transactions, so `counts` reads six keys.
@@ -33,7 +36,8 @@
 //! - `meta` (outside `Trees`): `key_check` -> a value derived from the data key, so a store is
 //!   never opened, or written, with another store's key; `all_sealed` once no record is left
 //!   in the plain layout, so unlocking does not read every record again; `due_backoff_only`
-//!   once the due index holds no due-at-once entry of the old layout.
+//!   once the due index holds no due-at-once entry of the old layout; `last_sync_at`, when a
+//!   record was last synced (for status after a restart).
 //!
 //! Every byte layout lives in `codec`, versioned. Records are sealed and email / external_id
 //! terms are keyed hashes (docs/security.md); the data key comes from the keyring beside the
@@ -55,6 +59,8 @@ mod guard;
 mod index;
 mod ledger;
 mod migrate;
+mod raw;
+mod raw_salvage;
 mod record;
 pub mod retention;
 mod salvage;
@@ -77,10 +83,11 @@ pub use drops::{
     DROP_HISTORY_MAX,
 };
 
-pub use error::{StoreError, MIN_PREFIX_CHARS, RECOVER_HINT};
+pub use error::{HandleKind, StoreError, MAX_HANDLE_CHARS, MIN_PREFIX_CHARS, RECOVER_HINT};
+pub use raw_salvage::{counts as counts_from_files, RawReport};
 pub use record::{
     merge_members, ActionKind, Attempt, ExistingCustomer, ExistingLookup, HistoryEntry,
-    LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
+    LedgerEntry, Origin, Payload, Record, RecordError, RecordId, RecordState, SHORT_ID_CHARS,
 };
 pub use salvage::SalvageReport;
 pub use upsert::MatchKey;
@@ -191,6 +198,9 @@ struct Inner {
     changes: AtomicU64,
     /// The record count last written to the floor file (see `floor`).
     floor: AtomicU64,
+    /// Held while the floor file is rewritten: clones flushing at once (the engine and a
+    /// command) would otherwise share its temporary file, and one's rename would fail.
+    floor_write: std::sync::Mutex<()>,
 }
 
 const META_KEY_CHECK: &[u8] = b"key_check";
@@ -199,6 +209,12 @@ const META_ALL_SEALED: &[u8] = b"all_sealed";
 /// Present once the due index holds no (millis 0, id) entry of the old layout (see
 /// `open_locked`).
 const META_DUE_BACKOFF_ONLY: &[u8] = b"due_backoff_only";
+/// When a record was last synced (RFC 3339, to the nanosecond), so "last sync" survives a
+/// restart exactly as status gave it before.
+const META_LAST_SYNC: &[u8] = b"last_sync_at";
+/// Set once every record has its short-id entry (stores written before the index existed
+/// get theirs at the next open).
+const META_SHORT_INDEXED: &[u8] = b"short_indexed";
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -297,7 +313,7 @@ fn submit_one(
             Ok(Submitted::of(&new, SubmitOutcome::Revised))
         }
         None => {
-            let new = upsert::new_record(RecordId::new(), payload.clone(), origin.clone(), now);
+            let new = upsert::new_record(fresh_id(tx)?, payload.clone(), origin.clone(), now);
             tx.write_record(None, &new)?;
             Ok(Submitted::of(&new, SubmitOutcome::Created))
         }
@@ -369,6 +385,26 @@ fn edit_one<E>(
     }))
 }
 
+/// How many ids `fresh_id` draws before it takes one whose short id another record has.
+const SHORT_ID_DRAWS: usize = 8;
+
+/// A new record id whose short id ([`RecordId::short`]) no record in the store has, so a
+/// short id names one record. Its 32 random bits collide once in about 4 billion pairs;
+/// another draw is a new UUIDv7 (same instant, next counter), so queue order is kept.
+fn fresh_id(tx: &Tx<'_>) -> TxResult<RecordId> {
+    let mut id = RecordId::new();
+    for _ in 1..SHORT_ID_DRAWS {
+        if tx
+            .holders(TermIndex::Short, &codec::short_key(id))?
+            .is_empty()
+        {
+            break;
+        }
+        id = RecordId::new();
+    }
+    Ok(id)
+}
+
 /// The live record other than `id` holding `payload`'s external_id or, failing that, its
 /// email.
 fn other_holder(tx: &Tx<'_>, id: RecordId, payload: &Payload) -> TxResult<Option<RecordId>> {
@@ -396,6 +432,13 @@ fn live_holder(tx: &Tx<'_>, index: TermIndex, term: &[u8]) -> TxResult<Option<Re
         }
     }
     Ok(None)
+}
+
+/// The bytes a short id spells, when `handle` is one: exactly [`SHORT_ID_CHARS`] hex digits.
+fn short_id_bytes(handle: &str) -> Option<[u8; SHORT_ID_CHARS / 2]> {
+    let mut bytes = [0u8; SHORT_ID_CHARS / 2];
+    (handle.len() == SHORT_ID_CHARS && hex::decode_to_slice(handle, &mut bytes).is_ok())
+        .then_some(bytes)
 }
 
 /// A record id prefix as hex digits, lowercased: hyphens must sit where the hyphenated text
@@ -456,6 +499,15 @@ impl Store {
         store.inner.meta.remove(META_ALL_SEALED)?;
         *store.codec_slot() = Some(Codec::Plain);
         Ok(store)
+    }
+
+    /// Empties the short-id index and forgets it was filled, as a store written before short
+    /// ids looks. Tests only.
+    #[doc(hidden)]
+    pub fn forget_short_ids(&self) -> Result<(), StoreError> {
+        self.trees().short.clear()?;
+        self.inner.meta.remove(META_SHORT_INDEXED)?;
+        self.flush()
     }
 
     /// Gives every queued record due at once the (millis 0, id) due-index entry older
@@ -527,6 +579,16 @@ impl Store {
                 meta.insert(META_DUE_BACKOFF_ONLY, &[1u8])?;
                 db.flush()?;
             }
+            // Short ids are ids, not customer data: filled on open too, before any write.
+            if meta.get(META_SHORT_INDEXED)?.is_none() {
+                let added = migrate::fill_short_index(&trees)?;
+                if added > 0 {
+                    tracing::info!(records = added, "indexed the records' short ids");
+                    db.flush()?;
+                }
+                meta.insert(META_SHORT_INDEXED, &[1u8])?;
+                db.flush()?;
+            }
             // sled replays what is left of a truncated file as a smaller (often empty)
             // database without a word; the count kept beside it tells.
             let total = count_total(&trees.counters)?;
@@ -549,6 +611,7 @@ impl Store {
                     codec: RwLock::new(None),
                     changes: AtomicU64::new(0),
                     floor: AtomicU64::new(floor),
+                    floor_write: std::sync::Mutex::new(()),
                 }),
             })
         })
@@ -590,6 +653,30 @@ impl Store {
     /// changed in between. Not persisted.
     pub fn changes(&self) -> u64 {
         self.inner.changes.load(Ordering::Acquire)
+    }
+
+    /// Notes that records were synced at `at`: one key, written lazily just after the
+    /// outcomes that synced them (sled's log is ordered, so it never reaches the disk before
+    /// they do). Readable while the store is locked: a time, no customer data.
+    pub fn note_last_sync(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let text = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        self.inner.meta.insert(META_LAST_SYNC, text.as_bytes())?;
+        Ok(())
+    }
+
+    /// When a record was last synced, by any run of the engine on this store.
+    pub fn last_sync_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let Some(bytes) = self.inner.meta.get(META_LAST_SYNC)? else {
+            return Ok(None);
+        };
+        let at = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "last sync time",
+                detail: "not an RFC 3339 time".into(),
+            })?;
+        Ok(Some(at.with_timezone(&Utc)))
     }
 
     pub fn keyring_path(&self) -> PathBuf {
@@ -778,6 +865,73 @@ impl Store {
                 }),
             }
         })
+    }
+
+    /// The record a person names by `handle` (`icsync show`, `edit`, `resolve`, and the
+    /// control protocol's `show`, `edit` and `resolve`), tried in this order:
+    /// 1. the exact external_id of a live record, looked up by its keyed-hash index term (one
+    ///    read, no scan; skipped while the store is locked, as the term needs the key);
+    /// 2. a short id: exactly [`SHORT_ID_CHARS`] hex digits, the id's random tail
+    ///    ([`RecordId::short`]), one read of the short-id index;
+    /// 3. a record id prefix of at least [`MIN_PREFIX_CHARS`] characters.
+    ///
+    /// A handle matching several records at the first step that matches at all is refused
+    /// with the candidates' ids ([`StoreError::AmbiguousHandle`]); one matching nothing is
+    /// [`StoreError::NoRecord`].
+    pub fn resolve_handle(&self, handle: &str) -> Result<RecordId, StoreError> {
+        if handle.is_empty() || handle.chars().count() > MAX_HANDLE_CHARS {
+            return Err(StoreError::HandleInvalid);
+        }
+        let ambiguous = |by, candidates| StoreError::AmbiguousHandle {
+            handle: handle.to_owned(),
+            by,
+            candidates,
+        };
+        let locked = match self.codec() {
+            Ok(codec) => {
+                let term = codec.external_id_term(handle);
+                let holders = self.live_holders(&self.trees().external_id, &term)?;
+                match holders.as_slice() {
+                    [] => false,
+                    [id] => return Ok(*id),
+                    _ => return Err(ambiguous(HandleKind::ExternalId, holders)),
+                }
+            }
+            Err(StoreError::KeyLocked) => true,
+            Err(e) => return Err(e),
+        };
+        if let Some(tail) = short_id_bytes(handle) {
+            let ids = guard::guarded("reading the short-id index", || {
+                match self.trees().short.get(tail)? {
+                    Some(bytes) => codec::decode_id_set(&bytes),
+                    None => Ok(Vec::new()),
+                }
+            })?;
+            match ids.as_slice() {
+                [] => {}
+                [id] => return Ok(*id),
+                _ => return Err(ambiguous(HandleKind::ShortId, ids)),
+            }
+        }
+        match self.resolve_prefix(handle) {
+            Ok(id) => Ok(id),
+            Err(StoreError::Ambiguous { candidates, .. }) => {
+                Err(ambiguous(HandleKind::IdPrefix, candidates))
+            }
+            Err(
+                StoreError::PrefixTooShort { .. }
+                | StoreError::PrefixInvalid { .. }
+                | StoreError::NoMatch { .. },
+            ) if locked => Err(StoreError::KeyLocked),
+            Err(
+                StoreError::PrefixTooShort { .. }
+                | StoreError::PrefixInvalid { .. }
+                | StoreError::NoMatch { .. },
+            ) => Err(StoreError::NoRecord {
+                handle: handle.to_owned(),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// An edit of one record in one transaction: `f` changes a fresh copy (it may run more
@@ -1040,19 +1194,29 @@ impl Store {
     }
 
     fn find_live(&self, tree: &sled::Tree, term: &[u8]) -> Result<Option<RecordId>, StoreError> {
+        Ok(self.live_holders(tree, term)?.first().copied())
+    }
+
+    /// The live records a term index lists for `term`, oldest first. Discarded records are
+    /// unindexed, so the state check only guards against an index that drifted.
+    fn live_holders(&self, tree: &sled::Tree, term: &[u8]) -> Result<Vec<RecordId>, StoreError> {
         guard::guarded("reading an index", || {
             let Some(bytes) = tree.get(term)? else {
-                return Ok(None);
+                return Ok(Vec::new());
             };
+            let mut live = Vec::new();
             for id in codec::decode_id_set(&bytes)? {
                 if self
                     .get(id)?
                     .is_some_and(|r| r.state != RecordState::Discarded)
                 {
-                    return Ok(Some(id));
+                    live.push(id);
+                    if live.len() >= AMBIGUOUS_CANDIDATES {
+                        break;
+                    }
                 }
             }
-            Ok(None)
+            Ok(live)
         })
     }
 
@@ -1075,6 +1239,11 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         guard::guarded("flushing to disk", || {
             self.inner.db.flush()?;
+            let _writing = self
+                .inner
+                .floor_write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let total = count_total(&self.trees().counters)?;
             if total > self.inner.floor.load(Ordering::Acquire) {
                 floor::write(&self.inner.dir, total)?;

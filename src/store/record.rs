@@ -21,7 +21,24 @@ impl RecordId {
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
+
+    /// The id's last [`SHORT_ID_CHARS`] hex digits: the short id people type and read. A
+    /// UUIDv7 begins with its creation time and a counter (ids made in the same instant
+    /// share 27 characters); these last 32 bits are random, and the store keeps them unique
+    /// among its records (`Store::submit` draws another id on the rare collision).
+    pub fn short(&self) -> String {
+        hex::encode(self.short_bytes())
+    }
+
+    /// The bytes [`RecordId::short`] spells.
+    pub fn short_bytes(&self) -> [u8; SHORT_ID_CHARS / 2] {
+        let b = self.0.as_bytes();
+        [b[12], b[13], b[14], b[15]]
+    }
 }
+
+/// How many hex digits a short id has (see [`RecordId::short`]).
+pub const SHORT_ID_CHARS: usize = 8;
 
 impl Default for RecordId {
     fn default() -> Self {
@@ -249,8 +266,12 @@ pub enum ActionKind {
     Created,
     Revised,
     Retry,
-    AdoptExisting,
-    KeepExisting,
+    /// `resolve --update-existing` (written `adopt_existing` before 0.2, still read).
+    #[serde(alias = "adopt_existing")]
+    UpdateExisting,
+    /// `resolve --link-existing` (written `keep_existing` before 0.2, still read).
+    #[serde(alias = "keep_existing")]
+    LinkExisting,
     Discard,
     Edit,
     /// Retention erased the customer data (see `Record::is_purged`).
@@ -315,7 +336,7 @@ pub struct Record {
     /// The newest revision the server has acknowledged.
     pub synced_revision: Option<u32>,
     /// The server customer an operator linked this record to without sending it
-    /// (`resolve --keep-existing`), or the server's customer id kept when retention erased
+    /// (`resolve --link-existing`), or the server's customer id kept when retention erased
     /// `remote`.
     #[serde(default)]
     pub linked_customer_id: Option<Uuid>,
@@ -434,7 +455,7 @@ impl Record {
 
     /// Keeps a lookup only while the record is in the conflict it was read for. Returns
     /// whether it dropped one. The store calls this on every write of a record, so every way
-    /// out of a conflict (edit, retry, adopt, keep, discard, a newer revision, a purge) clears
+    /// out of a conflict (edit, retry, update or link to the existing customer, discard, a newer revision, a purge) clears
     /// it without each transition having to remember.
     pub fn drop_stale_existing(&mut self) -> bool {
         let stale = self.existing_is_stale();

@@ -9,17 +9,30 @@
 //! with the same key and the server replays it instead of creating a duplicate. Records left
 //! `sending` are re-queued by the engine at start, as after any crash.
 //!
-//! Reading goes through sled with every step inside `guard::guarded`: a read that fails or
-//! panics is counted and skipped by seeking past it. What this does not do: when sled cannot
-//! open the database at all, nothing is read (a scan of the raw segment files for sealed
-//! values that authenticate would be the next step, see docs/architecture.md).
+//! Two readers, in this order:
+//! 1. the raw reader (`raw_salvage`): sled's files read directly, every sealed value that
+//!    authenticates under its id taken, newest copy first. It goes first because it needs
+//!    nothing from sled (a database sled refuses to open, or panics on, is read all the same)
+//!    and because opening a damaged database with sled may rewrite its log's tail;
+//! 2. sled itself, every step inside `guard::guarded`: a read that fails or panics is counted
+//!    and skipped by seeking past it. It adds what the raw reader could not authenticate
+//!    (nothing, normally), counts unreadable values, and copies the ledger and drop-folder
+//!    progress (plain values the raw reader does not take). When sled cannot open the
+//!    database this step is skipped and said so.
+//!
+//! Lost records are estimated as the largest of three counts of records the damaged store
+//! held, minus those recovered: its floor file (`floor`), its counters (when sled opens it)
+//! and the distinct record ids its intact log messages show (record and state-index keys).
+//! A record none of these knew of cannot be counted.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::codec::{self, Codec};
 use super::error::StoreError;
 use super::guard::guarded;
-use super::record::{Record, RecordState};
+use super::raw_salvage::{self, RawReport};
+use super::record::{Record, RecordId, RecordState};
 use super::{Store, BATCH_CHUNK, DB_DIR};
 
 /// Consecutive failed reads after which a tree is given up.
@@ -32,8 +45,8 @@ pub struct SalvageReport {
     pub recovered: u64,
     /// Records whose stored value was found but could not be read or authenticated.
     pub unreadable: u64,
-    /// Records the damaged store held: the larger of its counters and its floor file (see
-    /// `floor`), when either could be read.
+    /// Records the damaged store held: the largest of its counters, its floor file (see
+    /// `floor`) and the record ids its log shows, when any could be read.
     pub expected: Option<u64>,
     /// Reads that failed and were skipped (each may hide any number of records).
     pub skipped_reads: u64,
@@ -43,6 +56,10 @@ pub struct SalvageReport {
     pub drops_copied: u64,
     /// Why the damaged database could not be opened, if it could not.
     pub open_error: Option<String>,
+    /// What reading the database files directly found (None if they could not be read).
+    pub raw: Option<RawReport>,
+    /// Why the database files could not be read directly, if they could not.
+    pub raw_error: Option<String>,
 }
 
 impl SalvageReport {
@@ -132,6 +149,25 @@ impl Store {
             expected: (floor > 0).then_some(floor),
             ..SalvageReport::default()
         };
+        let mut recovered: HashSet<RecordId> = HashSet::new();
+        let mut pending: Vec<Record> = Vec::new();
+        let raw = raw_salvage::scan(&damaged_dir.join(DB_DIR), &codec, |record| {
+            recovered.insert(record.id);
+            pending.push(record);
+            if pending.len() >= BATCH_CHUNK {
+                report.recovered += self.write_salvaged(&codec, std::mem::take(&mut pending))?;
+            }
+            Ok(())
+        });
+        report.recovered += self.write_salvaged(&codec, std::mem::take(&mut pending))?;
+        match raw {
+            Ok(raw) => {
+                report.expected = report.expected.max(Some(raw.known_ids));
+                report.raw = Some(raw);
+            }
+            Err(StoreError::KeyLocked) => return Err(StoreError::KeyLocked),
+            Err(e) => report.raw_error = Some(e.to_string()),
+        }
         let opened = guarded("opening the damaged store", || {
             Ok(sled::Config::new()
                 .path(damaged_dir.join(DB_DIR))
@@ -141,7 +177,11 @@ impl Store {
         let db = match opened {
             Ok(db) => db,
             Err(e) => {
-                report.open_error = Some(e.to_string());
+                report.open_error = Some(match e {
+                    StoreError::Damaged { detail } => detail,
+                    other => other.to_string(),
+                });
+                self.flush()?;
                 return Ok(report);
             }
         };
@@ -158,23 +198,39 @@ impl Store {
                 Ok(total)
             });
             if let Ok(n) = counted {
-                report.expected = Some(n.max(floor));
+                report.expected = report.expected.max(Some(n));
             }
         }
         let mut skipped = 0;
-        let records = tree("records")?;
-        let mut pending: Vec<Record> = Vec::new();
-        walk(&records, &mut skipped, |key, value| {
-            match codec::decode_record_key(key).and_then(|id| codec.decode_record(id, value)) {
-                Ok(record) => pending.push(record),
-                Err(StoreError::KeyLocked) => return Err(StoreError::KeyLocked),
-                Err(_) => report.unreadable += 1,
-            }
-            if pending.len() >= BATCH_CHUNK {
-                report.recovered += self.write_salvaged(&codec, std::mem::take(&mut pending))?;
-            }
-            Ok(())
-        })?;
+        let records = tree("records");
+        if records.is_err() {
+            skipped += 1;
+        }
+        for records in records.iter() {
+            walk(records, &mut skipped, |key, value| {
+                let id = match codec::decode_record_key(key) {
+                    Ok(id) if recovered.contains(&id) => return Ok(()),
+                    Ok(id) => id,
+                    Err(_) => {
+                        report.unreadable += 1;
+                        return Ok(());
+                    }
+                };
+                match codec.decode_record(id, value) {
+                    Ok(record) => {
+                        recovered.insert(id);
+                        pending.push(record);
+                    }
+                    Err(StoreError::KeyLocked) => return Err(StoreError::KeyLocked),
+                    Err(_) => report.unreadable += 1,
+                }
+                if pending.len() >= BATCH_CHUNK {
+                    report.recovered +=
+                        self.write_salvaged(&codec, std::mem::take(&mut pending))?;
+                }
+                Ok(())
+            })?;
+        }
         report.recovered += self.write_salvaged(&codec, pending)?;
         if let Ok(ledger) = tree("ledger") {
             let target = &self.trees().ledger;

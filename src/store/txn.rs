@@ -39,6 +39,8 @@ pub struct Trees {
     /// Drop-folder files: progress by content fingerprint, and the recent-files history
     /// (see `drops`). In every transaction so a file's progress moves with its records.
     pub drops: Tree,
+    /// A record id's random tail -> ids (see `index`): short ids.
+    pub short: Tree,
 }
 
 impl Trees {
@@ -53,6 +55,7 @@ impl Trees {
             ledger: db.open_tree("ledger")?,
             counters: db.open_tree("counters")?,
             drops: db.open_tree("drops")?,
+            short: db.open_tree("index.short")?,
         })
     }
 
@@ -73,6 +76,7 @@ impl Trees {
             &self.counters,
             &self.drops,
             &self.content,
+            &self.short,
         ];
         let result = trees[..].transaction(|view: &Vec<TransactionalTree>| {
             let tx = Tx {
@@ -86,6 +90,7 @@ impl Trees {
                 counters: &view[6],
                 drops: &view[7],
                 content: &view[8],
+                short: &view[9],
             };
             f(&tx)
         });
@@ -107,6 +112,7 @@ pub struct Tx<'a> {
     counters: &'a TransactionalTree,
     drops: &'a TransactionalTree,
     content: &'a TransactionalTree,
+    short: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -131,6 +137,7 @@ impl Tx<'_> {
             TermIndex::ExternalId => self.external_id,
             TermIndex::Email => self.email,
             TermIndex::Content => self.content,
+            TermIndex::Short => self.short,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The tokio engine: executes what `planner`, `policy` and `transition` decide. It owns the
-//! in-flight requests, the global gate (401 pause, 429 rate limit, offline and its probe),
+//! in-flight requests, the global gate (401 pause, 429 rate limit, offline and its probe, and
+//! the idle probe that notices an unreachable API with nothing to send),
 //! the status and the event stream. It decides nothing about outcomes itself.
 //!
 //! Shape: one task runs [`Engine::run`]; each request is a task in a `JoinSet`; the loop
@@ -38,6 +39,9 @@ pub struct EngineConfig {
     pub probe_cap: Duration,
     /// How long shutdown waits for requests in flight before abandoning them.
     pub drain_deadline: Duration,
+    /// With nothing to send, the API is probed when not heard from for this long (and once
+    /// at start), so an API that cannot be reached shows as offline with an empty queue.
+    pub idle_probe: Duration,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +53,7 @@ impl Default for EngineConfig {
             probe_base: Duration::from_secs(1),
             probe_cap: Duration::from_secs(60),
             drain_deadline: Duration::from_secs(10),
+            idle_probe: Duration::from_secs(30),
         }
     }
 }
@@ -112,6 +117,11 @@ pub struct EngineHandle {
 impl EngineHandle {
     pub fn status(&self) -> EngineStatus {
         self.shared.status.borrow().clone()
+    }
+
+    /// The API's host (and port, when not the scheme's own): what "cannot reach" names.
+    pub fn api_host(&self) -> String {
+        self.shared.client.host()
     }
 
     /// A receiver that always holds the newest status (`wait_for` is handy in tests).
@@ -198,6 +208,8 @@ impl Engine {
 
     /// Sends queued records until `shutdown` completes, then drains (see [`Runner::drain`]).
     pub async fn run(self, shutdown: impl Future) -> Result<(), EngineError> {
+        // "Last sync" outlives the process: the store keeps it.
+        let last_sync_at = self.store.last_sync_at()?;
         let mut runner = Runner {
             seen_key_generation: self.shared.key_generation.load(Ordering::SeqCst),
             store: self.store,
@@ -211,7 +223,9 @@ impl Engine {
             tasks: JoinSet::new(),
             task_records: HashMap::new(),
             probe: None,
-            last_sync_at: None,
+            last_sync_at,
+            // Nothing heard yet: an idle engine probes at once.
+            idle_probe_at: Utc::now(),
         };
         runner.recover()?;
         let outcome = runner.run_until(shutdown).await;
@@ -232,6 +246,8 @@ struct Runner {
     probe: Option<JoinHandle<ProbeOutcome>>,
     seen_key_generation: u64,
     last_sync_at: Option<DateTime<Utc>>,
+    /// When an idle engine next probes the API: `idle_probe` after it was last heard from.
+    idle_probe_at: DateTime<Utc>,
 }
 
 impl Runner {
@@ -256,6 +272,7 @@ impl Runner {
             let planned_at = Utc::now();
             self.observe_key_change();
             self.dispatch()?;
+            self.gate.idle_probe_at = self.in_flight.is_empty().then_some(self.idle_probe_at);
             self.start_probe_if_due();
             self.publish_status();
 
@@ -463,6 +480,12 @@ impl Runner {
                     now,
                 )
             })?;
+        if done
+            .iter()
+            .any(|(_, d)| matches!(d, Disposition::Synced { .. }))
+        {
+            self.store.note_last_sync(now)?;
+        }
         for (((finished, _), attempt), state) in done.iter().zip(&attempts).zip(states) {
             // Ids, revisions and statuses only: never the payload, the key or error texts
             // (a server message may quote a field's value).
@@ -488,6 +511,7 @@ impl Runner {
         finished: &Finished,
         now: DateTime<Utc>,
     ) {
+        self.idle_probe_at = later(now, self.config.idle_probe);
         if matches!(disposition, Disposition::Offline { .. }) {
             self.go_offline(now);
             return;
@@ -552,6 +576,7 @@ impl Runner {
 
     fn probe_finished(&mut self, result: Result<ProbeOutcome, JoinError>) {
         let now = Utc::now();
+        self.idle_probe_at = later(now, self.config.idle_probe);
         match result {
             Ok((key_generation, Ok(reply))) => {
                 if self.gate.offline.take().is_some() {
@@ -568,6 +593,8 @@ impl Runner {
                     _ => {}
                 }
             }
+            // An idle probe that gets no answer: offline, probing on as any offline engine.
+            Ok((_, Err(_))) | Err(_) if self.gate.offline.is_none() => self.go_offline(now),
             Ok((_, Err(_))) | Err(_) => {
                 let delay = self
                     .gate

@@ -18,6 +18,10 @@ pub struct Gate {
     pub rate_limited_until: Option<DateTime<Utc>>,
     /// A connection error: nothing is sent until a probe gets an HTTP answer.
     pub offline: Option<Offline>,
+    /// With nothing in flight: when to probe the API if it has not been heard from by then,
+    /// so an API that cannot be reached shows as offline even with an empty queue. Not a
+    /// condition on dispatch.
+    pub idle_probe_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +61,14 @@ pub fn select(
         .collect()
 }
 
-/// Whether to send an offline probe now.
+/// Whether to send a probe now: offline and the next probe is due, or idle and the API not
+/// heard from since [`Gate::idle_probe_at`].
 pub fn probe_now(gate: &Gate, probe_running: bool, now: DateTime<Utc>) -> bool {
-    gate.paused.is_none() && !probe_running && gate.offline.is_some_and(|o| o.next_probe_at <= now)
+    let due = match gate.offline {
+        Some(o) => o.next_probe_at <= now,
+        None => gate.idle_probe_at.is_some_and(|at| at <= now),
+    };
+    gate.paused.is_none() && !probe_running && due
 }
 
 /// When the engine must wake by itself, if nothing else (a wake-up call, a finished request,
@@ -85,7 +94,12 @@ pub fn wake_at(
     if let Some(until) = gate.rate_limited_until.filter(|until| *until > now) {
         return Some(until);
     }
-    next_due_at.filter(|at| *at > now)
+    let idle_probe = gate.idle_probe_at.filter(|_| !probe_running);
+    [next_due_at, idle_probe]
+        .into_iter()
+        .flatten()
+        .filter(|at| *at > now)
+        .min()
 }
 
 #[cfg(test)]
@@ -221,5 +235,25 @@ mod tests {
         assert!(probe_now(&offline, false, t(15)));
         assert!(!probe_now(&offline, true, t(15)));
         assert!(!probe_now(&Gate::default(), false, t(15)));
+    }
+
+    #[test]
+    fn an_idle_engine_probes_when_the_api_has_not_been_heard_from() {
+        let idle = Gate {
+            idle_probe_at: Some(t(30)),
+            ..Gate::default()
+        };
+        assert!(!probe_now(&idle, false, t(29)));
+        assert!(probe_now(&idle, false, t(30)));
+        assert!(!probe_now(&idle, true, t(30)));
+        // The timer wakes the engine for it, or for a record due sooner.
+        assert_eq!(wake_at(&idle, None, false, t(10)), Some(t(30)));
+        assert_eq!(wake_at(&idle, Some(t(20)), false, t(10)), Some(t(20)));
+        assert_eq!(wake_at(&idle, None, true, t(10)), None);
+        let paused = Gate {
+            paused: Some("401".into()),
+            ..idle.clone()
+        };
+        assert!(!probe_now(&paused, false, t(30)));
     }
 }

@@ -18,6 +18,7 @@ use super::screens::conflicts::ConflictsView;
 use super::screens::dashboard::DashboardView;
 use super::screens::detail::DetailView;
 use super::screens::queue::QueueView;
+use super::screens::refused::RefusedView;
 use super::screens::unlock::{PromptKey, UnlockPrompt};
 use crate::contract::ErrorKind;
 use crate::control::{ControlError, Event, Reply, Request, ResolveAction, StatusReport};
@@ -58,6 +59,10 @@ pub enum Purpose {
         action: ResolveAction,
     },
     Unlock,
+    /// The refused rows of the drop-folder file with this report.
+    DropReport {
+        report: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +108,8 @@ pub enum ScreenId {
     Conflicts,
     Capture,
     Detail,
+    /// The refused rows of dropped files, opened from the dashboard.
+    Refused,
 }
 
 impl ScreenId {
@@ -121,6 +128,7 @@ impl ScreenId {
             ScreenId::Conflicts => "Conflicts",
             ScreenId::Capture => "Capture",
             ScreenId::Detail => "Detail",
+            ScreenId::Refused => "Refused rows",
         }
     }
 }
@@ -138,10 +146,12 @@ pub enum ConfirmAction {
     Quit,
     Resolve {
         ids: Vec<RecordId>,
+        action: ResolveAction,
     },
     ResolveMany {
         state: RecordState,
         error_type: Option<ErrorKind>,
+        action: ResolveAction,
     },
     DiscardDraft,
     ReplaceDraft(Box<Record>),
@@ -202,6 +212,7 @@ pub struct App {
     pub detail: DetailView,
     pub conflicts: ConflictsView,
     pub capture: CaptureForm,
+    pub refused: RefusedView,
     /// No daemon was running: the TUI runs the engine itself until it quits.
     pub in_process: bool,
     queue_dirty: bool,
@@ -233,6 +244,7 @@ impl App {
             detail: DetailView::default(),
             conflicts: ConflictsView::new(ConflictsView::rows_for(body)),
             capture: CaptureForm::new(),
+            refused: RefusedView::default(),
             queue_dirty: false,
             conflicts_dirty: false,
             detail_dirty: false,
@@ -297,6 +309,7 @@ impl App {
             ScreenId::Conflicts => &mut self.conflicts,
             ScreenId::Capture => &mut self.capture,
             ScreenId::Detail => &mut self.detail,
+            ScreenId::Refused => &mut self.refused,
         }
     }
 
@@ -308,6 +321,7 @@ impl App {
             ScreenId::Conflicts => self.conflicts.hints(),
             ScreenId::Capture => self.capture.hints(),
             ScreenId::Detail => self.detail.hints(),
+            ScreenId::Refused => self.refused.hints(),
         };
         if !self.captures_text() {
             // While the store is locked, unlocking is the one thing to do: in the footer too.
@@ -474,10 +488,12 @@ impl App {
     fn confirmed(&mut self, action: ConfirmAction) -> Vec<Effect> {
         match action {
             ConfirmAction::Quit => vec![Effect::Quit],
-            ConfirmAction::Resolve { ids } => self.send_resolve(ids, ResolveAction::Discard),
-            ConfirmAction::ResolveMany { state, error_type } => {
-                self.send_resolve_many(state, error_type, ResolveAction::Discard)
-            }
+            ConfirmAction::Resolve { ids, action } => self.send_resolve(ids, action),
+            ConfirmAction::ResolveMany {
+                state,
+                error_type,
+                action,
+            } => self.send_resolve_many(state, error_type, action),
             ConfirmAction::DiscardDraft => {
                 self.capture = CaptureForm::new();
                 self.notice("unsaved input discarded", Level::Info);
@@ -499,6 +515,18 @@ impl App {
                 vec![Effect::Send(self.detail.open(id))]
             }
             Action::Back => return self.back(),
+            Action::ShowRefused => {
+                if self.screen != ScreenId::Refused {
+                    self.back_to.push(self.screen);
+                }
+                self.screen = ScreenId::Refused;
+                let folder = self.dashboard.folder.clone();
+                self.refused
+                    .open(&self.dashboard.drops, folder)
+                    .map(Effect::Send)
+                    .into_iter()
+                    .collect()
+            }
             Action::Edit(record) => {
                 if self.capture.has_unsaved() && self.capture.editing() != Some(record.id) {
                     self.overlay = Some(Overlay::Confirm(Confirm {
@@ -512,16 +540,14 @@ impl App {
                     self.open_edit(*record)
                 }
             }
-            Action::Resolve {
-                ids,
-                action: ResolveAction::Discard,
-            } => {
+            Action::Resolve { ids, action } if asks_first(action) => {
+                let whom = match ids.as_slice() {
+                    [id] => format!("record {}", id.short()),
+                    _ => plural(ids.len(), "record"),
+                };
                 self.overlay = Some(Overlay::Confirm(Confirm {
-                    message: format!(
-                        "Discard {}? Discarded records are never sent.",
-                        plural(ids.len(), "record")
-                    ),
-                    on_yes: ConfirmAction::Resolve { ids },
+                    message: confirm_question(action, &whom),
+                    on_yes: ConfirmAction::Resolve { ids, action },
                 }));
                 Vec::new()
             }
@@ -529,14 +555,16 @@ impl App {
             Action::ResolveMany {
                 state,
                 error_type,
-                action: ResolveAction::Discard,
-            } => {
+                action,
+            } if asks_first(action) => {
                 let what = error_type.map_or(String::new(), |k| format!(" with error {k}"));
                 self.overlay = Some(Overlay::Confirm(Confirm {
-                    message: format!(
-                        "Discard every {state} record{what}? Discarded records are never sent."
-                    ),
-                    on_yes: ConfirmAction::ResolveMany { state, error_type },
+                    message: confirm_question(action, &format!("every {state} record{what}")),
+                    on_yes: ConfirmAction::ResolveMany {
+                        state,
+                        error_type,
+                        action,
+                    },
                 }));
                 Vec::new()
             }
@@ -728,7 +756,10 @@ impl App {
             (Purpose::DropFiles, reply) => {
                 self.drops_in_flight = false;
                 match reply {
-                    Reply::DropFiles { files } => self.dashboard.drops = files,
+                    Reply::DropFiles { files, folder } => {
+                        self.dashboard.drops = files;
+                        self.dashboard.folder = folder;
+                    }
                     Reply::Error(e) => self.error_notice(&e),
                     other => self.unexpected(&other),
                 }
@@ -793,7 +824,7 @@ impl App {
             }
             (Purpose::Resolve { action }, Reply::Resolved { ids }) => {
                 self.notice(
-                    format!("{}: {}", action.as_str(), plural(ids.len(), "record")),
+                    format!("{} {}", plural(ids.len(), "record"), action.done()),
                     Level::Info,
                 );
                 self.queue_dirty = true;
@@ -801,6 +832,12 @@ impl App {
                 self.detail_dirty = self.detail.id().is_some_and(|d| ids.contains(&d));
                 fx.extend(self.refresh_status());
                 fx.extend(self.refresh_visible());
+            }
+            (Purpose::DropReport { report }, Reply::DropReport(r)) => {
+                self.refused.loaded(&report, Ok(r))
+            }
+            (Purpose::DropReport { report }, Reply::Error(e)) => {
+                self.refused.loaded(&report, Err(e.message))
             }
             (Purpose::Unlock, Reply::Status(s)) => {
                 self.status = Some(s);
@@ -836,6 +873,25 @@ impl App {
             format!("the daemon sent an unexpected {kind} reply"),
             Level::Error,
         );
+    }
+}
+
+/// Whether a resolve action goes through the confirm popup first: a discard (the record is
+/// never sent) and anything that overwrites a customer someone else put on the server.
+fn asks_first(action: ResolveAction) -> bool {
+    action == ResolveAction::Discard || action.overwrites_existing()
+}
+
+/// The confirm popup's question for an action that asks first, about `whom`.
+fn confirm_question(action: ResolveAction, whom: &str) -> String {
+    match action {
+        ResolveAction::Discard => {
+            format!("Discard {whom}? Discarded records are never sent.")
+        }
+        _ => format!(
+            "Update the existing customer with the fields of {whom}? Its values on the server \
+             are replaced by these (every ≠ field)."
+        ),
     }
 }
 

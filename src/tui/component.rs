@@ -81,6 +81,8 @@ pub enum Action {
     Send(Outgoing),
     Open(RecordId),
     Back,
+    /// Show the refused rows of dropped files.
+    ShowRefused,
     Edit(Box<Record>),
     Resolve {
         ids: Vec<RecordId>,

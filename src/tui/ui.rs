@@ -32,6 +32,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         ScreenId::Conflicts => &app.conflicts,
         ScreenId::Capture => &app.capture,
         ScreenId::Detail => &app.detail,
+        ScreenId::Refused => &app.refused,
     };
     screen.draw(frame, body, &ctx);
     draw_footer(frame, footer, app, theme);
@@ -44,21 +45,48 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let (badge, style) = badge(app, theme);
+    let badge_width = badge.chars().count() as u16;
+    let crumb = matches!(app.screen, ScreenId::Detail | ScreenId::Refused)
+        .then(|| format!(" › {} ", app.screen.title()));
+    // Every tab by name when that fits beside the badge; else the others by number only, so
+    // neither the screen's name nor the badge is ever cut (80 columns, in-process badge).
+    let tabs = |short: bool| -> Vec<(String, bool)> {
+        ScreenId::TABS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let active = *s == app.screen;
+                let label = if short && !active {
+                    format!(" {} ", i + 1)
+                } else {
+                    format!(" {} {} ", i + 1, s.title())
+                };
+                (label, active)
+            })
+            .collect()
+    };
+    let width = |tabs: &[(String, bool)]| {
+        8 + tabs.iter().map(|(l, _)| l.chars().count()).sum::<usize>()
+            + crumb.as_deref().map_or(0, |c| c.chars().count())
+            + usize::from(badge_width)
+    };
+    let mut labels = tabs(false);
+    if width(&labels) > usize::from(area.width) {
+        labels = tabs(true);
+    }
     let mut spans = vec![Span::styled(" icsync ", theme.title())];
-    for (i, s) in ScreenId::TABS.iter().enumerate() {
-        let label = format!(" {} {} ", i + 1, s.title());
-        let style = if *s == app.screen {
+    for (label, active) in labels {
+        let style = if active {
             theme.active_tab()
         } else {
             theme.dim()
         };
         spans.push(Span::styled(label, style));
     }
-    if app.screen == ScreenId::Detail {
-        spans.push(Span::styled(" › Detail ", theme.active_tab()));
+    if let Some(crumb) = crumb {
+        spans.push(Span::styled(crumb, theme.active_tab()));
     }
-    let (badge, style) = badge(app, theme);
-    let badge_width = badge.chars().count() as u16;
     let [left, right] =
         Layout::horizontal([Constraint::Min(0), Constraint::Length(badge_width)]).areas(area);
     frame.render_widget(Paragraph::new(Line::from(spans)), left);

@@ -24,6 +24,7 @@ use ratatui::Frame;
 use ratatui::style::Style;
 use uuid::Uuid;
 
+use super::column_widths;
 use super::detail::{payload_lines, PAYLOAD_FIELDS};
 use super::queue::search_line;
 use super::time;
@@ -35,6 +36,7 @@ use crate::tui::component::{
     help_only, hint, hint_long, search_hints, Action, Component, Ctx, KeyHint,
 };
 use crate::tui::paging::{error_kind, ListView, Window};
+use crate::tui::text::cut;
 use crate::tui::theme::Theme;
 
 /// The error types `t` cycles through: the ones that leave a record needing a person.
@@ -171,8 +173,8 @@ impl ConflictsView {
             },
             KeyCode::Char(']') => self.scroll_compare(1),
             KeyCode::Char('[') => self.scroll_compare(-1),
-            KeyCode::Char('a') => self.target(ResolveAction::AdoptExisting),
-            KeyCode::Char('K') => self.target(ResolveAction::KeepExisting),
+            KeyCode::Char('U') => self.target(ResolveAction::UpdateExisting),
+            KeyCode::Char('L') => self.target(ResolveAction::LinkExisting),
             KeyCode::Char('r') => self.target(ResolveAction::Retry),
             KeyCode::Char('d') => self.target(ResolveAction::Discard),
             _ => self.list.handle_key(key),
@@ -192,6 +194,66 @@ impl ConflictsView {
     }
 }
 
+/// An action's key and short name, as the footer and this screen's pane show them.
+pub fn action_key(action: ResolveAction) -> (&'static str, &'static str) {
+    match action {
+        ResolveAction::UpdateExisting => ("U", "update"),
+        ResolveAction::LinkExisting => ("L", "link"),
+        ResolveAction::Retry => ("r", "retry"),
+        ResolveAction::Discard => ("d", "discard"),
+    }
+}
+
+/// What an action does in at most 32 characters: the help's line for it, which at 80x24
+/// shares the width with a second column. The pane says it at length
+/// ([`ResolveAction::explain`]).
+pub fn action_brief(action: ResolveAction) -> &'static str {
+    match action {
+        ResolveAction::UpdateExisting => "send fields over existing (asks)",
+        ResolveAction::LinkExisting => "link to existing; send nothing",
+        ResolveAction::Retry => "send it again, unchanged",
+        ResolveAction::Discard => "never send it (asks first)",
+    }
+}
+
+/// An action's footer hint, with its one-line explanation for the help.
+pub fn action_hint(action: ResolveAction) -> KeyHint {
+    let (key, name) = action_key(action);
+    hint_long(key, name, action_brief(action))
+}
+
+/// The lines under a `customer_conflict`'s comparison: what the two actions that are about
+/// the existing customer do, one line each.
+const ACTION_LINES: [ResolveAction; 2] =
+    [ResolveAction::UpdateExisting, ResolveAction::LinkExisting];
+
+/// One line per action, in full where the pane (`width` columns, borders included) has room
+/// and briefly where not (the half-width pane at 80 columns), so neither wraps.
+fn action_lines<'a>(t: &Theme, width: u16) -> Vec<Line<'a>> {
+    let room = usize::from(width.saturating_sub(2)).saturating_sub(3);
+    let in_full = ACTION_LINES
+        .iter()
+        .all(|a| a.explain().chars().count() <= room);
+    ACTION_LINES
+        .iter()
+        .map(|a| {
+            let (key, _) = action_key(*a);
+            let what = if in_full {
+                a.explain()
+            } else {
+                action_brief(*a)
+            };
+            Line::from(vec![
+                Span::styled(format!(" {key} "), t.key()),
+                Span::raw(what),
+            ])
+        })
+        .collect()
+}
+
+/// The narrowest list that shows the short-id column (at 80 columns the names need it).
+const ID_COLUMN_FROM: u16 = 100;
+
 fn list_height(body: u16) -> u16 {
     body.saturating_sub(1) / 2
 }
@@ -205,10 +267,10 @@ impl Component for ConflictsView {
             hint("Space", "mark"),
             hint_long("A", "all", "mark all matching the filter"),
             hint("e", "edit"),
-            hint_long("a", "adopt", "adopt the existing customer"),
-            hint_long("K", "keep", "keep existing, send nothing"),
-            hint("r", "retry"),
-            hint_long("d", "discard", "discard (asks first)"),
+            action_hint(ResolveAction::UpdateExisting),
+            action_hint(ResolveAction::LinkExisting),
+            action_hint(ResolveAction::Retry),
+            action_hint(ResolveAction::Discard),
             help_only("j/k", "move"),
             help_only("]/[", "scroll the comparison"),
             help_only("Enter", "open the record"),
@@ -242,25 +304,45 @@ impl Component for ConflictsView {
         frame.render_widget(Paragraph::new(search_line(&self.list, t)), top);
 
         let view = self.list.view();
+        // The short id (what `icsync show` takes) where there is room beside the names.
+        let with_id = list.width >= ID_COLUMN_FROM;
+        let id_width = with_id.then_some(Constraint::Length(8));
+        let widths: Vec<Constraint> = [Constraint::Length(3)]
+            .into_iter()
+            .chain(id_width)
+            .chain([
+                Constraint::Length(9),
+                Constraint::Length(18),
+                Constraint::Fill(3),
+                Constraint::Fill(4),
+                Constraint::Fill(3),
+            ])
+            .collect();
+        let header: Vec<&str> = [""]
+            .into_iter()
+            .chain(with_id.then_some("id"))
+            .chain(["state", "error", "name", "email", "external id"])
+            .collect();
+        // Each text cell cut to its column with an ellipsis, as the queue does.
+        let columns = column_widths(list.width, &widths);
+        let text_from = columns.len() - 4;
+        let cell = |i: usize, s: &str| cut(s, usize::from(columns[text_from + i]));
         let rows = view.iter().map(|r| {
             let marked = self.mark_all || self.marks.contains(&r.id);
-            Row::new(vec![
-                Cell::from(if marked { "[x]" } else { "[ ]" }),
-                Cell::from(Span::styled(r.state.as_str(), t.state(r.state))),
-                Cell::from(error_kind(r).map_or("-", ErrorKind::as_str)),
-                Cell::from(r.payload.full_name().to_string()),
-                Cell::from(r.payload.email().unwrap_or("-").to_string()),
-                Cell::from(r.payload.external_id().unwrap_or("-").to_string()),
-            ])
+            let id = with_id.then(|| Cell::from(r.id.short()));
+            Row::new(
+                [Cell::from(if marked { "[x]" } else { "[ ]" })]
+                    .into_iter()
+                    .chain(id)
+                    .chain([
+                        Cell::from(Span::styled(r.state.as_str(), t.state(r.state))),
+                        Cell::from(cell(0, error_kind(r).map_or("-", ErrorKind::as_str))),
+                        Cell::from(cell(1, r.payload.full_name())),
+                        Cell::from(cell(2, r.payload.email().unwrap_or("-"))),
+                        Cell::from(cell(3, r.payload.external_id().unwrap_or("-"))),
+                    ]),
+            )
         });
-        let widths = [
-            Constraint::Length(3),
-            Constraint::Length(9),
-            Constraint::Length(18),
-            Constraint::Fill(3),
-            Constraint::Fill(4),
-            Constraint::Fill(3),
-        ];
         let marked = if self.mark_all {
             format!(" · marked: every {} record matching", self.state())
         } else if self.marks.is_empty() {
@@ -270,9 +352,7 @@ impl Component for ConflictsView {
         };
         let title = format!(" Needs a person{marked} ");
         let table = Table::new(rows, widths)
-            .header(
-                Row::new(["", "state", "error", "name", "email", "external id"]).style(t.title()),
-            )
+            .header(Row::new(header).style(t.title()))
             .row_highlight_style(t.selected())
             .block(Block::bordered().title(title));
         let mut state = TableState::default()
@@ -383,7 +463,8 @@ fn fit(s: &str, width: usize) -> String {
 /// The local record beside the existing customer of its `customer_conflict`, one line per
 /// field, `≠` (and colour, when allowed) on the fields the local record would change. Fields
 /// empty on both sides are left out, so 80x24 shows what matters; lines beyond `height`
-/// are cut with a note (the detail screen and `icsync show` have them all).
+/// are cut with a note (the detail screen and `icsync show` have them all). The last lines
+/// say what `U` and `L` do to that customer, so the choice is made beside what it changes.
 pub struct ExistingPane<'a> {
     pub title: String,
     /// Server-only facts, for the bottom border.
@@ -424,7 +505,10 @@ pub fn existing_pane<'a>(
                     Span::styled(format!(" {:<LABEL_WIDTH$}", "external id"), t.dim()),
                     Span::raw(external_id),
                 ]),
-            ],
+            ]
+            .into_iter()
+            .chain(action_lines(t, width))
+            .collect(),
         };
     };
     let Some(customer) = existing.customer() else {
@@ -440,7 +524,10 @@ pub fn existing_pane<'a>(
                     ),
                     t.warn(),
                 )),
-            ],
+            ]
+            .into_iter()
+            .chain(action_lines(t, width))
+            .collect(),
         };
     };
     // Two columns of values share what the marker and the label leave.
@@ -498,6 +585,7 @@ pub fn existing_pane<'a>(
             t.dim(),
         )));
     }
+    lines.extend(action_lines(t, width));
     let footer = server_only_fields(customer)
         .into_iter()
         .filter(|(name, _)| *name != "id")
@@ -522,10 +610,10 @@ fn compare_rows(r: &Record) -> Vec<crate::contract::FieldComparison> {
     }
 }
 
-/// Lines a comparison pane `height` rows tall has for fields and its note (borders and the
-/// header row taken).
+/// Lines a comparison pane `height` rows tall has for fields and its note (borders, the
+/// header row and the actions' lines taken).
 fn field_room(height: u16) -> usize {
-    usize::from(height.saturating_sub(2)).saturating_sub(1)
+    usize::from(height.saturating_sub(2)).saturating_sub(1 + ACTION_LINES.len())
 }
 
 /// The furthest the comparison scrolls: none when every row fits in `room`; else until the

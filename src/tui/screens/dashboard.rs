@@ -1,21 +1,24 @@
 //! The dashboard: counts per state, synced-per-second sparkline, the online / offline /
-//! paused / locked banner with its reason, the last sync, and the drop folder's recent files
-//! with their outcome. It owns the throughput history, which it samples from the status
-//! counts on each clock tick, and the last drop-file list the app fetched for it.
+//! paused / locked banner with its reason, the last sync, the drop folder's recent files
+//! with their outcome, and what needs a person: conflicts, records the API refused, and rows
+//! refused from dropped files (`r` lists them). It owns the throughput history, which it
+//! samples from the status counts on each clock tick, and the last drop-file list the app
+//! fetched for it.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Sparkline, Wrap};
 use ratatui::Frame;
 
 use super::ago;
+use super::refused::refused_counts;
 use crate::store::{DropFileEntry, DropOutcome, RecordState};
 use crate::tui::app::Connection;
-use crate::tui::component::{hint, Action, Component, Ctx, KeyHint};
+use crate::tui::component::{hint, hint_long, Action, Component, Ctx, KeyHint};
 
 /// Seconds of throughput kept: wider than any terminal the sparkline is drawn in.
 pub const HISTORY_SECONDS: usize = 240;
@@ -27,6 +30,8 @@ pub struct DashboardView {
     last: Option<(i64, u64)>,
     /// The drop folder's recent files, newest first, as the daemon last sent them.
     pub drops: Vec<DropFileEntry>,
+    /// The drop folder, absolute, as the daemon last said.
+    pub folder: Option<String>,
 }
 
 impl DashboardView {
@@ -61,24 +66,37 @@ impl DashboardView {
 
 impl Component for DashboardView {
     fn hints(&self) -> Vec<KeyHint> {
-        vec![hint("Tab", "next screen"), hint("c", "capture")]
+        vec![
+            hint("Tab", "next screen"),
+            hint("c", "capture"),
+            hint_long(
+                "r",
+                "refused rows",
+                "rows refused from dropped files: each row's line and reason, and the report",
+            ),
+        ]
     }
 
-    fn handle_key(&mut self, _key: KeyEvent) -> Action {
-        Action::Unhandled
+    fn handle_key(&mut self, key: KeyEvent) -> Action {
+        match key.code {
+            KeyCode::Char('r') => Action::ShowRefused,
+            _ => Action::Unhandled,
+        }
     }
 
     fn draw(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let needs_lines = self.needs_lines(ctx);
+        let needs_rows = needs_lines.len() as u16 + 2;
         // The drop panel takes a third of what the banner and the footer box leave, at least
         // three lines (five rows) while the counts still fit, and no more than it has files.
-        let rest = area.height.saturating_sub(5 + 3);
+        let rest = area.height.saturating_sub(5 + needs_rows);
         let wanted = (self.drops.len().max(1) as u16 + 2).min(rest / 3).max(5);
         let drops_rows = wanted.min(rest.saturating_sub(9));
         let [banner, middle, drops, needs] = Layout::vertical([
             Constraint::Length(5),
             Constraint::Min(9),
             Constraint::Length(drops_rows),
-            Constraint::Length(3),
+            Constraint::Length(needs_rows),
         ])
         .areas(area);
         let [counts, spark] =
@@ -122,7 +140,10 @@ impl Component for DashboardView {
                 (None, false) => (
                     "OFFLINE".into(),
                     t.warn(),
-                    "the API cannot be reached; records wait and retry".into(),
+                    match &s.api_host {
+                        Some(host) => format!("cannot reach {host}; records wait and retry"),
+                        None => "the API cannot be reached; records wait and retry".into(),
+                    },
                 ),
                 (None, true) => ("ONLINE".into(), t.ok(), "sending as records arrive".into()),
             },
@@ -188,28 +209,56 @@ impl Component for DashboardView {
             spark,
         );
 
-        let (conflict, rejected) = ctx.status.map_or((0, 0), |s| (s.conflict, s.rejected));
-        let line = if conflict + rejected == 0 {
-            Line::from(Span::styled(" Nothing needs a person.", t.dim()))
-        } else {
-            Line::from(vec![
-                Span::styled(
-                    format!(" {conflict} conflict, {rejected} rejected"),
-                    t.error(),
-                ),
-                Span::raw(" need a person: press "),
-                Span::styled("3", t.key()),
-                Span::raw(" for Conflicts"),
-            ])
-        };
         frame.render_widget(
-            Paragraph::new(line).block(Block::bordered().title(" Needs a person ")),
+            Paragraph::new(needs_lines).block(Block::bordered().title(" Needs a person ")),
             needs,
         );
     }
 }
 
 impl DashboardView {
+    /// Records that need a person (press 3), then rows refused from dropped files (press r),
+    /// each on its own line; one line when there is nothing.
+    fn needs_lines<'a>(&self, ctx: &Ctx) -> Vec<Line<'a>> {
+        let t = ctx.theme;
+        let (conflict, rejected) = ctx.status.map_or((0, 0), |s| (s.conflict, s.rejected));
+        let (rows, files) = refused_counts(&self.drops);
+        let mut lines = Vec::new();
+        if conflict + rejected > 0 {
+            lines.push(Line::from(vec![
+                Span::styled(
+                    format!(" {conflict} conflict, {rejected} refused by the API"),
+                    t.error(),
+                ),
+                Span::raw(": press "),
+                Span::styled("3", t.key()),
+                Span::raw(" for Conflicts"),
+            ]));
+        }
+        if files > 0 {
+            lines.push(Line::from(vec![
+                Span::styled(
+                    format!(
+                        " {} refused from {}",
+                        crate::tui::app::plural(rows as usize, "row"),
+                        crate::tui::app::plural(files, "dropped file")
+                    ),
+                    t.warn(),
+                ),
+                Span::raw(" (not queued): press "),
+                Span::styled("r", t.key()),
+                Span::raw(" to list them"),
+            ]));
+        }
+        if lines.is_empty() {
+            lines.push(Line::from(Span::styled(
+                " Nothing needs a person.",
+                t.dim(),
+            )));
+        }
+        lines
+    }
+
     /// One line per recent file, newest first: time, name, outcome, counts, where it went.
     fn draw_drops(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
         let t = ctx.theme;

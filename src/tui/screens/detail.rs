@@ -6,11 +6,13 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 use serde_json::Value;
 
+use super::conflicts::action_hint;
 use super::{error_line, time, wire_name};
 use crate::contract::compare_with_customer;
 use crate::control::{Request, ResolveAction};
@@ -69,6 +71,23 @@ pub fn payload_lines<'a>(record: &Record, theme: &Theme) -> Vec<Line<'a>> {
         .collect()
 }
 
+/// [`payload_lines`] for a pane `width` columns wide: a value too long for it wraps under
+/// itself (an email is never cut here: this is where the full value is shown).
+fn wrapped_payload_lines<'a>(record: &Record, theme: &Theme, width: usize) -> Vec<Line<'a>> {
+    PAYLOAD_FIELDS
+        .iter()
+        .flat_map(|(path, label)| {
+            super::hanging(
+                label,
+                &member(record, path),
+                15,
+                width,
+                (theme.dim(), Style::default()),
+            )
+        })
+        .collect()
+}
+
 impl DetailView {
     pub fn id(&self) -> Option<RecordId> {
         self.id
@@ -120,13 +139,16 @@ impl Component for DetailView {
         let mut hints = vec![hint("Esc", "back"), hint("e", "edit")];
         let state = self.record.as_ref().map(|r| r.state);
         if matches!(state, Some(s) if s.needs_person()) {
-            hints.push(hint("r", "retry"));
+            hints.push(action_hint(ResolveAction::Retry));
         }
-        if state == Some(RecordState::Conflict) {
-            hints.push(hint("a", "adopt"));
-            hints.push(hint("K", "keep existing"));
+        // The two actions about the existing customer: only for a customer_conflict.
+        if state == Some(RecordState::Conflict)
+            && self.record.as_ref().is_some_and(|r| r.conflict().is_some())
+        {
+            hints.push(action_hint(ResolveAction::UpdateExisting));
+            hints.push(action_hint(ResolveAction::LinkExisting));
         }
-        hints.push(hint("d", "discard"));
+        hints.push(action_hint(ResolveAction::Discard));
         hints.push(help_only("j/k", "scroll the history"));
         hints
     }
@@ -148,8 +170,8 @@ impl Component for DetailView {
                 None => Action::Handled,
             },
             KeyCode::Char('r') => self.resolve(ResolveAction::Retry),
-            KeyCode::Char('a') => self.resolve(ResolveAction::AdoptExisting),
-            KeyCode::Char('K') => self.resolve(ResolveAction::KeepExisting),
+            KeyCode::Char('U') => self.resolve(ResolveAction::UpdateExisting),
+            KeyCode::Char('L') => self.resolve(ResolveAction::LinkExisting),
             KeyCode::Char('d') => self.resolve(ResolveAction::Discard),
             _ => Action::Unhandled,
         }
@@ -168,120 +190,113 @@ impl Component for DetailView {
             );
             return;
         };
+        // Both panes wrap long values under themselves (rather than the paragraph wrapping
+        // them back under the label), and grow to show every line while the history keeps
+        // four rows.
+        let [left, right] = Layout::horizontal([Constraint::Length(36), Constraint::Min(0)])
+            .areas(Rect { height: 1, ..area });
+        let payload = wrapped_payload_lines(r, t, left.width.saturating_sub(2) as usize);
+        let status = status_lines(r, t, right.width.saturating_sub(2) as usize);
+        let wanted = payload.len().max(status.len()) as u16 + 2;
+        let height = wanted.max(13).min(area.height.saturating_sub(4));
         let [top, bottom] =
-            Layout::vertical([Constraint::Length(13), Constraint::Min(4)]).areas(area);
+            Layout::vertical([Constraint::Length(height), Constraint::Min(4)]).areas(area);
         let [left, right] =
             Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(top);
         frame.render_widget(
-            Paragraph::new(payload_lines(r, t))
+            Paragraph::new(payload)
                 .block(Block::bordered().title(format!(" Payload (revision {}) ", r.revision))),
             left,
         );
         frame.render_widget(
-            Paragraph::new(status_lines(r, t))
-                .wrap(Wrap { trim: false })
-                .block(Block::bordered().title(format!(" {} ", r.id))),
+            Paragraph::new(status).block(Block::bordered().title(format!(" {} ", r.id))),
             right,
         );
         draw_history(frame, bottom, r, self.scroll, t);
     }
 }
 
-fn label<'a>(name: &str, value: String, theme: &Theme) -> Line<'a> {
-    Line::from(vec![
-        Span::styled(format!(" {name:<9}"), theme.dim()),
-        Span::raw(value),
-    ])
+/// A labelled value wrapped to `width` columns with a hanging indent: its continuation lines
+/// start under the value, not under the label.
+fn labelled<'a>(name: &str, value: &str, style: Style, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    super::hanging(name, value, 8, width, (t.dim(), style))
 }
 
-fn status_lines<'a>(r: &Record, t: &Theme) -> Vec<Line<'a>> {
-    let mut lines = vec![
-        Line::from(vec![
-            Span::styled(format!(" {:<9}", "state"), t.dim()),
-            Span::styled(r.state.as_str(), t.state(r.state)),
-            Span::raw(match r.synced_revision {
-                Some(n) => format!(" (server has rev {n})"),
-                None => " (never synced)".into(),
-            }),
-        ]),
-        label("origin", r.origin.to_string(), t),
-        label("updated", format!("{} UTC", time(r.updated_at)), t),
-    ];
+fn status_lines<'a>(r: &Record, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    let label = |name: &str, value: String| labelled(name, &value, Style::default(), t, width);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!(" {:<9}", "state"), t.dim()),
+        Span::styled(r.state.as_str(), t.state(r.state)),
+        Span::raw(match r.synced_revision {
+            Some(n) => format!(" (server has rev {n})"),
+            None => " (never synced)".into(),
+        }),
+    ])];
+    lines.extend(label("origin", r.origin.to_string()));
+    lines.extend(label("updated", format!("{} UTC", time(r.updated_at))));
     if let Some(at) = r.next_attempt_at {
-        lines.push(label(
+        lines.extend(label(
             "next try",
             format!("{} UTC, {} failed", time(at), r.failures),
-            t,
         ));
     }
     if r.last_error.is_some() {
-        lines.push(Line::from(vec![
-            Span::styled(format!(" {:<9}", "error"), t.dim()),
-            Span::styled(error_line(r), t.error()),
-        ]));
+        lines.extend(labelled("error", &error_line(r), t.error(), t, width));
     }
     match &r.remote {
         Some(c) => {
             // The id on a line of its own: 36 characters do not fit beside a label at 80x24.
-            lines.push(label("customer", String::new(), t));
+            lines.extend(label("customer", String::new()));
             lines.push(Line::raw(format!("  {}", c.id)));
-            lines.push(label(
+            lines.extend(label(
                 "kyc",
                 format!(
                     "{} · added via {}",
                     c.kyc_status.as_str(),
                     wire_name(&c.added_via)
                 ),
-                t,
             ));
-            lines.push(label(
+            lines.extend(label(
                 "verified",
                 match &c.verified_identity {
                     Some(v) => format!("{}, born {}, {}", v.full_name, v.birth_year, v.country),
                     None => "-".into(),
                 },
-                t,
             ));
         }
-        None if r.conflict().is_some() => lines.extend(existing_lines(r, t)),
-        None => lines.push(label("customer", "not on the server yet".into(), t)),
+        None if r.conflict().is_some() => lines.extend(existing_lines(r, t, width)),
+        None => lines.extend(label("customer", "not on the server yet".into())),
     }
     lines
 }
 
 /// A `customer_conflict`'s existing customer in brief; the conflicts screen (3) shows it
 /// field by field.
-fn existing_lines<'a>(r: &Record, t: &Theme) -> Vec<Line<'a>> {
+fn existing_lines<'a>(r: &Record, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    let label = |name: &str, value: String| labelled(name, &value, Style::default(), t, width);
     let Some(existing) = &r.existing else {
-        return vec![label("existing", "not fetched yet (offline?)".into(), t)];
+        return label("existing", "not fetched yet (offline?)".into());
     };
     let Some(customer) = existing.customer() else {
-        return vec![label(
-            "existing",
-            "not found on the server (404): deleted?".into(),
-            t,
-        )];
+        return label("existing", "not found on the server (404): deleted?".into());
     };
     let differ = compare_with_customer(&r.payload.input(), customer)
         .iter()
         .filter(|c| c.differs)
         .count();
-    vec![
-        label(
-            "existing",
-            format!("{} · {differ} ≠ (see 3)", customer.full_name),
-            t,
+    let mut lines = label(
+        "existing",
+        format!("{} · {differ} ≠ (see 3)", customer.full_name),
+    );
+    lines.extend(label(
+        "kyc",
+        format!(
+            "{} · added via {}",
+            customer.kyc_status.as_str(),
+            customer.added_via.as_str()
         ),
-        label(
-            "kyc",
-            format!(
-                "{} · added via {}",
-                customer.kyc_status.as_str(),
-                customer.added_via.as_str()
-            ),
-            t,
-        ),
-    ]
+    ));
+    lines
 }
 
 fn draw_history(frame: &mut Frame, area: Rect, r: &Record, scroll: usize, t: &Theme) {

@@ -8,10 +8,13 @@ pub mod dashboard;
 pub mod detail;
 pub mod help;
 pub mod queue;
+pub mod refused;
 pub mod unlock;
 
 use chrono::{DateTime, Utc};
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
 
 use crate::store::{Record, RecordError};
 
@@ -40,6 +43,18 @@ pub fn error_line(r: &Record) -> String {
     }
 }
 
+/// The widths a bordered table `table_width` columns wide gives its columns (one space
+/// between them), so each cell can be cut to its column with an ellipsis.
+pub fn column_widths(table_width: u16, constraints: &[Constraint]) -> Vec<u16> {
+    let inner = Rect::new(0, 0, table_width.saturating_sub(2), 1);
+    Layout::horizontal(constraints)
+        .spacing(1)
+        .split(inner)
+        .iter()
+        .map(|r| r.width)
+        .collect()
+}
+
 /// A box of at most `width` x `height` centred in `area`.
 pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
@@ -57,4 +72,31 @@ pub fn wire_name<T: serde::Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// ` head value` in lines of `width` columns: `head` takes `column` characters (cut with an
+/// ellipsis if longer) and the value wraps under itself, a hanging indent, so a long value
+/// never runs back under its label.
+pub fn hanging<'a>(
+    head: &str,
+    value: &str,
+    column: usize,
+    width: usize,
+    styles: (Style, Style),
+) -> Vec<Line<'a>> {
+    let indent = column + 2;
+    crate::tui::text::wrap(value, width.saturating_sub(indent))
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let h = if i == 0 { head } else { "" };
+            Line::from(vec![
+                Span::styled(
+                    format!(" {:<column$} ", crate::tui::text::cut(h, column)),
+                    styles.0,
+                ),
+                Span::styled(part, styles.1),
+            ])
+        })
+        .collect()
 }

@@ -1,5 +1,5 @@
-//! The queue: one page of records as a table (state, revision, name, email, external id,
-//! error) with filter, search and sort indicators. Only the visible page is fetched; the
+//! The queue: one page of records as a table (short id from 100 columns, state, revision,
+//! name, email, external id, error) with filter, search and sort indicators. Only the visible page is fetched; the
 //! sort orders the whole list on the daemon's side (see `paging`).
 
 use crossterm::event::KeyEvent;
@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
-use super::error_line;
+use super::{column_widths, error_line};
 use crate::store::{Record, RecordState};
 use crate::tui::app::ListId;
 use crate::tui::component::{help_only, hint, search_hints, Action, Component, Ctx, KeyHint};
@@ -46,19 +46,35 @@ pub fn search_line<'a>(list: &ListView, theme: &Theme) -> Line<'a> {
     Line::from(spans)
 }
 
+/// The narrowest table that shows the short-id column (what `icsync show` takes): at 80
+/// columns the names need the room.
+const ID_COLUMN_FROM: u16 = 100;
+
 /// One record's cells, each cut to its column's width (`widths`, in the order of the
-/// columns) with an ellipsis where it does not fit.
-pub fn record_row<'a>(r: &Record, theme: &Theme, widths: &[u16]) -> Vec<Cell<'a>> {
+/// columns) with an ellipsis where it does not fit; with `with_id`, its short id first.
+pub fn record_row<'a>(r: &Record, theme: &Theme, widths: &[u16], with_id: bool) -> Vec<Cell<'a>> {
     let p = &r.payload;
-    let fit = |i: usize, s: &str| cut(s, widths.get(i).copied().map_or(usize::MAX, usize::from));
-    vec![
-        Cell::from(Span::styled(r.state.as_str(), theme.state(r.state))),
-        Cell::from(r.revision.to_string()),
-        Cell::from(fit(2, p.full_name())),
-        Cell::from(fit(3, p.email().unwrap_or("-"))),
-        Cell::from(fit(4, p.external_id().unwrap_or("-"))),
-        Cell::from(Span::styled(fit(5, &error_line(r)), theme.error())),
-    ]
+    let shift = usize::from(with_id);
+    let fit = |i: usize, s: &str| {
+        cut(
+            s,
+            widths
+                .get(i + shift)
+                .copied()
+                .map_or(usize::MAX, usize::from),
+        )
+    };
+    let id = with_id.then(|| Cell::from(r.id.short()));
+    id.into_iter()
+        .chain([
+            Cell::from(Span::styled(r.state.as_str(), theme.state(r.state))),
+            Cell::from(r.revision.to_string()),
+            Cell::from(fit(2, p.full_name())),
+            Cell::from(fit(3, p.email().unwrap_or("-"))),
+            Cell::from(fit(4, p.external_id().unwrap_or("-"))),
+            Cell::from(Span::styled(fit(5, &error_line(r)), theme.error())),
+        ])
+        .collect()
 }
 
 impl Component for QueueView {
@@ -91,25 +107,23 @@ impl Component for QueueView {
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
         frame.render_widget(Paragraph::new(search_line(&self.list, ctx.theme)), top);
         let view = self.list.view();
-        let widths = [
-            Constraint::Length(9),
-            Constraint::Length(3),
-            Constraint::Fill(3),
-            Constraint::Fill(4),
-            Constraint::Fill(3),
-            Constraint::Fill(3),
-        ];
-        // The columns as the table lays them out inside its border (one space between).
-        let inner = Rect::new(0, 0, table.width.saturating_sub(2), 1);
-        let columns: Vec<u16> = Layout::horizontal(widths)
-            .spacing(1)
-            .split(inner)
-            .iter()
-            .map(|r| r.width)
+        let with_id = table.width >= ID_COLUMN_FROM;
+        let widths: Vec<Constraint> = with_id
+            .then_some(Constraint::Length(8))
+            .into_iter()
+            .chain([
+                Constraint::Length(9),
+                Constraint::Length(3),
+                Constraint::Fill(3),
+                Constraint::Fill(4),
+                Constraint::Fill(3),
+                Constraint::Fill(3),
+            ])
             .collect();
+        let columns = column_widths(table.width, &widths);
         let rows = view
             .iter()
-            .map(|r| Row::new(record_row(r, ctx.theme, &columns)));
+            .map(|r| Row::new(record_row(r, ctx.theme, &columns, with_id)));
         let total = ctx.status.map(|s| match self.list.window.filter() {
             None => s.total,
             Some(RecordState::Queued) => s.queued,
@@ -128,8 +142,15 @@ impl Component for QueueView {
         let empty = view.is_empty();
         let t = Table::new(rows, widths)
             .header(
-                Row::new(["state", "rev", "name", "email", "external id", "error"])
-                    .style(ctx.theme.title()),
+                Row::new(with_id.then_some("id").into_iter().chain([
+                    "state",
+                    "rev",
+                    "name",
+                    "email",
+                    "external id",
+                    "error",
+                ]))
+                .style(ctx.theme.title()),
             )
             .row_highlight_style(ctx.theme.selected())
             .block(Block::bordered().title(title));

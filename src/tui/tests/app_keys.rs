@@ -13,6 +13,7 @@ use crate::store::{Origin, RecordState};
 use crate::tui::app::{App, Effect, Incoming, Overlay, Purpose, ScreenId};
 use crate::tui::paging::AUTO_CONTINUE_MAX;
 use crate::tui::screens::capture::{FieldId, FormStatus, Mode};
+use crate::tui::screens::conflicts::action_brief;
 use crate::tui::screens::queue::QueueView;
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -302,30 +303,119 @@ fn mark_all_applies_one_resolve_many_to_the_filter() {
     app.handle_key(ch('3'));
     app.handle_key(ch('A'));
     assert!(app.conflicts.marking_all());
-    let fx = app.handle_key(ch('a'));
+    let fx = app.handle_key(ch('L'));
     assert_eq!(
         requests(&fx),
         vec![Request::ResolveMany {
             state: RecordState::Conflict,
             error_type: None,
-            action: ResolveAction::AdoptExisting,
+            action: ResolveAction::LinkExisting,
         }]
     );
-    assert!(app.overlay.is_none(), "adopting does not ask");
+    assert!(
+        app.overlay.is_none(),
+        "linking sends nothing, so it does not ask"
+    );
 }
 
 #[test]
 fn without_marks_an_action_applies_to_the_selected_record() {
     let mut app = loaded_app(24);
     app.handle_key(ch('3'));
-    let fx = press(&mut app, &[ch('j'), ch('K')]);
+    let fx = press(&mut app, &[ch('j'), ch('L')]);
     assert_eq!(
         requests(&fx),
         vec![Request::Resolve {
             id: id(7).to_string(),
-            action: ResolveAction::KeepExisting,
+            action: ResolveAction::LinkExisting,
         }]
     );
+}
+
+/// `U` sends the local fields over a customer someone else put on the server: like a
+/// discard, it asks first, naming the record by its short id, and `n` sends nothing.
+#[test]
+fn updating_the_existing_customer_asks_first_on_both_screens() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    let fx = app.handle_key(ch('U'));
+    assert!(
+        requests(&fx).is_empty(),
+        "nothing is sent before confirming"
+    );
+    match &app.overlay {
+        Some(Overlay::Confirm(c)) => {
+            assert!(c.message.contains(&id(3).short()), "{}", c.message);
+            assert!(c.message.contains("existing customer"), "{}", c.message);
+        }
+        other => panic!("expected a confirm, got {other:?}"),
+    }
+    assert!(requests(&app.handle_key(ch('n'))).is_empty());
+    assert!(app.overlay.is_none());
+    let fx = press(&mut app, &[ch('U'), ch('y')]);
+    assert_eq!(
+        requests(&fx),
+        vec![Request::Resolve {
+            id: id(3).to_string(),
+            action: ResolveAction::UpdateExisting,
+        }]
+    );
+
+    // Everything matching the filter: one resolve_many, after the question.
+    let fx = press(&mut app, &[ch('A'), ch('U')]);
+    assert!(requests(&fx).is_empty());
+    assert!(matches!(app.overlay, Some(Overlay::Confirm(_))));
+    assert_eq!(
+        requests(&app.handle_key(ch('y'))),
+        vec![Request::ResolveMany {
+            state: RecordState::Conflict,
+            error_type: None,
+            action: ResolveAction::UpdateExisting,
+        }]
+    );
+
+    // The detail screen's `U` asks too.
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    let fx = app.handle_key(key(KeyCode::Enter));
+    settle(&mut app, fx);
+    assert_eq!(app.screen, ScreenId::Detail);
+    assert!(requests(&app.handle_key(ch('U'))).is_empty());
+    assert!(matches!(app.overlay, Some(Overlay::Confirm(_))));
+}
+
+/// The keys that used to adopt (`a`) and keep (`K`) do nothing now: a finger that
+/// remembers them sends nothing by surprise.
+#[test]
+fn the_old_adopt_and_keep_keys_send_nothing() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    let fx = press(&mut app, &[ch('a'), ch('K')]);
+    assert!(requests(&fx).is_empty());
+    assert!(app.overlay.is_none());
+}
+
+/// What the daemon says it did is told in words, not as the wire's action name.
+#[test]
+fn a_resolved_notice_says_what_happened_in_words() {
+    let mut app = loaded_app(24);
+    app.handle_key(ch('3'));
+    let fx = app.handle_key(ch('L'));
+    let out = sent(&fx).into_iter().next().expect("a resolve request");
+    app.apply(Incoming::Reply {
+        purpose: out.purpose,
+        reply: Reply::Resolved { ids: vec![id(3)] },
+    });
+    let notice = app
+        .notice
+        .as_ref()
+        .map(|n| n.text.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        notice,
+        "1 record linked to the existing customer (nothing sent)"
+    );
+    assert!(!notice.contains("link_existing"));
 }
 
 #[test]
@@ -546,8 +636,16 @@ fn help_lists_every_hint_of_the_screen_and_the_global_keys() {
     app.handle_key(ch('?'));
     assert_eq!(app.overlay, Some(Overlay::Help));
     let hints = app.hints();
-    for keys in ["Space", "A", "K", "d", "t", "?", "q", "Tab/S-Tab"] {
+    for keys in ["Space", "A", "U", "L", "d", "t", "?", "q", "Tab/S-Tab"] {
         assert!(hints.iter().any(|h| h.keys == keys), "{keys} missing");
+    }
+    // Each conflict action is explained in one line, as the pane explains it.
+    for action in ResolveAction::ALL {
+        assert!(
+            hints.iter().any(|h| h.detail == Some(action_brief(action))),
+            "{} unexplained",
+            action.as_str()
+        );
     }
     app.handle_key(key(KeyCode::Esc));
     assert!(app.overlay.is_none());

@@ -36,17 +36,50 @@ fn differing_fields_carry_the_marker_in_either_theme() {
 
 #[test]
 fn a_pane_too_short_says_how_many_fields_it_left_out() {
-    // Two borders, the header and three lines: two fields and the note.
+    // Two borders, the header, three lines (two fields and the note) and the two actions.
     let pane = existing_pane(
         &alan(),
         Uuid::from_u128(EXISTING),
         &Theme::PLAIN,
-        (80, 6),
+        (80, 8),
         0,
     );
     let lines = text(&pane.lines);
-    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(lines.len(), 6, "{lines:#?}");
     assert!(lines[3].contains("6 more fields: ] scrolls"), "{lines:#?}");
+}
+
+/// Whatever the pane shows of the customer, its last lines say what `U` and `L` do to it:
+/// one sends the local fields over it (and asks first), the other sends nothing.
+#[test]
+fn the_pane_explains_update_and_link_in_a_line_each() {
+    let explained = |r: &Record| {
+        let lines =
+            text(&existing_pane(r, Uuid::from_u128(EXISTING), &Theme::PLAIN, (80, 20), 0).lines);
+        lines[lines.len() - 2..].to_vec()
+    };
+    let want = vec![
+        " U send these fields over the existing customer (asks first)".to_string(),
+        " L link to the existing customer as it is; send nothing".to_string(),
+    ];
+    let mut r = alan();
+    assert_eq!(explained(&r), want);
+    if let Some(e) = r.existing.as_mut() {
+        e.lookup = ExistingLookup::NotFound;
+    }
+    assert_eq!(explained(&r), want);
+    r.existing = None;
+    assert_eq!(explained(&r), want);
+    // Half of 80 columns: said briefly rather than wrapped.
+    let narrow =
+        text(&existing_pane(&r, Uuid::from_u128(EXISTING), &Theme::PLAIN, (40, 20), 0).lines);
+    assert_eq!(
+        narrow[narrow.len() - 2..],
+        [
+            " U send fields over existing (asks)",
+            " L link to existing; send nothing"
+        ]
+    );
 }
 
 #[test]
@@ -57,7 +90,7 @@ fn a_scrolled_pane_shows_the_fields_below_and_says_what_is_above() {
                 &alan(),
                 Uuid::from_u128(EXISTING),
                 &Theme::PLAIN,
-                (80, 6),
+                (80, 8),
                 offset,
             )
             .lines,
@@ -77,11 +110,12 @@ fn a_scrolled_pane_shows_the_fields_below_and_says_what_is_above() {
     let next = pane(2);
     assert_eq!(next[1..3], tall[3..5], "{next:#?}");
     assert!(next[3].contains("4 more fields"), "{next:#?}");
-    // Past the end: it stops with the last two fields on screen and the note pointing up.
+    // Past the end: it stops with the last two fields on screen and the note pointing up
+    // (above the two action lines).
     let end = pane(100);
-    assert_eq!(end[1..3], tall[tall.len() - 2..], "{end:#?}");
+    assert_eq!(end[1..3], tall[tall.len() - 4..tall.len() - 2], "{end:#?}");
     assert!(
-        end.last().unwrap().contains("fields above: [ scrolls back"),
+        end[end.len() - 3].contains("fields above: [ scrolls back"),
         "{end:#?}"
     );
     assert!(!end.iter().any(|l| l.contains("more fields")), "{end:#?}");

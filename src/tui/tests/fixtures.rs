@@ -8,7 +8,9 @@ use uuid::Uuid;
 use crate::contract::{
     AddedVia, ApiError, Customer, CustomerType, FieldError, KycStatus, Risk, VerifiedIdentity,
 };
-use crate::control::{ListSort, Reply, Request, SortCursor, SortKey, StatusReport};
+use crate::control::{
+    DropReport, ListSort, RefusedRow, Reply, Request, SortCursor, SortKey, StatusReport,
+};
 use crate::store::{
     ActionKind, Attempt, DropFileEntry, DropOutcome, ExistingCustomer, ExistingLookup,
     HistoryEntry, Origin, Payload, Record, RecordError, RecordId, RecordState,
@@ -223,6 +225,7 @@ pub fn status() -> StatusReport {
         disk_full: false,
         damaged: false,
         drop_folder_problem: None,
+        api_host: Some("api.instantcompliance.example".into()),
     }
 }
 
@@ -237,6 +240,7 @@ pub fn drop_files() -> Vec<DropFileEntry> {
             rejected,
             archived_as: archived.map(str::to_owned),
             report: None,
+            rejected_copy: None,
             note: None,
             read_as: None,
             not_imported: Vec::new(),
@@ -271,18 +275,22 @@ pub fn drop_files() -> Vec<DropFileEntry> {
     );
     leeds.read_as = Some("CSV, windows-1252 (detected), delimiter ';'".into());
     leeds.report = Some("rejected/branch-leeds.errors.txt".into());
+    leeds.rejected_copy = Some("rejected/branch-leeds.rejected.csv".into());
+    let mut notes = entry(
+        31,
+        "notes.xlsx",
+        DropOutcome::Rejected,
+        0,
+        0,
+        Some("rejected/notes.xlsx"),
+    );
+    notes.report = Some("rejected/notes.xlsx.errors.txt".into());
+    notes.note = Some("the workbook has no sheet with a header row".into());
     vec![
         laptop,
         leeds,
         dup,
-        entry(
-            31,
-            "notes.xlsx",
-            DropOutcome::Rejected,
-            0,
-            0,
-            Some("rejected/notes.xlsx"),
-        ),
+        notes,
         entry(
             60,
             "crm-export.csv",
@@ -292,6 +300,44 @@ pub fn drop_files() -> Vec<DropFileEntry> {
             Some("processed/crm-export.csv"),
         ),
     ]
+}
+
+/// What the fixture daemon reads from a drop-folder report: the leeds file's three refused
+/// rows (one with two problems and a reason long enough to wrap), or a whole-file refusal.
+pub fn drop_report(report: &str) -> DropReport {
+    let row = |position: &str, reasons: &[&str]| RefusedRow {
+        position: position.into(),
+        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+    };
+    let leeds = report.contains("leeds");
+    DropReport {
+        file: if leeds {
+            "branch-leeds.csv"
+        } else {
+            "notes.xlsx"
+        }
+        .into(),
+        report: format!("/home/ada/icsync-drop/{report}"),
+        rejected_copy: leeds
+            .then(|| "/home/ada/icsync-drop/rejected/branch-leeds.rejected.csv".into()),
+        rows: if leeds {
+            vec![
+                row("line 7", &["E-mail (email): is not a valid email address"]),
+                row(
+                    "line 12",
+                    &[
+                        "Telefon (phone): \"0113 496 0000 ext. 4\" is not a phone number: \
+                         give it in international form, starting with + and the country code",
+                        "Name (full_name): is required",
+                    ],
+                ),
+            ]
+        } else {
+            Vec::new()
+        },
+        more: if leeds { 1 } else { 0 },
+        missing: false,
+    }
 }
 
 /// How many records the fixture daemon's search reads per request: more than the fixtures
@@ -311,7 +357,9 @@ pub fn answer_with_cap(request: &Request, cap: usize) -> Reply {
         Request::Status => Reply::Status(status()),
         Request::DropFiles => Reply::DropFiles {
             files: drop_files(),
+            folder: Some("/home/ada/icsync-drop".into()),
         },
+        Request::DropReport { report } => Reply::DropReport(drop_report(report)),
         Request::List {
             state,
             after,

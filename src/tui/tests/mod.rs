@@ -3,5 +3,5 @@
 
 mod app_keys;
 mod existing_pane;
-mod fixtures;
+pub(crate) mod fixtures;
 mod snapshots;

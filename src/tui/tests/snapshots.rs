@@ -73,6 +73,23 @@ fn dashboard_paused() {
     });
 }
 
+/// Offline with nothing queued: the banner names the host it cannot reach.
+#[test]
+fn an_unreachable_api_is_offline_by_its_host_even_with_an_empty_queue() {
+    let mut app = loaded_app(24);
+    let mut s = status();
+    s.online = false;
+    s.queued = 0;
+    s.sending = 0;
+    app.apply(Incoming::Event(Event::Status(s)));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains(" OFFLINE "), "{screen}");
+    assert!(
+        screen.contains("cannot reach api.instantcompliance.example; records wait"),
+        "{screen}"
+    );
+}
+
 #[test]
 fn dashboard_banners_a_full_disk_and_a_damaged_store() {
     for (flag, banner) in [("disk", "DISK FULL"), ("damage", "STORE DAMAGED")] {
@@ -145,7 +162,7 @@ fn conflicts() {
 }
 
 /// On a terminal too short for every field, `]` scrolls the comparison and `[` back; all
-/// fitting (80x24 for this record), it does not move; another record starts at the top.
+/// fitting (80x40 for this record), it does not move; another record starts at the top.
 #[test]
 fn conflicts_compare_scrolls_only_when_needed_and_resets_on_another_record() {
     let screen = |h: u16, extra: &[KeyEvent]| {
@@ -162,7 +179,7 @@ fn conflicts_compare_scrolls_only_when_needed_and_resets_on_another_record() {
     assert!(scrolled.contains("↑ 2 above"), "{scrolled}");
     assert_eq!(screen(18, &[ch(']'), ch(']'), ch('['), ch('[')]), top);
     assert_eq!(screen(18, &[ch(']'), ch(']'), ch('j'), ch('k')]), top);
-    assert_eq!(screen(24, &[ch(']'), ch(']')]), screen(24, &[]));
+    assert_eq!(screen(40, &[ch(']'), ch(']')]), screen(40, &[]));
 }
 
 #[test]
@@ -177,6 +194,115 @@ fn detail_conflict() {
     check("detail_conflict", |app| {
         keys(app, &[ch('3'), code(KeyCode::Enter)])
     });
+}
+
+/// A value too long for its pane wraps under itself, not back under its label.
+#[test]
+fn a_wrapped_detail_value_keeps_its_indent() {
+    let mut app = loaded_app(24);
+    keys(&mut app, &[ch('3'), code(KeyCode::Enter)]);
+    let screen = render(&app, 80, 24);
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(" error    customer_conflict:"))
+        .unwrap_or_else(|| panic!("no error line:\n{screen}"));
+    let next = lines[at + 1];
+    // The right pane starts after the payload pane (36 columns) and its border.
+    let pane: String = next.chars().skip(1 + 36 + 1).collect();
+    assert!(pane.starts_with("          alan@example.com"), "{screen}");
+
+    // A payload value too long for its pane wraps under the value, whole: never cut.
+    let mut record = app.detail.record().cloned().unwrap();
+    let mut body = record.payload.as_map().clone();
+    body.insert(
+        "email".into(),
+        "alan.mathison.turing@bletchley-park.example.org".into(),
+    );
+    record.payload = crate::store::Payload::parse(&serde_json::Value::Object(body)).unwrap();
+    app.detail.loaded(record.id, record);
+    let screen = render(&app, 80, 24);
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("│ email           alan.mathison.tur│"))
+        .unwrap_or_else(|| panic!("no email line:\n{screen}"));
+    assert!(
+        lines[at + 1].starts_with("\"│                 ing@bletchley-par│"),
+        "{screen}"
+    );
+    assert!(
+        lines[at + 2].contains("│                 k.example.org    │"),
+        "{screen}"
+    );
+    assert!(!screen.contains('…'), "{screen}");
+}
+
+/// `r` on the dashboard lists the refused rows of dropped files: per file, each row's line
+/// and reason, the report and the copy to fix, and how many rows are not listed.
+#[test]
+fn refused_rows() {
+    check("refused_rows", |app| keys(app, &[ch('r')]));
+    let mut app = loaded_app(24);
+    keys(&mut app, &[ch('r')]);
+    let screen = render(&app, 80, 24);
+    for want in [
+        "branch-leeds.csv: 3 rows refused",
+        "line 7",
+        "E-mail (email): is not a valid email address",
+        "/home/ada/icsync-drop/rejected/branch-leeds.errors.txt",
+        "… and 1 more refused row: see the report",
+    ] {
+        assert!(screen.contains(want), "{want}:\n{screen}");
+    }
+    // The next file: refused whole, with why.
+    keys(&mut app, &[ch('j')]);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("notes.xlsx: not read"), "{screen}");
+    assert!(screen.contains("no sheet with a header row"), "{screen}");
+    // Esc goes back to the dashboard.
+    keys(&mut app, &[code(KeyCode::Esc)]);
+    assert!(render(&app, 80, 24).contains("Needs a person"));
+}
+
+/// At 80 columns with the in-process badge, the other tabs shrink to their numbers rather
+/// than the screen's name or the badge being cut.
+#[test]
+fn the_header_never_cuts_the_screen_name_or_the_badge() {
+    for open in [vec![ch('r')], vec![ch('3'), code(KeyCode::Enter)]] {
+        let mut app = loaded_app(24);
+        app.mark_in_process("the engine runs in this process");
+        keys(&mut app, &open);
+        let screen = render(&app, 80, 24);
+        let header = screen.lines().next().unwrap();
+        assert!(header.contains(" online · in-process "), "{header}");
+        assert!(
+            header.contains("› Refused rows ") || header.contains("› Detail "),
+            "{header}"
+        );
+        assert!(header.contains(" 1  2 "), "{header}");
+    }
+    // With room, every tab keeps its name.
+    let mut app = loaded_app(24);
+    keys(&mut app, &[ch('r')]);
+    assert!(render(&app, 120, 24).contains(" 1 Dashboard  2 Queue "));
+}
+
+#[test]
+fn the_dashboard_names_rows_refused_from_dropped_files() {
+    let mut app = loaded_app(24);
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("3 rows refused from 2 dropped files (not queued): press r"),
+        "{screen}"
+    );
+    assert!(!screen.contains("Nothing needs a person"), "{screen}");
+    app.dashboard.drops.clear();
+    let mut s = super::fixtures::status();
+    s.conflict = 0;
+    s.rejected = 0;
+    app.apply(Incoming::Event(Event::Status(s)));
+    assert!(render(&app, 80, 24).contains("Nothing needs a person."));
 }
 
 #[test]
