@@ -15,13 +15,25 @@ use icsync::cli::Backend;
 use icsync::config::{self, Overrides, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "icsync", version = icsync::ops::VERSION, about, long_about = None)]
+#[command(
+    name = "icsync",
+    version = icsync::ops::VERSION,
+    about,
+    long_about = None,
+    after_help = EXIT_STATUS
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit statuses, as `icsync --help` and `icsync import --help` end.
+const EXIT_STATUS: &str = "Exit status: 0 when everything worked; 1 for an error (one line on \
+stderr: `error: ...`, with a `hint:` where there is one); 2 when `import` refused some rows or \
+files (the rest were queued; the refused rows are written to NAME.refused.csv beside each \
+file).";
 
 #[derive(Debug, Args)]
 struct GlobalArgs {
@@ -106,8 +118,8 @@ enum Command {
     /// Resolve a record that needs a person (conflict or rejected).
     Resolve(ResolveArgs),
     /// Queue records from files: CRM and spreadsheet exports (.csv, .tsv, .txt, .xlsx),
-    /// .json, .ndjson/.jsonl. Exit status 2 when some records or files were refused (the rest are
-    /// queued).
+    /// .json, .ndjson/.jsonl. Rows refused at import are written beside each file to fix.
+    #[command(after_help = EXIT_STATUS)]
     Import(ImportArgs),
     /// Write the records of one state to a file (.csv, .ndjson, .json or .xlsx) that can be
     /// fixed and imported again onto the same records.
@@ -358,6 +370,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .wrap_err("icsync tui failed")?;
             return Ok(ExitCode::SUCCESS);
+        }
+        if let Command::Status(StatusArgs { wait: true, .. }) = &cli.command {
+            commands::wait_until_sent(&settings).await?;
         }
         let mut backend = match Backend::connect(&settings).await {
             // A full disk keeps the store shut (sled writes when it opens): status reads its

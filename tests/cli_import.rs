@@ -354,3 +354,111 @@ fn list_sort_orders_every_record_not_one_page() {
     assert_eq!(newest.len(), n);
     assert_eq!(newest[0], "Zed Edited");
 }
+
+/// Rows refused at import are counted as rows (one with three bad fields is one), written
+/// beside the file with an `_error` column to fix, never over a file already there, and
+/// imported back once fixed.
+#[test]
+fn refused_rows_are_counted_as_rows_and_written_beside_the_file_to_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "a.csv", b"full_name,email\nAnn,ann@x.io\nBob,bob@x.io\n");
+    assert_eq!(icsync(d, &["import", "a.csv"]).status.code(), Some(0));
+    let input =
+        b"full_name,email,phone\nCid,cid@x.io,\nBob B,bob@x.io,\n,bad,notaphone\nDee,dee,\n";
+    write(d, "b.csv", input);
+    // A file of that name is someone's own: it is left alone.
+    write(d, "b.refused.csv", b"mine");
+    let out = icsync(d, &["import", "b.csv"]);
+    assert_eq!(out.status.code(), Some(2), "some rows were refused");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("4 records: 2 queued (1 new, 1 updated), 2 refused at import"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("b.2.refused.csv") && stdout.contains("b.2.errors.txt"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(d.join("b.refused.csv")).unwrap(), b"mine");
+    let copy = d.join("b.2.refused.csv");
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&copy).unwrap();
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        rows.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["_error", "full_name", "email", "phone"]
+    );
+    let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0][0].contains("full_name: is required"), "{text}");
+    assert_eq!(
+        rows[1].iter().skip(1).collect::<Vec<_>>(),
+        ["Dee", "dee", ""]
+    );
+    let report = std::fs::read_to_string(d.join("b.2.errors.txt")).unwrap();
+    let problems: Vec<&str> = report.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(problems.len(), 4, "one line per problem: {report}");
+    assert!(problems
+        .iter()
+        .all(|p| p.starts_with("line 4: ") || p.starts_with("line 5: ")));
+
+    // Fixed in place and imported: both rows queue, and nothing more is written.
+    let fixed = text
+        .replace(",bad,notaphone", "Eve,eve@x.io,")
+        .replace(",dee,", ",dee@x.io,");
+    std::fs::write(&copy, fixed).unwrap();
+    let out = icsync(d, &["import", "b.2.refused.csv"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!d.join("b.2.refused.refused.csv").exists());
+    let names: Vec<String> = json(d, &["list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["full_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["Ann", "Bob B", "Cid", "Eve", "Dee"]);
+
+    // --json names the files; --dry-run writes none.
+    write(d, "c.ndjson", b"{\"full_name\":\"Fay\",\"email\":\"f\"}\n");
+    let report = icsync(d, &["import", "--dry-run", "c.ndjson"]);
+    assert_eq!(report.status.code(), Some(2));
+    assert!(!d.join("c.refused.ndjson").exists());
+    let out = icsync(d, &["import", "--json", "c.ndjson"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["refused"], 1);
+    assert_eq!(
+        v[0]["refused_rows"]["rows"].as_str().unwrap(),
+        "./c.refused.ndjson"
+    );
+    assert!(d.join("c.refused.ndjson").exists() && d.join("c.errors.txt").exists());
+}
+
+/// The demo's sample CSV says 43 rows of which two are invalid (assets/demo/README.md):
+/// import counts the same, 41 queued and 2 refused, as the drop folder's report does.
+#[test]
+fn the_demo_csv_counts_as_its_readme_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("assets/demo/README.md")).unwrap();
+    assert!(
+        readme.contains("43 rows") && readme.contains("Two rows are invalid"),
+        "{readme}"
+    );
+    std::fs::copy(
+        root.join("assets/demo/crm-export.csv"),
+        d.join("crm-export.csv"),
+    )
+    .unwrap();
+    let out = icsync(d, &["import", "crm-export.csv"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("43 records: 41 queued (41 new, 0 updated), 2 refused at import"),
+        "{stdout}"
+    );
+}

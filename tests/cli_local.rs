@@ -435,3 +435,48 @@ fn resolve_actions_on_conflicts_one_and_many() {
         .iter()
         .any(|h| h["action"] == "discard"));
 }
+
+/// "Rejected" is the API's verdict only: status and show say "rejected by the API", `refused`
+/// is not a state (the message says where refused rows go), and an export of no rejected
+/// records says that rows refused at import are elsewhere. The exit statuses are in --help.
+#[test]
+fn rejected_by_the_api_and_refused_at_import_are_named_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    added(d, &["add", "--full-name", "Ann"]);
+    let status = ok(d, &["status"]);
+    assert!(status.contains("rejected by the API 0"), "{status}");
+    for args in [
+        &["list", "--state", "refused"][..],
+        &["export", "--state", "refused", "x.csv"],
+    ] {
+        let out = icsync(d, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("rows refused at import are not records")
+                && stderr.contains(".refused.csv"),
+            "{stderr}"
+        );
+    }
+    let fix = d.join("fix.csv").display().to_string();
+    let out = icsync(d, &["export", "--state", "rejected", &fix]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("wrote 0 record(s) rejected by the API"),
+        "{out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hint: rows refused at import"),
+        "{out:?}"
+    );
+    for args in [&["--help"][..], &["import", "--help"]] {
+        let help = ok(d, args);
+        assert!(
+            help.contains("Exit status: 0")
+                && help.contains("1 for an error")
+                && help.contains("2 when `import` refused"),
+            "{help}"
+        );
+    }
+}

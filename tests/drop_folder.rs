@@ -305,7 +305,7 @@ fn bad_rows_are_reported_by_line_and_copied_for_fixing_while_good_rows_are_queue
         "{report}"
     );
     assert!(
-        report.contains("2 record(s) queued, 2 rejected"),
+        report.contains("2 record(s) queued, 2 refused (never queued, never sent)"),
         "{report}"
     );
 

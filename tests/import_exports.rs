@@ -42,6 +42,18 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The fixture copied into the environment's temp dir and its path: `import` writes the
+/// refused rows beside the file it reads, and that must never be the checkout.
+fn fixture_copy(env: &DaemonEnv, name: &str) -> String {
+    let dir = env.dir.path().join("exports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    if !path.exists() {
+        std::fs::copy(fixture(name), &path).unwrap();
+    }
+    path.display().to_string()
+}
+
 /// The rows the generator made bad on purpose, and how many rows there are.
 fn expected(name: &str) -> (u64, BTreeSet<u64>) {
     let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
@@ -89,7 +101,7 @@ fn every_vendor_export_imports_as_it_is_with_exactly_its_bad_rows_refused() {
     let env = DaemonEnv::new("http://127.0.0.1:9", "");
     let mapping = fixture(MAPPING).display().to_string();
     for (name, preset, needs_mapping) in FILES {
-        let path = fixture(name).display().to_string();
+        let path = fixture_copy(&env, name);
         let (rows, bad) = expected(name);
         let report = import_json(&env, &import_args(&path, &mapping, needs_mapping));
         assert_eq!(report["records"], rows, "{name}");
@@ -121,7 +133,7 @@ fn taking_a_file_again_queues_nothing_whatever_its_name() {
     let env = DaemonEnv::new("http://127.0.0.1:9", "");
     let mapping = fixture(MAPPING).display().to_string();
     for (name, _, needs_mapping) in FILES {
-        let path = fixture(name).display().to_string();
+        let path = fixture_copy(&env, name);
         let first = import_json(&env, &import_args(&path, &mapping, needs_mapping));
         let total = env.status()["total"].clone();
         // Under another name: known by its content.
@@ -338,7 +350,7 @@ fn the_same_exports_dropped_in_the_folder_give_the_same_counts_and_reach_the_ser
     );
     let mapping = fixture(MAPPING).display().to_string();
     for (name, _, needs_mapping) in FILES {
-        let path = fixture(name).display().to_string();
+        let path = fixture_copy(&env, name);
         let mut args = import_args(&path, &mapping, needs_mapping);
         args.push("--again");
         // A contact in several vendors' files may flip back to this file's values: an

@@ -16,7 +16,17 @@ use crate::store::{Origin, Record, RecordState};
 /// How many records one `list` page asks for.
 const PAGE: usize = 500;
 
-fn parse_state(s: &str) -> Result<RecordState, String> {
+/// A `--state` value. `refused` is not a state: rows refused while a file was read never
+/// became records, and saying where they went beats "unknown state".
+pub(crate) fn parse_state(s: &str) -> Result<RecordState, String> {
+    if s.eq_ignore_ascii_case("refused") {
+        return Err(
+            "rows refused at import are not records: `icsync import` wrote them beside \
+                    each file (NAME.refused.csv, with NAME.errors.txt) and the drop folder to \
+                    rejected/; `--state rejected` is for records the API rejected"
+                .into(),
+        );
+    }
     RecordState::parse(s).ok_or_else(|| {
         let names: Vec<_> = RecordState::ALL.iter().map(|k| k.as_str()).collect();
         format!("unknown state; one of: {}", names.join(", "))
@@ -37,11 +47,72 @@ pub struct StatusArgs {
     /// Print the counts as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// First wait until a running daemon has sent every queued record (none queued or being
+    /// sent). Fails at once when sending is paused (no API key, a locked store, a full disk),
+    /// and after 10 s when no daemon runs.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// How often `status --wait` asks.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long `status --wait` waits for a daemon to answer before saying none runs (one
+/// started just before, as in `icsync daemon & icsync status --wait`, answers well within).
+const WAIT_FOR_DAEMON: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why `status --wait` stops waiting: `None` while it should go on (records are still
+/// queued or being sent by a daemon that can send them).
+fn wait_verdict(s: &crate::control::StatusReport) -> Option<Result<(), String>> {
+    let left = s.queued + s.sending;
+    if left == 0 {
+        return Some(Ok(()));
+    }
+    if s.locked {
+        return Some(Err(format!(
+            "{left} record(s) wait: the store is locked (run `icsync unlock`)"
+        )));
+    }
+    if let Some(reason) = &s.paused {
+        return Some(Err(format!(
+            "{left} record(s) wait: sending is paused: {reason}"
+        )));
+    }
+    None
+}
+
+/// `status --wait`: asks again until nothing is left to send. The store is opened afresh
+/// (and let go) on every ask, so a daemon started a moment before can take it.
+pub async fn wait_until_sent(settings: &Settings) -> Result<(), CliError> {
+    let mut without_daemon = std::time::Duration::ZERO;
+    loop {
+        let mut backend = super::Backend::connect(settings).await?;
+        let reply = backend.call(Request::Status).await?;
+        drop(backend);
+        let Reply::Status(s) = reply else {
+            return Err(unexpected(reply));
+        };
+        if let Some(verdict) = wait_verdict(&s) {
+            return verdict.map_err(CliError::Usage);
+        }
+        if s.daemon {
+            without_daemon = std::time::Duration::ZERO;
+        } else {
+            without_daemon += WAIT_POLL;
+            if without_daemon >= WAIT_FOR_DAEMON {
+                return Err(CliError::Usage(format!(
+                    "{} record(s) queued and no daemon sends them: start `icsync daemon`",
+                    s.queued + s.sending
+                )));
+            }
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only records in this state.
+    /// Only records in this state: queued, sending, synced, conflict, rejected (by the API)
+    /// or discarded.
     #[arg(long, value_parser = parse_state)]
     pub state: Option<RecordState>,
     /// At most this many records.
@@ -518,5 +589,56 @@ pub async fn resolve(backend: &mut Backend, args: ResolveArgs) -> Result<(), Cli
             Ok(())
         }
         other => Err(unexpected(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::StatusReport;
+
+    #[test]
+    fn status_wait_ends_when_nothing_is_left_or_sending_cannot_happen() {
+        let idle = StatusReport {
+            synced: 3,
+            conflict: 1,
+            daemon: true,
+            ..StatusReport::default()
+        };
+        assert_eq!(wait_verdict(&idle), Some(Ok(())));
+        let busy = StatusReport {
+            queued: 2,
+            sending: 1,
+            daemon: true,
+            ..StatusReport::default()
+        };
+        assert_eq!(wait_verdict(&busy), None);
+        let paused = StatusReport {
+            paused: Some("no API key".into()),
+            ..busy.clone()
+        };
+        let why = wait_verdict(&paused).unwrap().unwrap_err();
+        assert!(
+            why.starts_with("3 record(s) wait") && why.contains("no API key"),
+            "{why}"
+        );
+        let locked = StatusReport {
+            locked: true,
+            ..busy
+        };
+        assert!(wait_verdict(&locked)
+            .unwrap()
+            .unwrap_err()
+            .contains("icsync unlock"));
+    }
+
+    #[test]
+    fn refused_is_not_a_state_and_says_where_refused_rows_went() {
+        let why = parse_state("refused").unwrap_err();
+        assert!(
+            why.contains(".refused.csv") && why.contains("--state rejected"),
+            "{why}"
+        );
+        assert_eq!(parse_state("rejected"), Ok(RecordState::Rejected));
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use super::commands::all_records;
+use super::commands::{all_records, parse_state};
 use super::{Backend, CliError};
 use crate::control::ListSort;
 use crate::ingest::{self, ExportError, ExportRow};
@@ -50,7 +50,9 @@ impl ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The records to export: queued, sending, synced, conflict, rejected or discarded.
+    /// The records to export: queued, sending, synced, conflict, rejected (by the API) or
+    /// discarded. Rows refused at import are not records: `import` writes them to
+    /// NAME.refused.csv beside each file.
     #[arg(long, value_parser = parse_state)]
     pub state: RecordState,
     /// The format, whatever FILE's extension (default: from the extension: .csv,
@@ -62,13 +64,6 @@ pub struct ExportArgs {
     pub force: bool,
     /// Where to write (mode 0600: it holds customer data).
     pub file: PathBuf,
-}
-
-fn parse_state(s: &str) -> Result<RecordState, String> {
-    RecordState::parse(s).ok_or_else(|| {
-        let all: Vec<&str> = RecordState::ALL.iter().map(|s| s.as_str()).collect();
-        format!("not a record state: use one of {}", all.join(", "))
-    })
 }
 
 pub async fn export(backend: &mut Backend, args: ExportArgs) -> Result<(), CliError> {
@@ -102,12 +97,29 @@ pub async fn export(backend: &mut Backend, args: ExportArgs) -> Result<(), CliEr
         ExportFormat::Xlsx => ingest::write_xlsx(rows, out),
     })?;
     println!(
-        "{} {} record(s) written to {}",
+        "wrote {} record(s) {} to {}",
         records.len(),
-        args.state,
+        state_phrase(args.state),
         args.file.display()
     );
+    if args.state == RecordState::Rejected && records.is_empty() {
+        eprintln!("{}", NO_REJECTED_HINT);
+    }
     Ok(())
+}
+
+/// Said when no record was rejected by the API, since the rows a file import refused are
+/// what a person often means.
+const NO_REJECTED_HINT: &str = "hint: rows refused at import are not records and are not \
+    exported: `icsync import` wrote them beside each file as NAME.refused.csv";
+
+/// How the export's line names its records: `wrote 2 record(s) rejected by the API to ...`.
+fn state_phrase(state: RecordState) -> &'static str {
+    match state {
+        RecordState::Sending => "being sent",
+        RecordState::Conflict => "in conflict",
+        other => super::output::state_label(other),
+    }
 }
 
 fn exists(path: &Path) -> CliError {

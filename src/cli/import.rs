@@ -1,8 +1,10 @@
 //! `icsync import`: files in, through the same reading as the drop folder. Each file is read
 //! once whole first (its fingerprint, whether it can be read at all, what its columns feed)
 //! so that a file that cannot be read queues nothing, and one taken before is recognised
-//! whatever its name; then its good records are queued in batches. Reports count records,
-//! name every refused one by line and reason, and with `--dry-run` show the column table.
+//! whatever its name; then its good records are queued in batches. Reports count records
+//! (a row with two bad fields is one refused record), name every refused one by line and
+//! reason, write the refused rows beside the file to fix and import again
+//! ([`super::refused`]), and with `--dry-run` show the column table.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use clap::Args;
 use serde::Serialize;
 
+use super::refused::{write_refused, RefusedFiles};
 use super::{Backend, CliError};
 use crate::config::Settings;
 use crate::control::{ControlErrorCode, Reply, Request, SubmitItem};
@@ -72,7 +75,14 @@ pub struct FileReport {
     pub updated: u64,
     /// Records equal to what is already held: nothing queued.
     pub unchanged: u64,
+    /// Records refused at import (never queued): rows, not problems.
     pub refused: u64,
+    /// Where the refused rows were written, to fix and import again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_rows: Option<RefusedFiles>,
+    /// Why the refused rows could not be written (the import itself went on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_rows_error: Option<String>,
     /// Every problem kept, one per bad field, as `{file, line, field, message}`.
     pub problems: Vec<Problem>,
     /// Records whose problems were not kept (past the first 10,000 of a file).
@@ -242,8 +252,22 @@ async fn import_file(
         return Err(CliError::Usage(stopped_message(&report, &e)));
     }
     backend
-        .call(Request::MarkFileTaken { sha256, file: name })
+        .call(Request::MarkFileTaken {
+            sha256,
+            file: name.clone(),
+        })
         .await?;
+    if survey.refused > 0 {
+        let (path, options) = (path.to_path_buf(), options.clone());
+        let written =
+            tokio::task::spawn_blocking(move || write_refused(&path, format, &options, &name))
+                .await
+                .map_err(|e| CliError::Join(e.to_string()))?;
+        match written {
+            Ok(files) => report.refused_rows = Some(files),
+            Err(why) => report.refused_rows_error = Some(why),
+        }
+    }
     Ok(report)
 }
 
@@ -402,7 +426,7 @@ fn print_report(r: &FileReport, dry_run: bool) {
     let good = r.records - r.refused.min(r.records);
     if dry_run {
         println!(
-            "  {} records: {} would be queued, {} refused (dry run: nothing queued)",
+            "  {} records: {} would be queued, {} refused at import (dry run: nothing queued)",
             count(r.records),
             count(good),
             count(r.refused)
@@ -419,12 +443,20 @@ fn print_report(r: &FileReport, dry_run: bool) {
             taken.push(format!("{} unchanged", count(r.unchanged)));
         }
         println!(
-            "  {} records: {} queued ({}), {} refused",
+            "  {} records: {} queued ({}), {} refused at import (not queued)",
             count(r.records),
             count(r.created + r.updated),
             taken.join(", "),
             count(r.refused)
         );
+        if let Some(files) = &r.refused_rows {
+            println!(
+                "  refused rows: {} (fix them there and `icsync import` that file); every \
+                 problem: {}",
+                files.rows.display(),
+                files.errors.display()
+            );
+        }
     }
     let unmapped = &summary.mapping.unmapped;
     if !unmapped.is_empty() && !dry_run {
@@ -479,6 +511,9 @@ fn print_report(r: &FileReport, dry_run: bool) {
         );
     }
     if let Some(e) = &r.error {
+        eprintln!("{e}");
+    }
+    if let Some(e) = &r.refused_rows_error {
         eprintln!("{e}");
     }
 }

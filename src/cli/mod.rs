@@ -11,6 +11,7 @@ pub mod interactive;
 pub mod keys;
 pub mod output;
 pub mod recover;
+pub mod refused;
 
 use std::path::PathBuf;
 

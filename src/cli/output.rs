@@ -22,10 +22,27 @@ fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A record state as a person reads it: `rejected` is the API's verdict (a 400 or 422), never
+/// a row refused while a file was read (those are not records; `import` and the drop folder
+/// write them to a file of their own).
+pub fn state_label(state: RecordState) -> &'static str {
+    match state {
+        RecordState::Rejected => "rejected by the API",
+        other => other.as_str(),
+    }
+}
+
 pub fn status(s: &StatusReport) -> String {
     let mut out = format!(
-        "queued {}  sending {}  synced {}  conflict {}  rejected {}  discarded {}  total {}\n",
-        s.queued, s.sending, s.synced, s.conflict, s.rejected, s.discarded, s.total
+        "queued {}  sending {}  synced {}  conflict {}  {} {}  discarded {}  total {}\n",
+        s.queued,
+        s.sending,
+        s.synced,
+        s.conflict,
+        state_label(RecordState::Rejected),
+        s.rejected,
+        s.discarded,
+        s.total
     );
     if !s.daemon {
         out.push_str("daemon: not running (start it with `icsync daemon`)\n");
@@ -165,7 +182,7 @@ fn existing_section(out: &mut String, r: &Record) {
 pub fn show(r: &Record) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "record    {} (short id {})", r.id, r.id.short());
-    let _ = writeln!(out, "state     {}", r.state);
+    let _ = writeln!(out, "state     {}", state_label(r.state));
     let _ = writeln!(
         out,
         "revision  {}{}",

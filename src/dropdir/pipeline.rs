@@ -269,11 +269,11 @@ fn write_work_reports(
     let mut header = format!(
         "# icsync drop-folder report for {name} (sha256 {fp})\n\
          # Read as {read_as}.\n\
-         # {accepted} record(s) queued, {rejected} rejected and not queued.\n\
+         # {accepted} record(s) queued, {rejected} refused (never queued, never sent).\n\
          # One line per problem: <position>: <field>: <message>. Position is \"line N\", the\n\
          # physical line (a CSV header is line 1; in a JSON file, where the element starts,\n\
          # followed by its 0-based index in the array: \"line N (element I)\").\n\
-         # The rejected records are in {stem}.rejected.{ext} beside this report, each with an\n\
+         # The refused records are in {stem}.rejected.{ext} beside this report, each with an\n\
          # _error note (ignored on reading): fix them there and drop that file again.\n",
         fp = fp(survey),
         read_as = survey.summary.describe(),

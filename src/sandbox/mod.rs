@@ -51,7 +51,12 @@ pub use server::{serve, ConnectionDrop, SandboxError, SandboxServer};
 #[derive(Debug, clap::Args)]
 pub struct SandboxArgs {
     /// Address to listen on (port 0 picks a free port; the real address is printed).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "ICSYNC_SANDBOX_LISTEN",
+        default_value = "127.0.0.1:7878"
+    )]
     pub listen: String,
     /// An organisation and its API key; repeatable. Without any: org `demo`, key `ic_test_demo`.
     #[arg(long = "org", value_name = "NAME=KEY", value_parser = secret_arg)]

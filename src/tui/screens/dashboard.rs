@@ -227,7 +227,7 @@ impl DashboardView {
         if conflict + rejected > 0 {
             lines.push(Line::from(vec![
                 Span::styled(
-                    format!(" {conflict} conflict, {rejected} refused by the API"),
+                    format!(" {conflict} conflict, {rejected} rejected by the API"),
                     t.error(),
                 ),
                 Span::raw(": press "),
@@ -286,12 +286,14 @@ fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
     let t = ctx.theme;
     let (outcome, style) = match d.outcome {
         DropOutcome::Processed => ("processed", t.ok()),
-        DropOutcome::PartlyRejected => ("partly rejected", t.warn()),
-        DropOutcome::Rejected => ("rejected", t.error()),
+        // Rows a file held that could not be read are "refused" (never queued), as `icsync
+        // import` says; "rejected" is kept for the API's verdict on a record.
+        DropOutcome::PartlyRejected => ("some refused", t.warn()),
+        DropOutcome::Rejected => ("refused", t.error()),
         DropOutcome::Duplicate => ("duplicate", t.dim()),
     };
     // Fixed-width counts keep the columns aligned from line to line.
-    let counts = format!("{:>6} accepted {:>4} rejected", d.accepted, d.rejected);
+    let counts = format!("{:>6} queued {:>4} refused", d.accepted, d.rejected);
     // What is left after the fixed columns goes to the name first, then to where it went.
     let fixed = 1 + 8 + 2 + 2 + 15 + 2 + counts.chars().count();
     let spare = width.saturating_sub(fixed);
