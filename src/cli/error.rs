@@ -68,6 +68,14 @@ fn known(e: &(dyn Error + 'static)) -> Option<Known> {
                 source: StoreError::Locked { .. },
                 ..
             } => hint("stop the other icsync process, or wait for the daemon to finish starting"),
+            // The message already ends with what to do (run `icsync recover`, free space).
+            CliError::Store { source, .. } if source.is_damaged() || source.is_disk_full() => {
+                Some(Known::User(None))
+            }
+            CliError::Store { dir, .. } => Some(Known::User(Some(format!(
+                "if a daemon is running, its control socket is not answering: check its log in {}",
+                dir.join("logs").display()
+            )))),
             CliError::Control(c) => match c.code {
                 ControlErrorCode::NotFound | ControlErrorCode::Ambiguous => {
                     hint("`icsync list` shows each record's short id and external id")
@@ -205,6 +213,31 @@ mod tests {
             user.message,
             "the record is not valid: email: not an email[31m"
         );
+    }
+
+    #[test]
+    fn a_store_error_hints_by_its_cause() {
+        let damaged = CliError::Store {
+            dir: PathBuf::from("/d"),
+            source: StoreError::Damaged {
+                detail: "truncated".into(),
+            },
+        };
+        let user = classify(chain(&damaged)).unwrap();
+        assert!(user.message.ends_with("run `icsync recover`)"), "{user:?}");
+        assert!(!user.message.contains("socket"), "{user:?}");
+        assert_eq!(user.hint, None, "the message already says what to do");
+
+        let other = CliError::Store {
+            dir: PathBuf::from("/d"),
+            source: StoreError::KeyLocked,
+        };
+        let user = classify(chain(&other)).unwrap();
+        assert_eq!(
+            user.message,
+            "cannot open the store in /d: the store is locked: run `icsync unlock`"
+        );
+        assert!(user.hint.unwrap().contains("/d/logs"));
     }
 
     #[test]

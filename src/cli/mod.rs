@@ -25,10 +25,9 @@ use crate::store::{Store, StoreError, StoreOptions};
 pub enum CliError {
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error(
-        "cannot open the store in {dir}: {source} (if a daemon is running, its control socket \
-         is not answering: check its log in {dir}/logs)"
-    )]
+    /// The store could not be opened or used directly (no daemon answered). What to do
+    /// depends on the cause: `cli::error` gives the hint.
+    #[error("cannot open the store in {dir}: {source}")]
     Store { dir: PathBuf, source: StoreError },
     #[error(transparent)]
     Service(#[from] ServiceError),
