@@ -115,7 +115,7 @@ enum Command {
     Show(ShowArgs),
     /// Change a record's fields: a new revision, queued.
     Edit(EditArgs),
-    /// Resolve a record that needs a person (conflict or rejected).
+    /// Resolve a record that needs a person: a conflict, or a record rejected by the API.
     Resolve(ResolveArgs),
     /// Queue records from files: CRM and spreadsheet exports (.csv, .tsv, .txt, .xlsx),
     /// .json, .ndjson/.jsonl. Rows refused at import are written beside each file to fix.

@@ -158,7 +158,7 @@ pub struct ResolveArgs {
     /// prefix of its id (6+ characters); or use --state for every matching record.
     #[arg(required_unless_present = "state", conflicts_with = "state")]
     pub id: Option<String>,
-    /// Act on every record in this state (conflict or rejected).
+    /// Act on every record in this state: conflict, or rejected (by the API).
     #[arg(long, value_parser = parse_state)]
     pub state: Option<RecordState>,
     /// With --state: only records whose API error has this type (e.g. customer_conflict).
