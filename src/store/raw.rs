@@ -393,6 +393,13 @@ fn damage_kind(kind: u8) -> bool {
 fn walk_segment<'a>(seg: &'a [u8], mut each: impl FnMut(usize, &Header, &'a [u8], bool)) {
     let mut pos = SEG_HEADER_LEN;
     while pos + 5 < seg.len() {
+        // A header's kind (its fifth byte) is never 0: skip zeroed stretches (a segment's
+        // unwritten end) without reading a header at every byte.
+        if seg[pos + 4] == 0 {
+            let next = seg[pos + 4..].iter().position(|&b| b != 0);
+            pos += next.map_or(seg.len(), |n| n.max(1));
+            continue;
+        }
         let at = &seg[pos..];
         let header = match read_header(at) {
             Some(h) if (1..=KIND_MAX).contains(&h.kind) => h,
