@@ -518,9 +518,10 @@ fn a_store_that_makes_sled_panic_is_reported_as_damaged_without_a_panic() {
     assert_eq!(recovered + lost, 4000, "{text}");
 }
 
-/// Whether the store's database is one sled refuses to open at all (as opposed to one it
+/// Whether the store's database is one that cannot be opened at all (as opposed to one sled
 /// opens with records missing, which the floor check reports): `status` says the engine failed
-/// while opening it, or that the file holds corrupted data.
+/// while opening it, that the file holds corrupted data, or that the log is damaged before
+/// intact messages (the store then keeps sled from opening it).
 fn sled_refuses(env: &DaemonEnv) -> bool {
     let out = env.cli(&["status"]);
     assert_no_panic("status", &out);
@@ -582,6 +583,20 @@ fn damage_in_the_replayed_log_is_refused_before_sled_rewrites_it() {
 
     let (recovered, lost, text) = recover(&env);
     assert_eq!((recovered, lost), (N as u64, 0), "flipped at {at}: {text}");
+    // recover did not let sled open the damaged store it keeps either.
+    let kept = std::fs::read_dir(&env.data_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("store.damaged-")
+        })
+        .expect("the damaged store is kept");
+    assert!(
+        std::fs::read(kept.path().join("sled").join("db")).unwrap() == before,
+        "recover let sled rewrite the damaged store it keeps"
+    );
     assert_eq!(env.status()["total"].as_u64(), Some(N as u64));
 }
 

@@ -140,8 +140,8 @@ pub fn check_log(db_dir: &Path) -> Result<(), StoreError> {
         None => Ok(()),
         Some(lsn) => Err(StoreError::Damaged {
             detail: format!(
-                "the log in {} has a damaged message at lsn {lsn} with intact ones after it; \
-                 it was left as it is for recover",
+                "the log in {} has a damaged message at lsn {lsn} with intact ones after it \
+                 (not opened: the database engine would erase them)",
                 db_dir.display()
             ),
         }),
