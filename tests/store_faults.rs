@@ -535,6 +535,14 @@ fn sled_refuses(env: &DaemonEnv) -> bool {
 /// What `status` says when the store refuses to let sled open a damaged log.
 const GUARD_REFUSED: &str = "has a damaged message";
 
+/// A store (no server) holding `n` imported records.
+fn imported_store(n: usize) -> DaemonEnv {
+    let env = DaemonEnv::new("http://127.0.0.1:9", "").with_env_key(DEMO_KEY);
+    let file = write_records(env.dir.path(), "people.ndjson", 0, n);
+    env.ok(&["import", file.to_str().unwrap()]);
+    env
+}
+
 /// A flipped byte in the part of the log sled replays at open, with intact messages after it:
 /// `status` and the daemon say "store damaged" without letting sled open the file (sled 0.34
 /// would take the flip for a torn write and zero the rest of its segment), the database file
@@ -542,10 +550,8 @@ const GUARD_REFUSED: &str = "has a damaged message";
 #[test]
 fn damage_in_the_replayed_log_is_refused_before_sled_rewrites_it() {
     const N: usize = 1500;
-    let env = DaemonEnv::new("http://127.0.0.1:9", "").with_env_key(DEMO_KEY);
-    let file = write_records(env.dir.path(), "people.ndjson", 0, N);
     // Nothing opens the store after the import: all of it is in the log sled replays.
-    env.ok(&["import", file.to_str().unwrap()]);
+    let env = imported_store(N);
     let db = db_file(&env);
     let pristine = env.dir.path().join("pristine-store");
     copy_tree(&env.store_dir(), &pristine);
@@ -605,9 +611,7 @@ fn damage_in_the_replayed_log_is_refused_before_sled_rewrites_it() {
 #[test]
 fn a_torn_message_at_the_tip_of_the_log_still_opens() {
     const N: usize = 300;
-    let env = DaemonEnv::new("http://127.0.0.1:9", "").with_env_key(DEMO_KEY);
-    let file = write_records(env.dir.path(), "people.ndjson", 0, N);
-    env.ok(&["import", file.to_str().unwrap()]);
+    let env = imported_store(N);
     let db = db_file(&env);
     let mut bytes = std::fs::read(&db).unwrap();
     let tip = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
