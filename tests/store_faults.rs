@@ -619,8 +619,10 @@ fn a_torn_message_at_the_tip_of_the_log_still_opens() {
     // the middle leaves.
     let torn = [0xde, 0xad, 0xbe, 0xef, 8, 60, 0, 1, 0, 0, 0, 1, 7, 7, 7, 7];
     let end = tip + torn.len();
-    if bytes.len() < end {
-        bytes.resize(end, 0);
+    // Zeros after it, so that its body is there to fail its CRC (a file cut at the torn
+    // message's end is a torn tail too, but then not even its header is checked).
+    if bytes.len() < end + 64 {
+        bytes.resize(end + 64, 0);
     }
     bytes[tip..end].copy_from_slice(&torn);
     std::fs::write(&db, &bytes).unwrap();
