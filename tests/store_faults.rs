@@ -12,6 +12,10 @@
 //! - a store sled refuses to open at all (flipped bytes early in the log, in a node sled
 //!   replays at open and in the last segment): `icsync recover` reads the files directly and
 //!   a daemon syncs the recovered records with no duplicate on the sandbox;
+//! - a flipped byte in the log sled replays at open, with intact messages after it: `status`,
+//!   `doctor` and the daemon say "store damaged" without letting sled open (and zero) it, the
+//!   database file stays byte-identical, and `recover` gets every record back; a message torn
+//!   at the log's tip still opens normally;
 //! - random damage (seeded): recover never panics and never returns a record that was not
 //!   stored.
 
