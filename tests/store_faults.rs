@@ -12,6 +12,10 @@
 //! - a store sled refuses to open at all (flipped bytes early in the log, in a node sled
 //!   replays at open and in the last segment): `icsync recover` reads the files directly and
 //!   a daemon syncs the recovered records with no duplicate on the sandbox;
+//! - a flipped byte in the log sled replays at open, with intact messages after it: `status`,
+//!   `doctor` and the daemon say "store damaged" without letting sled open (and zero) it, the
+//!   database file stays byte-identical, and `recover` gets every record back; a message torn
+//!   at the log's tip still opens normally;
 //! - random damage (seeded): recover never panics and never returns a record that was not
 //!   stored.
 
@@ -518,16 +522,119 @@ fn a_store_that_makes_sled_panic_is_reported_as_damaged_without_a_panic() {
     assert_eq!(recovered + lost, 4000, "{text}");
 }
 
-/// Whether the store's database is one sled refuses to open at all (as opposed to one it
+/// Whether the store's database is one that cannot be opened at all (as opposed to one sled
 /// opens with records missing, which the floor check reports): `status` says the engine failed
-/// while opening it, or that the file holds corrupted data.
+/// while opening it, that the file holds corrupted data, or that the log is damaged before
+/// intact messages (the store then keeps sled from opening it).
 fn sled_refuses(env: &DaemonEnv) -> bool {
     let out = env.cli(&["status"]);
     assert_no_panic("status", &out);
     let err = stderr_of(&out);
     !out.status.success()
         && (err.contains("failed while opening the store")
-            || err.contains("corrupted or truncated"))
+            || err.contains("corrupted or truncated")
+            || err.contains(GUARD_REFUSED))
+}
+
+/// What `status` says when the store refuses to let sled open a damaged log.
+const GUARD_REFUSED: &str = "has a damaged message";
+
+/// A store (no server) holding `n` imported records.
+fn imported_store(n: usize) -> DaemonEnv {
+    let env = DaemonEnv::new("http://127.0.0.1:9", "").with_env_key(DEMO_KEY);
+    let file = write_records(env.dir.path(), "people.ndjson", 0, n);
+    env.ok(&["import", file.to_str().unwrap()]);
+    env
+}
+
+/// A flipped byte in the part of the log sled replays at open, with intact messages after it:
+/// `status` and the daemon say "store damaged" without letting sled open the file (sled 0.34
+/// would take the flip for a torn write and zero the rest of its segment), the database file
+/// is byte-identical afterwards, and `recover` gets every record back.
+#[test]
+fn damage_in_the_replayed_log_is_refused_before_sled_rewrites_it() {
+    const N: usize = 1500;
+    // Nothing opens the store after the import: all of it is in the log sled replays.
+    let env = imported_store(N);
+    let db = db_file(&env);
+    let pristine = env.dir.path().join("pristine-store");
+    copy_tree(&env.store_dir(), &pristine);
+    let len = std::fs::metadata(&db).unwrap().len();
+    // Probe flips from the middle of the file on, each on a fresh copy of the store (a flip in
+    // padding or a stale area is not damage; an open that succeeds writes a new snapshot).
+    let damaged = (0..40u64).find_map(|k| {
+        std::fs::remove_dir_all(env.store_dir()).unwrap();
+        copy_tree(&pristine, &env.store_dir());
+        let at = len / 2 + k * 997;
+        flip_at(&db, &[at]);
+        let before = std::fs::read(&db).unwrap();
+        let out = env.cli(&["status"]);
+        assert_no_panic("status", &out);
+        let err = stderr_of(&out);
+        (!out.status.success() && err.contains(GUARD_REFUSED)).then_some((at, before, err))
+    });
+    let (at, before, err) = damaged.expect("no flipped byte in the replayed log was refused");
+    assert!(
+        err.contains("store damaged") && err.contains("icsync recover"),
+        "flipped at {at}: {err}"
+    );
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "status let sled rewrite the log"
+    );
+
+    let mut daemon = env.spawn_daemon(&[]);
+    assert_daemon_stays_up_damaged(&env, &mut daemon);
+    daemon.stop_with("TERM", Duration::from_secs(15));
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "the daemon, status or doctor let sled rewrite the log"
+    );
+
+    let (recovered, lost, text) = recover(&env);
+    assert_eq!((recovered, lost), (N as u64, 0), "flipped at {at}: {text}");
+    // recover did not let sled open the damaged store it keeps either.
+    let kept = std::fs::read_dir(&env.data_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("store.damaged-")
+        })
+        .expect("the damaged store is kept");
+    assert!(
+        std::fs::read(kept.path().join("sled").join("db")).unwrap() == before,
+        "recover let sled rewrite the damaged store it keeps"
+    );
+    assert_eq!(env.status()["total"].as_u64(), Some(N as u64));
+}
+
+/// A message torn at the tip of the log (a write a crash or power loss cut) is no damage: the
+/// store opens as before, with every record, and sled cuts the torn message.
+#[test]
+fn a_torn_message_at_the_tip_of_the_log_still_opens() {
+    const N: usize = 300;
+    let env = imported_store(N);
+    let db = db_file(&env);
+    let mut bytes = std::fs::read(&db).unwrap();
+    let tip = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    // A node message's header with a CRC that fails and half its body: what a write cut in
+    // the middle leaves.
+    let torn = [0xde, 0xad, 0xbe, 0xef, 8, 60, 0, 1, 0, 0, 0, 1, 7, 7, 7, 7];
+    let end = tip + torn.len();
+    // Zeros after it, so that its body is there to fail its CRC (a file cut at the torn
+    // message's end is a torn tail too, but then not even its header is checked).
+    if bytes.len() < end + 64 {
+        bytes.resize(end + 64, 0);
+    }
+    bytes[tip..end].copy_from_slice(&torn);
+    std::fs::write(&db, &bytes).unwrap();
+
+    let out = env.cli(&["status"]);
+    assert_no_panic("status", &out);
+    assert!(out.status.success(), "a torn tail: {}", stderr_of(&out));
+    assert_eq!(env.status()["total"].as_u64(), Some(N as u64));
 }
 
 fn flip_at(file: &Path, offsets: &[u64]) {

@@ -11,12 +11,23 @@
 //!
 //! Panics on sled's own background threads (its flusher) cannot be caught here; they stop that
 //! thread and the next operation's error reports the damage.
+//!
+//! It also keeps sled away from a damaged log ([`check_log`]): sled 0.34 takes the first
+//! message whose CRC fails in the part of the log it replays for a torn write and overwrites
+//! everything after it (the rest of that segment, and whole later segments) before it may
+//! refuse the database anyway, erasing the only copies `recover` could read. So before sled
+//! opens a store, the replayed part is read without sled (`raw`), and a damaged message with an
+//! intact one after it is reported as damage instead. A damaged message with nothing intact
+//! after it is the torn tail of a crash, which sled cuts as it should.
 
 use std::cell::{Cell, RefCell};
+use std::io::{Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::sync::Once;
 
 use super::error::StoreError;
+use super::raw;
 
 thread_local! {
     /// How deep this thread is in `guarded` calls.
@@ -78,6 +89,101 @@ pub fn guarded<T>(
                 detail: format!("the database engine failed while {what} ({message})"),
             })
         }
+    }
+}
+
+/// Refuses a sled directory whose replayed log is damaged (see the module docs), before sled
+/// opens it. Reads only the segments sled replays (those at or after the newest snapshot's
+/// lsn; every segment's 20-byte header is read to tell), one segment in memory at a time.
+/// Skipped, leaving the verdict to sled, where the check cannot be made safely: no database
+/// file yet, a compressed log, or the file locked by another handle (a running daemon
+/// writing it; sled then reports the store in use).
+pub fn check_log(db_dir: &Path) -> Result<(), StoreError> {
+    let path = db_dir.join("db");
+    let Ok(mut file) = std::fs::File::open(&path) else {
+        return Ok(());
+    };
+    let conf = std::fs::read_to_string(db_dir.join("conf")).unwrap_or_default();
+    if raw::compressed(&conf) || !lock_free(&file) {
+        return Ok(());
+    }
+    let segment_size = raw::segment_size(&conf).unwrap_or(raw::DEFAULT_SEGMENT_SIZE);
+    let ss = segment_size as u64;
+    let replay_from = replay_from(db_dir) / ss * ss;
+    let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+    let mut segments = Vec::new();
+    let mut buf = Vec::with_capacity(segment_size);
+    let mut at = 0u64;
+    while at < len {
+        file.seek(SeekFrom::Start(at))
+            .map_err(|e| io_error(&path, e))?;
+        let mut head = [0u8; raw::SEGMENT_HEADER_LEN];
+        let got = read_up_to(&mut file, &mut head).map_err(|e| io_error(&path, e))?;
+        let older = raw::segment_header_lsn(&head[..got]).is_some_and(|lsn| lsn < replay_from);
+        if !older {
+            file.seek(SeekFrom::Start(at))
+                .map_err(|e| io_error(&path, e))?;
+            buf.clear();
+            (&mut file)
+                .take(ss)
+                .read_to_end(&mut buf)
+                .map_err(|e| io_error(&path, e))?;
+            if let (Some(base), damage) = raw::segment_damage(&buf, segment_size) {
+                if base >= replay_from {
+                    segments.push(damage);
+                }
+            }
+        }
+        at = at.saturating_add(ss);
+    }
+    match raw::damage_before_valid(&segments) {
+        None => Ok(()),
+        Some(lsn) => Err(StoreError::Damaged {
+            detail: format!(
+                "the log in {} has a damaged message at lsn {lsn} with intact ones after it \
+                 (not opened: the database engine would erase them)",
+                db_dir.display()
+            ),
+        }),
+    }
+}
+
+/// The lsn sled replays its log from: the newest snapshot's (0 without one).
+fn replay_from(db_dir: &Path) -> u64 {
+    std::fs::read_dir(db_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| raw::snapshot_lsn(&e.file_name().to_string_lossy()))
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Whether no other handle holds sled's lock on the database file (sled takes an exclusive
+/// `flock`); ours is released when `file` closes, before sled opens it.
+fn lock_free(file: &std::fs::File) -> bool {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a descriptor this function's caller owns for the call's duration.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Open {
+        path: path.to_owned(),
+        source: sled::Error::Io(e),
     }
 }
 

@@ -546,6 +546,7 @@ impl Store {
             // before reporting it as in use.
             let deadline = std::time::Instant::now() + LOCK_WAIT;
             let db = loop {
+                guard::check_log(&db_dir)?;
                 let opened = sled::Config::new()
                     .path(&db_dir)
                     .cache_capacity(options.cache_capacity_bytes)

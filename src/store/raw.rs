@@ -357,8 +357,49 @@ pub fn scan_segment<'a>(
     let mut stats = ScanStats::default();
     let base = segment_lsn(seg);
     let mut in_damage = false;
+    walk_segment(seg, |pos, header, body, trusted| {
+        let own = header
+            .segment_number
+            .saturating_mul(segment_size as u64)
+            .saturating_add(pos as u64);
+        let lsn = match (trusted, base) {
+            (true, _) => own,
+            (false, Some(base)) => own.min(base.saturating_add(pos as u64)),
+            (false, None) => 0,
+        };
+        if trusted {
+            stats.intact += 1;
+            in_damage = false;
+        } else if damage_kind(header.kind) && !in_damage {
+            stats.damaged += 1;
+            in_damage = true;
+        }
+        if let Some(m) = parse_body(header.kind, body, Some(header.pid), lsn, trusted) {
+            each(m);
+        }
+    });
+    stats
+}
+
+/// Whether a message kind whose CRC fails counts as damage (the kinds every write makes; a
+/// random byte run mistaken for a header of another kind is not counted).
+fn damage_kind(kind: u8) -> bool {
+    matches!(kind, KIND_INLINE_NODE | KIND_INLINE_LINK)
+}
+
+/// Walks one segment's messages in file order, handing `each` the message's offset in the
+/// segment, its header, its body and whether its CRC holds. Stops after an intact cap. A
+/// damaged message's length is not believed: the walk goes on byte by byte.
+fn walk_segment<'a>(seg: &'a [u8], mut each: impl FnMut(usize, &Header, &'a [u8], bool)) {
     let mut pos = SEG_HEADER_LEN;
     while pos + 5 < seg.len() {
+        // A header's kind (its fifth byte) is never 0: skip zeroed stretches (a segment's
+        // unwritten end) without reading a header at every byte.
+        if seg[pos + 4] == 0 {
+            let next = seg[pos + 4..].iter().position(|&b| b != 0);
+            pos += next.map_or(seg.len(), |n| n.max(1));
+            continue;
+        }
         let at = &seg[pos..];
         let header = match read_header(at) {
             Some(h) if (1..=KIND_MAX).contains(&h.kind) => h,
@@ -373,32 +414,79 @@ pub fn scan_segment<'a>(
             continue;
         };
         let trusted = message_crc(&at[..header.header_len], body) == header.crc;
-        let own = header
-            .segment_number
-            .saturating_mul(segment_size as u64)
-            .saturating_add(pos as u64);
-        let lsn = match (trusted, base) {
-            (true, _) => own,
-            (false, Some(base)) => own.min(base.saturating_add(pos as u64)),
-            (false, None) => 0,
-        };
-        if trusted {
-            stats.intact += 1;
-            in_damage = false;
-            if header.kind == KIND_CAP {
-                break;
-            }
-        } else if matches!(header.kind, KIND_INLINE_NODE | KIND_INLINE_LINK) && !in_damage {
-            stats.damaged += 1;
-            in_damage = true;
+        each(pos, &header, body, trusted);
+        if trusted && header.kind == KIND_CAP {
+            break;
         }
-        if let Some(m) = parse_body(header.kind, body, Some(header.pid), lsn, trusted) {
-            each(m);
-        }
-        // A damaged message's length is not believed: the scan goes on byte by byte.
         pos += if trusted { end } else { 1 };
     }
-    stats
+}
+
+/// The base lsn a segment's header names, from its first `SEG_HEADER_LEN` bytes (or fewer),
+/// if its CRC holds.
+pub fn segment_header_lsn(head: &[u8]) -> Option<u64> {
+    segment_lsn(head)
+}
+
+/// The segment header's length: read this much of a segment for [`segment_header_lsn`].
+pub const SEGMENT_HEADER_LEN: usize = SEG_HEADER_LEN;
+
+/// The stable lsn a sled snapshot file's name (`snap.{:016X}`) carries.
+pub fn snapshot_lsn(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("snap.")?;
+    (hex.len() == 16)
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
+}
+
+/// What a segment of the replayed log holds, for [`damage_before_valid`]: the lsn of its
+/// first damaged message and of its last intact message of the segment's current use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentDamage {
+    pub first_damaged: Option<u64>,
+    pub last_intact: Option<u64>,
+}
+
+/// Reads one segment for the open-time check. A message counts as intact only when its CRC
+/// holds and its segment number is this segment's (messages left from an earlier use of the
+/// segment, after the current tip, are stale, not evidence). A segment whose header is
+/// damaged gets its lsn from its intact messages; with none, it holds nothing. Returns the
+/// segment's base lsn (if known) and what it holds.
+pub fn segment_damage(seg: &[u8], segment_size: usize) -> (Option<u64>, SegmentDamage) {
+    let ss = segment_size.max(1) as u64;
+    let mut base = segment_lsn(seg);
+    let mut out = SegmentDamage::default();
+    // Damage positions seen before the base is known (a damaged segment header).
+    let mut first_damaged_pos: Option<usize> = None;
+    walk_segment(seg, |pos, header, _body, trusted| {
+        if trusted && header.kind != KIND_CAP {
+            let own = header.segment_number.saturating_mul(ss);
+            let base = *base.get_or_insert(own);
+            if own == base {
+                out.last_intact = Some(base.saturating_add(pos as u64));
+            }
+        } else if !trusted && damage_kind(header.kind) && first_damaged_pos.is_none() {
+            first_damaged_pos = Some(pos);
+        }
+    });
+    if let (Some(base), Some(pos)) = (base, first_damaged_pos) {
+        out.first_damaged = Some(base.saturating_add(pos as u64));
+    }
+    if segment_lsn(seg).is_none() && out.last_intact.is_some() {
+        // A damaged header before intact messages of the segment's current use.
+        out.first_damaged = base;
+    }
+    (base, out)
+}
+
+/// The decision at open: the lsn of the first damaged message that an intact message follows
+/// somewhere later in the replayed log (real damage: sled would take it for a torn write and
+/// zero what follows it), or `None`. A damaged message with nothing intact after it is the
+/// torn tail a crash or power loss leaves, which sled is right to cut.
+pub fn damage_before_valid(segments: &[SegmentDamage]) -> Option<u64> {
+    let first = segments.iter().filter_map(|s| s.first_damaged).min()?;
+    let last = segments.iter().filter_map(|s| s.last_intact).max()?;
+    (last > first).then_some(first)
 }
 
 #[cfg(test)]
@@ -618,6 +706,7 @@ mod tests {
                 })
                 .collect();
             scan_segment(&seg, 4096, |_| {});
+            let _ = segment_damage(&seg, 4096);
             let _ = blob_body(&seg);
         }
     }
@@ -630,5 +719,103 @@ mod tests {
         assert_eq!(segment_size("segment_size: 1000\n"), None);
         assert_eq!(segment_size(""), None);
         assert!(compressed("use_compression: true\n"));
+    }
+
+    /// A segment with an intact header naming `lsn`, holding `messages`, then zeros.
+    fn headed_segment(lsn: u64, messages: &[Vec<u8>]) -> Vec<u8> {
+        let mut head = vec![0u8; 4];
+        head.extend(((lsn as i64) ^ 0x7FFF_FFFF_FFFF_FFFF).to_le_bytes());
+        head.extend(0u64.to_le_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&head[4..]);
+        let crc = h.finalize() ^ 0xFFFF_FFFF;
+        head[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(segment_header_lsn(&head), Some(lsn));
+        let mut seg = segment(messages);
+        seg[..SEG_HEADER_LEN].copy_from_slice(&head);
+        seg
+    }
+
+    const SS: usize = 4096;
+
+    fn leaf(i: u8) -> Vec<u8> {
+        node(0, b"", &[(&[b'k', i], &[b'v', i, i, i])])
+    }
+
+    fn damage_in(segs: &[Vec<u8>]) -> Option<u64> {
+        let found: Vec<SegmentDamage> = segs.iter().map(|s| segment_damage(s, SS).1).collect();
+        damage_before_valid(&found)
+    }
+
+    /// Flips a byte inside the body of the message that starts at `at` in `seg`.
+    fn flip(seg: &mut [u8], at: usize) {
+        seg[at + 9] ^= 0x5a;
+    }
+
+    #[test]
+    fn a_damaged_message_before_an_intact_one_is_damage() {
+        let (a, b, c) = (
+            message(KIND_INLINE_NODE, 1, 1, &leaf(1)),
+            message(KIND_INLINE_NODE, 1, 2, &leaf(2)),
+            message(KIND_INLINE_NODE, 1, 3, &leaf(3)),
+        );
+        let second_at = SEG_HEADER_LEN + a.len();
+        let mut seg = headed_segment(SS as u64, &[a, b, c]);
+        assert_eq!(damage_in(std::slice::from_ref(&seg)), None);
+        flip(&mut seg, second_at);
+        assert_eq!(
+            damage_in(&[seg]),
+            Some(SS as u64 + second_at as u64),
+            "a flip in the middle of a segment"
+        );
+    }
+
+    #[test]
+    fn damage_with_intact_messages_only_in_a_later_segment_is_damage() {
+        let mut first = headed_segment(0, &[message(KIND_INLINE_NODE, 0, 1, &leaf(1))]);
+        flip(&mut first, SEG_HEADER_LEN);
+        let second = headed_segment(SS as u64, &[message(KIND_INLINE_LINK, 1, 1, &leaf(2))]);
+        assert_eq!(damage_in(&[first.clone()]), None, "alone it is a torn tail");
+        assert_eq!(damage_in(&[first, second]), Some(SEG_HEADER_LEN as u64));
+    }
+
+    #[test]
+    fn a_torn_or_damaged_last_message_is_a_torn_tail() {
+        let a = message(KIND_INLINE_NODE, 1, 1, &leaf(1));
+        let b = message(KIND_INLINE_NODE, 1, 2, &leaf(2));
+        let b_at = SEG_HEADER_LEN + a.len();
+        // Cut in the middle of the last message (a write the crash stopped), then zeros.
+        let mut torn = headed_segment(SS as u64, &[a.clone(), b[..b.len() / 2].to_vec()]);
+        assert_eq!(damage_in(std::slice::from_ref(&torn)), None);
+        // The last message written but wrong (a write torn inside its sectors).
+        torn = headed_segment(SS as u64, &[a.clone(), b.clone()]);
+        flip(&mut torn, b_at);
+        assert_eq!(damage_in(std::slice::from_ref(&torn)), None);
+        // Stale messages of the segment's earlier use after the torn tip are not evidence.
+        let stale = message(KIND_INLINE_NODE, 0, 7, &leaf(7));
+        let mut reused = headed_segment(SS as u64, &[a, b, stale]);
+        flip(&mut reused, b_at);
+        assert_eq!(damage_in(&[reused]), None);
+    }
+
+    #[test]
+    fn a_damaged_segment_header_before_its_intact_messages_is_damage() {
+        let seg = segment(&[message(KIND_INLINE_NODE, 3, 1, &leaf(1))]);
+        let (base, found) = segment_damage(&seg, SS);
+        assert_eq!(base, Some(3 * SS as u64));
+        assert_eq!(damage_before_valid(&[found]), Some(3 * SS as u64));
+        // An empty or zeroed segment holds nothing either way.
+        assert_eq!(
+            segment_damage(&vec![0u8; SS], SS),
+            (None, SegmentDamage::default())
+        );
+    }
+
+    #[test]
+    fn snapshot_names_carry_their_lsn() {
+        assert_eq!(snapshot_lsn("snap.0000000000080014"), Some(0x80014));
+        assert_eq!(snapshot_lsn("snap.0000000000080014.generating"), None);
+        assert_eq!(snapshot_lsn("snap.xyz"), None);
+        assert_eq!(snapshot_lsn("db"), None);
     }
 }

@@ -169,6 +169,8 @@ impl Store {
             Err(e) => report.raw_error = Some(e.to_string()),
         }
         let opened = guarded("opening the damaged store", || {
+            // sled would zero the log after a damaged message: keep the kept store intact.
+            super::guard::check_log(&damaged_dir.join(DB_DIR))?;
             Ok(sled::Config::new()
                 .path(damaged_dir.join(DB_DIR))
                 .cache_capacity(8 << 20)
