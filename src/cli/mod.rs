@@ -55,7 +55,12 @@ impl Backend {
         let deadline = tokio::time::Instant::now() + DAEMON_SETTLE;
         loop {
             match Client::connect(&settings.socket_path()).await {
-                Ok(client) => return Ok(Backend::Daemon(client)),
+                Ok(client) => {
+                    if let Some(warning) = client.other_release() {
+                        eprintln!("warning: {warning}");
+                    }
+                    return Ok(Backend::Daemon(client));
+                }
                 Err(ClientError::NotRunning(_)) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -109,6 +109,12 @@ impl Client {
         })
     }
 
+    /// What to tell the user when the daemon runs another release than this binary (same
+    /// protocol, so it answers, but an upgrade is only half done until it restarts).
+    pub fn other_release(&self) -> Option<String> {
+        other_release(&self.daemon_version, env!("CARGO_PKG_VERSION"))
+    }
+
     async fn read_frame(&mut self) -> Result<Frame, ClientError> {
         let line = self.lines.next_line().await?.ok_or(ClientError::Closed)?;
         decode(line.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))
@@ -176,5 +182,33 @@ impl Client {
             Frame::Event { event } => Ok(event),
             other => Err(ClientError::Protocol(format!("unexpected frame {other:?}"))),
         }
+    }
+}
+
+/// The warning for a daemon of release `daemon` seen by a binary of release `ours`, or None
+/// when they are the same release.
+pub fn other_release(daemon: &str, ours: &str) -> Option<String> {
+    (daemon != ours).then(|| {
+        format!(
+            "the running daemon is icsync {daemon} and this command is icsync {ours}: restart \
+             the daemon so both are the same release (systemctl --user restart icsync, or stop \
+             and start `icsync daemon`)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::other_release;
+
+    #[test]
+    fn only_another_release_is_flagged() {
+        assert_eq!(other_release("0.3.0", "0.3.0"), None);
+        let w = other_release("0.2.9", "0.3.0").unwrap();
+        assert!(
+            w.contains("icsync 0.2.9") && w.contains("icsync 0.3.0"),
+            "{w}"
+        );
+        assert!(w.contains("restart"), "{w}");
     }
 }

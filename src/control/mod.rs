@@ -7,7 +7,7 @@ pub mod limits;
 pub mod protocol;
 pub mod server;
 
-pub use client::{Client, ClientError};
+pub use client::{other_release, Client, ClientError};
 pub use limits::Limits;
 pub use protocol::*;
 pub use server::{bind, serve, serve_with, BindError, Handler};

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::facts::*;
+use crate::control::other_release;
 
 /// Clock skew beyond this makes `Retry-After` dates and retention ages unreliable.
 pub const MAX_SKEW_SECS: i64 = 5 * 60;
@@ -300,13 +301,18 @@ pub fn judge_dir(name: &'static str, what: &str, dir: &DirFact) -> Check {
     }
 }
 
+/// This binary's release, against which a running daemon's is judged.
+const OURS: &str = env!("CARGO_PKG_VERSION");
+
 pub fn judge_daemon(daemon: &DaemonFact) -> Check {
     const NAME: &str = "daemon";
     let start = "run `icsync service install` (or `icsync daemon` in a terminal)";
     match daemon {
-        DaemonFact::Running { version } => {
-            check(NAME, Status::Ok, format!("running (icsync {version})"))
-        }
+        DaemonFact::Running { version } => match other_release(version, OURS) {
+            None => check(NAME, Status::Ok, format!("running (icsync {version})")),
+            Some(warning) => check(NAME, Status::Warn, warning)
+                .fix("restart the daemon so that it runs this release"),
+        },
         DaemonFact::Faulted {
             version,
             disk_full: true,

@@ -29,7 +29,7 @@ fn healthy() -> SettingsFacts {
         data_dir: dir(0o700, true),
         drop_dir: dir(0o700, true),
         daemon: DaemonFact::Running {
-            version: "0.1.0".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
         },
         store: StoreFact::HeldByDaemon,
         encryption: EncryptionFact::KeyFile {
@@ -204,6 +204,20 @@ fn daemon_states_each_have_their_verdict() {
         judge_daemon(&DaemonFact::Stuck { socket: s }).status,
         Status::Fail
     );
+    let same = judge_daemon(&DaemonFact::Running {
+        version: env!("CARGO_PKG_VERSION").into(),
+    });
+    assert_eq!(same.status, Status::Ok);
+    let older = judge_daemon(&DaemonFact::Running {
+        version: "0.0.1".into(),
+    });
+    assert_eq!(
+        older.status,
+        Status::Warn,
+        "another release on the same protocol"
+    );
+    assert!(older.message.contains("icsync 0.0.1"), "{}", older.message);
+    assert!(older.fix.unwrap().contains("restart"));
     let other = judge_daemon(&DaemonFact::OtherVersion {
         detail: "the running daemon speaks control protocol 2".into(),
     });
