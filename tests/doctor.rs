@@ -215,7 +215,7 @@ fn a_socket_file_nobody_answers_on_is_reported_stale() {
 }
 
 #[test]
-fn a_running_daemon_is_reported_and_its_store_left_to_it() {
+fn a_running_daemon_is_reported_and_runs_the_store_check() {
     let sandbox = SandboxOptions::new().start();
     let env = env_for(&sandbox.base_url);
     let daemon = env.start_daemon(&[]);
@@ -226,7 +226,13 @@ fn a_running_daemon_is_reported_and_its_store_left_to_it() {
         "{}",
         d.message("daemon")
     );
-    assert_eq!(d.status("store"), "info");
+    // The daemon runs the index check on the store it holds.
+    assert_eq!(d.status("store"), "ok", "{}", d.message("store"));
+    assert!(
+        d.message("store").contains("indexes agree"),
+        "{}",
+        d.message("store")
+    );
     assert_eq!(d.status("encryption"), "ok", "{}", d.message("encryption"));
     assert_eq!(d.code, 0, "{:#?}", d.checks);
     let (exit, _) = daemon.stop_with("TERM", Duration::from_secs(15));
@@ -331,4 +337,46 @@ fn a_daemon_of_another_version_is_named_with_the_restart_to_do() {
     );
     assert!(d.fix("daemon").contains("restart"));
     assert_eq!(d.status("store"), "info", "a daemon holds the store");
+}
+
+/// A daemon of another release on the same control protocol answers, so nothing refuses it:
+/// doctor warns with the restart to do, and every CLI command says so on stderr.
+#[test]
+fn a_daemon_of_another_release_on_the_same_protocol_is_flagged() {
+    use std::io::{BufRead, Write};
+    let env = env_for(&unreachable_api());
+    std::fs::create_dir(&env.data_dir).unwrap();
+    std::fs::set_permissions(&env.data_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(env.socket()).unwrap();
+    let hello = format!(
+        "{{\"hello\":{{\"protocol\":{},\"version\":\"0.0.1\"}}}}\n",
+        icsync::control::PROTOCOL_VERSION
+    );
+    // Greets each connection as release 0.0.1, reads one request and hangs up without a
+    // reply (the command then fails, after its warning).
+    let greeter = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            s.write_all(hello.as_bytes()).unwrap();
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&s).read_line(&mut line);
+        }
+    });
+    let d = Doctor::run(&env);
+    assert_eq!(d.status("daemon"), "warn", "{}", d.message("daemon"));
+    assert!(
+        d.message("daemon").contains("icsync 0.0.1"),
+        "{}",
+        d.message("daemon")
+    );
+    assert!(d.fix("daemon").contains("restart"));
+    let out = env.cli(&["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the running daemon is icsync 0.0.1"),
+        "{stderr}"
+    );
+    drop(greeter);
 }

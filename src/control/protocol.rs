@@ -32,6 +32,8 @@ pub const MAX_PAGE: usize = 5_000;
 /// The longest error message a reply carries (longer ones are cut at a character boundary),
 /// so an error quoting the request cannot grow with it.
 pub const MAX_ERROR_MESSAGE: usize = 1_024;
+/// Problems listed at most in a `store_check` reply.
+pub const MAX_CHECK_PROBLEMS: usize = 100;
 
 /// What an operator can do to a record that needs a person. Each is named for what it does;
 /// the names before 0.2 (`adopt_existing`, `keep_existing`) are still read.
@@ -157,6 +159,10 @@ pub enum Request {
     Subscribe,
     /// The drop folder's recent files and what became of each, newest first.
     DropFiles,
+    /// The store's consistency check (every index against the records), run by the daemon
+    /// that holds the store, as `icsync doctor` runs it when no daemon does. Answered with
+    /// `store_check`; at most [`MAX_CHECK_PROBLEMS`] problems are listed.
+    CheckStore,
     /// The refused rows of a recent drop-folder file, read from its report: `report` is the
     /// file's `report` as `drop_files` gave it (nothing else is read). Answered with
     /// `drop_report`; at most [`crate::ingest::drop::report::MAX_ROWS`] rows are listed.
@@ -380,6 +386,13 @@ pub enum Reply {
         folder: Option<String>,
     },
     DropReport(DropReport),
+    StoreCheck {
+        records: u64,
+        /// The first [`MAX_CHECK_PROBLEMS`] problems found.
+        problems: Vec<String>,
+        /// How many more were found and not listed.
+        more: usize,
+    },
     FileTaken {
         earlier: Option<FileTaken>,
     },

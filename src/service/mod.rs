@@ -17,6 +17,7 @@ use crate::contract::{ErrorKind, FieldError};
 use crate::control::{
     ControlError, ControlErrorCode, Event, FileTaken, Handler, InvalidItem, ListSort, Queued,
     Reply, Request, ResolveAction, SortCursor, SortKey, SortProgress, StatusReport,
+    MAX_CHECK_PROBLEMS,
 };
 use crate::crypto::Passphrase;
 use crate::store::{
@@ -699,6 +700,19 @@ impl Service {
         Ok(done)
     }
 
+    /// The store's consistency check, listing at most [`MAX_CHECK_PROBLEMS`] problems.
+    fn check_store(&self) -> Result<Reply, ServiceError> {
+        let records = self.store.counts()?.total;
+        let mut problems = self.store.check_consistency()?;
+        let more = problems.len().saturating_sub(MAX_CHECK_PROBLEMS);
+        problems.truncate(MAX_CHECK_PROBLEMS);
+        Ok(Reply::StoreCheck {
+            records,
+            problems,
+            more,
+        })
+    }
+
     /// Answers one control request (blocking: call off the async reactor).
     pub fn answer(&self, request: Request) -> Reply {
         let now = Utc::now();
@@ -754,6 +768,7 @@ impl Service {
                     folder: self.drop_dir.as_ref().map(|d| d.display().to_string()),
                 }),
             Request::DropReport { report } => self.drop_report(&report).map(Reply::DropReport),
+            Request::CheckStore => self.check_store(),
             Request::FileTaken { sha256 } => self
                 .file_taken(&sha256)
                 .map(|earlier| Reply::FileTaken { earlier }),

@@ -217,7 +217,10 @@ async fn gather_settings(settings: &Settings) -> SettingsFacts {
     let (api_key, key) = api_key_fact(settings);
     let probe = probe(settings, &url, key).await;
     let daemon = daemon_fact(&settings.socket_path()).await;
-    let (store, encryption) = store_facts(settings, &daemon);
+    let (mut store, encryption) = store_facts(settings, &daemon);
+    if store == StoreFact::HeldByDaemon {
+        store = daemon_store_fact(&settings.socket_path()).await;
+    }
     SettingsFacts {
         api_url: settings.api_url.clone(),
         url,
@@ -431,6 +434,39 @@ fn keyring_fact(settings: &Settings, keyring: &Path) -> Result<EncryptionFact, E
                 }),
             }
         }
+    }
+}
+
+/// The store check, asked of the daemon that holds the store. A daemon that cannot run it
+/// (an older release, or a store it cannot read now) leaves the store as held by it, or
+/// locked when its key is not loaded.
+async fn daemon_store_fact(socket: &Path) -> StoreFact {
+    use crate::control::{ControlErrorCode, Reply, Request};
+    let Ok(mut client) = Client::connect(socket).await else {
+        return StoreFact::HeldByDaemon;
+    };
+    match client.request(Request::CheckStore).await {
+        Ok(Reply::StoreCheck {
+            records,
+            mut problems,
+            more,
+        }) => {
+            if more > 0 {
+                problems.push(format!(
+                    "and {more} more problem(s) the daemon did not list"
+                ));
+            }
+            StoreFact::Checked { records, problems }
+        }
+        Ok(Reply::Error(e)) | Err(ClientError::Refused(e))
+            if e.code == ControlErrorCode::Locked =>
+        {
+            match client.request(Request::Status).await {
+                Ok(Reply::Status(s)) => StoreFact::Locked { records: s.total },
+                _ => StoreFact::HeldByDaemon,
+            }
+        }
+        _ => StoreFact::HeldByDaemon,
     }
 }
 

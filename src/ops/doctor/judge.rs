@@ -382,7 +382,8 @@ pub fn judge_store(store: &StoreFact) -> Check {
         StoreFact::HeldByDaemon => check(
             NAME,
             Status::Info,
-            "open in the running daemon; its indexes are checked when no daemon runs",
+            "open in the running daemon, which did not run the index check (a daemon of an \
+             older release cannot)",
         ),
         StoreFact::InUse(e) => check(NAME, Status::Warn, e.clone())
             .fix("run doctor again when the other icsync command has finished"),
