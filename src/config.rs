@@ -196,12 +196,43 @@ impl Defaults {
     pub fn platform() -> Result<Self, ConfigError> {
         let dirs = directories::ProjectDirs::from("com", "Instant Compliance", "icsync")
             .ok_or(ConfigError::NoHome)?;
+        let key_file = default_key_file(dirs.config_dir(), dirs.data_dir(), dirs.preference_dir());
         Ok(Defaults {
             config_file: dirs.config_dir().join("icsync.toml"),
             data_dir: dirs.data_dir().to_path_buf(),
-            key_file: dirs.config_dir().join("data.key"),
+            key_file,
         })
     }
+}
+
+/// Where the store key file goes by default: never in the data dir, so a copy of the data
+/// dir does not carry the key that opens it. The config dir where it is apart from the data
+/// dir (Linux, Windows); else the preferences dir (macOS, where `directories` gives one
+/// folder, `~/Library/Application Support/<app>`, for config and data). A key file an older
+/// release left at the old macOS default is still used when the new place holds none, so an
+/// upgrade never strands a store; `icsync doctor` says to move it.
+pub fn default_key_file(config_dir: &Path, data_dir: &Path, preference_dir: &Path) -> PathBuf {
+    const NAME: &str = "data.key";
+    if !config_dir.starts_with(data_dir) {
+        return config_dir.join(NAME);
+    }
+    let apart = if preference_dir.starts_with(data_dir) {
+        // No platform does this; keep the key beside the data dir, not in it.
+        data_dir.with_file_name(format!(
+            "{}-keys",
+            data_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("icsync")
+        ))
+    } else {
+        preference_dir.to_path_buf()
+    };
+    let legacy = config_dir.join(NAME);
+    if !apart.join(NAME).exists() && legacy.exists() {
+        return legacy;
+    }
+    apart.join(NAME)
 }
 
 fn positive(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
@@ -571,6 +602,40 @@ mod tests {
             data_dir: "/data".into(),
             key_file: "/cfg/data.key".into(),
         }
+    }
+
+    #[test]
+    fn the_default_key_file_is_never_in_the_data_dir() {
+        let linux = default_key_file(
+            Path::new("/h/.config/icsync"),
+            Path::new("/h/.local/share/icsync"),
+            Path::new("/h/.config/icsync"),
+        );
+        assert_eq!(linux, PathBuf::from("/h/.config/icsync/data.key"));
+        // macOS: config and data are one folder, preferences another.
+        let app = tempfile::tempdir().unwrap();
+        let prefs = tempfile::tempdir().unwrap();
+        let mac = default_key_file(app.path(), app.path(), prefs.path());
+        assert_eq!(mac, prefs.path().join("data.key"));
+        assert!(!mac.starts_with(app.path()));
+        // An older release's key file at the old place is used until the new place has one.
+        std::fs::write(app.path().join("data.key"), "k").unwrap();
+        assert_eq!(
+            default_key_file(app.path(), app.path(), prefs.path()),
+            app.path().join("data.key")
+        );
+        std::fs::write(prefs.path().join("data.key"), "k").unwrap();
+        assert_eq!(
+            default_key_file(app.path(), app.path(), prefs.path()),
+            prefs.path().join("data.key")
+        );
+        // A preferences dir inside the data dir too: beside the data dir, not in it.
+        let odd = default_key_file(
+            Path::new("/a/icsync"),
+            Path::new("/a/icsync"),
+            Path::new("/a/icsync/prefs"),
+        );
+        assert_eq!(odd, PathBuf::from("/a/icsync-keys/data.key"));
     }
 
     #[test]

@@ -380,3 +380,49 @@ fn a_daemon_of_another_release_on_the_same_protocol_is_flagged() {
     );
     drop(greeter);
 }
+
+/// A store key file kept inside the data dir works, but a copy of the data dir would carry
+/// the key that opens it: doctor warns and says to move it.
+#[test]
+fn a_key_file_inside_the_data_dir_is_a_warning() {
+    let env = env_for(&unreachable_api());
+    let inside = env.data_dir.join("data.key");
+    let run = |args: &[&str]| {
+        env.command(args)
+            .env(icsync::crypto::keyring::ENV_KEY_FILE, &inside)
+            .output()
+            .unwrap()
+    };
+    let added = run(&[
+        "add",
+        "--full-name",
+        "Key Inside",
+        "--email",
+        "k@example.com",
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    assert!(
+        inside.exists(),
+        "the key file was created where ICSYNC_KEY_FILE said"
+    );
+    let out = run(&["doctor", "--json"]);
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let d = Doctor {
+        code: out.status.code().unwrap(),
+        checks,
+    };
+    assert_eq!(
+        d.status("encryption"),
+        "warn",
+        "{}",
+        d.message("encryption")
+    );
+    assert!(
+        d.message("encryption").contains("inside the data dir"),
+        "{}",
+        d.message("encryption")
+    );
+    assert!(d.fix("encryption").contains("move the key file"));
+    // The store itself still opens and is checked.
+    assert_eq!(d.status("store"), "ok", "{}", d.message("store"));
+}

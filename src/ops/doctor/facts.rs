@@ -60,6 +60,8 @@ pub enum UrlFact {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyFileProblem {
     Missing,
+    /// Usable, but inside the data dir: a copy of the data dir carries the key that opens it.
+    InDataDir(PathBuf),
     TooOpen(u32),
     Unusable(String),
 }
@@ -296,7 +298,9 @@ fn api_key_fact(settings: &Settings) -> (ApiKeyFact, Option<ApiKey>) {
                 Ok(k) => (
                     ApiKeyFact::File {
                         path: path.clone(),
-                        problem: None,
+                        problem: path
+                            .starts_with(&settings.data_dir)
+                            .then(|| KeyFileProblem::InDataDir(settings.data_dir.clone())),
                     },
                     Some(k),
                 ),
@@ -425,8 +429,10 @@ fn keyring_fact(settings: &Settings, keyring: &Path) -> Result<EncryptionFact, E
             let path = settings.keys.key_file.clone();
             match key_file_problem(&path) {
                 None => Ok(EncryptionFact::KeyFile {
+                    problem: path
+                        .starts_with(&settings.data_dir)
+                        .then(|| KeyFileProblem::InDataDir(settings.data_dir.clone())),
                     path,
-                    problem: None,
                 }),
                 Some(p) => Err(EncryptionFact::KeyFile {
                     path,

@@ -190,6 +190,19 @@ pub fn judge_api_key(key: &ApiKeyFact) -> Check {
         )),
         ApiKeyFact::File {
             path,
+            problem: Some(KeyFileProblem::InDataDir(data_dir)),
+        } => check(
+            NAME,
+            Status::Warn,
+            format!(
+                "read from {}, inside the data dir {}: a copy of the data dir carries the key",
+                path.display(),
+                data_dir.display()
+            ),
+        )
+        .fix("move the API key file out of the data dir and set api_key_file to it"),
+        ApiKeyFact::File {
+            path,
             problem: Some(KeyFileProblem::Unusable(why)),
         } => check(NAME, Status::Fail, format!("{}: {why}", path.display())).fix(format!(
             "write the organisation's API key, alone on one line, to {}",
@@ -450,6 +463,24 @@ pub fn judge_encryption(enc: &EncryptionFact) -> Check {
             NAME,
             Status::Ok,
             format!("key file {} is present and private (0600)", path.display()),
+        ),
+        EncryptionFact::KeyFile {
+            path,
+            problem: Some(KeyFileProblem::InDataDir(data_dir)),
+        } => check(
+            NAME,
+            Status::Warn,
+            format!(
+                "key file {} is inside the data dir {}: a copy of the data dir carries the key \
+                 that opens it",
+                path.display(),
+                data_dir.display()
+            ),
+        )
+        .fix(
+            "move the key file out of the data dir (the default is the config dir; on macOS \
+             ~/Library/Preferences/com.Instant-Compliance.icsync) and set key_file (or \
+             ICSYNC_KEY_FILE) to it unless it is that default",
         ),
         EncryptionFact::KeyFile {
             path,
