@@ -2,32 +2,19 @@
 //! directly): bad records are reported by file, line and field and never block good ones; an
 //! export of records that need a person can be fixed and imported onto the same records.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use icsync::contract::ApiError;
-use icsync::crypto::keyring::ENV_KEY_FILE;
 use icsync::crypto::KeyConfig;
 use icsync::store::{Durability, RecordError, RecordState, Store, StoreOptions};
 use serde_json::Value;
 use uuid::Uuid;
 
 fn icsync(dir: &Path, args: &[&str]) -> Output {
-    let config = dir.join("icsync.toml");
-    if !config.exists() {
-        std::fs::write(&config, "").unwrap();
-    }
-    Command::new(env!("CARGO_BIN_EXE_icsync"))
-        .current_dir(dir)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(args)
-        .env("ICSYNC_CONFIG", config)
-        .env(ENV_KEY_FILE, dir.join("data.key"))
-        .env_remove("ICSYNC_API_KEY")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
+    common::run_isolated(dir, Command::new(env!("CARGO_BIN_EXE_icsync")), args)
 }
 
 fn json(dir: &Path, args: &[&str]) -> Value {

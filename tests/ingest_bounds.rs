@@ -17,18 +17,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use icsync::crypto::keyring::ENV_KEY_FILE;
 use serde_json::Value;
 
 const DATA_LIMIT_BYTES: u64 = 256_000_000;
 
 fn icsync(dir: &Path, limit: Option<u64>, args: &[&str]) -> Output {
-    let config = dir.join("icsync.toml");
-    if !config.exists() {
-        std::fs::write(&config, "").unwrap();
-    }
     let bin = env!("CARGO_BIN_EXE_icsync");
-    let mut cmd = match limit {
+    let cmd = match limit {
         Some(bytes) => {
             let mut c = Command::new("prlimit");
             c.arg(format!("--data={bytes}")).arg(bin);
@@ -36,16 +31,7 @@ fn icsync(dir: &Path, limit: Option<u64>, args: &[&str]) -> Output {
         }
         None => Command::new(bin),
     };
-    cmd.current_dir(dir)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(args)
-        .env("ICSYNC_CONFIG", config)
-        .env(ENV_KEY_FILE, dir.join("data.key"))
-        .env_remove("ICSYNC_API_KEY")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
+    common::run_isolated(dir, cmd, args)
 }
 
 fn prlimit_works() -> bool {

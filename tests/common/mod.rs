@@ -261,3 +261,23 @@ pub fn open_store(store_dir: &Path, key_file: &Path) -> icsync::store::Store {
     )
     .expect("open the test store")
 }
+
+/// Runs `cmd` (the icsync binary, or a wrapper such as `prlimit` around it) with `args` as a
+/// command of its own: working dir `dir`, data dir `dir/data`, an empty config
+/// `dir/icsync.toml`, the store key file `dir/data.key`, and no API key.
+pub fn run_isolated(dir: &Path, mut cmd: Command, args: &[&str]) -> std::process::Output {
+    let config = dir.join("icsync.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").unwrap();
+    }
+    cmd.current_dir(dir)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .env("ICSYNC_CONFIG", config)
+        .env(icsync::crypto::keyring::ENV_KEY_FILE, dir.join("data.key"))
+        .env_remove("ICSYNC_API_KEY")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}

@@ -218,10 +218,10 @@ async fn gather_settings(settings: &Settings) -> SettingsFacts {
     let url = url_fact(settings);
     let (api_key, key) = api_key_fact(settings);
     let probe = probe(settings, &url, key).await;
-    let daemon = daemon_fact(&settings.socket_path()).await;
+    let (daemon, client) = daemon_fact(&settings.socket_path()).await;
     let (mut store, encryption) = store_facts(settings, &daemon);
-    if store == StoreFact::HeldByDaemon {
-        store = daemon_store_fact(&settings.socket_path()).await;
+    if let (StoreFact::HeldByDaemon, Some(mut client)) = (&store, client) {
+        store = daemon_store_fact(&mut client).await;
     }
     SettingsFacts {
         api_url: settings.api_url.clone(),
@@ -253,6 +253,13 @@ fn url_fact(settings: &Settings) -> UrlFact {
         Err(ApiClientError::InsecureHttp { host }) => UrlFact::InsecureRefused { host },
         Err(e) => UrlFact::Invalid(e.to_string()),
     }
+}
+
+/// A usable key file's placement problem: inside the data dir, a copy of the data dir
+/// carries the key.
+fn placement_problem(path: &Path, data_dir: &Path) -> Option<KeyFileProblem> {
+    path.starts_with(data_dir)
+        .then(|| KeyFileProblem::InDataDir(data_dir.to_path_buf()))
 }
 
 /// A private file's problem, judged from its metadata alone.
@@ -298,9 +305,7 @@ fn api_key_fact(settings: &Settings) -> (ApiKeyFact, Option<ApiKey>) {
                 Ok(k) => (
                     ApiKeyFact::File {
                         path: path.clone(),
-                        problem: path
-                            .starts_with(&settings.data_dir)
-                            .then(|| KeyFileProblem::InDataDir(settings.data_dir.clone())),
+                        problem: placement_problem(path, &settings.data_dir),
                     },
                     Some(k),
                 ),
@@ -383,16 +388,19 @@ pub fn dir_fact(path: &Path) -> DirFact {
     }
 }
 
-pub async fn daemon_fact(socket: &Path) -> DaemonFact {
+/// The daemon's fact, and the connection to it when one answers (the store check is asked
+/// over the same connection).
+pub async fn daemon_fact(socket: &Path) -> (DaemonFact, Option<Client>) {
     if !socket.exists() {
-        return DaemonFact::NotRunning {
+        let fact = DaemonFact::NotRunning {
             socket: socket.to_path_buf(),
         };
+        return (fact, None);
     }
-    match Client::connect(socket).await {
+    let fact = match Client::connect(socket).await {
         Ok(mut c) => {
             let version = c.daemon_version.clone();
-            match c.request(crate::control::Request::Status).await {
+            let fact = match c.request(crate::control::Request::Status).await {
                 Ok(crate::control::Reply::Status(s)) if s.damaged || s.disk_full => {
                     DaemonFact::Faulted {
                         version,
@@ -401,7 +409,8 @@ pub async fn daemon_fact(socket: &Path) -> DaemonFact {
                     }
                 }
                 _ => DaemonFact::Running { version },
-            }
+            };
+            return (fact, Some(c));
         }
         Err(ClientError::NotRunning(_)) => DaemonFact::StaleSocket {
             socket: socket.to_path_buf(),
@@ -413,7 +422,8 @@ pub async fn daemon_fact(socket: &Path) -> DaemonFact {
             detail: e.to_string(),
         },
         Err(e) => DaemonFact::Error(e.to_string()),
-    }
+    };
+    (fact, None)
 }
 
 fn keyring_fact(settings: &Settings, keyring: &Path) -> Result<EncryptionFact, EncryptionFact> {
@@ -429,9 +439,7 @@ fn keyring_fact(settings: &Settings, keyring: &Path) -> Result<EncryptionFact, E
             let path = settings.keys.key_file.clone();
             match key_file_problem(&path) {
                 None => Ok(EncryptionFact::KeyFile {
-                    problem: path
-                        .starts_with(&settings.data_dir)
-                        .then(|| KeyFileProblem::InDataDir(settings.data_dir.clone())),
+                    problem: placement_problem(&path, &settings.data_dir),
                     path,
                 }),
                 Some(p) => Err(EncryptionFact::KeyFile {
@@ -446,11 +454,8 @@ fn keyring_fact(settings: &Settings, keyring: &Path) -> Result<EncryptionFact, E
 /// The store check, asked of the daemon that holds the store. A daemon that cannot run it
 /// (an older release, or a store it cannot read now) leaves the store as held by it, or
 /// locked when its key is not loaded.
-async fn daemon_store_fact(socket: &Path) -> StoreFact {
+async fn daemon_store_fact(client: &mut Client) -> StoreFact {
     use crate::control::{ControlErrorCode, Reply, Request};
-    let Ok(mut client) = Client::connect(socket).await else {
-        return StoreFact::HeldByDaemon;
-    };
     match client.request(Request::CheckStore).await {
         Ok(Reply::StoreCheck {
             records,
