@@ -214,9 +214,14 @@ fn read_phone(
     } else {
         "too many"
     };
+    let expected = if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo} to {hi}")
+    };
     Err(format!(
         "\"{raw}\" is not a phone number: {which} digits for a +{code} number \
-         ({len} after the country code, {lo} to {hi} expected)"
+         ({len} after the country code, {expected} expected)"
     ))
 }
 
@@ -1020,6 +1025,13 @@ mod tests {
             assert!(e.contains("ICSYNC_DEFAULT_COUNTRY"), "{e}");
             assert!(e.contains("--default-country"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_expected_length_is_one_figure_when_there_is_one() {
+        // French national numbers have exactly 9 digits after +33.
+        let e = phone_err("(020)74960603", Some("FR"));
+        assert!(e.contains("(10 after the country code, 9 expected)"), "{e}");
     }
 
     #[test]
