@@ -592,7 +592,11 @@ fn damage_in_the_replayed_log_is_refused_before_sled_rewrites_it() {
     );
 
     let (recovered, lost, text) = recover(&env);
-    assert_eq!((recovered, lost), (N as u64, 0), "flipped at {at}: {text}");
+    // One flipped byte can hit the only copy of what it lands in (a value: that record; a
+    // key length: the records of one node, at most 32, as in the three-flip test above);
+    // everything else comes back. Usually nothing is lost.
+    assert_eq!(recovered + lost, N as u64, "flipped at {at}: {text}");
+    assert!(lost <= 32, "flipped at {at}: {text}");
     // recover did not let sled open the damaged store it keeps either.
     let kept = std::fs::read_dir(&env.data_dir)
         .unwrap()
