@@ -611,7 +611,7 @@ fn damage_in_the_replayed_log_is_refused_before_sled_rewrites_it() {
         std::fs::read(kept.path().join("sled").join("db")).unwrap() == before,
         "recover let sled rewrite the damaged store it keeps"
     );
-    assert_eq!(env.status()["total"].as_u64(), Some(N as u64));
+    assert_eq!(env.status()["total"].as_u64(), Some(recovered));
 }
 
 /// A message torn at the tip of the log (a write a crash or power loss cut) is no damage: the
