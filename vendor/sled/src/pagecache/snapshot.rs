@@ -456,7 +456,18 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
 /// Returns an error if the read snapshot was corrupted.
 /// Returns `Ok(Some(snapshot))` if there was nothing written.
 fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
-    let mut candidates = config.get_snapshot_files()?;
+    // icsync: a `.generating` file is a snapshot whose write never finished (a full disk,
+    // or the process died mid-write; the database's file lock means no writer is running
+    // now). It is not a snapshot: remove it rather than read it as the newest one.
+    let (unfinished, mut candidates): (Vec<_>, Vec<_>) = config
+        .get_snapshot_files()?
+        .into_iter()
+        .partition(|path| path.to_string_lossy().ends_with(".generating"));
+    for path in unfinished {
+        if let Err(e) = std::fs::remove_file(&path) {
+            warn!("failed to remove unfinished snapshot file {:?}: {}", path, e);
+        }
+    }
     if candidates.is_empty() {
         debug!("no previous snapshot found");
         return Ok(None);
@@ -542,23 +553,36 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
 
     let parent = path_1.parent().unwrap();
     std::fs::create_dir_all(parent)?;
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).open(&path_1)?;
 
-    // write the snapshot bytes, followed by a crc64 checksum at the end
-    io_fail!(config, "snap write");
-    f.write_all(&*bytes)?;
-    io_fail!(config, "snap write len");
-    f.write_all(&len_bytes)?;
-    io_fail!(config, "snap write crc");
-    f.write_all(&crc32)?;
-    io_fail!(config, "snap write post");
-    f.sync_all()?;
+    // icsync: a write cut short (a full disk) removes its partial file, so it is never
+    // left where a later open would find it.
+    let written = (|| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path_1)?;
 
-    trace!("wrote snapshot to {}", path_1.to_string_lossy());
+        // write the snapshot bytes, followed by a crc64 checksum at the end
+        io_fail!(config, "snap write");
+        f.write_all(&*bytes)?;
+        io_fail!(config, "snap write len");
+        f.write_all(&len_bytes)?;
+        io_fail!(config, "snap write crc");
+        f.write_all(&crc32)?;
+        io_fail!(config, "snap write post");
+        f.sync_all()?;
 
-    io_fail!(config, "snap write mv");
-    std::fs::rename(&path_1, &path_2)?;
+        trace!("wrote snapshot to {}", path_1.to_string_lossy());
+
+        io_fail!(config, "snap write mv");
+        std::fs::rename(&path_1, &path_2)?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&path_1);
+        return Err(e);
+    }
     io_fail!(config, "snap write mv post");
 
     trace!("renamed snapshot to {}", path_2.to_string_lossy());
