@@ -295,7 +295,7 @@ pub fn resolve(
         Some(s) => KeySourceKind::parse(s).ok_or_else(|| ConfigError::Invalid {
             key: "key_source",
             value: s.to_string(),
-            problem: "must be \"file\" or \"passphrase\"".into(),
+            problem: "must be \"file\", \"passphrase\" or \"keychain\"".into(),
         })?,
     };
     let mut kdf = KdfParams::default();

@@ -399,7 +399,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Man(_) => {
                 unreachable!("handled above")
             }
-            Command::Unlock(a) => keys::unlock(&mut backend, a).await?,
+            Command::Unlock(a) => keys::unlock(&mut backend, &settings, a).await?,
             Command::Lock => keys::lock(&mut backend).await?,
             Command::Purge(a) => keys::purge(&mut backend, &settings, a).await?,
             Command::Add(a) => commands::add(&mut backend, a).await?,

@@ -64,6 +64,11 @@ fn known(e: &(dyn Error + 'static)) -> Option<Known> {
             // Transparent: its source is the client error's source, so look at it here.
             CliError::Client(c) => known(c),
             CliError::Join(_) => Some(Known::Internal),
+            CliError::Key(k)
+            | CliError::Store {
+                source: StoreError::Key(k),
+                ..
+            } if k.hint().is_some() => Some(Known::User(k.hint().map(str::to_string))),
             CliError::Store {
                 source: StoreError::Locked { .. },
                 ..

@@ -35,6 +35,9 @@ pub enum CliError {
     Control(ControlError),
     #[error("the local request failed: {0}")]
     Join(String),
+    /// A keyring or key source error; `cli::error` gives the hint.
+    #[error(transparent)]
+    Key(#[from] crate::crypto::KeyError),
     #[error("{0}")]
     Usage(String),
 }
@@ -115,7 +118,7 @@ fn open_store(settings: &Settings) -> Result<Store, CliError> {
         },
     )
     .and_then(|store| {
-        if store.key_source(&settings.keys)? == KeySourceKind::File {
+        if store.key_source(&settings.keys)? != KeySourceKind::Passphrase {
             store.unlock(&settings.keys, None)?;
         }
         Ok(store)

@@ -348,13 +348,25 @@ async fn session(
         Err(StoreError::Locked { .. }) if reopening => return Ok(Ended::Retry),
         Err(e) => return store_fault(e, &settings.data_dir),
     };
-    // A key file opens the store at once; a passphrase waits for `icsync unlock`.
-    if store.key_source(&settings.keys)? == KeySourceKind::File {
-        if let Err(e) = store.unlock(&settings.keys, None) {
-            return match e {
-                e if e.is_damaged() || e.is_disk_full() => store_fault(e, &settings.data_dir),
-                e => Err(e.into()),
-            };
+    // A key file or the keychain opens the store at once; a passphrase waits for `icsync
+    // unlock`, and so does a keychain that cannot give the key now (no Secret Service yet,
+    // its collection locked, the entry gone): records still queue meanwhile.
+    if store.key_source(&settings.keys)? != KeySourceKind::Passphrase {
+        match store.unlock(&settings.keys, None) {
+            Ok(()) => {}
+            Err(e) if e.is_damaged() || e.is_disk_full() => {
+                return store_fault(e, &settings.data_dir)
+            }
+            Err(StoreError::Key(k)) if k.is_keychain() => {
+                tracing::warn!(error = %k, "the store stays locked until `icsync unlock`");
+                eprintln!(
+                    "icsync daemon: {k}; the store stays locked until `icsync unlock`{}",
+                    k.hint()
+                        .map(|h| format!(" (hint: {h})"))
+                        .unwrap_or_default()
+                );
+            }
+            Err(e) => return Err(e.into()),
         }
     } else {
         tracing::info!("the store is locked: sending waits for `icsync unlock`");

@@ -437,14 +437,33 @@ pub fn judge_store(store: &StoreFact) -> Check {
 pub fn judge_encryption(enc: &EncryptionFact) -> Check {
     const NAME: &str = "encryption";
     match enc {
-        EncryptionFact::NewStore { key_file } => check(
+        EncryptionFact::NewStore { wraps_with } => check(
             NAME,
             Status::Ok,
-            format!(
-                "no keyring yet; the first start makes one wrapped with {}",
-                key_file.display()
-            ),
+            format!("no keyring yet; the first start makes one wrapped with {wraps_with}"),
         ),
+        EncryptionFact::Keychain {
+            entry,
+            problem: None,
+        } => check(
+            NAME,
+            Status::Ok,
+            format!("keychain keyring: the OS credential store entry {entry} is reachable and opens it"),
+        ),
+        EncryptionFact::Keychain {
+            entry,
+            problem: Some((why, hint)),
+        } => {
+            let c = check(
+                NAME,
+                Status::Fail,
+                format!("keychain keyring (entry {entry}): {why}"),
+            );
+            match hint {
+                Some(h) => c.fix(h.clone()),
+                None => c,
+            }
+        }
         EncryptionFact::KeyringMissing { keyring, records } => check(
             NAME,
             Status::Warn,
