@@ -11,8 +11,15 @@
 //! Failures are sorted into what a person can act on ([`classify`], pure): no credential store
 //! answering, the collection locked, the entry gone. Their text names the entry, never the
 //! secret.
+//!
+//! Every call has a deadline ([`DEFAULT_TIMEOUT`], or `ICSYNC_KEYCHAIN_TIMEOUT_SECS`, 1 to
+//! 600): a Secret Service that is being D-Bus-activated, or a locked collection waiting on a
+//! password prompt no one can see, would otherwise hang the command (D-Bus itself gives up on
+//! an activation only after minutes). A call past its deadline is left to finish on its own
+//! thread; the caller gets [`KeyError::KeychainTimeout`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use keyring_core::{CredentialStore, Entry, Error as StoreError};
 use zeroize::Zeroizing;
@@ -24,6 +31,19 @@ use super::{random_bytes, KEY_LEN};
 pub const SERVICE: &str = "icsync";
 const ACCOUNT_PREFIX: &str = "store-";
 const ACCOUNT_ID_LEN: usize = 16;
+/// How long one credential store call may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Overrides [`DEFAULT_TIMEOUT`] (whole seconds, 1 to 600).
+pub const ENV_TIMEOUT: &str = "ICSYNC_KEYCHAIN_TIMEOUT_SECS";
+
+/// The deadline from `ICSYNC_KEYCHAIN_TIMEOUT_SECS`'s value, when it is one.
+pub fn timeout_from(value: Option<&str>) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| (1..=600).contains(s))
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
 
 /// A new, random account name for one store's entry.
 pub fn new_account() -> String {
@@ -100,44 +120,69 @@ impl Keychain {
         Keychain { store: Some(store) }
     }
 
-    fn entry(&self, account: &str) -> Result<Entry, KeyError> {
-        let built = match &self.store {
-            Some(store) => Entry::new_in_store(store, SERVICE, account),
-            None => os_entry(account),
-        };
-        built.map_err(|e| classify(account, true, e))
+    /// Runs `op` on `account`'s entry on its own thread, within the deadline.
+    fn with_entry<T: Send + 'static>(
+        &self,
+        account: &str,
+        op: impl FnOnce(&str, Entry) -> Result<T, KeyError> + Send + 'static,
+    ) -> Result<T, KeyError> {
+        let timeout = timeout_from(std::env::var(ENV_TIMEOUT).ok().as_deref());
+        let store = self.store.clone();
+        let name = account.to_string();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("keychain".into())
+            .spawn(move || {
+                let built = match &store {
+                    Some(store) => Entry::new_in_store(store, SERVICE, &name),
+                    None => os_entry(&name),
+                };
+                let out = built
+                    .map_err(|e| classify(&name, true, e))
+                    .and_then(|entry| op(&name, entry));
+                let _ = tx.send(out);
+            })
+            .map_err(|e| KeyError::KeychainFailed {
+                entry: entry_name(account),
+                detail: format!("cannot start a thread: {e}"),
+            })?;
+        rx.recv_timeout(timeout)
+            .unwrap_or(Err(KeyError::KeychainTimeout {
+                secs: timeout.as_secs(),
+            }))
     }
 
     /// Stores `key` as `account`'s secret (replacing one there).
     pub fn store_key(&self, account: &str, key: &[u8; KEY_LEN]) -> Result<(), KeyError> {
-        self.entry(account)?
-            .set_secret(key)
-            .map_err(|e| classify(account, false, e))
+        let key = Zeroizing::new(*key);
+        self.with_entry(account, move |name, entry| {
+            entry
+                .set_secret(key.as_ref())
+                .map_err(|e| classify(name, false, e))
+        })
     }
 
     /// `account`'s wrapping key.
     pub fn read_key(&self, account: &str) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
-        let secret = Zeroizing::new(
-            self.entry(account)?
-                .get_secret()
-                .map_err(|e| classify(account, false, e))?,
-        );
-        let fixed: [u8; KEY_LEN] =
-            secret
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyError::KeychainEntryInvalid {
-                    entry: entry_name(account),
-                })?;
-        Ok(Zeroizing::new(fixed))
+        self.with_entry(account, |name, entry| {
+            let secret = Zeroizing::new(entry.get_secret().map_err(|e| classify(name, false, e))?);
+            let fixed: [u8; KEY_LEN] =
+                secret
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| KeyError::KeychainEntryInvalid {
+                        entry: entry_name(name),
+                    })?;
+            Ok(Zeroizing::new(fixed))
+        })
     }
 
     /// Deletes `account`'s entry; one already gone is not an error.
     pub fn delete(&self, account: &str) -> Result<(), KeyError> {
-        match self.entry(account)?.delete_credential() {
+        self.with_entry(account, |name, entry| match entry.delete_credential() {
             Ok(()) | Err(StoreError::NoEntry) => Ok(()),
-            Err(e) => Err(classify(account, false, e)),
-        }
+            Err(e) => Err(classify(name, false, e)),
+        })
     }
 }
 
@@ -192,6 +237,15 @@ mod tests {
         let e = kc.read_key(&account).unwrap_err();
         assert!(matches!(e, KeyError::KeychainEntryMissing { .. }), "{e}");
         assert!(e.to_string().contains(&entry_name(&account)), "{e}");
+    }
+
+    #[test]
+    fn the_deadline_is_bounded() {
+        assert_eq!(timeout_from(None), DEFAULT_TIMEOUT);
+        assert_eq!(timeout_from(Some("3")), Duration::from_secs(3));
+        for bad in ["0", "601", "-1", "soon", ""] {
+            assert_eq!(timeout_from(Some(bad)), DEFAULT_TIMEOUT, "{bad}");
+        }
     }
 
     #[test]

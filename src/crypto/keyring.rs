@@ -195,6 +195,11 @@ pub enum KeyError {
     WrongKeychainEntry { entry: String, keyring: PathBuf },
     #[error("the credential store failed on entry {entry}: {detail}")]
     KeychainFailed { entry: String, detail: String },
+    #[error(
+        "the OS credential store did not answer within {secs} s (a locked keyring waiting for a \
+         password prompt, or a Secret Service that is not running or still starting)"
+    )]
+    KeychainTimeout { secs: u64 },
 }
 
 impl KeyError {
@@ -209,6 +214,7 @@ impl KeyError {
                 | KeyError::KeychainEntryInvalid { .. }
                 | KeyError::WrongKeychainEntry { .. }
                 | KeyError::KeychainFailed { .. }
+                | KeyError::KeychainTimeout { .. }
         )
     }
 
@@ -218,6 +224,10 @@ impl KeyError {
             KeyError::KeychainUnavailable { .. } => {
                 "start gnome-keyring (or another Secret Service) in your desktop session, or use \
                  key_source = \"file\""
+            }
+            KeyError::KeychainTimeout { .. } => {
+                "unlock the keyring (log in to the desktop session) or start gnome-keyring, or use \
+                 key_source = \"file\"; then `icsync unlock` for a running daemon"
             }
             KeyError::KeychainLocked { .. } => {
                 "unlock the keyring (log in to the desktop session, or unlock it in Seahorse / \

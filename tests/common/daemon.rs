@@ -60,6 +60,8 @@ pub struct DaemonEnv {
     pub config: PathBuf,
     /// Passed as `ICSYNC_API_KEY` to every process when set.
     pub env_key: Option<String>,
+    /// More variables for every process (a private D-Bus session's address).
+    pub extra_env: Vec<(String, String)>,
     /// Strings no CLI output may contain (API keys).
     secrets: Mutex<Vec<String>>,
     /// The stderr files of every daemon started here.
@@ -91,6 +93,7 @@ impl DaemonEnv {
             data_dir,
             config,
             env_key: None,
+            extra_env: Vec::new(),
             secrets: Mutex::new(Vec::new()),
             daemon_logs: Mutex::new(Vec::new()),
             spawned: AtomicUsize::new(0),
@@ -141,6 +144,12 @@ impl DaemonEnv {
         self
     }
 
+    /// Every process gets `name=value` too.
+    pub fn with_env(mut self, name: &str, value: &str) -> DaemonEnv {
+        self.extra_env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// Registers a string no CLI output may ever contain.
     pub fn secret(&self, s: &str) {
         self.secrets.lock().unwrap().push(s.to_string());
@@ -179,6 +188,7 @@ impl DaemonEnv {
         if let Some(key) = &self.env_key {
             cmd.env("ICSYNC_API_KEY", key);
         }
+        cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
