@@ -246,6 +246,44 @@ mod tests {
     }
 
     #[test]
+    fn a_keychain_error_hints_what_to_do_with_the_credential_store() {
+        use crate::crypto::KeyError;
+        let missing = CliError::Store {
+            dir: PathBuf::from("/d"),
+            source: StoreError::Key(KeyError::KeychainEntryMissing {
+                entry: "icsync/store-00".into(),
+            }),
+        };
+        let user = classify(chain(&missing)).unwrap();
+        assert!(
+            user.message.contains("no entry icsync/store-00"),
+            "{user:?}"
+        );
+        assert!(user.hint.unwrap().starts_with("restore that entry"));
+        let down = CliError::Key(KeyError::KeychainUnavailable {
+            detail: "no bus".into(),
+        });
+        let user = classify(chain(&down)).unwrap();
+        assert!(
+            user.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("start gnome-keyring"),
+            "{user:?}"
+        );
+        // A key error without a hint of its own keeps the store's.
+        let wrong = CliError::Store {
+            dir: PathBuf::from("/d"),
+            source: StoreError::Key(KeyError::WrongPassphrase),
+        };
+        assert!(classify(chain(&wrong))
+            .unwrap()
+            .hint
+            .unwrap()
+            .contains("/d/logs"));
+    }
+
+    #[test]
     fn a_failed_task_or_a_protocol_error_is_internal() {
         assert_eq!(classify(chain(&CliError::Join("panicked".into()))), None);
         let e = CliError::Client(ClientError::Protocol("unexpected frame".into()));

@@ -270,6 +270,38 @@ fn encryption_key_missing_fails_and_a_passphrase_keyring_is_information() {
 }
 
 #[test]
+fn a_keychain_keyring_names_its_entry_and_an_unreachable_one_fails_with_the_hint() {
+    let ok = judge_encryption(&EncryptionFact::Keychain {
+        entry: "icsync/store-ab".into(),
+        problem: None,
+    });
+    assert_eq!(ok.status, Status::Ok);
+    assert!(
+        ok.message.contains("icsync/store-ab is reachable"),
+        "{}",
+        ok.message
+    );
+    let down = judge_encryption(&EncryptionFact::Keychain {
+        entry: "icsync/store-ab".into(),
+        problem: Some((
+            "no Secret Service".into(),
+            Some("start gnome-keyring".into()),
+        )),
+    });
+    assert_eq!(down.status, Status::Fail);
+    assert!(down
+        .message
+        .contains("keychain keyring (entry icsync/store-ab)"));
+    assert_eq!(down.fix.as_deref(), Some("start gnome-keyring"));
+    let new = judge_encryption(&EncryptionFact::NewStore {
+        wraps_with: "a key in the OS credential store".into(),
+    });
+    assert!(new
+        .message
+        .ends_with("wrapped with a key in the OS credential store"));
+}
+
+#[test]
 fn clock_skew_over_five_minutes_warns_in_either_direction() {
     let server = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
     let date = Some("Sat, 01 Mar 2025 12:00:00 GMT".to_string());
