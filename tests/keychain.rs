@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use common::daemon::{poll_until, DaemonEnv};
-use common::{send_signal, SandboxProcess, DEMO_KEY};
+use common::{output_with_stdin, send_signal, SandboxProcess, DEMO_KEY};
 
 const SYNC: Duration = Duration::from_secs(60);
 const READY: Duration = Duration::from_secs(30);
@@ -179,26 +179,9 @@ fn keychain_env(ss: &SecretService, api_url: &str) -> DaemonEnv {
         .with_env("ICSYNC_KEYCHAIN_TIMEOUT_SECS", "10")
 }
 
-/// Runs icsync with `stdin` (passphrases on fd 0).
-fn run(env: &DaemonEnv, args: &[&str], stdin: &str) -> Output {
-    let mut child = env
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
+/// icsync with `stdin` (passphrases on fd 0), which must succeed: its stdout.
 fn ok_with(env: &DaemonEnv, args: &[&str], stdin: &str) -> String {
-    let out = run(env, args, stdin);
+    let out = output_with_stdin(&mut env.command(args), stdin);
     assert!(
         out.status.success(),
         "icsync {args:?} failed: {}",
