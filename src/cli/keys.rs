@@ -26,8 +26,9 @@ pub struct UnlockArgs {
 
 #[derive(Debug, Args)]
 pub struct RekeyArgs {
-    /// Wrap the data key with this instead (default: the current source, which for a
-    /// passphrase means a new passphrase).
+    /// Wrap the data key with this instead: file, passphrase or keychain (default: the
+    /// current source, which for a passphrase means a new passphrase and for the keychain a
+    /// new entry, the old one deleted).
     #[arg(long, value_parser = parse_source)]
     pub to: Option<KeySourceKind>,
     /// Read the current passphrase from this file descriptor.
