@@ -207,12 +207,7 @@ pub fn rekey(settings: &Settings, args: RekeyArgs) -> Result<(), CliError> {
         }
         KeySourceKind::Keychain => Keyring::wrap(&data_key, &Wrapping::Keychain(Keychain::os()))?,
     };
-    if let Err(e) = new.save(&path) {
-        // The old keyring is still the one in force: the entry just made would be an orphan.
-        let _ = new.delete_keychain_entry(&Keychain::os());
-        return Err(e.into());
-    }
-    if let Err(e) = ring.delete_keychain_entry(&Keychain::os()) {
+    if let Some(e) = ring.replace_with(&new, &path, &Keychain::os())? {
         eprintln!(
             "warning: the old credential store entry is no longer used but could not be \
              deleted ({e}); delete {} by hand",

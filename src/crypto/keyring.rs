@@ -493,6 +493,23 @@ impl Keyring {
         }
     }
 
+    /// Puts `new` in place of this keyring at `path` (a rekey). The new keyring is durable
+    /// before this one's keychain entry is deleted; if it cannot be saved, the entry made for
+    /// it is deleted and this keyring stays in force. `Ok(Some(e))`: the new keyring is in
+    /// force but the old entry could not be deleted.
+    pub fn replace_with(
+        &self,
+        new: &Keyring,
+        path: &Path,
+        kc: &Keychain,
+    ) -> Result<Option<KeyError>, KeyError> {
+        if let Err(e) = new.save(path) {
+            let _ = new.delete_keychain_entry(kc);
+            return Err(e);
+        }
+        Ok(self.delete_keychain_entry(kc).err())
+    }
+
     pub fn load(path: &Path) -> Result<Option<Keyring>, KeyError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -633,6 +650,42 @@ mod tests {
         assert!(e.hint().unwrap().contains("restore"), "{e}");
         // The other store's entry is untouched.
         assert!(other.unwrap(&Wrapping::Keychain(kc), &path).is_ok());
+    }
+
+    #[test]
+    fn a_rekey_deletes_the_old_entry_only_once_the_new_keyring_is_saved() {
+        let kc = Keychain::in_store(keyring_core::mock::Store::new().unwrap());
+        let key = DataKey::generate();
+        let old = Keyring::wrap(&key, &Wrapping::Keychain(kc.clone())).unwrap();
+        let old_account = old.keychain_account().unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        old.save(&path).unwrap();
+
+        // The new keyring cannot be written: the old one and its entry stay, the new entry goes.
+        let new = Keyring::wrap(&key, &Wrapping::Keychain(kc.clone())).unwrap();
+        let new_account = new.keychain_account().unwrap().to_string();
+        let nowhere = dir.path().join("gone/keyring.json");
+        assert!(old.replace_with(&new, &nowhere, &kc).is_err());
+        assert!(kc.read_key(&old_account).is_ok());
+        assert!(kc.read_key(&new_account).is_err());
+        assert!(Keyring::load(&path)
+            .unwrap()
+            .unwrap()
+            .unwrap(&Wrapping::Keychain(kc.clone()), &path)
+            .is_ok());
+
+        // To a key file: saved, then the old entry deleted.
+        let file = dir.path().join("data.key");
+        let new = Keyring::wrap(&key, &Wrapping::KeyFile(&file)).unwrap();
+        assert!(old.replace_with(&new, &path, &kc).unwrap().is_none());
+        assert!(matches!(
+            kc.read_key(&old_account),
+            Err(KeyError::KeychainEntryMissing { .. })
+        ));
+        let back = Keyring::load(&path).unwrap().unwrap();
+        let opened = back.unwrap(&Wrapping::KeyFile(&file), &path).unwrap();
+        assert_eq!(opened.as_bytes(), key.as_bytes());
     }
 
     #[test]
