@@ -275,8 +275,16 @@ impl DashboardView {
                 .map(|d| drop_line(d, inner, ctx))
                 .collect()
         };
+        // Where the folder is: files are dropped there, and their refused rows wait there.
+        let title = match &self.folder {
+            Some(folder) => format!(
+                " Drop folder {}: recent files ",
+                crate::tui::text::cut(folder, inner.saturating_sub(30))
+            ),
+            None => " Drop folder: recent files ".to_string(),
+        };
         frame.render_widget(
-            Paragraph::new(lines).block(Block::bordered().title(" Drop folder: recent files ")),
+            Paragraph::new(lines).block(Block::bordered().title(title)),
             area,
         );
     }
@@ -315,7 +323,7 @@ fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
         (None, Some(report), _) => Some(report.clone()),
         (None, None, Some(read_as)) => Some(match &d.archived_as {
             Some(archived) => format!("{read_as} · {archived}"),
-            None => read_as.clone(),
+            None => format!("{read_as} · removed once stored"),
         }),
         (None, None, None) => d.archived_as.clone(),
     };
