@@ -27,7 +27,7 @@ fn config(home: &Path, quiet_ms: u64) {
     fs::write(
         home.join("icsync.toml"),
         format!(
-            "api_url = \"http://127.0.0.1:9\"\ndata_dir = \"{}\"\ndrop_quiet_ms = {quiet_ms}\ncache_capacity_mb = 8\n",
+            "api_url = \"http://127.0.0.1:9\"\ndata_dir = \"{}\"\ndrop_quiet_ms = {quiet_ms}\ncache_capacity_mb = 8\nkeep_processed = true\n",
             home.join("data").display()
         ),
     )
@@ -89,7 +89,7 @@ impl Daemon {
     }
 
     fn drop_dir(&self) -> PathBuf {
-        self.home.join("data").join("drop")
+        self.home.join("data-drop")
     }
 
     fn pid(&self) -> u32 {
