@@ -440,7 +440,8 @@ fn ingest(
     }
 }
 
-/// Step 5: reports to `rejected/`, the file to `processed/`, then the history line.
+/// Step 5: reports to `rejected/`, the file removed (or to `processed/`), then the history
+/// line.
 fn archive(
     folder: &Folder,
     service: &Service,
