@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use common::daemon::{poll_until, DaemonProcess, FAST_CONFIG, LOG_FILTER};
+use common::daemon::{poll_until, DaemonEnv, DaemonProcess, FAST_CONFIG, LOG_FILTER};
 use common::{SandboxOptions, DEMO_KEY};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -263,6 +263,43 @@ fn with_default_settings_no_dropped_value_rests_in_the_data_dir() {
     let (exit, _) = daemon.stop_with("TERM", Duration::from_secs(15));
     assert!(exit.success(), "{exit}");
     assert_no_value_in(&data, &values);
+}
+
+#[test]
+fn files_left_in_the_old_default_drop_folder_are_named_in_the_log_not_taken() {
+    let env = DaemonEnv::new("http://127.0.0.1:9", "drop_quiet_ms = 200");
+    let old = env.data_dir.join("drop");
+    std::fs::create_dir_all(old.join("processed")).unwrap();
+    std::fs::write(old.join("processed/crm.csv"), "full_name\nZqvela Oldcopy\n").unwrap();
+    std::fs::write(old.join("waiting.csv"), "full_name\nZqvela Waiting\n").unwrap();
+    let daemon = env.start_daemon(&[]);
+    let line = poll_until("the warning in the log", DEADLINE, || {
+        let log = std::fs::read_to_string(env.log_file()).unwrap_or_default();
+        match log
+            .lines()
+            .find(|l| l.contains("the drop folder of an older release"))
+        {
+            Some(l) => Ok(l.to_string()),
+            None => Err(log),
+        }
+    });
+    assert!(line.contains("2 file(s) remain in"), "{line}");
+    assert!(
+        line.contains(&env.drop_dir().display().to_string()),
+        "{line}"
+    );
+    assert!(
+        !line.contains("crm.csv") && !line.contains("waiting.csv"),
+        "{line}"
+    );
+    assert!(
+        old.join("waiting.csv").exists(),
+        "the old folder is not watched nor emptied"
+    );
+    assert_eq!(env.status()["total"], 0);
+    let (exit, _) = daemon.stop_with("TERM", Duration::from_secs(15));
+    assert!(exit.success(), "{exit}");
+    env.assert_daemon_output_clean(&["Zqvela"]);
 }
 
 /// The daemon's recent drop-folder files, as the control socket gives them.
