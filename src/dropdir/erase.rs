@@ -6,6 +6,10 @@
 //! changes the latter), so an old export set aside today is kept the whole period, and a
 //! copy being fixed in place is kept from its last edit. Only regular files directly in
 //! `rejected/` are removed; folders and links someone made there are left alone.
+//!
+//! The same pass removes the reports a take left in the hidden work folder when it never
+//! finished (the file was taken away before it was archived): by the same cutoff, but never
+//! before they are a day old, so a take under way keeps its reports.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -13,7 +17,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::folder::REJECTED_DIR;
+use super::folder::{REJECTED_DIR, WORK_DIR};
 
 /// Entries of `rejected/` looked at in one pass, at most; the rest wait for the next pass.
 const MAX_PER_PASS: usize = 100_000;
@@ -25,11 +29,23 @@ pub fn arrived_ns(meta: &std::fs::Metadata) -> i128 {
     ns(meta.mtime(), meta.mtime_nsec()).max(ns(meta.ctime(), meta.ctime_nsec()))
 }
 
-/// Removes the refused-row files of the drop folder `root` that arrived before `cutoff`.
-/// Returns how many were removed. A missing `rejected/` is nothing to do.
+/// Whether a work-folder file is a take's report (`<sha256>.errors.txt`,
+/// `<sha256>.rejected.<ext>`), not a mark or a file being removed. Pure.
+pub fn is_work_report(name: &str) -> bool {
+    name.ends_with(".errors.txt") || name.contains(".rejected.")
+}
+
+/// Removes the refused-row files of the drop folder `root` that arrived before `cutoff`, and
+/// the work folder's unfinished reports older than that and a day. Returns how many were
+/// removed. A missing folder is nothing to do.
 pub fn erase_refused(root: &Path, cutoff: DateTime<Utc>) -> io::Result<usize> {
-    let dir = root.join(REJECTED_DIR);
-    let entries = match std::fs::read_dir(&dir) {
+    let in_work = cutoff.min(Utc::now() - chrono::Duration::days(1));
+    Ok(erase_in(&root.join(REJECTED_DIR), cutoff, |_| true)?
+        + erase_in(&root.join(WORK_DIR), in_work, is_work_report)?)
+}
+
+fn erase_in(dir: &Path, cutoff: DateTime<Utc>, wanted: fn(&str) -> bool) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
@@ -38,6 +54,9 @@ pub fn erase_refused(root: &Path, cutoff: DateTime<Utc>) -> io::Result<usize> {
     let mut erased = 0;
     for entry in entries.take(MAX_PER_PASS) {
         let entry = entry?;
+        if !wanted(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
             continue;
         };
@@ -50,7 +69,7 @@ pub fn erase_refused(root: &Path, cutoff: DateTime<Utc>) -> io::Result<usize> {
         }
     }
     if erased > 0 {
-        std::fs::File::open(&dir)?.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(erased)
 }
@@ -105,6 +124,20 @@ mod tests {
         let a_minute_ago = Utc::now() - chrono::Duration::minutes(1);
         assert_eq!(erase_refused(dir.path(), a_minute_ago).unwrap(), 0);
         assert!(moved.exists());
+    }
+
+    #[test]
+    fn unfinished_work_reports_go_only_once_a_day_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join(WORK_DIR);
+        std::fs::create_dir_all(&work).unwrap();
+        for name in ["ab.errors.txt", "ab.rejected.csv", "cd.taking"] {
+            std::fs::write(work.join(name), "x").unwrap();
+        }
+        // A take under way keeps its reports, even with retention at 0 days.
+        assert_eq!(erase_refused(dir.path(), Utc::now()).unwrap(), 0);
+        assert!(is_work_report("ab.errors.txt") && is_work_report("ab.rejected.ndjson"));
+        assert!(!is_work_report("cd.taking") && !is_work_report("ab.removing"));
     }
 
     #[test]
