@@ -276,12 +276,13 @@ impl DashboardView {
                 .collect()
         };
         // Where the folder is: files are dropped there, and their refused rows wait there.
+        let room = inner.saturating_sub(30);
         let title = match &self.folder {
-            Some(folder) => format!(
+            Some(folder) if room >= 12 => format!(
                 " Drop folder {}: recent files ",
-                crate::tui::text::cut(folder, inner.saturating_sub(30))
+                crate::tui::text::cut(folder, room)
             ),
-            None => " Drop folder: recent files ".to_string(),
+            _ => " Drop folder: recent files ".to_string(),
         };
         frame.render_widget(
             Paragraph::new(lines).block(Block::bordered().title(title)),
