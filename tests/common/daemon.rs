@@ -146,6 +146,11 @@ impl DaemonEnv {
         self.secrets.lock().unwrap().push(s.to_string());
     }
 
+    /// The drop folder by default: beside the data dir (`<tmp>/data-drop`), never in it.
+    pub fn drop_dir(&self) -> PathBuf {
+        self.dir.path().join("data-drop")
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.data_dir.join("icsync.sock")
     }
