@@ -224,7 +224,17 @@ async fn run_sessions(
     let _lock = DaemonLock::acquire(&settings.data_dir)?;
     // The drop folder is made before the socket answers, so a script that starts the daemon
     // and then drops a file finds it; a folder that cannot be used is reported by the watcher.
-    let _ = crate::dropdir::prepare(&settings.drop_dir, settings.drop_dir_shared);
+    let _ = crate::dropdir::prepare(
+        &settings.drop_dir,
+        settings.drop_dir_shared,
+        settings.keep_processed,
+    );
+    if let Some((old, files)) = crate::dropdir::legacy::old_default_files(&settings) {
+        tracing::warn!(
+            "{}",
+            crate::dropdir::legacy::describe(&old, files, &settings.drop_dir)
+        );
+    }
     let socket = settings.socket_path();
     let listener = control::bind(&socket).await?;
     let front = Arc::new(Front::new());
@@ -460,10 +470,11 @@ async fn session(
         }
     };
     let drops = tokio::spawn({
-        let (dir, quiet, shared, read_options, service) = (
+        let (dir, quiet, shared, keep, read_options, service) = (
             settings.drop_dir.clone(),
             settings.drop_quiet,
             settings.drop_dir_shared,
+            settings.keep_processed,
             read_options.clone(),
             service.clone(),
         );
@@ -473,8 +484,15 @@ async fn session(
             let Some(read_options) = read_options else {
                 return;
             };
-            let watched =
-                crate::dropdir::watch(dir, quiet, shared, read_options, service.clone(), stop);
+            let watched = crate::dropdir::watch(
+                dir,
+                quiet,
+                shared,
+                keep,
+                read_options,
+                service.clone(),
+                stop,
+            );
             if let Err(e) = watched.await {
                 tracing::error!(error = %e, "the drop folder is not watched");
                 eprintln!("icsync daemon: {e}");
@@ -547,6 +565,7 @@ async fn session(
         let retention = tokio::spawn(run_retention(
             store.clone(),
             settings.retain_synced,
+            settings.drop_dir.clone(),
             stopped(session_rx),
         ));
         let mut quit = false;
@@ -627,9 +646,14 @@ impl SyncLink for SwitchLink {
     }
 }
 
-/// Erases the customer data of records synced longer than `retain` ago: once at start, then
-/// every [`RETENTION_INTERVAL`].
-async fn run_retention(store: Store, retain: chrono::Duration, stop: impl Future<Output = ()>) {
+/// Erases the customer data of records synced longer than `retain` ago, and the drop folder's
+/// refused-row files older than that: once at start, then every [`RETENTION_INTERVAL`].
+async fn run_retention(
+    store: Store,
+    retain: chrono::Duration,
+    drop_dir: std::path::PathBuf,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(RETENTION_INTERVAL);
     loop {
@@ -637,9 +661,10 @@ async fn run_retention(store: Store, retain: chrono::Duration, stop: impl Future
             _ = &mut stop => return,
             _ = tick.tick() => {}
         }
-        let store = store.clone();
+        let (store, drop_dir) = (store.clone(), drop_dir.clone());
         let purged = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now();
+            crate::dropdir::erase::erase_refused_logged(&drop_dir, now - retain);
             store.purge(now - retain, now, false)
         })
         .await;

@@ -9,7 +9,7 @@
 //! never leak into (or out of) a test.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -155,6 +155,11 @@ impl DaemonEnv {
         self.secrets.lock().unwrap().push(s.to_string());
     }
 
+    /// The drop folder by default: beside the data dir (`<tmp>/data-drop`), never in it.
+    pub fn drop_dir(&self) -> PathBuf {
+        self.dir.path().join("data-drop")
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.data_dir.join("icsync.sock")
     }
@@ -289,7 +294,7 @@ impl DaemonEnv {
                     daemon.stderr()
                 );
             }
-            if daemon_answers(&self.socket()) {
+            if daemon_serves(&self.socket()) {
                 return daemon;
             }
             assert!(
@@ -331,6 +336,31 @@ impl DaemonEnv {
 }
 
 /// True when something on `socket` greets like an icsync daemon.
+/// The daemon answers `status`: its first session serves (store open, key read, engine
+/// built), so what it printed at start is on its stderr and its status is the real one.
+pub fn daemon_serves(socket: &Path) -> bool {
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"{\"id\": 1, \"request\": {\"method\": \"status\"}}\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    // The hello, then the reply to request 1.
+    for _ in 0..2 {
+        line.clear();
+        if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+            return false;
+        }
+    }
+    line.contains("\"id\":1") || line.contains("\"id\": 1")
+}
+
 pub fn daemon_answers(socket: &Path) -> bool {
     let Ok(stream) = UnixStream::connect(socket) else {
         return false;

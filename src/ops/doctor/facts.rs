@@ -44,10 +44,34 @@ pub struct SettingsFacts {
     pub probe: ProbeFact,
     pub data_dir: DirFact,
     pub drop_dir: DirFact,
+    pub drop_place: DropPlaceFact,
     pub daemon: DaemonFact,
     pub store: StoreFact,
     pub encryption: EncryptionFact,
     pub disk: DiskFact,
+}
+
+/// Whether the drop folder keeps plaintext out of the data dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropPlaceFact {
+    Apart,
+    /// A configured drop folder inside the data dir: its refused rows are in a copy of it.
+    InsideDataDir,
+    /// An older release's default `<data_dir>/drop` still holds files (`dropdir::legacy`).
+    OldDefaultHolds {
+        old: PathBuf,
+        files: usize,
+    },
+}
+
+fn drop_place_fact(settings: &Settings) -> DropPlaceFact {
+    if let Some((old, files)) = crate::dropdir::legacy::old_default_files(settings) {
+        DropPlaceFact::OldDefaultHolds { old, files }
+    } else if settings.drop_dir.starts_with(&settings.data_dir) {
+        DropPlaceFact::InsideDataDir
+    } else {
+        DropPlaceFact::Apart
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +262,7 @@ async fn gather_settings(settings: &Settings) -> SettingsFacts {
         probe,
         data_dir: dir_fact(&settings.data_dir),
         drop_dir: dir_fact(&settings.drop_dir),
+        drop_place: drop_place_fact(settings),
         daemon,
         store,
         encryption,

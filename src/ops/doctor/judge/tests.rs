@@ -28,6 +28,7 @@ fn healthy() -> SettingsFacts {
         },
         data_dir: dir(0o700, true),
         drop_dir: dir(0o700, true),
+        drop_place: DropPlaceFact::Apart,
         daemon: DaemonFact::Running {
             version: env!("CARGO_PKG_VERSION").into(),
         },
@@ -392,4 +393,29 @@ fn first_run_advice_works_for_an_installed_user_and_names_the_tours_variable() {
     assert_eq!(ok.status, Status::Ok);
     assert!(!ok.message.contains("probe"), "{}", ok.message);
     assert!(ok.message.contains("not 401"), "{}", ok.message);
+}
+
+#[test]
+fn drop_files_left_in_the_data_dir_are_a_warning() {
+    let left = SettingsFacts {
+        drop_place: DropPlaceFact::OldDefaultHolds {
+            old: "/data/drop".into(),
+            files: 3,
+        },
+        ..healthy()
+    };
+    let checks = judge(&facts(left));
+    let c = checks.iter().find(|c| c.check == "drop_place").unwrap();
+    assert_eq!(c.status, Status::Warn);
+    assert!(
+        c.message.contains("3 file(s) remain in /data/drop"),
+        "{c:?}"
+    );
+    let inside = SettingsFacts {
+        drop_place: DropPlaceFact::InsideDataDir,
+        ..healthy()
+    };
+    let checks = judge(&facts(inside));
+    let c = checks.iter().find(|c| c.check == "drop_place").unwrap();
+    assert_eq!(c.status, Status::Warn);
 }
