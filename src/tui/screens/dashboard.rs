@@ -129,7 +129,7 @@ impl Component for DashboardView {
             (_, Some(s)) if s.locked => (
                 "LOCKED".into(),
                 t.warn(),
-                "the store is locked: records wait; press u to enter the passphrase".into(),
+                "the store is locked: records wait; press u to unlock".into(),
             ),
             (_, Some(s)) => match (&s.paused, s.online) {
                 (Some(why), _) => (
