@@ -4,6 +4,7 @@
 //! kept in a zeroizing buffer allocated once at full size (so typing never reallocates and
 //! leaves a copy behind) and emptied the moment it is sent; dropping the prompt (Esc) wipes
 //! it. Sending the request and showing the daemon's answer are the app's job.
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
