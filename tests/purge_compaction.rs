@@ -30,20 +30,6 @@ const SYNC_DEADLINE: Duration = Duration::from_secs(60);
 /// Bytes of each sealed value searched for.
 const SLICE: usize = 32;
 
-/// Every regular file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if path.is_file() {
-            out.push(path);
-        }
-    }
-    out
-}
-
 /// Which of `needles` (each at least 8 bytes) occur in some file under `dir`, by index.
 fn found_in_files(dir: &Path, needles: &[Vec<u8>]) -> Vec<bool> {
     holders(dir, needles)
@@ -59,7 +45,7 @@ fn holders(dir: &Path, needles: &[Vec<u8>]) -> Vec<Vec<PathBuf>> {
         by_head.entry(&n[..8]).or_default().push(i);
     }
     let mut found = vec![Vec::new(); needles.len()];
-    for path in files(dir) {
+    for path in common::files_under(dir) {
         let bytes = std::fs::read(&path).unwrap_or_default();
         for at in 0..bytes.len().saturating_sub(7) {
             if let Some(candidates) = by_head.get(&bytes[at..at + 8]) {
