@@ -178,6 +178,18 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a compaction is owed.
+    pub(super) fn compaction_owed(&self) -> Result<bool, StoreError> {
+        Ok(self.trees().meta.get(META_COMPACTION_OWED)?.is_some())
+    }
+
+    /// Takes back a mark [`Store::owe_compaction`] made for values that were not overwritten
+    /// after all (lazily: a crash before it lands costs one needless compaction).
+    pub(super) fn forgive_compaction(&self) -> Result<(), StoreError> {
+        self.trees().meta.remove(META_COMPACTION_OWED)?;
+        Ok(())
+    }
+
     /// Held while a purge writes and compacts (see `Inner::maintenance`).
     pub(super) fn maintenance(&self) -> std::sync::MutexGuard<'_, ()> {
         self.inner
@@ -192,7 +204,7 @@ impl Store {
         &self,
         held: &std::sync::MutexGuard<'_, ()>,
     ) -> Result<Option<Compacted>, StoreError> {
-        if self.trees().meta.get(META_COMPACTION_OWED)?.is_none() {
+        if !self.compaction_owed()? {
             return Ok(None);
         }
         self.compact_held(held).map(Some)

@@ -1074,17 +1074,15 @@ impl Store {
         dry_run: bool,
     ) -> Result<Vec<RecordId>, StoreError> {
         let maintenance = self.maintenance();
+        let synced = self.in_state(RecordState::Synced)?;
+        // Noted on disk before any value is overwritten, so a purge cut short still leaves a
+        // compaction owed; taken back below when nothing was purged.
+        let owed_before = self.compaction_owed()?;
+        if !dry_run && !owed_before && !synced.is_empty() {
+            self.owe_compaction()?;
+        }
         let mut purged = Vec::new();
-        for id in self.in_state(RecordState::Synced)? {
-            // Noted on disk before the first value is overwritten: a purge cut short between
-            // the two still leaves a compaction owed.
-            if !dry_run && purged.is_empty() {
-                if let Some(record) = self.get(id)? {
-                    if retention::purgeable(&record, cutoff) {
-                        self.owe_compaction()?;
-                    }
-                }
-            }
+        for id in synced {
             let done = self.transaction(|tx| {
                 let Some(old) = tx.record(id)? else {
                     return Ok(false);
@@ -1112,10 +1110,12 @@ impl Store {
             }
         }
         if !dry_run {
-            if !purged.is_empty() {
+            if purged.is_empty() && !owed_before {
+                self.forgive_compaction()?;
+            } else {
                 self.flush()?;
+                self.compact_if_owed(&maintenance)?;
             }
-            self.compact_if_owed(&maintenance)?;
         }
         Ok(purged)
     }
