@@ -44,7 +44,9 @@
 //! database (`<dir>/keyring.json`, see `crypto::keyring`). A store can be open but locked
 //! (`open_locked`, `lock`): counts and ids stay readable, anything touching a customer field
 //! answers [`StoreError::KeyLocked`]. `migrate` encrypts a store made before this in place;
-//! `retention` decides which synced records lose their customer data.
+//! `retention` decides which synced records lose their customer data; `compact` rewrites the
+//! database after either, so the old values leave the disk (the handle swaps its own sled
+//! database: `Inner::handles`, with writes gated while it does).
 //!
 //! Durability: sled commits to memory and flushes its log every 500 ms. `submit` and
 //! `submit_batch` (once, at the end) and `Durability::Flush` call `Db::flush` (an fsync)
