@@ -137,22 +137,8 @@ fn stop(mut daemon: Child) {
     assert!(status.success(), "daemon exit {status:?}");
 }
 
-/// Every regular file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if path.is_file() {
-            out.push(path);
-        }
-    }
-    out
-}
-
 fn assert_no_plaintext(dir: &Path, needles: &[&str]) {
-    let all = files(dir);
+    let all = common::files_under(dir);
     assert!(all.len() > 3, "too few files to prove anything: {all:?}");
     for path in all {
         let bytes = std::fs::read(&path).unwrap();

@@ -261,6 +261,20 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
     )
 }
 
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// The Unix permission bits of a file.
 #[cfg(unix)]
 pub fn mode_of(path: &Path) -> u32 {
