@@ -322,31 +322,3 @@ fn a_compaction_killed_at_each_step_leaves_a_store_with_every_record_and_no_purg
         }
     }
 }
-
-/// Compaction time for 10k and 100k records (run by hand: `cargo test --test purge_compaction
-/// -- --ignored --nocapture`; docs/benchmarks.md has the figures).
-#[test]
-#[ignore]
-fn measure_compaction() {
-    for n in [10_000usize, 100_000] {
-        let env = DaemonEnv::new("http://127.0.0.1:9", "");
-        synced_store(&env, n);
-        let store = env.open_store();
-        let started = std::time::Instant::now();
-        let purged = store
-            .purge(Utc::now() + chrono::Duration::days(1), Utc::now(), false)
-            .unwrap();
-        let total = started.elapsed();
-        let again = store.compact().unwrap();
-        println!(
-            "{n} records: purge + compaction {:.2} s; compaction alone {:.2} s, {} entries, \
-             {} -> {} bytes",
-            total.as_secs_f64(),
-            again.elapsed.as_secs_f64(),
-            again.entries,
-            again.bytes_before,
-            again.bytes_after
-        );
-        assert_eq!(purged.len(), n);
-    }
-}

@@ -6,6 +6,7 @@
 //! bench profile). It re-runs itself as `child-ingest ...` to measure one ingest per process.
 
 mod big;
+mod compact;
 mod ingest;
 mod latency;
 mod report;
@@ -42,6 +43,9 @@ fn main() -> BenchResult<()> {
     }
     if wanted("big") {
         big::run(&mut rows, &mut extra)?;
+    }
+    if wanted("compact") {
+        compact::run(&mut rows)?;
     }
     let binary = Path::new(util::icsync_bin());
     if let Ok(meta) = std::fs::metadata(binary) {
