@@ -84,6 +84,7 @@ pub struct FileConfig {
     pub cache_capacity_mb: Option<u64>,
     pub drop_quiet_ms: Option<u64>,
     pub drop_dir_shared: Option<bool>,
+    pub keep_processed: Option<bool>,
     pub key_source: Option<String>,
     pub key_file: Option<PathBuf>,
     pub kdf_memory_mib: Option<u32>,
@@ -158,6 +159,9 @@ pub struct Settings {
     pub allow_insecure_http: bool,
     pub data_dir: PathBuf,
     pub drop_dir: PathBuf,
+    /// No `drop_dir` was configured (flag, env or file): the default is used, and an older
+    /// release's default `<data_dir>/drop` may still hold files (`icsync doctor` says so).
+    pub drop_dir_is_default: bool,
     pub concurrency: usize,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
@@ -170,6 +174,10 @@ pub struct Settings {
     /// The drop folder may be writable by other users (or owned by another): their files
     /// are then sent with this user's API key. Off unless the config says so.
     pub drop_dir_shared: bool,
+    /// Keep each processed drop file (and a note for each duplicate) in `processed/`, in
+    /// plaintext, instead of removing it once its records are durable in the store. Off
+    /// unless the config says so.
+    pub keep_processed: bool,
     /// How the store's data key is wrapped (docs/security.md).
     pub keys: KeyConfig,
     /// Synced records unchanged this long lose their customer data; 0 = at once.
@@ -190,6 +198,8 @@ pub struct Defaults {
     pub data_dir: PathBuf,
     /// Where the wrapping key file goes: the config dir, apart from the data dir.
     pub key_file: PathBuf,
+    /// The drop folder when neither it nor the data dir is configured: `~/icsync-drop`.
+    pub drop_dir: PathBuf,
 }
 
 impl Defaults {
@@ -197,10 +207,12 @@ impl Defaults {
         let dirs = directories::ProjectDirs::from("com", "Instant Compliance", "icsync")
             .ok_or(ConfigError::NoHome)?;
         let key_file = default_key_file(dirs.config_dir(), dirs.data_dir(), dirs.preference_dir());
+        let home = directories::BaseDirs::new().ok_or(ConfigError::NoHome)?;
         Ok(Defaults {
             config_file: dirs.config_dir().join("icsync.toml"),
             data_dir: dirs.data_dir().to_path_buf(),
             key_file,
+            drop_dir: home.home_dir().join(DROP_DIR_NAME),
         })
     }
 }
@@ -233,6 +245,31 @@ pub fn default_key_file(config_dir: &Path, data_dir: &Path, preference_dir: &Pat
         return legacy;
     }
     apart.join(NAME)
+}
+
+/// The default drop folder's name, in the home folder.
+pub const DROP_DIR_NAME: &str = "icsync-drop";
+
+/// Where the drop folder goes when none is configured: never inside the data dir, so a copy
+/// of the data dir carries no file a person dropped and no refused row. With the platform's
+/// data dir, `home_default` (`~/icsync-drop`: a folder a person can find, outside the
+/// Documents folder that macOS and Windows often sync to a cloud); with a data dir someone
+/// chose, a folder beside it (`<data_dir>-drop`), so two daemons with their own data dirs never
+/// share one drop folder. Either way, a place inside the data dir (a data dir of `~`) gives
+/// way to the one beside it. An older release's default was `<data_dir>/drop`.
+pub fn default_drop_dir(home_default: &Path, data_dir: &Path, data_dir_chosen: bool) -> PathBuf {
+    let beside = || {
+        let name = data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "icsync".to_string());
+        data_dir.with_file_name(format!("{name}-drop"))
+    };
+    if data_dir_chosen || home_default.starts_with(data_dir) {
+        beside()
+    } else {
+        home_default.to_path_buf()
+    }
 }
 
 fn positive(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
@@ -274,14 +311,13 @@ pub fn resolve(
         (None, None, Some(p)) => KeySource::File(p),
         (None, None, None) => KeySource::None,
     };
-    let data_dir = overrides
-        .data_dir
-        .or(file.data_dir)
-        .unwrap_or_else(|| defaults.data_dir.clone());
-    let drop_dir = overrides
-        .drop_dir
-        .or(file.drop_dir)
-        .unwrap_or_else(|| data_dir.join("drop"));
+    let chosen_data_dir = overrides.data_dir.or(file.data_dir);
+    let data_dir_chosen = chosen_data_dir.is_some();
+    let data_dir = chosen_data_dir.unwrap_or_else(|| defaults.data_dir.clone());
+    let configured_drop_dir = overrides.drop_dir.or(file.drop_dir);
+    let drop_dir_is_default = configured_drop_dir.is_none();
+    let drop_dir = configured_drop_dir
+        .unwrap_or_else(|| default_drop_dir(&defaults.drop_dir, &data_dir, data_dir_chosen));
     let concurrency = positive("concurrency", file.concurrency.map(|c| c as u64), 8)?;
     if concurrency > 256 {
         return Err(ConfigError::Invalid {
@@ -295,7 +331,7 @@ pub fn resolve(
         Some(s) => KeySourceKind::parse(s).ok_or_else(|| ConfigError::Invalid {
             key: "key_source",
             value: s.to_string(),
-            problem: "must be \"file\" or \"passphrase\"".into(),
+            problem: "must be \"file\", \"passphrase\" or \"keychain\"".into(),
         })?,
     };
     let mut kdf = KdfParams::default();
@@ -337,6 +373,7 @@ pub fn resolve(
         allow_insecure_http: file.allow_insecure_http.unwrap_or(false),
         data_dir,
         drop_dir,
+        drop_dir_is_default,
         concurrency: concurrency as usize,
         backoff_base: Duration::from_millis(positive(
             "backoff_base_ms",
@@ -362,6 +399,7 @@ pub fn resolve(
         cache_capacity_bytes: positive("cache_capacity_mb", file.cache_capacity_mb, 32)? << 20,
         drop_quiet: Duration::from_millis(positive("drop_quiet_ms", file.drop_quiet_ms, 1000)?),
         drop_dir_shared: file.drop_dir_shared.unwrap_or(false),
+        keep_processed: file.keep_processed.unwrap_or(false),
         keys,
         retain_synced,
         config_file,
@@ -601,7 +639,68 @@ mod tests {
             config_file: "/cfg/icsync.toml".into(),
             data_dir: "/data".into(),
             key_file: "/cfg/data.key".into(),
+            drop_dir: "/home/u/icsync-drop".into(),
         }
+    }
+
+    #[test]
+    fn the_default_drop_dir_is_never_in_the_data_dir() {
+        let home = Path::new("/home/u/icsync-drop");
+        let platform = Path::new("/home/u/.local/share/icsync");
+        assert_eq!(default_drop_dir(home, platform, false), home);
+        // A data dir someone chose gets its own drop folder beside it.
+        assert_eq!(
+            default_drop_dir(home, Path::new("/srv/icsync/data"), true),
+            PathBuf::from("/srv/icsync/data-drop")
+        );
+        // A data dir holding the home default: beside it instead.
+        assert_eq!(
+            default_drop_dir(home, Path::new("/home/u"), false),
+            PathBuf::from("/home/u-drop")
+        );
+        assert_eq!(
+            default_drop_dir(home, Path::new("/home/u/icsync-drop"), true),
+            PathBuf::from("/home/u/icsync-drop-drop")
+        );
+        for (data, chosen) in [
+            ("/home/u/.local/share/icsync", false),
+            ("/home/u", false),
+            ("/home/u", true),
+            ("/home/u/icsync-drop", false),
+            ("/tmp/x/data", true),
+            ("relative/data", true),
+        ] {
+            let data = Path::new(data);
+            let drop = default_drop_dir(home, data, chosen);
+            assert!(
+                !drop.starts_with(data),
+                "{} in {}",
+                drop.display(),
+                data.display()
+            );
+        }
+        // What resolve gives, and a configured folder wins.
+        let s = resolve(
+            FileConfig::default(),
+            Overrides {
+                data_dir: Some("/t/data".into()),
+                ..Overrides::default()
+            },
+            &defaults(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.drop_dir, PathBuf::from("/t/data-drop"));
+        assert!(s.drop_dir_is_default);
+        let s = resolve(
+            parse_file("drop_dir = \"/t/data/drop\"", Path::new("/c")).unwrap(),
+            Overrides::default(),
+            &defaults(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.drop_dir, PathBuf::from("/t/data/drop"));
+        assert!(!s.drop_dir_is_default);
     }
 
     #[test]
@@ -649,7 +748,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.api_url, DEFAULT_API_URL);
         assert_eq!(s.data_dir, PathBuf::from("/data"));
-        assert_eq!(s.drop_dir, PathBuf::from("/data/drop"));
+        assert_eq!(s.drop_dir, PathBuf::from("/home/u/icsync-drop"));
+        assert!(s.drop_dir_is_default);
+        assert!(!s.keep_processed);
         assert_eq!(s.concurrency, 8);
         assert_eq!(s.backoff_cap, Duration::from_secs(300));
         assert_eq!(s.cache_capacity_bytes, 32 << 20);

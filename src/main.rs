@@ -124,12 +124,13 @@ enum Command {
     /// Write the records of one state to a file (.csv, .ndjson, .json or .xlsx) that can be
     /// fixed and imported again onto the same records.
     Export(ExportArgs),
-    /// Open a passphrase-locked store in the running daemon; sending starts.
+    /// Open a locked store in the running daemon; sending starts. Asks for the passphrase of
+    /// a passphrase keyring; a key file or keychain keyring is read again.
     Unlock(UnlockArgs),
     /// Stop sending and drop the store's key from the daemon's memory.
     Lock,
-    /// Rewrap the store's data key: a new passphrase, or move between key file and
-    /// passphrase. No record is rewritten.
+    /// Rewrap the store's data key: a new passphrase or keychain entry, or move between key
+    /// file, passphrase and the OS keychain. No record is rewritten.
     Rekey(RekeyArgs),
     /// Erase the customer data of records synced long enough ago (retention, on demand).
     Purge(PurgeArgs),
@@ -399,7 +400,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Man(_) => {
                 unreachable!("handled above")
             }
-            Command::Unlock(a) => keys::unlock(&mut backend, a).await?,
+            Command::Unlock(a) => keys::unlock(&mut backend, &settings, a).await?,
             Command::Lock => keys::lock(&mut backend).await?,
             Command::Purge(a) => keys::purge(&mut backend, &settings, a).await?,
             Command::Add(a) => commands::add(&mut backend, a).await?,

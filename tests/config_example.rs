@@ -12,6 +12,7 @@ fn example_config_parses_and_resolves() {
         config_file: "/c".into(),
         data_dir: "/d".into(),
         key_file: "/c/data.key".into(),
+        drop_dir: "/h/icsync-drop".into(),
     };
     let s = resolve(file, Overrides::default(), &defaults, None).unwrap();
     assert_eq!(s.concurrency, 8);

@@ -200,15 +200,15 @@ fn the_daemon_says_where_it_listens_sends_watches_and_logs() {
     let env = DaemonEnv::new("http://127.0.0.1:9", "");
     let d = env.start_daemon(&[]);
     // The drop folder is there as soon as the daemon answers: a script may drop at once.
-    assert!(env.data_dir.join("drop").join("processed").is_dir());
+    // Outside the data dir; no processed/ unless keep_processed.
+    assert!(env.drop_dir().join("rejected").is_dir());
+    assert!(!env.drop_dir().join("processed").exists());
+    assert!(!env.drop_dir().starts_with(&env.data_dir));
     let out = d.stderr();
     let socket = env.socket().display().to_string();
     assert!(out.contains(&format!("listening on {socket}")), "{out}");
     assert!(out.contains("sending to   http://127.0.0.1:9"), "{out}");
-    assert!(
-        out.contains(&env.data_dir.join("drop").display().to_string()),
-        "{out}"
-    );
+    assert!(out.contains(&env.drop_dir().display().to_string()), "{out}");
     assert!(out.contains(&env.log_file().display().to_string()), "{out}");
 }
 

@@ -426,3 +426,28 @@ fn a_key_file_inside_the_data_dir_is_a_warning() {
     // The store itself still opens and is checked.
     assert_eq!(d.status("store"), "ok", "{}", d.message("store"));
 }
+
+#[test]
+fn files_left_in_an_older_releases_drop_folder_inside_the_data_dir_are_a_warning() {
+    let env = env_for(&unreachable_api());
+    let old = env.data_dir.join("drop").join("processed");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("crm.csv"), "full_name\nZqlegacy Person\n").unwrap();
+    let d = Doctor::run(&env);
+    assert_eq!(
+        d.status("drop_place"),
+        "warn",
+        "{}",
+        d.message("drop_place")
+    );
+    let message = d.message("drop_place");
+    assert!(message.contains("1 file(s) remain in"), "{message}");
+    assert!(
+        message.contains(&env.drop_dir().display().to_string()),
+        "{message}"
+    );
+    assert!(
+        !message.contains("crm.csv") && !message.contains("Zqlegacy"),
+        "{message}"
+    );
+}

@@ -1,7 +1,9 @@
 //! The drop folder with the real watcher: a real `icsync daemon` process on a temp data dir,
 //! files dropped into its folder, and the outcome read back through the CLI, the control
 //! socket and the folder itself. No API runs (the daemon has no key), so every record stays
-//! queued and `status` counts exactly what the folder queued.
+//! queued and `status` counts exactly what the folder queued. The daemons keep processed
+//! files (`keep_processed = true`) so that archiving can be checked, except in the kill -9
+//! test, which runs the default: files removed once their records are durable.
 
 use std::collections::HashSet;
 use std::fs;
@@ -27,7 +29,7 @@ fn config(home: &Path, quiet_ms: u64) {
     fs::write(
         home.join("icsync.toml"),
         format!(
-            "api_url = \"http://127.0.0.1:9\"\ndata_dir = \"{}\"\ndrop_quiet_ms = {quiet_ms}\ncache_capacity_mb = 8\n",
+            "api_url = \"http://127.0.0.1:9\"\ndata_dir = \"{}\"\ndrop_quiet_ms = {quiet_ms}\ncache_capacity_mb = 8\nkeep_processed = true\n",
             home.join("data").display()
         ),
     )
@@ -83,13 +85,13 @@ impl Daemon {
                 && serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| v["daemon"] == true)
         });
         wait_until("the drop folder to exist", || {
-            d.drop_dir().join("processed").is_dir()
+            d.drop_dir().join("rejected").is_dir()
         });
         d
     }
 
     fn drop_dir(&self) -> PathBuf {
-        self.home.join("data").join("drop")
+        self.home.join("data-drop")
     }
 
     fn pid(&self) -> u32 {
@@ -496,6 +498,14 @@ fn kill_9_while_a_file_is_ingested_loses_and_doubles_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     config(home, 200);
+    // The default: the file is removed once its records are durable, so a kill anywhere must
+    // neither lose its records nor leave it half-removed.
+    let text = fs::read_to_string(home.join("icsync.toml")).unwrap();
+    fs::write(
+        home.join("icsync.toml"),
+        text.replace("keep_processed = true\n", ""),
+    )
+    .unwrap();
     let (body, good) = big_ndjson(40_000, 500);
     let mut d = Daemon::start(home);
     let drop = d.drop_dir();
@@ -518,9 +528,15 @@ fn kill_9_while_a_file_is_ingested_loses_and_doubles_nothing() {
     }
     assert!(kills >= 1, "the daemon was never caught mid-file");
     eprintln!("killed {kills} time(s) mid-file, the last at {last} of {good} records");
-    wait_until("big.ndjson archived", || {
-        drop.join("processed").join("big.ndjson").exists()
+    wait_until("big.ndjson processed", || {
+        d.drop_files().iter().any(|f| f["file"] == "big.ndjson")
     });
+    let entry = d.drop_files().into_iter().next().unwrap();
+    assert_eq!(entry["outcome"], "partly_rejected", "{entry}");
+    assert!(entry["archived_as"].is_null(), "{entry}");
+    assert!(!drop.join("processed").exists());
+    let work: Vec<_> = fs::read_dir(drop.join(".icsync-work")).unwrap().collect();
+    assert!(work.is_empty(), "left in the work folder: {work:?}");
     assert_eq!(d.total() as usize, good, "every good row exactly once");
     let all = names(home);
     let unique: HashSet<&String> = all.iter().collect();

@@ -21,12 +21,12 @@ const QUIET_MS: u64 = 300;
 fn env() -> DaemonEnv {
     DaemonEnv::new(
         "http://127.0.0.1:9",
-        &format!("drop_quiet_ms = {QUIET_MS}\ncache_capacity_mb = 8"),
+        &format!("drop_quiet_ms = {QUIET_MS}\ncache_capacity_mb = 8\nkeep_processed = true"),
     )
 }
 
 fn drop_dir(env: &DaemonEnv) -> PathBuf {
-    env.data_dir.join("drop")
+    env.drop_dir()
 }
 
 /// Starts the daemon and waits until it watches its drop folder.

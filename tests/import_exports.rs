@@ -266,13 +266,13 @@ fn the_same_exports_dropped_in_the_folder_give_the_same_counts_and_reach_the_ser
     let env = DaemonEnv::new(
         &sandbox.base_url,
         &format!(
-            "drop_quiet_ms = 200\nmapping = \"{}\"\n",
+            "drop_quiet_ms = 200\nkeep_processed = true\nmapping = \"{}\"\n",
             fixture(MAPPING).display()
         ),
     )
     .with_env_key(DEMO_KEY);
     let _daemon = env.start_daemon(&[]);
-    let drop_dir = env.data_dir.join("drop");
+    let drop_dir = env.drop_dir();
     let processed = drop_dir.join("processed");
 
     for (name, _, _) in FILES {

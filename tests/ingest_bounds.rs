@@ -146,7 +146,7 @@ fn the_daemon_under_a_memory_limit_takes_poison_files_and_stays_up() {
         .status()
         .unwrap();
     assert!(limited.success());
-    let drop = env.data_dir.join("drop");
+    let drop = env.drop_dir();
     let stage = env.dir.path().join("stage");
     std::fs::create_dir_all(&stage).unwrap();
     poison_json(&stage.join("elements.json"));

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -62,20 +62,7 @@ impl Env {
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        common::output_with_stdin(&mut self.command(args), stdin)
     }
 
     fn ok(&self, args: &[&str], stdin: &str) -> String {
@@ -150,22 +137,8 @@ fn stop(mut daemon: Child) {
     assert!(status.success(), "daemon exit {status:?}");
 }
 
-/// Every regular file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if path.is_file() {
-            out.push(path);
-        }
-    }
-    out
-}
-
 fn assert_no_plaintext(dir: &Path, needles: &[&str]) {
-    let all = files(dir);
+    let all = common::files_under(dir);
     assert!(all.len() > 3, "too few files to prove anything: {all:?}");
     for path in all {
         let bytes = std::fs::read(&path).unwrap();

@@ -38,7 +38,7 @@ pub fn child(mode: &str, file: &Path, work: &Path) -> BenchResult<()> {
                 Store::open_legacy_plain(&store_dir, StoreOptions::default())?
             };
             let service = Service::new(store, None);
-            let folder = Folder::prepare(&work.join("drop"))?;
+            let folder = Folder::prepare(&work.join("drop"), false)?;
             let dropped = folder.root.join(file.file_name().ok_or("no file name")?);
             std::fs::copy(file, &dropped)?;
             let start = Instant::now();

@@ -162,6 +162,7 @@ fn demo_settings(root: &Path, api_url: &str) -> Result<Settings, DemoError> {
         data_dir,
         // The demo's data key lives with its throwaway data, not in the user's config dir.
         key_file: root.join("data.key"),
+        drop_dir: root.join("drop"),
     };
     Ok(config::resolve(file, overrides, &defaults, None)?)
 }

@@ -64,6 +64,11 @@ fn known(e: &(dyn Error + 'static)) -> Option<Known> {
             // Transparent: its source is the client error's source, so look at it here.
             CliError::Client(c) => known(c),
             CliError::Join(_) => Some(Known::Internal),
+            CliError::Key(k)
+            | CliError::Store {
+                source: StoreError::Key(k),
+                ..
+            } if k.hint().is_some() => Some(Known::User(k.hint().map(str::to_string))),
             CliError::Store {
                 source: StoreError::Locked { .. },
                 ..
@@ -238,6 +243,44 @@ mod tests {
             "cannot open the store in /d: the store is locked: run `icsync unlock`"
         );
         assert!(user.hint.unwrap().contains("/d/logs"));
+    }
+
+    #[test]
+    fn a_keychain_error_hints_what_to_do_with_the_credential_store() {
+        use crate::crypto::KeyError;
+        let missing = CliError::Store {
+            dir: PathBuf::from("/d"),
+            source: StoreError::Key(KeyError::KeychainEntryMissing {
+                entry: "icsync/store-00".into(),
+            }),
+        };
+        let user = classify(chain(&missing)).unwrap();
+        assert!(
+            user.message.contains("no entry icsync/store-00"),
+            "{user:?}"
+        );
+        assert!(user.hint.unwrap().starts_with("restore that entry"));
+        let down = CliError::Key(KeyError::KeychainUnavailable {
+            detail: "no bus".into(),
+        });
+        let user = classify(chain(&down)).unwrap();
+        assert!(
+            user.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("start gnome-keyring"),
+            "{user:?}"
+        );
+        // A key error without a hint of its own keeps the store's.
+        let wrong = CliError::Store {
+            dir: PathBuf::from("/d"),
+            source: StoreError::Key(KeyError::WrongPassphrase),
+        };
+        assert!(classify(chain(&wrong))
+            .unwrap()
+            .hint
+            .unwrap()
+            .contains("/d/logs"));
     }
 
     #[test]

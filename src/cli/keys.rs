@@ -1,5 +1,6 @@
 //! The key commands: `unlock` and `lock` (over the daemon's socket), `rekey` (rewraps the
-//! data key in the keyring file; no record is rewritten) and `purge` (retention on demand).
+//! data key in the keyring file between key file, passphrase and OS keychain; no record is
+//! rewritten) and `purge` (retention on demand).
 //! Passphrases are read without echo from the terminal, or from a file descriptor for
 //! scripts; they never reach argv, the environment or a log.
 
@@ -12,6 +13,7 @@ use serde_json::json;
 use super::{Backend, CliError};
 use crate::config::Settings;
 use crate::control::{Reply, Request};
+use crate::crypto::keychain::{self, Keychain};
 use crate::crypto::keyring::Wrapping;
 use crate::crypto::{KeySourceKind, Keyring, Passphrase};
 
@@ -24,8 +26,9 @@ pub struct UnlockArgs {
 
 #[derive(Debug, Args)]
 pub struct RekeyArgs {
-    /// Wrap the data key with this instead (default: the current source, which for a
-    /// passphrase means a new passphrase).
+    /// Wrap the data key with this instead: file, passphrase or keychain (default: the
+    /// current source, which for a passphrase means a new passphrase and for the keychain a
+    /// new entry, the old one deleted).
     #[arg(long, value_parser = parse_source)]
     pub to: Option<KeySourceKind>,
     /// Read the current passphrase from this file descriptor.
@@ -51,7 +54,7 @@ pub struct PurgeArgs {
 }
 
 fn parse_source(s: &str) -> Result<KeySourceKind, String> {
-    KeySourceKind::parse(s).ok_or_else(|| "one of: file, passphrase".into())
+    KeySourceKind::parse(s).ok_or_else(|| "one of: file, passphrase, keychain".into())
 }
 
 fn parse_date(s: &str) -> Result<DateTime<Utc>, String> {
@@ -131,9 +134,20 @@ fn need_daemon(backend: &Backend, what: &str) -> Result<(), CliError> {
     }
 }
 
-pub async fn unlock(backend: &mut Backend, args: UnlockArgs) -> Result<(), CliError> {
+/// Asks the daemon to load the key. Only a passphrase keyring needs a passphrase; a key file
+/// or keychain keyring is read again by the daemon (after `lock`, or once the keychain
+/// answers), so nothing is prompted for.
+pub async fn unlock(
+    backend: &mut Backend,
+    settings: &Settings,
+    args: UnlockArgs,
+) -> Result<(), CliError> {
     need_daemon(backend, "unlock")?;
-    let passphrase = read_passphrase(args.passphrase_fd, "icsync passphrase: ")?;
+    let source = Keyring::load(&Keyring::path_in(&settings.store_dir()))?.map(|r| r.source());
+    let passphrase = match source {
+        Some(KeySourceKind::File | KeySourceKind::Keychain) => Passphrase::new(""),
+        _ => read_passphrase(args.passphrase_fd, "icsync passphrase: ")?,
+    };
     match backend.call(Request::Unlock { passphrase }).await? {
         Reply::Status(s) => {
             println!("unlocked: {} records queued", s.queued);
@@ -155,11 +169,11 @@ pub async fn lock(backend: &mut Backend) -> Result<(), CliError> {
 }
 
 /// Rewraps the data key in the keyring; works with or without a running daemon (which keeps
-/// the key it has in memory).
+/// the key it has in memory). The new keyring is durable before the old keychain entry (if
+/// any) is deleted; a keychain entry made for a keyring that could not be saved is deleted.
 pub fn rekey(settings: &Settings, args: RekeyArgs) -> Result<(), CliError> {
     let path = Keyring::path_in(&settings.store_dir());
-    let key_err = |e: crate::crypto::KeyError| CliError::Usage(e.to_string());
-    let ring = Keyring::load(&path).map_err(key_err)?.ok_or_else(|| {
+    let ring = Keyring::load(&path)?.ok_or_else(|| {
         CliError::Usage(format!(
             "no keyring at {}: the store has not been created yet, nothing to rekey",
             path.display()
@@ -169,17 +183,12 @@ pub fn rekey(settings: &Settings, args: RekeyArgs) -> Result<(), CliError> {
         KeySourceKind::Passphrase => {
             Some(read_passphrase(args.passphrase_fd, "current passphrase: ")?)
         }
-        KeySourceKind::File => None,
+        KeySourceKind::File | KeySourceKind::Keychain => None,
     };
-    let data_key = ring
-        .unwrap(
-            &settings
-                .keys
-                .wrapping(ring.source(), current.as_ref())
-                .map_err(key_err)?,
-            &path,
-        )
-        .map_err(key_err)?;
+    let data_key = ring.unwrap(
+        &settings.keys.wrapping(ring.source(), current.as_ref())?,
+        &path,
+    )?;
     let to = args.to.unwrap_or(ring.source());
     let new = match to {
         KeySourceKind::File if ring.source() == KeySourceKind::File => {
@@ -190,15 +199,21 @@ pub fn rekey(settings: &Settings, args: RekeyArgs) -> Result<(), CliError> {
             ))
         }
         KeySourceKind::File => {
-            Keyring::wrap(&data_key, &Wrapping::KeyFile(&settings.keys.key_file))
+            Keyring::wrap(&data_key, &Wrapping::KeyFile(&settings.keys.key_file))?
         }
         KeySourceKind::Passphrase => {
             let p = read_new_passphrase(args.new_passphrase_fd)?;
-            Keyring::wrap(&data_key, &Wrapping::Passphrase(&p, settings.keys.kdf))
+            Keyring::wrap(&data_key, &Wrapping::Passphrase(&p, settings.keys.kdf))?
         }
+        KeySourceKind::Keychain => Keyring::wrap(&data_key, &Wrapping::Keychain(Keychain::os()))?,
+    };
+    if let Some(e) = ring.replace_with(&new, &path, &Keychain::os())? {
+        eprintln!(
+            "warning: the old credential store entry is no longer used but could not be \
+             deleted ({e}); delete {} by hand",
+            keychain::entry_name(ring.keychain_account().unwrap_or_default())
+        );
     }
-    .map_err(key_err)?;
-    new.save(&path).map_err(key_err)?;
     match to {
         KeySourceKind::File => println!(
             "the data key is now wrapped with the key file {} (keep a backup of it); no record \
@@ -208,6 +223,11 @@ pub fn rekey(settings: &Settings, args: RekeyArgs) -> Result<(), CliError> {
         KeySourceKind::Passphrase => println!(
             "the data key is now wrapped with the new passphrase; no record was rewritten \
              (the daemon starts locked from now on)"
+        ),
+        KeySourceKind::Keychain => println!(
+            "the data key is now wrapped with a key in the OS credential store (entry {}); no \
+             record was rewritten",
+            keychain::entry_name(new.keychain_account().unwrap_or_default())
         ),
     }
     Ok(())

@@ -35,6 +35,9 @@ pub enum CliError {
     Control(ControlError),
     #[error("the local request failed: {0}")]
     Join(String),
+    /// A keyring or key source error; `cli::error` gives the hint.
+    #[error(transparent)]
+    Key(#[from] crate::crypto::KeyError),
     #[error("{0}")]
     Usage(String),
 }
@@ -64,12 +67,17 @@ impl Backend {
                 Err(ClientError::NotRunning(_)) => {}
                 Err(e) => return Err(e.into()),
             }
+            let drop_dir = settings.drop_dir.clone();
             let settings = settings.clone();
             let opened = tokio::task::spawn_blocking(move || open_store(&settings))
                 .await
                 .map_err(|e| CliError::Join(e.to_string()))?;
             match opened {
-                Ok(store) => return Ok(Backend::Local(Service::new(store, None))),
+                Ok(store) => {
+                    // With the drop folder, so `purge` erases its refused rows too.
+                    let service = Service::new(store, None).with_drop_dir(&drop_dir);
+                    return Ok(Backend::Local(service));
+                }
                 Err(CliError::Store {
                     source: StoreError::Locked { .. },
                     ..
@@ -115,7 +123,7 @@ fn open_store(settings: &Settings) -> Result<Store, CliError> {
         },
     )
     .and_then(|store| {
-        if store.key_source(&settings.keys)? == KeySourceKind::File {
+        if store.key_source(&settings.keys)? != KeySourceKind::Passphrase {
             store.unlock(&settings.keys, None)?;
         }
         Ok(store)

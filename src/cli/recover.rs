@@ -135,7 +135,7 @@ pub fn recover(settings: &Settings, args: RecoverArgs) -> Result<Recovered, CliE
             args.passphrase_fd,
             "passphrase of the damaged store: ",
         )?),
-        KeySourceKind::File => None,
+        KeySourceKind::File | KeySourceKind::Keychain => None,
     };
     store
         .unlock(&settings.keys, passphrase.as_ref())

@@ -5,7 +5,9 @@
 //!   nothing;
 //! - `passphrase`: a wrapping key derived with Argon2id from a passphrase; the parameters
 //!   and salt are stored in the keyring, so they can be raised later without breaking old
-//!   keyrings.
+//!   keyrings;
+//! - `keychain`: a random wrapping key in the OS credential store (`keychain`), under an
+//!   entry whose account name the keyring records.
 //!
 //! The keyring records which source wrapped it; that record, not the configuration, decides
 //! what is needed to unwrap it (`key_source` only chooses for a new keyring and for rekey).
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::keychain::{self, Keychain};
 use super::{open_with, random_bytes, seal_with, DataKey, Passphrase, KEY_LEN, NONCE_LEN};
 
 /// Overrides where the wrapping key file lives.
@@ -35,6 +38,7 @@ pub enum KeySourceKind {
     #[default]
     File,
     Passphrase,
+    Keychain,
 }
 
 impl KeySourceKind {
@@ -42,6 +46,7 @@ impl KeySourceKind {
         match self {
             KeySourceKind::File => "file",
             KeySourceKind::Passphrase => "passphrase",
+            KeySourceKind::Keychain => "keychain",
         }
     }
 
@@ -49,6 +54,7 @@ impl KeySourceKind {
         match s {
             "file" => Some(KeySourceKind::File),
             "passphrase" => Some(KeySourceKind::Passphrase),
+            "keychain" => Some(KeySourceKind::Keychain),
             _ => None,
         }
     }
@@ -104,6 +110,7 @@ impl KeyConfig {
             KeySourceKind::Passphrase => passphrase
                 .map(|p| Wrapping::Passphrase(p, self.kdf))
                 .ok_or(KeyError::PassphraseNeeded),
+            KeySourceKind::Keychain => Ok(Wrapping::Keychain(Keychain::os())),
         }
     }
 
@@ -168,6 +175,75 @@ pub enum KeyError {
     Kdf(String),
     #[error("no home directory found to place the key file; set key_file or {ENV_KEY_FILE}")]
     NoHome,
+    #[error(
+        "no OS credential store answers (on Linux, no Secret Service on the session bus): {detail}"
+    )]
+    KeychainUnavailable { detail: String },
+    #[error("the credential store holding {entry} is locked: {detail}")]
+    KeychainLocked { entry: String, detail: String },
+    #[error(
+        "the credential store has no entry {entry}, which wraps this store's data key (it was \
+         deleted): the store cannot be opened"
+    )]
+    KeychainEntryMissing { entry: String },
+    #[error("the credential store entry {entry} does not hold an icsync key")]
+    KeychainEntryInvalid { entry: String },
+    #[error(
+        "the credential store entry {entry} does not open the keyring {keyring}: it was \
+         overwritten, or the keyring belongs to another store"
+    )]
+    WrongKeychainEntry { entry: String, keyring: PathBuf },
+    #[error("the credential store failed on entry {entry}: {detail}")]
+    KeychainFailed { entry: String, detail: String },
+    #[error(
+        "the OS credential store did not answer within {secs} s (a locked keyring waiting for a \
+         password prompt, or a Secret Service that is not running or still starting)"
+    )]
+    KeychainTimeout { secs: u64 },
+}
+
+impl KeyError {
+    /// Whether the OS credential store refused or lacks the key (a condition outside the
+    /// store, which a daemon waits out locked).
+    pub fn is_keychain(&self) -> bool {
+        matches!(
+            self,
+            KeyError::KeychainUnavailable { .. }
+                | KeyError::KeychainLocked { .. }
+                | KeyError::KeychainEntryMissing { .. }
+                | KeyError::KeychainEntryInvalid { .. }
+                | KeyError::WrongKeychainEntry { .. }
+                | KeyError::KeychainFailed { .. }
+                | KeyError::KeychainTimeout { .. }
+        )
+    }
+
+    /// What to do, for the errors whose message does not already say it.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            KeyError::KeychainUnavailable { .. } => {
+                "start gnome-keyring (or another Secret Service) in your desktop session, or use \
+                 key_source = \"file\""
+            }
+            KeyError::KeychainTimeout { .. } => {
+                "unlock the keyring (log in to the desktop session) or start gnome-keyring, or use \
+                 key_source = \"file\"; then `icsync unlock` for a running daemon"
+            }
+            KeyError::KeychainLocked { .. } => {
+                "unlock the keyring (log in to the desktop session, or unlock it in Seahorse / \
+                 Keychain Access), then `icsync unlock` for a running daemon"
+            }
+            KeyError::KeychainEntryMissing { .. } | KeyError::WrongKeychainEntry { .. } => {
+                "restore that entry from a backup of the credential store (service \"icsync\"); \
+                 records stay encrypted until then"
+            }
+            KeyError::KeychainEntryInvalid { .. } | KeyError::KeychainFailed { .. } => {
+                "`icsync doctor` checks the entry; the keychain's own tool shows it (service \
+                 \"icsync\")"
+            }
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +261,9 @@ pub struct Keyring {
     source: KeySourceKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kdf: Option<StoredKdf>,
+    /// The credential store entry's account name (keychain keyrings only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
     nonce: String,
     ciphertext: String,
 }
@@ -193,6 +272,8 @@ pub struct Keyring {
 pub enum Wrapping<'a> {
     KeyFile(&'a Path),
     Passphrase(&'a Passphrase, KdfParams),
+    /// A new entry is made to wrap; a keyring's own entry unwraps.
+    Keychain(Keychain),
 }
 
 fn aad(source: KeySourceKind) -> Vec<u8> {
@@ -305,10 +386,24 @@ impl Keyring {
         self.source
     }
 
+    /// The credential store entry's account name, for a keychain keyring.
+    pub fn keychain_account(&self) -> Option<&str> {
+        self.account.as_deref()
+    }
+
     /// Wraps `data_key`. A key file that does not exist yet is created.
     pub fn wrap(data_key: &DataKey, with: &Wrapping<'_>) -> Result<Keyring, KeyError> {
+        let mut account = None;
         let (source, wrapping_key, kdf) = match with {
             Wrapping::KeyFile(path) => (KeySourceKind::File, key_file_key(path, true)?, None),
+            Wrapping::Keychain(kc) => {
+                let mut key = Zeroizing::new([0u8; KEY_LEN]);
+                random_bytes(key.as_mut());
+                let name = keychain::new_account();
+                kc.store_key(&name, &key)?;
+                account = Some(name);
+                (KeySourceKind::Keychain, key, None)
+            }
             Wrapping::Passphrase(p, params) => {
                 if p.is_empty() {
                     return Err(KeyError::EmptyPassphrase);
@@ -330,6 +425,7 @@ impl Keyring {
             version: KEYRING_VERSION,
             source,
             kdf,
+            account,
             nonce: hex::encode(nonce),
             ciphertext: hex::encode(ciphertext),
         })
@@ -352,11 +448,16 @@ impl Keyring {
                 let salt = hex::decode(&kdf.salt).map_err(|_| corrupt("bad salt"))?;
                 argon2_key(p, kdf.params, &salt)?
             }
-            (KeySourceKind::Passphrase, Wrapping::KeyFile(_)) => {
-                return Err(KeyError::PassphraseNeeded)
-            }
-            (KeySourceKind::File, Wrapping::Passphrase(..)) => {
-                return Err(corrupt("wrapped with a key file, not a passphrase"))
+            (KeySourceKind::Keychain, Wrapping::Keychain(kc)) => kc.read_key(
+                self.own_account()
+                    .ok_or_else(|| corrupt("bad keychain account"))?,
+            )?,
+            (KeySourceKind::Passphrase, _) => return Err(KeyError::PassphraseNeeded),
+            (source, _) => {
+                return Err(corrupt(&format!(
+                    "wrapped by source {}, not the one given",
+                    source.as_str()
+                )))
             }
         };
         let mut sealed = hex::decode(&self.nonce).map_err(|_| corrupt("bad nonce"))?;
@@ -368,8 +469,45 @@ impl Keyring {
                     keyring: path.to_owned(),
                 },
                 Wrapping::Passphrase(..) => KeyError::WrongPassphrase,
+                Wrapping::Keychain(_) => KeyError::WrongKeychainEntry {
+                    entry: keychain::entry_name(self.account.as_deref().unwrap_or_default()),
+                    keyring: path.to_owned(),
+                },
             })?;
         DataKey::from_bytes(&plain).ok_or_else(|| corrupt("wrapped key has the wrong length"))
+    }
+
+    /// The keyring's account name, when it is one `keychain` makes.
+    fn own_account(&self) -> Option<&str> {
+        self.account
+            .as_deref()
+            .filter(|a| keychain::valid_account(a))
+    }
+
+    /// Deletes this keyring's credential store entry (after a rekey made it unused); a
+    /// keyring of another source has none.
+    pub fn delete_keychain_entry(&self, kc: &Keychain) -> Result<(), KeyError> {
+        match self.own_account() {
+            Some(account) => kc.delete(account),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts `new` in place of this keyring at `path` (a rekey). The new keyring is durable
+    /// before this one's keychain entry is deleted; if it cannot be saved, the entry made for
+    /// it is deleted and this keyring stays in force. `Ok(Some(e))`: the new keyring is in
+    /// force but the old entry could not be deleted.
+    pub fn replace_with(
+        &self,
+        new: &Keyring,
+        path: &Path,
+        kc: &Keychain,
+    ) -> Result<Option<KeyError>, KeyError> {
+        if let Err(e) = new.save(path) {
+            let _ = new.delete_keychain_entry(kc);
+            return Err(e);
+        }
+        Ok(self.delete_keychain_entry(kc).err())
     }
 
     pub fn load(path: &Path) -> Result<Option<Keyring>, KeyError> {
@@ -469,6 +607,110 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("gone.key is missing"), "{e}");
+    }
+
+    #[test]
+    fn a_keychain_keyring_keeps_only_the_account_and_needs_its_own_entry() {
+        let kc = Keychain::in_store(keyring_core::mock::Store::new().unwrap());
+        let key = DataKey::generate();
+        let ring = Keyring::wrap(&key, &Wrapping::Keychain(kc.clone())).unwrap();
+        assert_eq!(ring.source(), KeySourceKind::Keychain);
+        let account = ring.keychain_account().unwrap().to_string();
+        assert!(keychain::valid_account(&account));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        ring.save(&path).unwrap();
+        let back = Keyring::load(&path).unwrap().unwrap();
+        let opened = back.unwrap(&Wrapping::Keychain(kc.clone()), &path).unwrap();
+        assert_eq!(opened.as_bytes(), key.as_bytes());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&account) && text.contains("\"keychain\""),
+            "{text}"
+        );
+        let wrapping = kc.read_key(&account).unwrap();
+        assert!(!text.contains(&hex::encode(wrapping.as_ref())));
+        assert!(!text.contains(&hex::encode(key.as_bytes())));
+
+        // A second store gets its own entry.
+        let other = Keyring::wrap(&key, &Wrapping::Keychain(kc.clone())).unwrap();
+        assert_ne!(other.keychain_account(), Some(account.as_str()));
+
+        // An overwritten entry, then a deleted one, are named.
+        kc.store_key(&account, &[1; KEY_LEN]).unwrap();
+        let e = back
+            .unwrap(&Wrapping::Keychain(kc.clone()), &path)
+            .unwrap_err();
+        assert!(matches!(e, KeyError::WrongKeychainEntry { .. }), "{e}");
+        back.delete_keychain_entry(&kc).unwrap();
+        let e = back
+            .unwrap(&Wrapping::Keychain(kc.clone()), &path)
+            .unwrap_err();
+        assert!(e.to_string().contains(&format!("icsync/{account}")), "{e}");
+        assert!(e.hint().unwrap().contains("restore"), "{e}");
+        // The other store's entry is untouched.
+        assert!(other.unwrap(&Wrapping::Keychain(kc), &path).is_ok());
+    }
+
+    #[test]
+    fn a_rekey_deletes_the_old_entry_only_once_the_new_keyring_is_saved() {
+        let kc = Keychain::in_store(keyring_core::mock::Store::new().unwrap());
+        let key = DataKey::generate();
+        let old = Keyring::wrap(&key, &Wrapping::Keychain(kc.clone())).unwrap();
+        let old_account = old.keychain_account().unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        old.save(&path).unwrap();
+
+        // The new keyring cannot be written: the old one and its entry stay, the new entry goes.
+        let new = Keyring::wrap(&key, &Wrapping::Keychain(kc.clone())).unwrap();
+        let new_account = new.keychain_account().unwrap().to_string();
+        let nowhere = dir.path().join("gone/keyring.json");
+        assert!(old.replace_with(&new, &nowhere, &kc).is_err());
+        assert!(kc.read_key(&old_account).is_ok());
+        assert!(kc.read_key(&new_account).is_err());
+        assert!(Keyring::load(&path)
+            .unwrap()
+            .unwrap()
+            .unwrap(&Wrapping::Keychain(kc.clone()), &path)
+            .is_ok());
+
+        // To a key file: saved, then the old entry deleted.
+        let file = dir.path().join("data.key");
+        let new = Keyring::wrap(&key, &Wrapping::KeyFile(&file)).unwrap();
+        assert!(old.replace_with(&new, &path, &kc).unwrap().is_none());
+        assert!(matches!(
+            kc.read_key(&old_account),
+            Err(KeyError::KeychainEntryMissing { .. })
+        ));
+        let back = Keyring::load(&path).unwrap().unwrap();
+        let opened = back.unwrap(&Wrapping::KeyFile(&file), &path).unwrap();
+        assert_eq!(opened.as_bytes(), key.as_bytes());
+    }
+
+    #[test]
+    fn a_keyring_with_a_forged_account_is_refused_before_the_keychain_is_asked() {
+        let kc = Keychain::in_store(keyring_core::mock::Store::new().unwrap());
+        let mut ring =
+            Keyring::wrap(&DataKey::generate(), &Wrapping::Keychain(kc.clone())).unwrap();
+        ring.account = Some("login-password".into());
+        let e = ring
+            .unwrap(&Wrapping::Keychain(kc.clone()), Path::new("k"))
+            .unwrap_err();
+        assert!(matches!(e, KeyError::KeyringCorrupt { .. }), "{e}");
+        ring.delete_keychain_entry(&kc).unwrap();
+    }
+
+    #[test]
+    fn key_source_names_round_trip() {
+        for k in [
+            KeySourceKind::File,
+            KeySourceKind::Passphrase,
+            KeySourceKind::Keychain,
+        ] {
+            assert_eq!(KeySourceKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(KeySourceKind::parse("usb"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! (one for sealing, one for index terms), so a leaked index term key (say, through a future
 //! bug that logs it) cannot open values, and the two uses never share a key.
 
+pub mod keychain;
 pub mod keyring;
 pub mod secret;
 

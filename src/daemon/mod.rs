@@ -224,7 +224,17 @@ async fn run_sessions(
     let _lock = DaemonLock::acquire(&settings.data_dir)?;
     // The drop folder is made before the socket answers, so a script that starts the daemon
     // and then drops a file finds it; a folder that cannot be used is reported by the watcher.
-    let _ = crate::dropdir::prepare(&settings.drop_dir, settings.drop_dir_shared);
+    let _ = crate::dropdir::prepare(
+        &settings.drop_dir,
+        settings.drop_dir_shared,
+        settings.keep_processed,
+    );
+    if let Some((old, files)) = crate::dropdir::legacy::old_default_files(&settings) {
+        tracing::warn!(
+            "{}",
+            crate::dropdir::legacy::describe(&old, files, &settings.drop_dir)
+        );
+    }
     let socket = settings.socket_path();
     let listener = control::bind(&socket).await?;
     let front = Arc::new(Front::new());
@@ -348,13 +358,25 @@ async fn session(
         Err(StoreError::Locked { .. }) if reopening => return Ok(Ended::Retry),
         Err(e) => return store_fault(e, &settings.data_dir),
     };
-    // A key file opens the store at once; a passphrase waits for `icsync unlock`.
-    if store.key_source(&settings.keys)? == KeySourceKind::File {
-        if let Err(e) = store.unlock(&settings.keys, None) {
-            return match e {
-                e if e.is_damaged() || e.is_disk_full() => store_fault(e, &settings.data_dir),
-                e => Err(e.into()),
-            };
+    // A key file or the keychain opens the store at once; a passphrase waits for `icsync
+    // unlock`, and so does a keychain that cannot give the key now (no Secret Service yet,
+    // its collection locked, the entry gone): records still queue meanwhile.
+    if store.key_source(&settings.keys)? != KeySourceKind::Passphrase {
+        match store.unlock(&settings.keys, None) {
+            Ok(()) => {}
+            Err(e) if e.is_damaged() || e.is_disk_full() => {
+                return store_fault(e, &settings.data_dir)
+            }
+            Err(StoreError::Key(k)) if k.is_keychain() => {
+                tracing::warn!(error = %k, "the store stays locked until `icsync unlock`");
+                eprintln!(
+                    "icsync daemon: {k}; the store stays locked until `icsync unlock`{}",
+                    k.hint()
+                        .map(|h| format!(" (hint: {h})"))
+                        .unwrap_or_default()
+                );
+            }
+            Err(e) => return Err(e.into()),
         }
     } else {
         tracing::info!("the store is locked: sending waits for `icsync unlock`");
@@ -448,10 +470,11 @@ async fn session(
         }
     };
     let drops = tokio::spawn({
-        let (dir, quiet, shared, read_options, service) = (
+        let (dir, quiet, shared, keep, read_options, service) = (
             settings.drop_dir.clone(),
             settings.drop_quiet,
             settings.drop_dir_shared,
+            settings.keep_processed,
             read_options.clone(),
             service.clone(),
         );
@@ -461,8 +484,15 @@ async fn session(
             let Some(read_options) = read_options else {
                 return;
             };
-            let watched =
-                crate::dropdir::watch(dir, quiet, shared, read_options, service.clone(), stop);
+            let watched = crate::dropdir::watch(
+                dir,
+                quiet,
+                shared,
+                keep,
+                read_options,
+                service.clone(),
+                stop,
+            );
             if let Err(e) = watched.await {
                 tracing::error!(error = %e, "the drop folder is not watched");
                 eprintln!("icsync daemon: {e}");
@@ -535,6 +565,7 @@ async fn session(
         let retention = tokio::spawn(run_retention(
             store.clone(),
             settings.retain_synced,
+            settings.drop_dir.clone(),
             stopped(session_rx),
         ));
         let mut quit = false;
@@ -615,9 +646,14 @@ impl SyncLink for SwitchLink {
     }
 }
 
-/// Erases the customer data of records synced longer than `retain` ago: once at start, then
-/// every [`RETENTION_INTERVAL`].
-async fn run_retention(store: Store, retain: chrono::Duration, stop: impl Future<Output = ()>) {
+/// Erases the customer data of records synced longer than `retain` ago, and the drop folder's
+/// refused-row files older than that: once at start, then every [`RETENTION_INTERVAL`].
+async fn run_retention(
+    store: Store,
+    retain: chrono::Duration,
+    drop_dir: std::path::PathBuf,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(RETENTION_INTERVAL);
     loop {
@@ -625,9 +661,10 @@ async fn run_retention(store: Store, retain: chrono::Duration, stop: impl Future
             _ = &mut stop => return,
             _ = tick.tick() => {}
         }
-        let store = store.clone();
+        let (store, drop_dir) = (store.clone(), drop_dir.clone());
         let purged = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now();
+            crate::dropdir::erase::erase_refused_logged(&drop_dir, now - retain);
             store.purge(now - retain, now, false)
         })
         .await;

@@ -1,5 +1,5 @@
-//! The drop folder on disk: its layout (`processed/`, `rejected/`, a hidden work folder),
-//! private files, and moves that never overwrite. "Never overwrite" is done with a hard link
+//! The drop folder on disk: its layout (`rejected/`, a hidden work folder, and `processed/`
+//! only with `keep_processed`), private files, and moves that never overwrite. "Never overwrite" is done with a hard link
 //! to a free name (which fails rather than replace) and then removing the old name, so a
 //! crash between the two leaves the file under both names, never under none; the next
 //! attempt notices the link is already there.
@@ -25,6 +25,8 @@ pub struct Folder {
     pub processed: PathBuf,
     pub rejected: PathBuf,
     pub work: PathBuf,
+    /// Processed files (and duplicates) are kept in `processed/` rather than removed.
+    pub keep_processed: bool,
 }
 
 /// Why a drop folder is refused: others could put files in it, which would be sent with this
@@ -85,28 +87,34 @@ fn private_dir(path: &Path) -> io::Result<()> {
 }
 
 impl Folder {
-    /// Creates the folder and its subfolders (mode 0700) when missing.
-    pub fn prepare(root: &Path) -> io::Result<Folder> {
+    /// Creates the folder and its subfolders (mode 0700) when missing (`processed/` only
+    /// when processed files are kept), and removes what a crash left part-way removed.
+    pub fn prepare(root: &Path, keep_processed: bool) -> io::Result<Folder> {
         let folder = Folder {
             root: root.to_path_buf(),
             processed: root.join(PROCESSED_DIR),
             rejected: root.join(REJECTED_DIR),
             work: root.join(WORK_DIR),
+            keep_processed,
         };
-        for dir in [
-            &folder.root,
-            &folder.processed,
-            &folder.rejected,
-            &folder.work,
-        ] {
+        for dir in folder.dirs() {
             private_dir(dir)?;
         }
+        super::dispose::clear_leftovers(&folder.work);
         Ok(folder)
+    }
+
+    fn dirs(&self) -> Vec<&PathBuf> {
+        let mut dirs = vec![&self.root, &self.rejected, &self.work];
+        if self.keep_processed {
+            dirs.push(&self.processed);
+        }
+        dirs
     }
 
     /// Makes the moves and new files of a step durable.
     pub fn sync_dirs(&self) -> io::Result<()> {
-        for dir in [&self.root, &self.processed, &self.rejected, &self.work] {
+        for dir in self.dirs() {
             File::open(dir)?.sync_all()?;
         }
         Ok(())

@@ -1,11 +1,16 @@
 //! The drop folder: the daemon watches it and turns each whole file dropped there into queued
-//! records, archiving the file in `processed/` and explaining every bad record (or a file that
-//! cannot be read at all) in `rejected/`. It owns the folder's layout and the order of steps
-//! that makes a file's ingestion survive kill -9 (see `pipeline`); parsing and the rejection
-//! report's format belong to `ingest`, the records and file progress to `store` (reached
-//! through `service`). It never deletes a dropped file.
+//! records, removing the file once its records are durable in the store (or archiving it in
+//! `processed/` with `keep_processed`) and explaining every bad record (or a file that cannot
+//! be read at all) in `rejected/`, which retention erases (`erase`). It owns the folder's
+//! layout and the order of steps that makes a file's ingestion survive kill -9 (see
+//! `pipeline`); parsing and the rejection report's format belong to `ingest`, the records and
+//! file progress to `store` (reached through `service`). Its default place, outside the data
+//! dir, is `config`'s; `legacy` finds files left in an older release's default.
 
+mod dispose;
+pub mod erase;
 mod folder;
+pub mod legacy;
 mod mark;
 mod pipeline;
 mod quiet;
@@ -23,9 +28,9 @@ pub use watch::watch;
 /// Checks the folder and creates its layout, as [`watch`] does first; the daemon calls it
 /// before it answers, so a script that starts the daemon and then drops a file finds the
 /// folder there. Errors are [`watch`]'s to report.
-pub fn prepare(root: &Path, shared: bool) -> Result<(), DropError> {
+pub fn prepare(root: &Path, shared: bool, keep_processed: bool) -> Result<(), DropError> {
     folder::check_not_shared(root, shared)?;
-    Folder::prepare(root).map_err(DropError::io(root))?;
+    Folder::prepare(root, keep_processed).map_err(DropError::io(root))?;
     Ok(())
 }
 

@@ -3,16 +3,18 @@
 //!
 //! 1. Read it once to hash it (SHA-256, its fingerprint) and check it parses as a whole.
 //!    Unsupported or unparseable: moved to `rejected/` beside a report; nothing queued.
-//! 2. Look the fingerprint up. Archived before: a duplicate (moved to `processed/` with a
-//!    note, nothing queued). Ingested but not yet moved: go to step 5. Part-way: resume
-//!    after the records already committed.
+//! 2. Look the fingerprint up. Archived before: a duplicate (nothing queued; removed, or
+//!    moved to `processed/` with a note under `keep_processed`). Ingested but not yet
+//!    removed: go to step 5. Part-way: resume after the records already committed.
 //! 3. When some records are invalid, write the report and the copy of those records into
 //!    the hidden work folder (rewritten whole on every attempt: parsing is deterministic).
 //! 4. Read it again and queue the valid records in batches; each batch is one store
 //!    transaction with the file's progress (records done), so records and progress cannot
 //!    disagree after a crash. The last batch marks the file ingested and is flushed.
-//! 5. Move the reports to `rejected/` and the file to `processed/`, then mark it archived
-//!    with a history line.
+//! 5. Move the reports to `rejected/` and remove the file (`dispose`; with `keep_processed`,
+//!    move it to `processed/`), then mark it archived with a history line. The file goes only
+//!    after step 4's flush made its records durable; a crash between the removal and the mark
+//!    costs the history line, never a record.
 //!
 //! Around these steps: the file is opened once (`taken`: no symlink followed, read only
 //! through that descriptor and only up to its size when taken); a file some process still
@@ -32,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
 
+use super::dispose::{dispose, Disposed};
 use super::folder::{create_private, free_names, move_no_replace, Folder};
 use super::mark::{self, Mark, Verdict};
 use super::taken::{Taken, Writers};
@@ -437,7 +440,8 @@ fn ingest(
     }
 }
 
-/// Step 5: reports to `rejected/`, the file to `processed/`, then the history line.
+/// Step 5: reports to `rejected/`, the file removed (or to `processed/`), then the history
+/// line.
 fn archive(
     folder: &Folder,
     service: &Service,
@@ -485,10 +489,9 @@ fn archive(
             rejected_copy = Some(format!("{}/{c}", super::folder::REJECTED_DIR));
         }
     }
-    let archived =
-        move_no_replace(path, &folder.processed, &raw_name(path)).map_err(DropError::io(path))?;
+    let disposed = dispose(folder, path, taken, &fp(survey), &raw_name(path), name)?;
     folder.sync_dirs().map_err(DropError::io(&folder.root))?;
-    let archived = shown(&archived).into_owned();
+    let archived_as = kept_as(&disposed);
     let entry = DropFileEntry {
         file: name.to_string(),
         at: Utc::now(),
@@ -499,7 +502,7 @@ fn archive(
         },
         accepted: survey.accepted,
         rejected: survey.refused,
-        archived_as: Some(format!("{}/{archived}", super::folder::PROCESSED_DIR)),
+        archived_as: archived_as.clone(),
         report,
         rejected_copy,
         note: None,
@@ -520,7 +523,7 @@ fn archive(
         file = name,
         accepted = survey.accepted,
         rejected = survey.refused,
-        archived_as = %archived,
+        file_now = archived_as.as_deref().unwrap_or("removed"),
         "drop-folder file processed"
     );
     Ok(entry)
@@ -536,22 +539,31 @@ fn duplicate(
     earlier: &DropProgress,
 ) -> Result<DropFileEntry, DropError> {
     still_as_taken(path, taken, name)?;
-    let archived =
-        move_no_replace(path, &folder.processed, &raw_name(path)).map_err(DropError::io(path))?;
-    let note = format!(
+    let disposed = dispose(folder, path, taken, &fp(survey), &raw_name(path), name)?;
+    let mut note = format!(
         "same content (sha256 {}) as {}, processed {}: nothing was queued again",
         fp(survey),
         earlier.file,
         earlier.updated_at.format("%Y-%m-%d %H:%M:%S UTC"),
     );
-    let archived = shown(&archived).into_owned();
-    let note_name = free_names(&folder.processed, |n| {
-        vec![numbered_with(&archived, n, ".duplicate.txt")]
-    })
-    .map_err(DropError::io(&folder.processed))?
-    .remove(0);
-    let note_path = folder.processed.join(&note_name);
-    write_small(&note_path, &format!("{archived}: {note}\n"))?;
+    let archived_as = kept_as(&disposed);
+    let report = match &disposed {
+        Disposed::Kept(archived) => {
+            let archived = shown(archived).into_owned();
+            let note_name = free_names(&folder.processed, |n| {
+                vec![numbered_with(&archived, n, ".duplicate.txt")]
+            })
+            .map_err(DropError::io(&folder.processed))?
+            .remove(0);
+            let note_path = folder.processed.join(&note_name);
+            write_small(&note_path, &format!("{archived}: {note}\n"))?;
+            Some(format!("{}/{note_name}", super::folder::PROCESSED_DIR))
+        }
+        Disposed::Removed => {
+            note.push_str("; the file was removed");
+            None
+        }
+    };
     folder.sync_dirs().map_err(DropError::io(&folder.root))?;
     let entry = DropFileEntry {
         file: name.to_string(),
@@ -559,8 +571,8 @@ fn duplicate(
         outcome: DropOutcome::Duplicate,
         accepted: 0,
         rejected: 0,
-        archived_as: Some(format!("{}/{archived}", super::folder::PROCESSED_DIR)),
-        report: Some(format!("{}/{note_name}", super::folder::PROCESSED_DIR)),
+        archived_as: archived_as.clone(),
+        report,
         rejected_copy: None,
         note: Some(note),
         read_as: None,
@@ -568,7 +580,11 @@ fn duplicate(
         noted: 0,
     };
     service.store().add_drop_history(&entry)?;
-    tracing::info!(file = name, archived_as = %archived, "drop-folder file is a duplicate");
+    tracing::info!(
+        file = name,
+        file_now = archived_as.as_deref().unwrap_or("removed"),
+        "drop-folder file is a duplicate of one processed before: nothing queued"
+    );
     Ok(entry)
 }
 
@@ -633,6 +649,14 @@ fn reject_whole(
     service.store().add_drop_history(&entry)?;
     tracing::warn!(file = name, "drop-folder file rejected: it cannot be read");
     Ok(entry)
+}
+
+/// Where a processed file is now, relative to the drop folder and shown; none when removed.
+fn kept_as(disposed: &Disposed) -> Option<String> {
+    match disposed {
+        Disposed::Kept(n) => Some(format!("{}/{}", super::folder::PROCESSED_DIR, shown(n))),
+        Disposed::Removed => None,
+    }
 }
 
 /// The file's name on disk, as it is (for moving it), not as it is shown.

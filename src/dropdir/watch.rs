@@ -78,17 +78,19 @@ fn scan(root: &Path) -> Vec<PathBuf> {
 /// Watches `root` until `shutdown`, taking each whole file into the store through `service`.
 /// A file being ingested when `shutdown` comes stops after its current batch (its progress is
 /// saved and the next start resumes it). A folder other users can write to is refused
-/// ([`DropError::Shared`]) unless `shared` (the config's `drop_dir_shared`).
+/// ([`DropError::Shared`]) unless `shared` (the config's `drop_dir_shared`). Processed files
+/// are removed unless `keep_processed`.
 pub async fn watch(
     root: PathBuf,
     quiet: Duration,
     shared: bool,
+    keep_processed: bool,
     options: Arc<ReadOptions>,
     service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DropError> {
     super::folder::check_not_shared(&root, shared)?;
-    let folder = Folder::prepare(&root).map_err(DropError::io(&root))?;
+    let folder = Folder::prepare(&root, keep_processed).map_err(DropError::io(&root))?;
     let (tx, mut rx) = mpsc::channel::<(PathBuf, Arrival)>(EVENT_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     let flag = overflow.clone();

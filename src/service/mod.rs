@@ -792,11 +792,16 @@ impl Service {
             Request::Purge {
                 synced_before,
                 dry_run,
-            } => self
-                .store
-                .purge(synced_before, now, dry_run)
-                .map(|ids| Reply::Purged { ids, dry_run })
-                .map_err(Into::into),
+            } => {
+                // The drop folder's refused rows go by the same cutoff (`dropdir::erase`).
+                if let Some(dir) = self.drop_dir.as_deref().filter(|_| !dry_run) {
+                    crate::dropdir::erase::erase_refused_logged(dir, synced_before);
+                }
+                self.store
+                    .purge(synced_before, now, dry_run)
+                    .map(|ids| Reply::Purged { ids, dry_run })
+                    .map_err(Into::into)
+            }
         };
         result.unwrap_or_else(|e| Reply::Error(e.into()))
     }

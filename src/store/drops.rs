@@ -255,15 +255,18 @@ impl Store {
 
     /// Adds a history line for a file that has no progress (rejected whole, duplicate).
     pub fn add_drop_history(&self, entry: &DropFileEntry) -> Result<(), StoreError> {
+        let writing = self.write_gate();
         self.trees()
             .drops
             .insert(history_key(entry.at), encode("drop history entry", entry)?)?;
         self.trim_drop_history()?;
+        drop(writing);
         self.flush()
     }
 
     fn trim_drop_history(&self) -> Result<(), StoreError> {
-        let tree = &self.trees().drops;
+        let handles = self.trees();
+        let tree = &handles.drops;
         let keys: Vec<sled::IVec> = tree
             .scan_prefix([HISTORY_PREFIX])
             .keys()

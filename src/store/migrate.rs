@@ -48,13 +48,20 @@ fn term_ops(
     ops
 }
 
-/// Seals every plain record with `codec` (which must be `Sealed`). Returns how many.
-pub fn run(trees: &Trees, codec: &Codec) -> Result<usize, StoreError> {
+/// Seals every plain record with `codec` (which must be `Sealed`). Returns how many. `before`
+/// runs once before the first record is rewritten (the store notes that a compaction is owed,
+/// so the plain values leave the disk).
+pub fn run(
+    trees: &Trees,
+    codec: &Codec,
+    before: impl FnOnce() -> Result<(), StoreError>,
+) -> Result<usize, StoreError> {
     let todo = plain_ids(trees)?;
     let total = todo.len();
     if total == 0 {
         return Ok(0);
     }
+    before()?;
     tracing::info!(records = total, "encrypting the store in place");
     eprintln!("icsync: encrypting the store: 0/{total} records");
     for (done, id) in todo.into_iter().enumerate() {

@@ -44,7 +44,9 @@
 //! database (`<dir>/keyring.json`, see `crypto::keyring`). A store can be open but locked
 //! (`open_locked`, `lock`): counts and ids stay readable, anything touching a customer field
 //! answers [`StoreError::KeyLocked`]. `migrate` encrypts a store made before this in place;
-//! `retention` decides which synced records lose their customer data.
+//! `retention` decides which synced records lose their customer data; `compact` rewrites the
+//! database after either, so the old values leave the disk (the handle swaps its own sled
+//! database: `Inner::handles`, with writes gated while it does).
 //!
 //! Durability: sled commits to memory and flushes its log every 500 ms. `submit` and
 //! `submit_batch` (once, at the end) and `Durability::Flush` call `Db::flush` (an fsync)
@@ -52,6 +54,7 @@
 
 mod check;
 mod codec;
+mod compact;
 mod drops;
 mod error;
 mod floor;
@@ -83,6 +86,7 @@ pub use drops::{
     DROP_HISTORY_MAX,
 };
 
+pub use compact::{Compacted, ABORT_AT_ENV as COMPACT_ABORT_ENV, STEPS as COMPACT_STEPS};
 pub use error::{HandleKind, StoreError, MAX_HANDLE_CHARS, MIN_PREFIX_CHARS, RECOVER_HINT};
 pub use raw_salvage::{counts as counts_from_files, RawReport};
 pub use record::{
@@ -187,9 +191,15 @@ pub struct Store {
 }
 
 struct Inner {
-    db: sled::Db,
-    trees: Trees,
-    meta: sled::Tree,
+    /// The open database; `compact` swaps in the rewritten one (see `compact`).
+    handles: RwLock<Arc<Handles>>,
+    /// Held shared by every write, exclusively by `compact` while it copies and swaps, so no
+    /// write lands in the database being replaced.
+    writes: RwLock<()>,
+    /// Held by a purge from its first read to its compaction, and by `unlock`'s compaction:
+    /// a compaction run by one must not take the owed mark of another one still writing.
+    maintenance: std::sync::Mutex<()>,
+    options: StoreOptions,
     dir: PathBuf,
     /// None while locked.
     codec: RwLock<Option<Codec>>,
@@ -201,6 +211,21 @@ struct Inner {
     /// Held while the floor file is rewritten: clones flushing at once (the engine and a
     /// command) would otherwise share its temporary file, and one's rename would fail.
     floor_write: std::sync::Mutex<()>,
+}
+
+/// One open sled database and its trees.
+struct Handles {
+    db: sled::Db,
+    trees: Trees,
+    meta: sled::Tree,
+}
+
+impl std::ops::Deref for Handles {
+    type Target = Trees;
+
+    fn deref(&self) -> &Trees {
+        &self.trees
+    }
 }
 
 const META_KEY_CHECK: &[u8] = b"key_check";
@@ -253,6 +278,35 @@ fn restrict_tree(path: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Opens the sled database in `db_dir` (created 0700) and its trees, after the log check. A
+/// database closed a moment ago may still be locked while sled's background threads let go
+/// of it (in this process, or a daemon that is just exiting): waits briefly before reporting
+/// it as in use.
+fn open_handles(db_dir: &Path, options: StoreOptions) -> Result<Handles, StoreError> {
+    create_private_dir(db_dir)?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let db = loop {
+        guard::check_log(db_dir)?;
+        let opened = sled::Config::new()
+            .path(db_dir)
+            .cache_capacity(options.cache_capacity_bytes)
+            .open()
+            .map_err(|e| open_error(db_dir.to_owned(), e));
+        match opened {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    };
+    restrict_tree(db_dir)?;
+    let trees = Trees::open(&db).map_err(|e| open_error(db_dir.to_owned(), e))?;
+    let meta = db
+        .open_tree("meta")
+        .map_err(|e| open_error(db_dir.to_owned(), e))?;
+    Ok(Handles { db, trees, meta })
 }
 
 fn open_error(path: PathBuf, e: sled::Error) -> StoreError {
@@ -496,7 +550,7 @@ impl Store {
     pub fn open_legacy_plain(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let store = Self::open_locked(dir, options)?;
         // Plain records may follow: the next unlock must look for them again.
-        store.inner.meta.remove(META_ALL_SEALED)?;
+        store.trees().meta.remove(META_ALL_SEALED)?;
         *store.codec_slot() = Some(Codec::Plain);
         Ok(store)
     }
@@ -506,7 +560,7 @@ impl Store {
     #[doc(hidden)]
     pub fn forget_short_ids(&self) -> Result<(), StoreError> {
         self.trees().short.clear()?;
-        self.inner.meta.remove(META_SHORT_INDEXED)?;
+        self.trees().meta.remove(META_SHORT_INDEXED)?;
         self.flush()
     }
 
@@ -529,7 +583,7 @@ impl Store {
                 planted += 1;
             }
         }
-        self.inner.meta.remove(META_DUE_BACKOFF_ONLY)?;
+        self.trees().meta.remove(META_DUE_BACKOFF_ONLY)?;
         self.flush()?;
         Ok(planted)
     }
@@ -540,30 +594,13 @@ impl Store {
         guard::guarded("opening the store", || {
             create_private_dir(dir)?;
             let db_dir = dir.join(DB_DIR);
-            create_private_dir(&db_dir)?;
-            // A store closed a moment ago may still be locked while sled's background threads
-            // let go of it (in this process, or a daemon that is just exiting): wait briefly
-            // before reporting it as in use.
-            let deadline = std::time::Instant::now() + LOCK_WAIT;
-            let db = loop {
-                guard::check_log(&db_dir)?;
-                let opened = sled::Config::new()
-                    .path(&db_dir)
-                    .cache_capacity(options.cache_capacity_bytes)
-                    .open()
-                    .map_err(|e| open_error(db_dir.clone(), e));
-                match opened {
-                    Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    other => break other?,
-                }
-            };
-            restrict_tree(&db_dir)?;
-            let trees = Trees::open(&db).map_err(|e| open_error(db_dir.clone(), e))?;
-            let meta = db
-                .open_tree("meta")
-                .map_err(|e| open_error(db_dir.clone(), e))?;
+            // A compaction cut short (kill -9, power loss) is finished or rolled back first,
+            // under the lock a running compaction holds (see `compact`).
+            let opened = compact::with_swap_lock(dir, LOCK_WAIT, || {
+                compact::finish_interrupted(dir)?;
+                open_handles(&db_dir, options)
+            })?;
+            let Handles { db, trees, meta } = opened;
             // Done on open, not unlock: due keys hold no customer data, so a store opened locked
             // (the daemon waiting for a passphrase) gets it too. sled's file lock means no other
             // process writes meanwhile, and this handle is not shared yet. The deletions are on
@@ -605,9 +642,10 @@ impl Store {
             }
             Ok(Store {
                 inner: Arc::new(Inner {
-                    db,
-                    trees,
-                    meta,
+                    handles: RwLock::new(Arc::new(Handles { db, trees, meta })),
+                    writes: RwLock::new(()),
+                    maintenance: std::sync::Mutex::new(()),
+                    options,
                     dir: dir.to_owned(),
                     codec: RwLock::new(None),
                     changes: AtomicU64::new(0),
@@ -618,8 +656,23 @@ impl Store {
         })
     }
 
-    fn trees(&self) -> &Trees {
-        &self.inner.trees
+    /// The open database's trees (and `db`, `meta`): a clone of the current handles, so a
+    /// compaction swapping them meanwhile leaves this caller's reads intact.
+    fn trees(&self) -> Arc<Handles> {
+        self.inner
+            .handles
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Held by a write for its duration (see `Inner::writes`). Never taken twice on one
+    /// thread: a compaction waiting in between would deadlock it.
+    fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.inner
+            .writes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn codec_slot(&self) -> std::sync::RwLockWriteGuard<'_, Option<Codec>> {
@@ -643,6 +696,7 @@ impl Store {
     fn transaction<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
         guard::guarded("writing", || {
             let codec = self.codec()?;
+            let _writing = self.write_gate();
             let out = self.trees().transaction(&codec, f)?;
             self.inner.changes.fetch_add(1, Ordering::Release);
             Ok(out)
@@ -661,13 +715,13 @@ impl Store {
     /// they do). Readable while the store is locked: a time, no customer data.
     pub fn note_last_sync(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
         let text = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-        self.inner.meta.insert(META_LAST_SYNC, text.as_bytes())?;
+        self.trees().meta.insert(META_LAST_SYNC, text.as_bytes())?;
         Ok(())
     }
 
     /// When a record was last synced, by any run of the engine on this store.
     pub fn last_sync_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let Some(bytes) = self.inner.meta.get(META_LAST_SYNC)? else {
+        let Some(bytes) = self.trees().meta.get(META_LAST_SYNC)? else {
             return Ok(None);
         };
         let at = std::str::from_utf8(&bytes)
@@ -706,7 +760,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         guard::guarded("unlocking the store", || {
             let path = self.keyring_path();
-            let check = self.inner.meta.get(META_KEY_CHECK)?;
+            let check = self.trees().meta.get(META_KEY_CHECK)?;
             let data_key = match Keyring::load(&path)? {
                 Some(ring) => ring.unwrap(&keys.wrapping(ring.source(), passphrase)?, &path)?,
                 None if check.is_some() => {
@@ -728,7 +782,7 @@ impl Store {
                 }
                 Some(_) => {}
                 None => {
-                    self.inner
+                    self.trees()
                         .meta
                         .insert(META_KEY_CHECK, &crypto.key_check())?;
                     self.flush()?;
@@ -739,12 +793,16 @@ impl Store {
             // sled's page cache that left a daemon holding ~80 MB per 200k records for good. It is
             // done once; the marker says no plain record is left, and only `open_legacy_plain`
             // (tests) can write one again, which removes the marker.
-            if self.inner.meta.get(META_ALL_SEALED)?.is_none() {
-                migrate::run(self.trees(), &codec)?;
-                self.flush()?;
-                self.inner.meta.insert(META_ALL_SEALED, &[1u8])?;
+            if self.trees().meta.get(META_ALL_SEALED)?.is_none() {
+                let writing = self.write_gate();
+                migrate::run(&self.trees(), &codec, || self.owe_compaction())?;
+                self.trees().meta.insert(META_ALL_SEALED, &[1u8])?;
+                drop(writing);
             }
             self.flush()?;
+            // The plain values a migration overwrote (or a purge cut short) leave the disk
+            // before customer data is served.
+            self.compact_if_owed(&self.maintenance())?;
             *self.codec_slot() = Some(codec);
             Ok(())
         })
@@ -1008,16 +1066,25 @@ impl Store {
 
     /// Erases the customer data of every synced record unchanged since `cutoff` (see
     /// `retention`), one transaction each; with `dry_run`, only lists them. Returns their ids.
-    /// sled frees the old values' space when it next rewrites their segments; they were
-    /// sealed, so no plaintext lingers meanwhile.
+    /// Then, before returning, the database is compacted (see `compact`), so the old values
+    /// are gone from disk, not just unreachable; a compaction an earlier purge owes (it was
+    /// cut short) is done even when nothing is left to purge.
     pub fn purge(
         &self,
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Vec<RecordId>, StoreError> {
+        let maintenance = self.maintenance();
+        let synced = self.in_state(RecordState::Synced)?;
+        // Noted on disk before any value is overwritten, so a purge cut short still leaves a
+        // compaction owed; taken back below when nothing was purged.
+        let owed_before = self.compaction_owed()?;
+        if !dry_run && !owed_before && !synced.is_empty() {
+            self.owe_compaction()?;
+        }
         let mut purged = Vec::new();
-        for id in self.in_state(RecordState::Synced)? {
+        for id in synced {
             let done = self.transaction(|tx| {
                 let Some(old) = tx.record(id)? else {
                     return Ok(false);
@@ -1044,8 +1111,13 @@ impl Store {
                 purged.push(id);
             }
         }
-        if !dry_run && !purged.is_empty() {
-            self.flush()?;
+        if !dry_run {
+            if purged.is_empty() && !owed_before {
+                self.forgive_compaction()?;
+            } else {
+                self.flush()?;
+                self.compact_if_owed(&maintenance)?;
+            }
         }
         Ok(purged)
     }
@@ -1239,7 +1311,7 @@ impl Store {
     /// kept in the floor file, so a database that later loses records is noticed at open.
     pub fn flush(&self) -> Result<(), StoreError> {
         guard::guarded("flushing to disk", || {
-            self.inner.db.flush()?;
+            self.trees().db.flush()?;
             let _writing = self
                 .inner
                 .floor_write
@@ -1259,7 +1331,7 @@ impl Store {
     /// so run it on a quiet store (`doctor`, tests): concurrent writes show up as problems.
     pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
         guard::guarded("checking consistency", || {
-            check::check(self.trees(), &self.codec()?)
+            check::check(&self.trees(), &self.codec()?)
         })
     }
 }

@@ -196,7 +196,12 @@ impl Engine {
     /// Starts with sending paused for `reason` (e.g. no API key yet); the pause lifts on the
     /// next [`EngineHandle::set_api_key`]. Records are still accepted and queued meanwhile.
     pub fn paused_until_key(mut self, reason: impl Into<String>) -> Engine {
-        self.initial_pause = Some(reason.into());
+        let reason = reason.into();
+        // Shown at once: `status` may be asked before the run loop publishes anything.
+        self.shared
+            .status
+            .send_modify(|s| s.paused = Some(reason.clone()));
+        self.initial_pause = Some(reason);
         self
     }
 

@@ -9,7 +9,7 @@
 //! never leak into (or out of) a test.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -60,6 +60,8 @@ pub struct DaemonEnv {
     pub config: PathBuf,
     /// Passed as `ICSYNC_API_KEY` to every process when set.
     pub env_key: Option<String>,
+    /// More variables for every process (a private D-Bus session's address).
+    pub extra_env: Vec<(String, String)>,
     /// Strings no CLI output may contain (API keys).
     secrets: Mutex<Vec<String>>,
     /// The stderr files of every daemon started here.
@@ -91,6 +93,7 @@ impl DaemonEnv {
             data_dir,
             config,
             env_key: None,
+            extra_env: Vec::new(),
             secrets: Mutex::new(Vec::new()),
             daemon_logs: Mutex::new(Vec::new()),
             spawned: AtomicUsize::new(0),
@@ -141,9 +144,20 @@ impl DaemonEnv {
         self
     }
 
+    /// Every process gets `name=value` too.
+    pub fn with_env(mut self, name: &str, value: &str) -> DaemonEnv {
+        self.extra_env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// Registers a string no CLI output may ever contain.
     pub fn secret(&self, s: &str) {
         self.secrets.lock().unwrap().push(s.to_string());
+    }
+
+    /// The drop folder by default: beside the data dir (`<tmp>/data-drop`), never in it.
+    pub fn drop_dir(&self) -> PathBuf {
+        self.dir.path().join("data-drop")
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -179,6 +193,7 @@ impl DaemonEnv {
         if let Some(key) = &self.env_key {
             cmd.env("ICSYNC_API_KEY", key);
         }
+        cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -279,7 +294,7 @@ impl DaemonEnv {
                     daemon.stderr()
                 );
             }
-            if daemon_answers(&self.socket()) {
+            if daemon_serves(&self.socket()) {
                 return daemon;
             }
             assert!(
@@ -321,6 +336,31 @@ impl DaemonEnv {
 }
 
 /// True when something on `socket` greets like an icsync daemon.
+/// The daemon answers `status`: its first session serves (store open, key read, engine
+/// built), so what it printed at start is on its stderr and its status is the real one.
+pub fn daemon_serves(socket: &Path) -> bool {
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"{\"id\": 1, \"request\": {\"method\": \"status\"}}\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    // The hello, then the reply to request 1.
+    for _ in 0..2 {
+        line.clear();
+        if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+            return false;
+        }
+    }
+    line.contains("\"id\":1") || line.contains("\"id\": 1")
+}
+
 pub fn daemon_answers(socket: &Path) -> bool {
     let Ok(stream) = UnixStream::connect(socket) else {
         return false;

@@ -212,6 +212,25 @@ pub fn send_signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
+/// Runs `cmd` to completion with `stdin` written to its standard input (passphrases on fd 0);
+/// stdout and stderr are captured.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // A process that exits without reading its stdin is not this helper's failure.
+    let _ = child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes());
+    child.wait_with_output().expect("wait for child")
+}
+
 /// Polls the child until it exits; panics after `deadline`.
 pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
     let until = Instant::now() + deadline;
@@ -240,6 +259,20 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// The Unix permission bits of a file.

@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::api::{ApiClient, ApiClientError, ApiKey, ApiTimeouts, InsecureHttp};
 use crate::config::{self, Defaults, KeySource, Overrides, Settings};
 use crate::control::{Client, ClientError};
+use crate::crypto::keychain::Keychain;
+use crate::crypto::keyring::Wrapping;
 use crate::crypto::{KeySourceKind, Keyring};
 use crate::store::{Store, StoreError, StoreOptions};
 
@@ -42,10 +44,34 @@ pub struct SettingsFacts {
     pub probe: ProbeFact,
     pub data_dir: DirFact,
     pub drop_dir: DirFact,
+    pub drop_place: DropPlaceFact,
     pub daemon: DaemonFact,
     pub store: StoreFact,
     pub encryption: EncryptionFact,
     pub disk: DiskFact,
+}
+
+/// Whether the drop folder keeps plaintext out of the data dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropPlaceFact {
+    Apart,
+    /// A configured drop folder inside the data dir: its refused rows are in a copy of it.
+    InsideDataDir,
+    /// An older release's default `<data_dir>/drop` still holds files (`dropdir::legacy`).
+    OldDefaultHolds {
+        old: PathBuf,
+        files: usize,
+    },
+}
+
+fn drop_place_fact(settings: &Settings) -> DropPlaceFact {
+    if let Some((old, files)) = crate::dropdir::legacy::old_default_files(settings) {
+        DropPlaceFact::OldDefaultHolds { old, files }
+    } else if settings.drop_dir.starts_with(&settings.data_dir) {
+        DropPlaceFact::InsideDataDir
+    } else {
+        DropPlaceFact::Apart
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,8 +195,14 @@ pub enum StoreFact {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EncryptionFact {
+    /// No keyring yet; the first start wraps the data key with this (described).
     NewStore {
-        key_file: PathBuf,
+        wraps_with: String,
+    },
+    /// A keychain keyring: its entry, and why it cannot be read (with the hint) if it cannot.
+    Keychain {
+        entry: String,
+        problem: Option<(String, Option<String>)>,
     },
     KeyringMissing {
         keyring: PathBuf,
@@ -230,6 +262,7 @@ async fn gather_settings(settings: &Settings) -> SettingsFacts {
         probe,
         data_dir: dir_fact(&settings.data_dir),
         drop_dir: dir_fact(&settings.drop_dir),
+        drop_place: drop_place_fact(settings),
         daemon,
         store,
         encryption,
@@ -430,10 +463,29 @@ fn keyring_fact(settings: &Settings, keyring: &Path) -> Result<EncryptionFact, E
     match Keyring::load(keyring) {
         Err(e) => Err(EncryptionFact::Unreadable(e.to_string())),
         Ok(None) => Ok(EncryptionFact::NewStore {
-            key_file: settings.keys.key_file.clone(),
+            wraps_with: match settings.keys.source {
+                KeySourceKind::File => format!("the key file {}", settings.keys.key_file.display()),
+                KeySourceKind::Passphrase => "a passphrase".into(),
+                KeySourceKind::Keychain => "a key in the OS credential store".into(),
+            },
         }),
         Ok(Some(ring)) if ring.source() == KeySourceKind::Passphrase => {
             Ok(EncryptionFact::Passphrase)
+        }
+        // Reading the entry is the only proof it is reachable; the key read is dropped.
+        Ok(Some(ring)) if ring.source() == KeySourceKind::Keychain => {
+            let entry =
+                crate::crypto::keychain::entry_name(ring.keychain_account().unwrap_or_default());
+            match ring.unwrap(&Wrapping::Keychain(Keychain::os()), keyring) {
+                Ok(_) => Ok(EncryptionFact::Keychain {
+                    entry,
+                    problem: None,
+                }),
+                Err(e) => Err(EncryptionFact::Keychain {
+                    entry,
+                    problem: Some((e.to_string(), e.hint().map(str::to_string))),
+                }),
+            }
         }
         Ok(Some(_)) => {
             let path = settings.keys.key_file.clone();
@@ -517,6 +569,13 @@ fn store_facts(settings: &Settings, daemon: &DaemonFact) -> (StoreFact, Encrypti
         ),
         // Unlocking an existing key-file keyring reads the key file and nothing else; a
         // missing keyring is never unlocked here, because that would create one.
+        Ok(EncryptionFact::Keychain { .. }) => match store.unlock(&settings.keys, None) {
+            Ok(()) => match store.check_consistency() {
+                Ok(problems) => (StoreFact::Checked { records, problems }, encryption),
+                Err(e) => (StoreFact::CannotOpen(e.to_string()), encryption),
+            },
+            Err(e) => (StoreFact::CannotOpen(e.to_string()), encryption),
+        },
         Ok(EncryptionFact::KeyFile { .. }) => match store.unlock(&settings.keys, None) {
             Ok(()) => match store.check_consistency() {
                 Ok(problems) => (StoreFact::Checked { records, problems }, encryption),

@@ -71,6 +71,7 @@ pub fn judge(facts: &Facts) -> Vec<Check> {
     checks.push(judge_api_auth(&s.probe));
     checks.push(judge_dir("data_dir", "data dir", &s.data_dir));
     checks.push(judge_dir("drop_dir", "drop dir", &s.drop_dir));
+    checks.extend(judge_drop_place(&s.drop_place, &s.drop_dir.path));
     checks.push(judge_daemon(&s.daemon));
     checks.push(judge_store(&s.store));
     checks.push(judge_encryption(&s.encryption));
@@ -240,6 +241,37 @@ pub fn judge_api_auth(probe: &ProbeFact) -> Check {
 
 fn mode_text(mode: u32) -> String {
     format!("{mode:03o}")
+}
+
+/// Plaintext the drop folder may leave in the data dir; nothing to say when it is apart.
+pub fn judge_drop_place(fact: &DropPlaceFact, drop_dir: &std::path::Path) -> Option<Check> {
+    const NAME: &str = "drop_place";
+    match fact {
+        DropPlaceFact::Apart => None,
+        DropPlaceFact::InsideDataDir => Some(
+            check(
+                NAME,
+                Status::Warn,
+                format!(
+                    "drop dir {} is inside the data dir: its refused rows (and kept files) are                      plaintext in any copy of the data dir",
+                    drop_dir.display()
+                ),
+            )
+            .fix("set drop_dir to a folder outside the data dir, or remove it to use the default"),
+        ),
+        DropPlaceFact::OldDefaultHolds { old, files } => Some(
+            check(
+                NAME,
+                Status::Warn,
+                crate::dropdir::legacy::describe(old, *files, drop_dir),
+            )
+            .fix(format!(
+                "move files still to be imported to {}, then delete {}",
+                drop_dir.display(),
+                old.display()
+            )),
+        ),
+    }
 }
 
 pub fn judge_dir(name: &'static str, what: &str, dir: &DirFact) -> Check {
@@ -437,14 +469,33 @@ pub fn judge_store(store: &StoreFact) -> Check {
 pub fn judge_encryption(enc: &EncryptionFact) -> Check {
     const NAME: &str = "encryption";
     match enc {
-        EncryptionFact::NewStore { key_file } => check(
+        EncryptionFact::NewStore { wraps_with } => check(
             NAME,
             Status::Ok,
-            format!(
-                "no keyring yet; the first start makes one wrapped with {}",
-                key_file.display()
-            ),
+            format!("no keyring yet; the first start makes one wrapped with {wraps_with}"),
         ),
+        EncryptionFact::Keychain {
+            entry,
+            problem: None,
+        } => check(
+            NAME,
+            Status::Ok,
+            format!("keychain keyring: the OS credential store entry {entry} is reachable and opens it"),
+        ),
+        EncryptionFact::Keychain {
+            entry,
+            problem: Some((why, hint)),
+        } => {
+            let c = check(
+                NAME,
+                Status::Fail,
+                format!("keychain keyring (entry {entry}): {why}"),
+            );
+            match hint {
+                Some(h) => c.fix(h.clone()),
+                None => c,
+            }
+        }
         EncryptionFact::KeyringMissing { keyring, records } => check(
             NAME,
             Status::Warn,

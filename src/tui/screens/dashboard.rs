@@ -129,7 +129,7 @@ impl Component for DashboardView {
             (_, Some(s)) if s.locked => (
                 "LOCKED".into(),
                 t.warn(),
-                "the store is locked: records wait; press u to enter the passphrase".into(),
+                "the store is locked: records wait; press u to unlock".into(),
             ),
             (_, Some(s)) => match (&s.paused, s.online) {
                 (Some(why), _) => (
@@ -275,8 +275,17 @@ impl DashboardView {
                 .map(|d| drop_line(d, inner, ctx))
                 .collect()
         };
+        // Where the folder is: files are dropped there, and their refused rows wait there.
+        let room = inner.saturating_sub(30);
+        let title = match &self.folder {
+            Some(folder) if room >= 12 => format!(
+                " Drop folder {}: recent files ",
+                crate::tui::text::cut(folder, room)
+            ),
+            _ => " Drop folder: recent files ".to_string(),
+        };
         frame.render_widget(
-            Paragraph::new(lines).block(Block::bordered().title(" Drop folder: recent files ")),
+            Paragraph::new(lines).block(Block::bordered().title(title)),
             area,
         );
     }
@@ -315,7 +324,7 @@ fn drop_line<'a>(d: &'a DropFileEntry, width: usize, ctx: &Ctx) -> Line<'a> {
         (None, Some(report), _) => Some(report.clone()),
         (None, None, Some(read_as)) => Some(match &d.archived_as {
             Some(archived) => format!("{read_as} · {archived}"),
-            None => read_as.clone(),
+            None => format!("{read_as} · removed once stored"),
         }),
         (None, None, None) => d.archived_as.clone(),
     };

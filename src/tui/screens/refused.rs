@@ -1,7 +1,8 @@
 //! Rows refused from dropped files, opened with `r` from the dashboard: the recent drop-folder
 //! files that had rows refused (or were refused whole), and for the one selected, its first
 //! refused rows (position and reason) as the daemon read them from the file's report, with
-//! the paths of the report and of the copy to fix and drop again. The rows come one file at
+//! the paths of the report and of the copy to fix and drop again, and how long they are kept
+//! there (the drop folder's `rejected/`, until retention erases them). The rows come one file at
 //! a time (`drop_report`), so the screen holds at most one report's bounded rows.
 
 use crossterm::event::{KeyCode, KeyEvent};
@@ -13,6 +14,7 @@ use ratatui::Frame;
 
 use super::hanging;
 use crate::control::{DropReport, Request};
+use crate::dropdir::REJECTED_DIR;
 use crate::store::{DropFileEntry, DropOutcome};
 use crate::tui::app::plural;
 use crate::tui::app::{Outgoing, Purpose};
@@ -257,6 +259,15 @@ impl RefusedView {
                 ));
             }
         }
+        lines.extend(labelled(
+            "kept",
+            &format!(
+                "in {}/, outside the data dir, until retention (retain_synced_days) erases them",
+                self.full_path(REJECTED_DIR)
+            ),
+            t,
+            width,
+        ));
         lines.push(Line::raw(""));
         match (report, &self.error) {
             (_, Some(e)) => lines.push(Line::from(Span::styled(

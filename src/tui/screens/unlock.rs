@@ -1,8 +1,9 @@
-//! The unlock prompt: reads the store's passphrase with every character shown as `•` and
-//! hands it over as a [`Passphrase`] once, on Enter. It owns only the typed text, kept in a
-//! zeroizing buffer allocated once at full size (so typing never reallocates and leaves a
-//! copy behind) and emptied the moment it is sent; dropping the prompt (Esc) wipes it.
-//! Sending the request and showing the daemon's answer are the app's job.
+//! The unlock prompt: reads the store's passphrase (a keychain or key-file store needs
+//! none: Enter on an empty prompt asks the daemon to unlock it) with every character shown
+//! as `•`, and hands it over as a [`Passphrase`] once, on Enter. It owns only the typed text,
+//! kept in a zeroizing buffer allocated once at full size (so typing never reallocates and
+//! leaves a copy behind) and emptied the moment it is sent; dropping the prompt (Esc) wipes
+//! it. Sending the request and showing the daemon's answer are the app's job.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
@@ -67,10 +68,8 @@ impl UnlockPrompt {
         match key.code {
             KeyCode::Esc => PromptKey::Cancel,
             _ if self.sending => PromptKey::Ignored,
-            KeyCode::Enter if self.buffer.is_empty() => {
-                self.error = Some("type the passphrase first".into());
-                PromptKey::Edited
-            }
+            // Empty is a valid answer: a keychain or key-file store needs no passphrase (the
+            // daemon ignores it), and a passphrase store answers that it is wrong.
             KeyCode::Enter => {
                 // The typed text moves into the passphrase (no copy); the prompt keeps an
                 // empty buffer of the same fixed size for a retry.
@@ -119,7 +118,10 @@ pub fn draw(frame: &mut Frame, area: Rect, prompt: &UnlockPrompt, theme: &Theme)
     };
     let lines = vec![
         Line::raw("The store is locked: records wait until it is opened."),
-        Line::raw(""),
+        Line::styled(
+            "A keychain or key-file store needs none: press Enter.",
+            theme.dim(),
+        ),
         Line::from(vec![
             Span::styled("Passphrase: ", theme.title()),
             Span::raw("•".repeat(shown)),

@@ -743,9 +743,22 @@ fn u_opens_the_unlock_prompt_only_when_the_store_is_locked() {
 fn enter_sends_the_passphrase_once_and_shows_the_daemons_answer() {
     let mut app = locked_app();
     app.handle_key(ch('u'));
-    let fx = app.handle_key(key(KeyCode::Enter));
-    assert!(sent(&fx).is_empty(), "nothing typed: nothing sent");
-    assert!(prompt(&app).error.is_some());
+    // Nothing typed is an answer too: a keychain or key-file store needs no passphrase.
+    let out = sent(&app.handle_key(key(KeyCode::Enter)));
+    assert_eq!(
+        out.iter().map(|s| &s.request).collect::<Vec<_>>(),
+        [&Request::Unlock {
+            passphrase: crate::crypto::Passphrase::new("")
+        }]
+    );
+    app.apply(Incoming::Reply {
+        purpose: Purpose::Unlock,
+        reply: Reply::Error(ControlError::new(
+            ControlErrorCode::Invalid,
+            "wrong passphrase: try again",
+        )),
+    });
+    assert!(prompt(&app).error.is_some() && !prompt(&app).sending);
 
     type_text(&mut app, "wrong one");
     let out = sent(&app.handle_key(key(KeyCode::Enter)));

@@ -28,6 +28,7 @@ fn healthy() -> SettingsFacts {
         },
         data_dir: dir(0o700, true),
         drop_dir: dir(0o700, true),
+        drop_place: DropPlaceFact::Apart,
         daemon: DaemonFact::Running {
             version: env!("CARGO_PKG_VERSION").into(),
         },
@@ -270,6 +271,38 @@ fn encryption_key_missing_fails_and_a_passphrase_keyring_is_information() {
 }
 
 #[test]
+fn a_keychain_keyring_names_its_entry_and_an_unreachable_one_fails_with_the_hint() {
+    let ok = judge_encryption(&EncryptionFact::Keychain {
+        entry: "icsync/store-ab".into(),
+        problem: None,
+    });
+    assert_eq!(ok.status, Status::Ok);
+    assert!(
+        ok.message.contains("icsync/store-ab is reachable"),
+        "{}",
+        ok.message
+    );
+    let down = judge_encryption(&EncryptionFact::Keychain {
+        entry: "icsync/store-ab".into(),
+        problem: Some((
+            "no Secret Service".into(),
+            Some("start gnome-keyring".into()),
+        )),
+    });
+    assert_eq!(down.status, Status::Fail);
+    assert!(down
+        .message
+        .contains("keychain keyring (entry icsync/store-ab)"));
+    assert_eq!(down.fix.as_deref(), Some("start gnome-keyring"));
+    let new = judge_encryption(&EncryptionFact::NewStore {
+        wraps_with: "a key in the OS credential store".into(),
+    });
+    assert!(new
+        .message
+        .ends_with("wrapped with a key in the OS credential store"));
+}
+
+#[test]
 fn clock_skew_over_five_minutes_warns_in_either_direction() {
     let server = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
     let date = Some("Sat, 01 Mar 2025 12:00:00 GMT".to_string());
@@ -360,4 +393,29 @@ fn first_run_advice_works_for_an_installed_user_and_names_the_tours_variable() {
     assert_eq!(ok.status, Status::Ok);
     assert!(!ok.message.contains("probe"), "{}", ok.message);
     assert!(ok.message.contains("not 401"), "{}", ok.message);
+}
+
+#[test]
+fn drop_files_left_in_the_data_dir_are_a_warning() {
+    let left = SettingsFacts {
+        drop_place: DropPlaceFact::OldDefaultHolds {
+            old: "/data/drop".into(),
+            files: 3,
+        },
+        ..healthy()
+    };
+    let checks = judge(&facts(left));
+    let c = checks.iter().find(|c| c.check == "drop_place").unwrap();
+    assert_eq!(c.status, Status::Warn);
+    assert!(
+        c.message.contains("3 file(s) remain in /data/drop"),
+        "{c:?}"
+    );
+    let inside = SettingsFacts {
+        drop_place: DropPlaceFact::InsideDataDir,
+        ..healthy()
+    };
+    let checks = judge(&facts(inside));
+    let c = checks.iter().find(|c| c.check == "drop_place").unwrap();
+    assert_eq!(c.status, Status::Warn);
 }
