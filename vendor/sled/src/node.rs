@@ -45,13 +45,6 @@ impl Node {
             + self.data.rss()
     }
 
-    /// An estimate of the heap this node takes (icsync patch, vendor/README.md): its own
-    /// struct, its keys and values, and per entry the slots of the key and value `Vec`s with
-    /// room to grow (2 x 2 x 24 bytes) and an allocation header (16 bytes).
-    pub(crate) fn mem_size(&self) -> u64 {
-        self.rss() + 112 * self.data.len() as u64
-    }
-
     fn prefix_decode(&self, key: &[u8]) -> IVec {
         prefix::decode(self.prefix(), key)
     }

@@ -489,19 +489,6 @@ impl Page {
         self.cache_infos.iter().map(|ci| ci.log_size).sum()
     }
 
-    /// What the cache charges for this page (icsync patch, vendor/README.md): the larger of
-    /// its fragments' size on disk (sled's own measure) and what its node takes in memory.
-    /// A leaf of small entries takes several times its size on disk (a slot in two `Vec`s
-    /// per entry, a shared allocation per key or value over 22 bytes), so charging the disk
-    /// size alone let the cache hold several times `cache_capacity`.
-    pub(crate) fn cache_size(&self) -> u64 {
-        let in_memory = match self.update.as_deref() {
-            Some(Update::Node(node)) => node.mem_size(),
-            _ => 0,
-        };
-        self.log_size().max(in_memory)
-    }
-
     fn ts(&self) -> u64 {
         self.cache_infos.last().map_or(0, |ci| ci.ts)
     }
@@ -1123,7 +1110,7 @@ impl PageCache {
 
                     // possibly evict an item now that our cache has grown
                     let total_page_size =
-                        unsafe { new_shared.deref().cache_size() };
+                        unsafe { new_shared.deref().log_size() };
                     let to_evict =
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
@@ -1319,7 +1306,7 @@ impl PageCache {
 
                     // possibly evict an item now that our cache has grown
                     let total_page_size =
-                        unsafe { new_shared.deref().cache_size() };
+                        unsafe { new_shared.deref().log_size() };
                     let to_evict =
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
@@ -1556,7 +1543,7 @@ impl PageCache {
 
                     // possibly evict an item now that our cache has grown
                     let total_page_size =
-                        unsafe { new_shared.deref().cache_size() };
+                        unsafe { new_shared.deref().log_size() };
                     let to_evict =
                         self.lru.accessed(pid, total_page_size, guard);
                     trace!(
@@ -1697,7 +1684,7 @@ impl PageCache {
 
             if page_view.update.is_some() {
                 // possibly evict an item now that our cache has grown
-                let total_page_size = page_view.cache_size();
+                let total_page_size = page_view.log_size();
                 let to_evict = self.lru.accessed(pid, total_page_size, guard);
                 trace!(
                     "accessed pid {} -> paging out pids {:?}",
@@ -1772,7 +1759,7 @@ impl PageCache {
             }
 
             // possibly evict an item now that our cache has grown
-            let total_page_size = unsafe { new_shared.deref().cache_size() };
+            let total_page_size = unsafe { new_shared.deref().log_size() };
             let to_evict = self.lru.accessed(pid, total_page_size, guard);
             trace!("accessed pid {} -> paging out pids {:?}", pid, to_evict);
             if !to_evict.is_empty() {
