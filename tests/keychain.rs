@@ -356,7 +356,15 @@ fn a_locked_collection_or_no_secret_service_is_a_clear_error_and_the_daemon_wait
         "{doctor}"
     );
     let daemon = env.start_daemon(&[]);
-    assert_eq!(env.status()["locked"], true);
+    let status = env.status();
+    assert_eq!(status["locked"], true);
+    // Status says why, not only that it is locked.
+    let why = status["paused"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("stays locked until `icsync unlock`")
+            && (why.contains("is locked") || why.contains("did not answer within")),
+        "{status}"
+    );
     let e = fails(env.cli(&["unlock"]), "unlock with the collection locked");
     assert!(
         e.contains("is locked") || e.contains("did not answer within"),

@@ -361,6 +361,7 @@ async fn session(
     // A key file or the keychain opens the store at once; a passphrase waits for `icsync
     // unlock`, and so does a keychain that cannot give the key now (no Secret Service yet,
     // its collection locked, the entry gone): records still queue meanwhile.
+    let mut lock_problem = None;
     if store.key_source(&settings.keys)? != KeySourceKind::Passphrase {
         match store.unlock(&settings.keys, None) {
             Ok(()) => {}
@@ -375,6 +376,12 @@ async fn session(
                         .map(|h| format!(" (hint: {h})"))
                         .unwrap_or_default()
                 );
+                lock_problem = Some(format!(
+                    "{k}; the store stays locked until `icsync unlock`{}",
+                    k.hint()
+                        .map(|h| format!(" (hint: {h})"))
+                        .unwrap_or_default()
+                ));
             }
             Err(e) => return Err(e.into()),
         }
@@ -452,6 +459,7 @@ async fn session(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    service.set_lock_problem(lock_problem);
     front.serve(ControlHandler(service.clone()));
     // The drop folder is watched for the daemon's whole life; its files wait in the folder
     // while the store is locked (they cannot be sealed without the key).

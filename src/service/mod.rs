@@ -150,6 +150,9 @@ pub struct Service {
     sorter: Arc<Sorter>,
     /// Why the drop folder is not watched, shared by every clone; status reports it.
     drop_problem: Arc<std::sync::Mutex<Option<String>>>,
+    /// Why the store stayed locked at start (the keychain could not give its key), shared by
+    /// every clone; status says it while the store is locked, until an unlock succeeds.
+    lock_problem: Arc<std::sync::Mutex<Option<String>>>,
     /// The drop folder, where a daemon watches one: drop-folder reports are read there.
     drop_dir: Option<Arc<std::path::Path>>,
 }
@@ -164,6 +167,7 @@ impl Service {
             events,
             sorter: Arc::new(Sorter::new(SortConfig::default())),
             drop_problem: Arc::default(),
+            lock_problem: Arc::default(),
             drop_dir: None,
         }
     }
@@ -177,6 +181,12 @@ impl Service {
     /// Records why the drop folder is not watched (`None` once it is), for status.
     pub fn set_drop_problem(&self, problem: Option<String>) {
         *self.drop_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    /// Records why the store stayed locked when it should have opened by itself (a keychain
+    /// that could not give the key): status shows it as the pause while the store is locked.
+    pub fn set_lock_problem(&self, problem: Option<String>) {
+        *self.lock_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
     /// The same service with sorted views tuned by `config` (tests shorten the timings).
@@ -263,6 +273,13 @@ impl Service {
         if report.last_sync_at.is_none() {
             // No engine here (the CLI on the store), or one that has not synced yet.
             report.last_sync_at = self.store.last_sync_at()?;
+        }
+        if report.locked && report.paused.is_none() {
+            report.paused = self
+                .lock_problem
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
         }
         report.drop_folder_problem = self
             .drop_problem
@@ -780,7 +797,10 @@ impl Service {
             Request::Unlock { passphrase } => self
                 .keys()
                 .and_then(|k| k.unlock(&passphrase))
-                .and_then(|()| self.status().map(Reply::Status)),
+                .and_then(|()| {
+                    self.set_lock_problem(None);
+                    self.status().map(Reply::Status)
+                }),
             Request::Lock => self
                 .keys()
                 .and_then(|k| {
