@@ -143,6 +143,8 @@ const SYNONYMS: &[(&str, Target)] = &[
     ("customertype", Target::Type),
     ("fullname", Target::FullName),
     ("name", Target::FullName),
+    ("nom", Target::FullName),
+    ("nombre", Target::FullName),
     ("customername", Target::FullName),
     ("contactname", Target::FullName),
     ("clientname", Target::FullName),
@@ -150,11 +152,24 @@ const SYNONYMS: &[(&str, Target)] = &[
     ("firstname", Target::FirstName),
     ("givenname", Target::FirstName),
     ("forename", Target::FirstName),
+    // Spreadsheets kept in other languages (German, French, Spanish, Italian, Dutch).
+    ("vorname", Target::FirstName),
+    ("prénom", Target::FirstName),
+    ("prenom", Target::FirstName),
+    ("nombredepila", Target::FirstName),
+    ("voornaam", Target::FirstName),
     ("middlename", Target::MiddleName),
     ("additionalname", Target::MiddleName),
     ("lastname", Target::LastName),
     ("familyname", Target::LastName),
     ("surname", Target::LastName),
+    ("nachname", Target::LastName),
+    ("familienname", Target::LastName),
+    ("nomdefamille", Target::LastName),
+    ("apellido", Target::LastName),
+    ("apellidos", Target::LastName),
+    ("cognome", Target::LastName),
+    ("achternaam", Target::LastName),
     ("email", Target::Email),
     ("emailaddress", Target::Email),
     ("mail", Target::Email),
@@ -164,6 +179,15 @@ const SYNONYMS: &[(&str, Target)] = &[
     ("workemail", Target::Email),
     ("email2address", Target::Email),
     ("email2value", Target::Email),
+    ("emailadresse", Target::Email),
+    ("mailadresse", Target::Email),
+    ("courriel", Target::Email),
+    ("adressecourriel", Target::Email),
+    ("adresseemail", Target::Email),
+    ("correo", Target::Email),
+    ("correoelectrónico", Target::Email),
+    ("correoelectronico", Target::Email),
+    ("emailadres", Target::Email),
     ("externalid", Target::ExternalId),
     ("id", Target::ExternalId),
     ("contactid", Target::ExternalId),
@@ -173,6 +197,11 @@ const SYNONYMS: &[(&str, Target)] = &[
     ("crmid", Target::ExternalId),
     ("customernumber", Target::ExternalId),
     ("customerno", Target::ExternalId),
+    ("kundennummer", Target::ExternalId),
+    ("kundennr", Target::ExternalId),
+    ("numéroclient", Target::ExternalId),
+    ("numeroclient", Target::ExternalId),
+    ("klantnummer", Target::ExternalId),
     ("tradingname", Target::TradingName),
     ("tradingas", Target::TradingName),
     ("dba", Target::TradingName),
@@ -184,10 +213,26 @@ const SYNONYMS: &[(&str, Target)] = &[
     ("cell", Target::Phone),
     ("phone", Target::Phone),
     ("phonenumber", Target::Phone),
-    ("telephone", Target::Phone),
     ("telephonenumber", Target::Phone),
     ("tel", Target::Phone),
     ("primaryphone", Target::Phone),
+    ("mobil", Target::Phone),
+    ("mobiltelefon", Target::Phone),
+    ("mobilnummer", Target::Phone),
+    ("handy", Target::Phone),
+    ("handynummer", Target::Phone),
+    ("telefon", Target::Phone),
+    ("telefonnummer", Target::Phone),
+    ("portable", Target::Phone),
+    ("téléphone", Target::Phone),
+    ("telephone", Target::Phone),
+    ("móvil", Target::Phone),
+    ("movil", Target::Phone),
+    ("celular", Target::Phone),
+    ("teléfono", Target::Phone),
+    ("telefono", Target::Phone),
+    ("cellulare", Target::Phone),
+    ("telefoonnummer", Target::Phone),
     ("phone1value", Target::Phone),
     ("businessphone", Target::Phone),
     ("workphone", Target::Phone),
@@ -197,11 +242,23 @@ const SYNONYMS: &[(&str, Target)] = &[
     ("occupation", Target::Risk(RiskKey::Occupation)),
     ("jobtitle", Target::Risk(RiskKey::Occupation)),
     ("profession", Target::Risk(RiskKey::Occupation)),
+    ("beruf", Target::Risk(RiskKey::Occupation)),
+    ("ocupación", Target::Risk(RiskKey::Occupation)),
+    ("ocupacion", Target::Risk(RiskKey::Occupation)),
+    ("profesión", Target::Risk(RiskKey::Occupation)),
+    ("profesion", Target::Risk(RiskKey::Occupation)),
+    ("beroep", Target::Risk(RiskKey::Occupation)),
     ("risksourceoffunds", Target::Risk(RiskKey::SourceOfFunds)),
     ("sourceoffunds", Target::Risk(RiskKey::SourceOfFunds)),
     ("riskcountryofresidence", Target::Risk(RiskKey::Country)),
     ("countryofresidence", Target::Risk(RiskKey::Country)),
     ("country", Target::Risk(RiskKey::Country)),
+    ("land", Target::Risk(RiskKey::Country)),
+    ("wohnsitzland", Target::Risk(RiskKey::Country)),
+    ("pays", Target::Risk(RiskKey::Country)),
+    ("país", Target::Risk(RiskKey::Country)),
+    ("pais", Target::Risk(RiskKey::Country)),
+    ("paese", Target::Risk(RiskKey::Country)),
     ("countrycode", Target::Risk(RiskKey::Country)),
     ("countryregion", Target::Risk(RiskKey::Country)),
     ("residencecountry", Target::Risk(RiskKey::Country)),
@@ -221,6 +278,19 @@ const SYNONYMS: &[(&str, Target)] = &[
     ("politicallyexposedperson", Target::Risk(RiskKey::IsPep)),
     ("risk", Target::RiskWhole),
 ];
+
+/// What a bare name header means beside the other name columns, where that differs from
+/// the full name: "Name" or "Nom" beside a first-name column and no last-name one is the
+/// family name (a German `Vorname;Name`, a French `Nom;Prénom`), and "Nombre" beside a
+/// last-name column and no first-name one is the given name (a Spanish `Nombre;Apellidos`).
+/// `parts` is (has a first-name column, has a last-name column).
+fn name_in_context(squashed: &str, parts: (bool, bool)) -> Option<Target> {
+    match (squashed, parts) {
+        ("name" | "nom", (true, false)) => Some(Target::LastName),
+        ("nombre", (false, true)) => Some(Target::FirstName),
+        _ => None,
+    }
+}
 
 /// A header as compared: lower case, letters and digits only (`E-mail 1 - Value` and
 /// `email1value` are the same column; so are `full_name` and `fullName`).
@@ -435,6 +505,9 @@ pub struct Plan {
     /// Per target, the columns feeding it in the order they are tried.
     feeds: Vec<(Target, Vec<usize>)>,
     by_name: HashMap<String, usize>,
+    /// Whether the header has a first-name and a last-name column (by synonym), which
+    /// decides what a bare "Name" means: see [`name_in_context`].
+    name_parts: (bool, bool),
 }
 
 /// Columns a plan keeps track of at most (JSON objects can carry any members): past that,
@@ -447,12 +520,18 @@ impl Plan {
     pub fn new(names: &[String], mapping: Option<std::sync::Arc<Mapping>>) -> Plan {
         let squashed: Vec<String> = names.iter().map(|n| squash(n)).collect();
         let preset = recognise(&squashed);
+        let has = |target: Target| {
+            squashed
+                .iter()
+                .any(|h| SYNONYMS.iter().any(|&(w, t)| t == target && w == h))
+        };
         let mut plan = Plan {
             columns: Vec::with_capacity(names.len()),
             preset,
             mapping,
             feeds: Vec::new(),
             by_name: HashMap::new(),
+            name_parts: (has(Target::FirstName), has(Target::LastName)),
         };
         for name in names {
             plan.add(name);
@@ -515,6 +594,9 @@ impl Plan {
                 let target = Target::parse(preset.columns[i].1).unwrap_or(Target::Ignore);
                 return (Some(target), How::Preset, (2, i));
             }
+        }
+        if let Some(t) = name_in_context(&squashed, self.name_parts) {
+            return (Some(t), How::Synonym, (3, SYNONYMS.len()));
         }
         let synonym = |word: &str| SYNONYMS.iter().position(|(w, _)| *w == word);
         let hit = synonym(&squashed).or_else(|| leaf(name).and_then(|l| synonym(&squash(l))));
@@ -588,6 +670,69 @@ mod tests {
     }
 
     #[test]
+    fn spreadsheets_in_other_languages_need_no_mapping() {
+        let plan = Plan::new(
+            &names(&[
+                "Kundennummer",
+                "Vorname",
+                "Nachname",
+                "E-Mail-Adresse",
+                "Telefon",
+                "Land",
+                "Beruf",
+            ]),
+            None,
+        );
+        let want = [
+            ("Kundennummer", Target::ExternalId),
+            ("Vorname", Target::FirstName),
+            ("Nachname", Target::LastName),
+            ("E-Mail-Adresse", Target::Email),
+            ("Telefon", Target::Phone),
+            ("Land", Target::Risk(RiskKey::Country)),
+            ("Beruf", Target::Risk(RiskKey::Occupation)),
+        ];
+        for (header, target) in want {
+            assert_eq!(target_of(&plan, header), Some(target), "{header}");
+        }
+        let french = Plan::new(
+            &names(&["Nom", "Prénom", "Courriel", "Téléphone", "Pays"]),
+            None,
+        );
+        assert_eq!(target_of(&french, "Prénom"), Some(Target::FirstName));
+        assert_eq!(target_of(&french, "Courriel"), Some(Target::Email));
+        assert_eq!(target_of(&french, "Téléphone"), Some(Target::Phone));
+        assert_eq!(
+            target_of(&french, "Pays"),
+            Some(Target::Risk(RiskKey::Country))
+        );
+    }
+
+    /// A bare "Name" is the full name alone, the family name beside a first name only, and
+    /// still the full name where a last-name column exists (Google's `Name`, `Given Name`,
+    /// `Family Name`).
+    #[test]
+    fn a_bare_name_header_means_what_the_other_name_columns_leave() {
+        let cases: [(&[&str], &str, Target); 7] = [
+            (&["Name", "E-mail"], "Name", Target::FullName),
+            (&["Vorname", "Name"], "Name", Target::LastName),
+            (&["Nom", "Prénom"], "Nom", Target::LastName),
+            (&["Nom", "Courriel"], "Nom", Target::FullName),
+            (&["Nombre", "Apellidos"], "Nombre", Target::FirstName),
+            (&["Nombre", "Correo"], "Nombre", Target::FullName),
+            (
+                &["Name", "Given Name", "Family Name"],
+                "Name",
+                Target::FullName,
+            ),
+        ];
+        for (headers, header, target) in cases {
+            let plan = Plan::new(&names(headers), None);
+            assert_eq!(target_of(&plan, header), Some(target), "{headers:?}");
+        }
+    }
+
+    #[test]
     fn headers_match_without_case_spaces_or_punctuation() {
         let plan = Plan::new(
             &names(&[
@@ -655,7 +800,7 @@ mod tests {
         )
         .unwrap();
         let plan = Plan::new(
-            &names(&["Vorname", "nachname", "Land", "Email", "Telefon"]),
+            &names(&["Vorname", "nachname", "Land", "Email", "Telefonie"]),
             Some(Arc::new(mapping)),
         );
         assert_eq!(target_of(&plan, "Vorname"), Some(Target::FirstName));
@@ -666,7 +811,7 @@ mod tests {
         );
         assert_eq!(target_of(&plan, "Email"), Some(Target::Ignore));
         assert_eq!(plan.columns[0].how, How::Mapping);
-        assert_eq!(plan.unmapped().collect::<Vec<_>>(), ["Telefon"]);
+        assert_eq!(plan.unmapped().collect::<Vec<_>>(), ["Telefonie"]);
         assert!(plan.has_name());
     }
 
