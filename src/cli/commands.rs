@@ -80,25 +80,66 @@ fn wait_verdict(s: &crate::control::StatusReport) -> Option<Result<(), String>> 
     None
 }
 
+/// The progress line `status --wait` keeps up to date on a terminal while it waits.
+fn wait_progress(s: &crate::control::StatusReport) -> String {
+    let left = s.queued + s.sending;
+    let mut line = format!(
+        "waiting: {left} record(s) left to send, {} synced",
+        s.synced
+    );
+    if !s.daemon {
+        line.push_str("; no daemon answers yet");
+    } else if !s.online {
+        match &s.api_host {
+            Some(host) => line.push_str(&format!("; cannot reach {host}, retrying")),
+            None => line.push_str("; the API cannot be reached, retrying"),
+        }
+    }
+    line
+}
+
 /// `status --wait`: asks again until nothing is left to send. The store is opened afresh
-/// (and let go) on every ask, so a daemon started a moment before can take it.
+/// (and let go) on every ask, so a daemon started a moment before can take it. On a
+/// terminal, stderr shows one progress line, rewritten as the counts change and cleared at
+/// the end (stdout gets only the final status).
 pub async fn wait_until_sent(settings: &Settings) -> Result<(), CliError> {
+    use std::io::{IsTerminal, Write};
+    let live = std::io::stderr().is_terminal();
+    let mut shown = String::new();
+    let clear = |shown: &str| {
+        if !shown.is_empty() {
+            eprint!("\r{}\r", " ".repeat(shown.chars().count()));
+            let _ = std::io::stderr().flush();
+        }
+    };
     let mut without_daemon = std::time::Duration::ZERO;
     loop {
         let mut backend = super::Backend::connect(settings).await?;
         let reply = backend.call(Request::Status).await?;
         drop(backend);
         let Reply::Status(s) = reply else {
+            clear(&shown);
             return Err(unexpected(reply));
         };
         if let Some(verdict) = wait_verdict(&s) {
+            clear(&shown);
             return verdict.map_err(CliError::Usage);
+        }
+        if live {
+            let line = wait_progress(&s);
+            if line != shown {
+                clear(&shown);
+                eprint!("{line}");
+                let _ = std::io::stderr().flush();
+                shown = line;
+            }
         }
         if s.daemon {
             without_daemon = std::time::Duration::ZERO;
         } else {
             without_daemon += WAIT_POLL;
             if without_daemon >= WAIT_FOR_DAEMON {
+                clear(&shown);
                 return Err(CliError::Usage(format!(
                     "{} record(s) queued and no daemon sends them: start `icsync daemon`",
                     s.queued + s.sending
@@ -630,6 +671,33 @@ mod tests {
             .unwrap()
             .unwrap_err()
             .contains("icsync unlock"));
+    }
+
+    #[test]
+    fn status_wait_progress_says_what_is_left_and_why_it_may_take_long() {
+        let busy = StatusReport {
+            queued: 40,
+            sending: 2,
+            synced: 958,
+            daemon: true,
+            online: true,
+            ..StatusReport::default()
+        };
+        assert_eq!(
+            wait_progress(&busy),
+            "waiting: 42 record(s) left to send, 958 synced"
+        );
+        let offline = StatusReport {
+            online: false,
+            api_host: Some("api.example.com:443".into()),
+            ..busy.clone()
+        };
+        assert!(wait_progress(&offline).ends_with("; cannot reach api.example.com:443, retrying"));
+        let alone = StatusReport {
+            daemon: false,
+            ..busy
+        };
+        assert!(wait_progress(&alone).ends_with("; no daemon answers yet"));
     }
 
     #[test]
