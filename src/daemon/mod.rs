@@ -370,18 +370,14 @@ async fn session(
             }
             Err(StoreError::Key(k)) if k.is_keychain() => {
                 tracing::warn!(error = %k, "the store stays locked until `icsync unlock`");
-                eprintln!(
-                    "icsync daemon: {k}; the store stays locked until `icsync unlock`{}",
-                    k.hint()
-                        .map(|h| format!(" (hint: {h})"))
-                        .unwrap_or_default()
-                );
-                lock_problem = Some(format!(
+                let problem = format!(
                     "{k}; the store stays locked until `icsync unlock`{}",
                     k.hint()
                         .map(|h| format!(" (hint: {h})"))
                         .unwrap_or_default()
-                ));
+                );
+                eprintln!("icsync daemon: {problem}");
+                lock_problem = Some(problem);
             }
             Err(e) => return Err(e.into()),
         }
