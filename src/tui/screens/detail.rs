@@ -13,12 +13,13 @@ use ratatui::Frame;
 use serde_json::Value;
 
 use super::conflicts::action_hint;
-use super::{error_line, time, wire_name};
+use super::{column_widths, error_line, time, wire_name};
 use crate::contract::compare_with_customer;
 use crate::control::{Request, ResolveAction};
 use crate::store::{HistoryEntry, Record, RecordId, RecordState};
 use crate::tui::app::{Outgoing, Purpose};
 use crate::tui::component::{help_only, hint, Action, Component, Ctx, KeyHint};
+use crate::tui::text::cut;
 use crate::tui::theme::Theme;
 
 #[derive(Debug, Clone, Default)]
@@ -300,6 +301,18 @@ fn existing_lines<'a>(r: &Record, t: &Theme, width: usize) -> Vec<Line<'a>> {
 }
 
 fn draw_history(frame: &mut Frame, area: Rect, r: &Record, scroll: usize, t: &Theme) {
+    let widths = [
+        Constraint::Length(19),
+        Constraint::Length(3),
+        Constraint::Fill(2),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Fill(3),
+    ];
+    // Every cell is cut to the column the table lays out, with an ellipsis: a key or a file
+    // name cut bare reads as another key or file.
+    let columns = column_widths(area.width, &widths);
+    let cell = |i: usize, s: &str| Cell::from(cut(s, usize::from(columns[i])));
     let rows = r.history.iter().rev().skip(scroll).map(|h| match h {
         HistoryEntry::Attempt(a) => {
             let mut note = a.error.clone().unwrap_or_default();
@@ -312,12 +325,12 @@ fn draw_history(frame: &mut Frame, area: Rect, r: &Record, scroll: usize, t: &Th
                 _ => t.error(),
             };
             Row::new(vec![
-                Cell::from(time(a.at)),
-                Cell::from(a.revision.to_string()),
-                Cell::from(a.key.clone()),
+                cell(0, &time(a.at)),
+                cell(1, &a.revision.to_string()),
+                cell(2, a.key.as_str()),
                 Cell::from(Span::styled(status, style)),
-                Cell::from(format!("{}ms", a.latency_ms)),
-                Cell::from(note),
+                cell(4, &format!("{}ms", a.latency_ms)),
+                cell(5, &note),
             ])
         }
         HistoryEntry::Action {
@@ -326,25 +339,20 @@ fn draw_history(frame: &mut Frame, area: Rect, r: &Record, scroll: usize, t: &Th
             revision,
             detail,
         } => Row::new(vec![
-            Cell::from(time(*at)),
-            Cell::from(revision.to_string()),
+            cell(0, &time(*at)),
+            cell(1, &revision.to_string()),
             Cell::from(Span::styled(
-                format!("action: {}", wire_name(action)),
+                cut(
+                    &format!("action: {}", wire_name(action)),
+                    usize::from(columns[2]),
+                ),
                 t.dim(),
             )),
             Cell::from(""),
             Cell::from(""),
-            Cell::from(detail.clone().unwrap_or_default()),
+            cell(5, detail.as_deref().unwrap_or_default()),
         ]),
     });
-    let widths = [
-        Constraint::Length(19),
-        Constraint::Length(3),
-        Constraint::Fill(2),
-        Constraint::Length(6),
-        Constraint::Length(8),
-        Constraint::Fill(3),
-    ];
     let title = format!(" History: {} entries, newest first ", r.history.len());
     frame.render_widget(
         Table::new(rows, widths)

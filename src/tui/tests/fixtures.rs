@@ -48,11 +48,17 @@ fn record(n: u128, state: RecordState, body: Value) -> Record {
     }
 }
 
-fn attempt(at: DateTime<Utc>, status: Option<u16>, ms: u64, error: Option<&str>) -> HistoryEntry {
+fn attempt(
+    of: RecordId,
+    at: DateTime<Utc>,
+    status: Option<u16>,
+    ms: u64,
+    error: Option<&str>,
+) -> HistoryEntry {
     HistoryEntry::Attempt(Attempt {
         at,
         revision: 1,
-        key: "icsync-0195-r1".into(),
+        key: crate::sync::idempotency_key(of, 1).as_str().to_owned(),
         status,
         latency_ms: ms,
         replayed: false,
@@ -114,13 +120,19 @@ pub fn records() -> Vec<Record> {
     });
     let at = ada.created_at;
     ada.history.push(attempt(
+        ada.id,
         at + Duration::seconds(2),
         Some(503),
         41,
         Some("unavailable (503): try later"),
     ));
-    ada.history
-        .push(attempt(at + Duration::seconds(4), Some(201), 87, None));
+    ada.history.push(attempt(
+        ada.id,
+        at + Duration::seconds(4),
+        Some(201),
+        87,
+        None,
+    ));
 
     let mut grace = record(
         2,
@@ -133,9 +145,13 @@ pub fn records() -> Vec<Record> {
         message: "timed out after 10s".into(),
     });
     let at = grace.created_at;
-    grace
-        .history
-        .push(attempt(at, None, 10_000, Some("timed out after 10s")));
+    grace.history.push(attempt(
+        grace.id,
+        at,
+        None,
+        10_000,
+        Some("timed out after 10s"),
+    ));
 
     let mut alan = record(
         3,
