@@ -1021,3 +1021,52 @@ fn while_the_daemon_sorts_the_header_says_how_far_and_each_tick_asks_again() {
     assert!(!app.queue.list.view().is_empty());
     assert!(sent(&app.apply(Incoming::Tick(t0() + chrono::Duration::seconds(1)))).is_empty());
 }
+
+/// The README's "Try it" paragraph tells a newcomer which keys to press in the demo: each
+/// single key it names in backticks is one the TUI lists in its hints on some screen (the
+/// paragraph once said `a` adopts a conflict after the key had become `U` and `L`).
+#[test]
+fn every_key_the_readme_demo_paragraph_names_is_a_key_of_the_tui() {
+    let readme = include_str!("../../../README.md");
+    let section = readme
+        .split("## Try it")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a 'Try it' section");
+    let named: Vec<&str> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.len() == 1 && s.is_ascii())
+        .collect();
+    assert!(named.len() >= 5, "the paragraph names keys: {named:?}");
+    let mut app = loaded_app(24);
+    let mut listed: Vec<String> = Vec::new();
+    for screen in ['1', '2', '3', '4'] {
+        app.handle_key(key(KeyCode::Esc));
+        app.handle_key(ch(screen));
+        listed.extend(app.hints().iter().flat_map(|h| keys_of(h.keys)));
+    }
+    for k in named {
+        assert!(
+            listed.iter().any(|l| l == k),
+            "README names key `{k}`, which no TUI screen lists: {listed:?}"
+        );
+    }
+}
+
+/// The keys one hint stands for: `Tab/S-Tab` is two, `1-4` is four, `/` is itself.
+fn keys_of(hint: &str) -> Vec<String> {
+    if hint == "/" {
+        return vec![hint.to_owned()];
+    }
+    hint.split('/')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) if a.len() == 1 && b.len() == 1 => match (a.parse(), b.parse()) {
+                (Ok(a), Ok(b)) => (a..=b).map(|n: u8| n.to_string()).collect(),
+                _ => vec![part.to_owned()],
+            },
+            _ => vec![part.to_owned()],
+        })
+        .collect()
+}
