@@ -194,8 +194,12 @@ impl Component for DetailView {
         // Both panes wrap long values under themselves (rather than the paragraph wrapping
         // them back under the label), and grow to show every line while the history keeps
         // four rows.
-        let [left, right] = Layout::horizontal([Constraint::Length(36), Constraint::Min(0)])
-            .areas(Rect { height: 1, ..area });
+        // The payload takes two fifths of a wide screen (an email fits on one line at 120
+        // columns) and never less than 36 columns.
+        let payload_width = (area.width * 2 / 5).max(36);
+        let [left, right] =
+            Layout::horizontal([Constraint::Length(payload_width), Constraint::Min(0)])
+                .areas(Rect { height: 1, ..area });
         let payload = wrapped_payload_lines(r, t, left.width.saturating_sub(2) as usize);
         let status = status_lines(r, t, right.width.saturating_sub(2) as usize);
         let wanted = payload.len().max(status.len()) as u16 + 2;
@@ -203,7 +207,7 @@ impl Component for DetailView {
         let [top, bottom] =
             Layout::vertical([Constraint::Length(height), Constraint::Min(4)]).areas(area);
         let [left, right] =
-            Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(top);
+            Layout::horizontal([Constraint::Length(payload_width), Constraint::Min(0)]).areas(top);
         frame.render_widget(
             Paragraph::new(payload)
                 .block(Block::bordered().title(format!(" Payload (revision {}) ", r.revision))),
