@@ -111,6 +111,7 @@ pub fn check_log(db_dir: &Path) -> Result<(), StoreError> {
     let ss = segment_size as u64;
     let replay_from = replay_from(db_dir) / ss * ss;
     let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+    prefetch_headers(&file, len, ss);
     let mut segments = Vec::new();
     let mut buf = Vec::with_capacity(segment_size);
     let mut at = 0u64;
@@ -145,6 +146,27 @@ pub fn check_log(db_dir: &Path) -> Result<(), StoreError> {
                 db_dir.display()
             ),
         }),
+    }
+}
+
+/// Asks the kernel to start reading every segment's header page at once, so the loop in
+/// [`check_log`] (one small read per segment, in order) finds them in the page cache instead
+/// of waiting for each in turn: on a store whose pages are not cached (after a reboot) that
+/// wait was most of the first `status` at 1M records. Only a hint: nothing fails without it.
+fn prefetch_headers(file: &std::fs::File, len: u64, segment_size: u64) {
+    use std::os::fd::AsRawFd;
+    const PAGE: i64 = 4096;
+    let mut at = 0u64;
+    while at < len {
+        let Ok(offset) = i64::try_from(at) else {
+            return;
+        };
+        // SAFETY: posix_fadvise only reads its arguments; the descriptor is open for the
+        // whole call (borrowed from `file`).
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), offset, PAGE, libc::POSIX_FADV_WILLNEED);
+        }
+        at = at.saturating_add(segment_size);
     }
 }
 
