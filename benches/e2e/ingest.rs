@@ -109,11 +109,7 @@ fn spawn(mode: &str, file: &Path) -> BenchResult<Measured> {
     let secs = words.next().ok_or("no time")?.parse()?;
     let hwm_kb = words.next().ok_or("no rss")?.parse()?;
     let disk = words.next().ok_or("no disk size")?.parse()?;
-    Ok(Measured {
-        secs,
-        hwm_kb,
-        disk,
-    })
+    Ok(Measured { secs, hwm_kb, disk })
 }
 
 pub fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {

@@ -100,7 +100,9 @@ pub async fn run(rows: &mut Vec<Row>) -> BenchResult<()> {
     rows.push(
         Row::new(
             "3",
-            format!("drop-to-synced, one-record file renamed in, its record's id, p50 ({drops} drops)"),
+            format!(
+                "drop-to-synced, one-record file renamed in, its record's id, p50 ({drops} drops)"
+            ),
             format!("{:.1} ms", ms(p50)),
         )
         .goal("< 100 ms", ms(p50) < 100.0),

@@ -206,7 +206,10 @@ async fn encryption_cost(rows: &mut Vec<Row>) -> BenchResult<()> {
             format!("sync cost of encryption: {n} records, 0 ms, c={concurrency}, sealed store"),
             format!("{:.0} rec/s", rate(sealed)),
         )
-        .ceiling(format!("{:.0} rec/s plain store", rate(plain)), rate(sealed) / rate(plain)),
+        .ceiling(
+            format!("{:.0} rec/s plain store", rate(plain)),
+            rate(sealed) / rate(plain),
+        ),
     );
     Ok(())
 }
