@@ -49,6 +49,17 @@ impl Big {
     fn store_dir(&self) -> PathBuf {
         self.home.join("data").join("store")
     }
+
+    /// A daemon on this store, offline (its API is a closed port), started and not waited
+    /// for; `BENCH_DAEMON_CONFIG` adds config lines.
+    fn spawn_daemon(&self) -> BenchResult<Daemon> {
+        Daemon::spawn(
+            &self.home,
+            "http://127.0.0.1:9",
+            &self.home.join("data"),
+            &std::env::var("BENCH_DAEMON_CONFIG").unwrap_or_default(),
+        )
+    }
 }
 
 fn build(rows: &mut Vec<Row>) -> BenchResult<Big> {
@@ -247,12 +258,8 @@ pub fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
         store.counts()?.total
     };
     tui_draw(rows, &big.store_dir(), &big.home)?;
-    let daemon = Daemon::start(
-        &big.home,
-        "http://127.0.0.1:9",
-        &big.home.join("data"),
-        &std::env::var("BENCH_DAEMON_CONFIG").unwrap_or_default(),
-    )?;
+    let daemon = big.spawn_daemon()?;
+    daemon.wait_socket()?;
     // Idle: up, offline, nothing to do but wait for the network.
     std::thread::sleep(Duration::from_secs(5));
     let rss = proc_kb(Some(daemon.pid()), "VmRSS:").unwrap_or(0) as f64 / 1024.0;
@@ -324,12 +331,7 @@ fn first_status(rows: &mut Vec<Row>, big: &Big, total: u64, cache: Cache) -> Ben
         evict(&big.store_dir());
     }
     let start = Instant::now();
-    let daemon = Daemon::spawn(
-        &big.home,
-        "http://127.0.0.1:9",
-        &big.home.join("data"),
-        &std::env::var("BENCH_DAEMON_CONFIG").unwrap_or_default(),
-    )?;
+    let daemon = big.spawn_daemon()?;
     daemon.wait_socket()?;
     let socket = start.elapsed();
     let out = Command::new(icsync_bin())
