@@ -34,14 +34,28 @@ fn records_for(latency_ms: u64, concurrency: usize) -> usize {
     }
 }
 
-async fn engine_run(url: &str, items: &[Payload], concurrency: usize) -> BenchResult<Duration> {
+/// Which store the engine sends from: sealed (today's layout, encryption on) or plain (the
+/// pre-encryption layout), for the cost of encryption.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Sealed,
+    Plain,
+}
+
+async fn engine_run(
+    url: &str,
+    items: &[Payload],
+    concurrency: usize,
+    layout: Layout,
+) -> BenchResult<Duration> {
     let tmp = tempfile::tempdir()?;
-    let store = Store::open_with_key(
-        &tmp.path().join("store"),
-        StoreOptions::default(),
-        &keys(tmp.path()),
-        None,
-    )?;
+    let dir = tmp.path().join("store");
+    let store = match layout {
+        Layout::Sealed => {
+            Store::open_with_key(&dir, StoreOptions::default(), &keys(tmp.path()), None)?
+        }
+        Layout::Plain => Store::open_legacy_plain(&dir, StoreOptions::default())?,
+    };
     let n = items.len() as u64;
     store.submit_batch(
         items.iter().map(|p| (p.clone(), Origin::Cli)).collect(),
@@ -137,7 +151,7 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
             };
             let engine = {
                 let sandbox = Sandbox::start(latency_ms)?;
-                engine_run(&sandbox.url, &items, concurrency).await?
+                engine_run(&sandbox.url, &items, concurrency, Layout::Sealed).await?
             };
             let rate = |d: Duration| n as f64 / d.as_secs_f64();
             let ratio = rate(engine) / rate(bare);
@@ -157,11 +171,45 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
             );
         }
     }
+    encryption_cost(rows).await?;
     extra.push(
         "Sync: the engine run includes every store write (each wave marked sending in one \
          transaction, the outcomes of the requests that finished together in another, every \
          record re-sealed) and the store's flushes; the bare loop writes nothing."
             .into(),
+    );
+    Ok(())
+}
+
+/// The cost of encryption in sync: the same records sent by the engine from a sealed store
+/// and from a plain one (pre-encryption layout), at 0 ms and concurrency 8, alternately in
+/// this run (each a fresh sandbox), as a ratio of rates (plain = 1).
+async fn encryption_cost(rows: &mut Vec<Row>) -> BenchResult<()> {
+    let (concurrency, rounds) = (8, 2);
+    let n = records_for(0, concurrency);
+    let items = payloads("crypto", n)?;
+    let (mut sealed, mut plain) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        for layout in [Layout::Sealed, Layout::Plain] {
+            let sandbox = Sandbox::start(0)?;
+            let took = engine_run(&sandbox.url, &items, concurrency, layout).await?;
+            match layout {
+                Layout::Sealed => sealed += took,
+                Layout::Plain => plain += took,
+            }
+        }
+    }
+    let rate = |d: Duration| (n * rounds) as f64 / d.as_secs_f64();
+    rows.push(
+        Row::new(
+            "1",
+            format!("sync cost of encryption: {n} records, 0 ms, c={concurrency}, sealed store"),
+            format!("{:.0} rec/s", rate(sealed)),
+        )
+        .ceiling(
+            format!("{:.0} rec/s plain store", rate(plain)),
+            rate(sealed) / rate(plain),
+        ),
     );
     Ok(())
 }

@@ -177,7 +177,15 @@ pub struct Daemon {
 
 impl Daemon {
     /// `home` holds the config; the store is `<data_dir>/store`, the key `home/data.key`.
+    /// Returns once the control socket accepts a connection.
     pub fn start(home: &Path, api_url: &str, data_dir: &Path, extra: &str) -> BenchResult<Daemon> {
+        let d = Daemon::spawn(home, api_url, data_dir, extra)?;
+        d.wait_socket()?;
+        Ok(d)
+    }
+
+    /// The daemon process, started and not waited for.
+    pub fn spawn(home: &Path, api_url: &str, data_dir: &Path, extra: &str) -> BenchResult<Daemon> {
         let config = home.join("icsync.toml");
         std::fs::write(
             &config,
@@ -202,20 +210,24 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let d = Daemon {
+        Ok(Daemon {
             child,
             config,
             data_dir: data_dir.to_path_buf(),
             key_file,
-        };
-        let socket = d.socket();
+        })
+    }
+
+    /// Waits until the control socket accepts a connection.
+    pub fn wait_socket(&self) -> BenchResult<()> {
+        let socket = self.socket();
         poll(
             "the daemon's control socket",
             Duration::from_secs(120),
-            Duration::from_millis(20),
+            Duration::from_millis(2),
             || std::os::unix::net::UnixStream::connect(&socket).ok(),
         )?;
-        Ok(d)
+        Ok(())
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -244,4 +256,21 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Bytes the files under `path` take on disk (allocated blocks, as `du`; 0 for what cannot
+/// be read).
+pub fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => std::os::unix::fs::MetadataExt::blocks(&m) * 512,
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
