@@ -258,7 +258,20 @@ fn with_default_settings_no_dropped_value_rests_in_the_data_dir() {
 
     // Retention erases the refused rows with the synced records' data (here: all of it).
     let cutoff = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
-    home.cli(&["purge", "--synced-before", &cutoff]);
+    let before = files_under(&drop);
+    let dry = home.cli(&["purge", "--dry-run", "--synced-before", &cutoff]);
+    let dry = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.contains("2 file(s) of refused rows in the drop folder's rejected/ would be erased"),
+        "{dry}"
+    );
+    assert_eq!(files_under(&drop), before, "a dry run removes nothing");
+    let purged = home.cli(&["purge", "--synced-before", &cutoff]);
+    let purged = String::from_utf8_lossy(&purged.stdout);
+    assert!(
+        purged.contains("2 file(s) of refused rows in the drop folder's rejected/ were erased"),
+        "{purged}"
+    );
     assert_eq!(files_under(&drop), Vec::<PathBuf>::new());
     let (exit, _) = daemon.stop_with("TERM", Duration::from_secs(15));
     assert!(exit.success(), "{exit}");

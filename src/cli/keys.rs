@@ -247,12 +247,22 @@ pub async fn purge(
             dry_run: args.dry_run,
         })
         .await?;
-    let Reply::Purged { ids, dry_run } = reply else {
+    let Reply::Purged {
+        ids,
+        dry_run,
+        refused_files,
+    } = reply
+    else {
         return Err(super::commands::unexpected(reply));
     };
     if args.json {
-        println!("{}", json!({"dry_run": dry_run, "ids": ids}));
-    } else if dry_run {
+        println!(
+            "{}",
+            json!({"dry_run": dry_run, "ids": ids, "refused_files": refused_files})
+        );
+        return Ok(());
+    }
+    if dry_run {
         println!("{} records would be purged", ids.len());
         for id in &ids {
             println!("{id}");
@@ -262,6 +272,13 @@ pub async fn purge(
             "{} records purged (synced before {})",
             ids.len(),
             synced_before.to_rfc3339()
+        );
+    }
+    if refused_files > 0 {
+        let verb = if dry_run { "would be" } else { "were" };
+        println!(
+            "{refused_files} file(s) of refused rows in the drop folder's rejected/ {verb} \
+             erased by the same cutoff"
         );
     }
     Ok(())

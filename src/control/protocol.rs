@@ -399,6 +399,10 @@ pub enum Reply {
     Purged {
         ids: Vec<RecordId>,
         dry_run: bool,
+        /// Files of refused rows in the drop folder's `rejected/` erased by the same cutoff
+        /// (with `dry_run`, that would be); 0 from a daemon older than this field.
+        #[serde(default)]
+        refused_files: usize,
     },
     Error(ControlError),
 }

@@ -39,12 +39,28 @@ pub fn is_work_report(name: &str) -> bool {
 /// the work folder's unfinished reports older than that and a day. Returns how many were
 /// removed. A missing folder is nothing to do.
 pub fn erase_refused(root: &Path, cutoff: DateTime<Utc>) -> io::Result<usize> {
-    let in_work = cutoff.min(Utc::now() - chrono::Duration::days(1));
-    Ok(erase_in(&root.join(REJECTED_DIR), cutoff, |_| true)?
-        + erase_in(&root.join(WORK_DIR), in_work, is_work_report)?)
+    refused_before(root, cutoff, true)
 }
 
-fn erase_in(dir: &Path, cutoff: DateTime<Utc>, wanted: fn(&str) -> bool) -> io::Result<usize> {
+/// How many files [`erase_refused`] would remove now, removing none (`purge --dry-run`).
+pub fn count_refused(root: &Path, cutoff: DateTime<Utc>) -> io::Result<usize> {
+    refused_before(root, cutoff, false)
+}
+
+fn refused_before(root: &Path, cutoff: DateTime<Utc>, remove: bool) -> io::Result<usize> {
+    let in_work = cutoff.min(Utc::now() - chrono::Duration::days(1));
+    Ok(
+        erase_in(&root.join(REJECTED_DIR), cutoff, |_| true, remove)?
+            + erase_in(&root.join(WORK_DIR), in_work, is_work_report, remove)?,
+    )
+}
+
+fn erase_in(
+    dir: &Path,
+    cutoff: DateTime<Utc>,
+    wanted: fn(&str) -> bool,
+    remove: bool,
+) -> io::Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -61,6 +77,10 @@ fn erase_in(dir: &Path, cutoff: DateTime<Utc>, wanted: fn(&str) -> bool) -> io::
             continue;
         };
         if meta.file_type().is_file() && arrived_ns(&meta) <= cutoff_ns {
+            if !remove {
+                erased += 1;
+                continue;
+            }
             match std::fs::remove_file(entry.path()) {
                 Ok(()) => erased += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -75,15 +95,18 @@ fn erase_in(dir: &Path, cutoff: DateTime<Utc>, wanted: fn(&str) -> bool) -> io::
 }
 
 /// [`erase_refused`] for the daemon's retention and `icsync purge`: the outcome goes to the
-/// log (a count and the folder, never a file name).
-pub fn erase_refused_logged(root: &Path, cutoff: DateTime<Utc>) {
+/// log (a count and the folder, never a file name). Returns how many were removed (none when
+/// the pass failed: it is tried again at the next one).
+pub fn erase_refused_logged(root: &Path, cutoff: DateTime<Utc>) -> usize {
     match erase_refused(root, cutoff) {
-        Ok(0) => {}
+        Ok(0) => 0,
         Ok(n) => {
-            tracing::info!(files = n, folder = %root.join(REJECTED_DIR).display(), "retention erased refused-row files")
+            tracing::info!(files = n, folder = %root.join(REJECTED_DIR).display(), "retention erased refused-row files");
+            n
         }
         Err(e) => {
-            tracing::warn!(error = %e, folder = %root.join(REJECTED_DIR).display(), "retention could not erase refused-row files; it tries again later")
+            tracing::warn!(error = %e, folder = %root.join(REJECTED_DIR).display(), "retention could not erase refused-row files; it tries again later");
+            0
         }
     }
 }

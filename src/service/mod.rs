@@ -814,12 +814,20 @@ impl Service {
                 dry_run,
             } => {
                 // The drop folder's refused rows go by the same cutoff (`dropdir::erase`).
-                if let Some(dir) = self.drop_dir.as_deref().filter(|_| !dry_run) {
-                    crate::dropdir::erase::erase_refused_logged(dir, synced_before);
-                }
+                let refused_files = match self.drop_dir.as_deref() {
+                    None => 0,
+                    Some(dir) if dry_run => {
+                        crate::dropdir::erase::count_refused(dir, synced_before).unwrap_or(0)
+                    }
+                    Some(dir) => crate::dropdir::erase::erase_refused_logged(dir, synced_before),
+                };
                 self.store
                     .purge(synced_before, now, dry_run)
-                    .map(|ids| Reply::Purged { ids, dry_run })
+                    .map(|ids| Reply::Purged {
+                        ids,
+                        dry_run,
+                        refused_files,
+                    })
                     .map_err(Into::into)
             }
         };
