@@ -1,5 +1,6 @@
 //! The tokio engine: executes what `planner`, `policy` and `transition` decide. It owns the
-//! in-flight requests, the global gate (401 pause, 429 rate limit, offline and its probe, and
+//! in-flight requests and their set (`inflight`: nothing is written to mark a record as being
+//! sent), the global gate (401 pause, 429 rate limit, offline and its probe, and
 //! the idle probe that notices an unreachable API with nothing to send),
 //! the status and the event stream. It decides nothing about outcomes itself.
 //!
@@ -9,7 +10,7 @@
 //! memory (the lazy writes do not fsync), so they do not stall the runtime; the one fsync is
 //! the final flush at shutdown.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,9 +23,10 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::inflight::InFlight;
 use super::planner::{self, Gate, Offline};
 use super::policy::{self, classify, Disposition};
-use super::transition::{attempt_entry, begin_attempt, finish_attempt, recover_sending, SendPlan};
+use super::transition::{attempt_entry, finish_attempt, recover_sending, send_plan, SendPlan};
 use crate::api::{ApiClient, ApiKey, Reply, Transport};
 use crate::store::{Durability, RecordId, RecordState, Store, StoreError};
 
@@ -106,6 +108,8 @@ struct Shared {
     wake: Notify,
     /// Bumped by every `set_api_key`; lets the engine ignore a 401 earned by an older key.
     key_generation: AtomicU64,
+    /// The records whose request is out or whose outcome is not yet recorded.
+    in_flight: InFlight,
 }
 
 /// A cheap, clonable remote control for a running engine.
@@ -144,6 +148,11 @@ impl EngineHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// The records this engine has in flight (they are `queued` in the store meanwhile).
+    pub fn in_flight(&self) -> InFlight {
+        self.shared.in_flight.clone()
     }
 }
 
@@ -188,6 +197,7 @@ impl Engine {
                 events,
                 wake: Notify::new(),
                 key_generation: AtomicU64::new(0),
+                in_flight: InFlight::default(),
             }),
             initial_pause: None,
         }
@@ -224,7 +234,6 @@ impl Engine {
                 paused: self.initial_pause,
                 ..Gate::default()
             },
-            in_flight: HashSet::new(),
             tasks: JoinSet::new(),
             task_records: HashMap::new(),
             probe: None,
@@ -245,7 +254,6 @@ struct Runner {
     config: EngineConfig,
     shared: Arc<Shared>,
     gate: Gate,
-    in_flight: HashSet<RecordId>,
     tasks: JoinSet<Finished>,
     task_records: HashMap<tokio::task::Id, RecordId>,
     probe: Option<JoinHandle<ProbeOutcome>>,
@@ -256,14 +264,20 @@ struct Runner {
 }
 
 impl Runner {
-    /// Records left `sending` by a previous run go back to the queue; their revision is
-    /// unchanged, so they are re-sent with the same key and the server replays if it had
-    /// already executed them.
+    /// Records left `sending` by a run of a version that wrote that state go back to the
+    /// queue; their revision is unchanged, so they are re-sent with the same key and the
+    /// server replays if it had already executed them. (This version never writes it: a
+    /// record in flight stays queued, so a crash needs no recovery.)
     fn recover(&mut self) -> Result<(), EngineError> {
         // At most one wave per engine run (the concurrency), so one transaction.
         let left = self.store.in_state(RecordState::Sending)?;
-        self.requeue(&left)?;
+        self.store
+            .update_many(&left, Durability::Lazy, |_, r| recover_sending(r))?;
         Ok(())
+    }
+
+    fn in_flight_count(&self) -> usize {
+        self.shared.in_flight.len()
     }
 
     async fn run_until(&mut self, shutdown: impl Future) -> Result<(), EngineError> {
@@ -277,7 +291,7 @@ impl Runner {
             let planned_at = Utc::now();
             self.observe_key_change();
             self.dispatch()?;
-            self.gate.idle_probe_at = self.in_flight.is_empty().then_some(self.idle_probe_at);
+            self.gate.idle_probe_at = (self.in_flight_count() == 0).then_some(self.idle_probe_at);
             self.start_probe_if_due();
             self.publish_status();
 
@@ -323,31 +337,36 @@ impl Runner {
         }
     }
 
-    /// Starts as many due records as there are free slots, while the gate is open. A wave
-    /// is marked `sending` in one transaction before any of its requests goes out.
+    /// Starts as many due records as there are free slots, while the gate is open. Nothing
+    /// is written: the records join the in-flight set, under its lock from reading them to
+    /// adding them, so an operator's action (which holds it too) is either seen by this read
+    /// or refused as in flight.
     fn dispatch(&mut self) -> Result<(), EngineError> {
         loop {
             let now = Utc::now();
-            let free = self.config.concurrency.saturating_sub(self.in_flight.len());
-            if free == 0 || !self.gate.is_open(now) {
+            let plans = {
+                let mut in_flight = self.shared.in_flight.lock();
+                let free = self.config.concurrency.saturating_sub(in_flight.len());
+                if free == 0 || !self.gate.is_open(now) {
+                    return Ok(());
+                }
+                let candidates = self.store.due(now, free, &in_flight)?;
+                let chosen = planner::select(&candidates, &in_flight, free, &self.gate, now);
+                let plans: Vec<SendPlan> = candidates
+                    .iter()
+                    .filter(|r| chosen.contains(&r.id))
+                    .filter_map(send_plan)
+                    .collect();
+                in_flight.extend(plans.iter().map(|p| p.id));
+                plans
+            };
+            if plans.is_empty() {
                 return Ok(());
             }
-            let candidates = self.store.due(now, free, &self.in_flight)?;
-            let chosen = planner::select(&candidates, &self.in_flight, free, &self.gate, now);
-            // The records may have changed since `due` read them; begin_attempt re-checks
-            // on the fresh copies and takes each payload as it is now.
-            let plans = self
-                .store
-                .update_many(&chosen, Durability::Lazy, |_, r| begin_attempt(r, now))?;
-            let mut started = 0;
-            for plan in plans.into_iter().flatten().flatten() {
+            for plan in plans {
                 let id = plan.id;
                 self.spawn(plan);
                 self.emit_record(id, RecordState::Sending);
-                started += 1;
-            }
-            if started == 0 {
-                return Ok(());
             }
         }
     }
@@ -369,16 +388,16 @@ impl Runner {
             }
         });
         self.task_records.insert(task.id(), id);
-        self.in_flight.insert(id);
     }
 
-    /// Puts records whose request's outcome is unknown (a previous run's, a panicked task's,
-    /// an abandoned one's) back in the queue at the same revision, in one transaction: sent
-    /// again with the same key, the server replays if it had executed them.
-    fn requeue(&self, ids: &[RecordId]) -> Result<(), EngineError> {
-        self.store
-            .update_many(ids, Durability::Lazy, |_, r| recover_sending(r))?;
-        Ok(())
+    /// Forgets requests whose outcome is unknown (a panicked task's, an abandoned one's):
+    /// their records are still queued at the same revision in the store, so they are sent
+    /// again with the same key and the server replays if it had executed them.
+    fn forget(&self, ids: &[RecordId]) {
+        let mut in_flight = self.shared.in_flight.lock();
+        for id in ids {
+            in_flight.remove(id);
+        }
     }
 
     /// Takes every request that has finished by now, the one that woke the loop first.
@@ -395,8 +414,8 @@ impl Runner {
 
     /// Records a batch of finished requests: the gate first, then the next wave is started
     /// (so its requests are on the wire while this batch is written), then every outcome in
-    /// one transaction. The finished records are still `sending` in the store until then,
-    /// so the new wave cannot pick them up again.
+    /// one transaction. The finished records leave the in-flight set only once their outcome
+    /// is written, so the new wave cannot pick them up again meanwhile.
     fn finished(
         &mut self,
         joined: Vec<Result<(tokio::task::Id, Finished), JoinError>>,
@@ -409,7 +428,6 @@ impl Runner {
             match joined {
                 Ok((task, finished)) => {
                     self.task_records.remove(&task);
-                    self.in_flight.remove(&finished.plan.id);
                     let disposition = classify(&finished.result);
                     self.apply_to_gate(&disposition, &finished, now);
                     done.push((finished, disposition));
@@ -418,7 +436,6 @@ impl Runner {
                     // A request task panicked or was aborted: the outcome is unknown, which
                     // is exactly the crash case, so the record is re-queued with its same key.
                     if let Some(id) = self.task_records.remove(&e.id()) {
-                        self.in_flight.remove(&id);
                         lost.push(id);
                     }
                 }
@@ -429,12 +446,13 @@ impl Runner {
         } else {
             Ok(())
         };
+        let ids: Vec<RecordId> = done.iter().map(|(f, _)| f.plan.id).collect();
         let recorded = self.record_outcomes(done, now);
-        if !lost.is_empty() {
-            self.requeue(&lost)?;
-            for id in lost {
-                self.emit_record(id, RecordState::Queued);
-            }
+        // Whether or not the write succeeded: a failed one leaves them queued, as a crash.
+        self.forget(&ids);
+        self.forget(&lost);
+        for id in lost {
+            self.emit_record(id, RecordState::Queued);
         }
         dispatched.and(recorded)
     }
@@ -455,8 +473,7 @@ impl Runner {
             .collect();
         let randoms: Vec<f64> = done.iter().map(|_| rand::random()).collect();
         // Lazy is safe here: if the process dies before sled's next flush, these outcomes
-        // are lost and the records are found `sending` (or queued) at the same revision next
-        // time, so they are re-sent with the same derived keys and the server replays its
+        // are lost and the records are found queued at the same revision next time, so they are re-sent with the same derived keys and the server replays its
         // stored answers. Losing an outcome costs one request, never a duplicate customer.
         let states = self
             .store
@@ -622,7 +639,7 @@ impl Runner {
             online: self.gate.offline.is_none(),
             paused: self.gate.paused.clone(),
             rate_limited_until: self.gate.rate_limited_until,
-            in_flight: self.in_flight.len(),
+            in_flight: self.in_flight_count(),
             last_sync_at: self.last_sync_at,
         };
         let changed = self.shared.status.send_if_modified(|current| {
@@ -647,8 +664,8 @@ impl Runner {
     }
 
     /// Stops dispatching, waits for requests in flight until the drain deadline and records
-    /// their outcomes, puts the records of abandoned requests back in the queue (same
-    /// revision, same key next time), then flushes the store to disk.
+    /// their outcomes, forgets abandoned requests (their records are still queued at the same
+    /// revision: same key next time), then flushes the store to disk.
     async fn drain(&mut self) -> Result<(), EngineError> {
         if let Some(probe) = self.probe.take() {
             probe.abort();
@@ -668,10 +685,8 @@ impl Runner {
         }
         self.tasks.abort_all();
         self.task_records.clear();
-        let abandoned: Vec<RecordId> = std::mem::take(&mut self.in_flight).into_iter().collect();
-        if let Err(e) = self.requeue(&abandoned) {
-            first_error.get_or_insert(e);
-        }
+        // Abandoned requests' records are queued in the store already.
+        self.shared.in_flight.lock().clear();
         self.publish_status();
         // The one write that must reach the disk: everything recorded lazily above.
         let flushed = self.store.flush().map_err(EngineError::from);
