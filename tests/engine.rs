@@ -589,3 +589,39 @@ async fn the_conflict_enricher_reads_again_after_a_failure_and_keeps_a_404() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+/// Outcomes are written off the loop while the next requests go out: a record whose outcome
+/// waits for the writer is still in flight, so none is sent twice, and every outcome is
+/// written (one attempt each, one customer each) with nothing left in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_waiting_for_the_writer_are_never_sent_twice() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = TempDir::new().unwrap();
+    let store = open_store(dir.path());
+    let items = (0..400)
+        .map(|i| {
+            let body = json!({"full_name": format!("Burst {i}"), "external_id": format!("b-{i}")});
+            (Payload::parse(&body).unwrap(), Origin::Cli)
+        })
+        .collect();
+    store.submit_batch(items, Utc::now()).unwrap();
+    let config = EngineConfig {
+        concurrency: 32,
+        ..fast_config()
+    };
+    let running = Running::start(&store, client(&sandbox.url, DEMO_KEY), config);
+    let in_flight = running.handle.in_flight();
+    wait_for("all synced", Duration::from_secs(30), || {
+        synced(&store) == 400
+    })
+    .await;
+    wait_for("nothing left in flight", Duration::from_secs(5), || {
+        in_flight.is_empty()
+    })
+    .await;
+    running.shutdown().await;
+    for record in all_records(&store) {
+        assert_eq!(attempts(&record).len(), 1, "{} sent twice", record.id);
+    }
+    assert_eq!(sandbox.customers().await.len(), 400);
+}
