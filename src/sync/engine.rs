@@ -68,7 +68,7 @@ impl Default for EngineConfig {
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 /// Finished requests whose outcomes may wait for the writer: past this, no request starts
 /// until it catches up, so a slow store bounds memory and each write's size.
-const UNWRITTEN_MAX: usize = 256;
+const UNWRITTEN_MAX: usize = 64;
 /// Events kept for a slow subscriber before it sees `RecvError::Lagged`.
 const EVENT_CAPACITY: usize = 1024;
 
