@@ -1,6 +1,6 @@
 //! Ad-hoc measurement: what one store operation costs per record on the engine's path (`due`,
-//! the `sending` mark, the outcome), with a read and a write that changes nothing for
-//! reference. `cargo run --release --example store_write_cost` (temporary store, removed at
+//! a state write such as the `sending` mark older versions wrote, the outcome), with a read
+//! and a write that changes nothing for reference. `cargo run --release --example store_write_cost` (temporary store, removed at
 //! the end). docs/benchmarks.md uses it to explain the sync ratio at 0 ms latency.
 
 use std::collections::HashSet;
@@ -8,12 +8,18 @@ use std::time::Instant;
 
 use chrono::Utc;
 use icsync::crypto::KeyConfig;
-use icsync::store::{Durability, Origin, Payload, Store, StoreOptions};
-use icsync::sync::{begin_attempt, recover_sending};
+use icsync::store::{Durability, Origin, Payload, Record, RecordState, Store, StoreOptions};
+use icsync::sync::recover_sending;
 use serde_json::json;
 
 const RECORDS: usize = 5_000;
 const DUE_CALLS: usize = 2_000;
+
+/// The `sending` mark older versions wrote before each request: a state write.
+fn begin_attempt(r: &mut Record, now: chrono::DateTime<Utc>) {
+    r.state = RecordState::Sending;
+    r.updated_at = now;
+}
 
 /// Microseconds per item since `start`.
 fn per(start: Instant, items: usize) -> f64 {

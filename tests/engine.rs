@@ -18,7 +18,7 @@ use icsync::crypto::KeyConfig;
 use icsync::store::{
     HistoryEntry, Origin, Payload, Record, RecordId, RecordState, Store, StoreOptions,
 };
-use icsync::sync::{begin_attempt, Engine, EngineConfig, EngineError, EngineHandle};
+use icsync::sync::{send_plan, Engine, EngineConfig, EngineError, EngineHandle};
 
 const ADMIN_TOKEN: &str = "engine-test-admin";
 const DEMO_KEY: &str = "ic_test_demo";
@@ -391,10 +391,13 @@ async fn an_edit_made_while_the_previous_revision_is_in_flight_lands_after_it() 
     let v1 = json!({"external_id": "E-1", "full_name": "Edited v1"});
     let id = submit(&store, v1);
     let running = Running::start(&store, client(&sandbox.url, DEMO_KEY), fast_config());
+    let in_flight = running.handle.in_flight();
     wait_for("revision 1 in flight", Duration::from_secs(5), || {
-        store.get(id).unwrap().unwrap().state == RecordState::Sending
+        in_flight.contains(id)
     })
     .await;
+    // Nothing is written for "sending": the record in flight is queued in the store.
+    assert_eq!(store.get(id).unwrap().unwrap().state, RecordState::Queued);
     let edited = submit(
         &store,
         json!({"external_id": "E-1", "full_name": "Edited v2"}),
@@ -429,33 +432,42 @@ async fn a_record_left_sending_by_a_crash_is_resent_with_its_key_and_replayed() 
     let sandbox = Sandbox::start(&[]);
     let dir = TempDir::new().unwrap();
     let store = open_store(dir.path());
-    let id = submit(&store, json!({"full_name": "Crashed Once"}));
-    // A previous run began the attempt and the server executed it, but the process died
-    // before the reply was recorded.
-    let plan = store
-        .update(id, icsync::store::Durability::Flush, |r| {
-            begin_attempt(r, Utc::now())
+    // A previous run sent the request and the server executed it, but the process died
+    // before the reply was recorded: the record is still queued at the same revision.
+    let queued = submit(&store, json!({"full_name": "Crashed Once"}));
+    // The same, in a store written by a version that marked records `sending`.
+    let marked = submit(&store, json!({"full_name": "Crashed Marked"}));
+    store
+        .update(marked, icsync::store::Durability::Flush, |r| {
+            r.state = RecordState::Sending
         })
-        .unwrap()
-        .flatten()
         .unwrap();
     let api = client(&sandbox.url, DEMO_KEY);
-    let first = api.upsert(&plan.body, &plan.key).await.unwrap();
-    assert_eq!(first.status, 201);
+    let mut keys = Vec::new();
+    for id in [queued, marked] {
+        let mut record = store.get(id).unwrap().unwrap();
+        record.state = RecordState::Queued;
+        let plan = send_plan(&record).unwrap();
+        let first = api.upsert(&plan.body, &plan.key).await.unwrap();
+        assert_eq!(first.status, 201);
+        keys.push(plan.key);
+    }
 
     let running = Running::start(&store, api, fast_config());
-    wait_for("synced", Duration::from_secs(10), || synced(&store) == 1).await;
+    wait_for("synced", Duration::from_secs(10), || synced(&store) == 2).await;
     running.shutdown().await;
 
-    let record = store.get(id).unwrap().unwrap();
-    let sent = attempts(&record);
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].key, plan.key.as_str());
-    assert!(
-        sent[0].replayed,
-        "the server replayed instead of executing again"
-    );
-    assert_eq!(sandbox.customers().await.len(), 1);
+    for (id, key) in [queued, marked].into_iter().zip(keys) {
+        let record = store.get(id).unwrap().unwrap();
+        let sent = attempts(&record);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].key, key.as_str());
+        assert!(
+            sent[0].replayed,
+            "the server replayed instead of executing again"
+        );
+    }
+    assert_eq!(sandbox.customers().await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -576,4 +588,40 @@ async fn the_conflict_enricher_reads_again_after_a_failure_and_keeps_a_404() {
 
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+/// Outcomes are written off the loop while the next requests go out: a record whose outcome
+/// waits for the writer is still in flight, so none is sent twice, and every outcome is
+/// written (one attempt each, one customer each) with nothing left in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_waiting_for_the_writer_are_never_sent_twice() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = TempDir::new().unwrap();
+    let store = open_store(dir.path());
+    let items = (0..400)
+        .map(|i| {
+            let body = json!({"full_name": format!("Burst {i}"), "external_id": format!("b-{i}")});
+            (Payload::parse(&body).unwrap(), Origin::Cli)
+        })
+        .collect();
+    store.submit_batch(items, Utc::now()).unwrap();
+    let config = EngineConfig {
+        concurrency: 32,
+        ..fast_config()
+    };
+    let running = Running::start(&store, client(&sandbox.url, DEMO_KEY), config);
+    let in_flight = running.handle.in_flight();
+    wait_for("all synced", Duration::from_secs(30), || {
+        synced(&store) == 400
+    })
+    .await;
+    wait_for("nothing left in flight", Duration::from_secs(5), || {
+        in_flight.is_empty()
+    })
+    .await;
+    running.shutdown().await;
+    for record in all_records(&store) {
+        assert_eq!(attempts(&record).len(), 1, "{} sent twice", record.id);
+    }
+    assert_eq!(sandbox.customers().await.len(), 400);
 }

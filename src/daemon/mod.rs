@@ -96,6 +96,10 @@ impl SyncLink for EngineLink {
     fn wake(&self) {
         self.0.wake();
     }
+
+    fn in_flight(&self) -> Option<crate::sync::InFlight> {
+        Some(self.0.in_flight())
+    }
 }
 
 /// `unlock` and `lock` over the control socket. Sending runs only while the store is
@@ -647,6 +651,10 @@ impl SyncLink for SwitchLink {
 
     fn wake(&self) {
         self.current().wake();
+    }
+
+    fn in_flight(&self) -> Option<crate::sync::InFlight> {
+        Some(self.current().in_flight())
     }
 }
 

@@ -49,12 +49,17 @@ fn requeue(r: &mut Record) {
     r.last_error = None;
 }
 
-/// Applies an operator's resolution to a record.
+/// Applies an operator's resolution to a record. `in_flight`: the engine is sending it
+/// (the record is `queued` in the store meanwhile); no resolution applies to it then.
 pub fn resolve(
     r: &mut Record,
     action: ResolveAction,
+    in_flight: bool,
     now: DateTime<Utc>,
 ) -> Result<(), ActionError> {
+    if in_flight {
+        return Err(ActionError::InFlight(r.id.to_string()));
+    }
     match action {
         ResolveAction::Retry => {
             if !matches!(
@@ -122,6 +127,7 @@ pub fn resolve(
             );
         }
         ResolveAction::Discard => match r.state {
+            // Written only by versions before the in-memory in-flight set.
             RecordState::Sending => return Err(ActionError::InFlight(r.id.to_string())),
             RecordState::Queued | RecordState::Conflict | RecordState::Rejected => {
                 r.state = RecordState::Discarded;
@@ -205,7 +211,7 @@ mod tests {
     #[test]
     fn retry_requeues_the_same_revision_at_once() {
         let mut r = in_conflict(Some("crm-old"));
-        resolve(&mut r, ResolveAction::Retry, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::Retry, false, t(1)).unwrap();
         assert_eq!(r.state, RecordState::Queued);
         assert_eq!(r.revision, 1, "same revision, so the same Idempotency-Key");
         assert_eq!((r.failures, r.next_attempt_at), (0, None));
@@ -218,7 +224,7 @@ mod tests {
         ));
         let mut synced = record(json!({"full_name": "A"}), RecordState::Synced);
         assert!(matches!(
-            resolve(&mut synced, ResolveAction::Retry, t(1)),
+            resolve(&mut synced, ResolveAction::Retry, false, t(1)),
             Err(ActionError::WrongState { .. })
         ));
     }
@@ -226,7 +232,7 @@ mod tests {
     #[test]
     fn update_existing_takes_its_external_id_as_a_new_revision() {
         let mut r = in_conflict(Some("crm-old"));
-        resolve(&mut r, ResolveAction::UpdateExisting, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::UpdateExisting, false, t(1)).unwrap();
         assert_eq!(r.payload.external_id(), Some("crm-old"));
         assert_eq!(r.revision, 2);
         assert_eq!(r.state, RecordState::Queued);
@@ -236,7 +242,7 @@ mod tests {
     #[test]
     fn update_existing_without_external_id_matches_by_email() {
         let mut r = in_conflict(None);
-        resolve(&mut r, ResolveAction::UpdateExisting, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::UpdateExisting, false, t(1)).unwrap();
         assert_eq!(r.payload.external_id(), None);
         assert_eq!(r.payload.email(), Some("ada@x.io"));
     }
@@ -244,7 +250,7 @@ mod tests {
     #[test]
     fn link_existing_links_without_sending() {
         let mut r = in_conflict(Some("crm-old"));
-        resolve(&mut r, ResolveAction::LinkExisting, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::LinkExisting, false, t(1)).unwrap();
         assert_eq!(r.state, RecordState::Synced);
         assert_eq!(r.remote_id(), Some(Uuid::from_u128(5)));
         assert_eq!(r.revision, 1);
@@ -266,11 +272,11 @@ mod tests {
             }
         }
         let mut r = in_conflict(Some("crm-old"));
-        resolve(&mut r, ResolveAction::UpdateExisting, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::UpdateExisting, false, t(1)).unwrap();
         let written = serde_json::to_value(r.history.last().unwrap()).unwrap();
         assert_eq!(written["action"], "update_existing");
         let mut r = in_conflict(Some("crm-old"));
-        resolve(&mut r, ResolveAction::LinkExisting, t(1)).unwrap();
+        resolve(&mut r, ResolveAction::LinkExisting, false, t(1)).unwrap();
         let written = serde_json::to_value(r.history.last().unwrap()).unwrap();
         assert_eq!(written["action"], "link_existing");
     }
@@ -280,7 +286,7 @@ mod tests {
         let mut r = record(json!({"full_name": "A"}), RecordState::Rejected);
         for action in [ResolveAction::UpdateExisting, ResolveAction::LinkExisting] {
             assert!(matches!(
-                resolve(&mut r, action, t(1)),
+                resolve(&mut r, action, false, t(1)),
                 Err(ActionError::WrongState { .. })
             ));
         }
@@ -290,14 +296,33 @@ mod tests {
     fn discard_refuses_records_in_flight_or_synced() {
         let mut sending = record(json!({"full_name": "A"}), RecordState::Sending);
         assert!(matches!(
-            resolve(&mut sending, ResolveAction::Discard, t(1)),
+            resolve(&mut sending, ResolveAction::Discard, false, t(1)),
             Err(ActionError::InFlight(_))
         ));
         let mut synced = record(json!({"full_name": "A"}), RecordState::Synced);
-        assert!(resolve(&mut synced, ResolveAction::Discard, t(1)).is_err());
+        assert!(resolve(&mut synced, ResolveAction::Discard, false, t(1)).is_err());
         let mut queued = record(json!({"full_name": "A"}), RecordState::Queued);
-        resolve(&mut queued, ResolveAction::Discard, t(1)).unwrap();
+        resolve(&mut queued, ResolveAction::Discard, false, t(1)).unwrap();
         assert_eq!(queued.state, RecordState::Discarded);
+    }
+
+    #[test]
+    fn no_resolution_applies_to_a_record_the_engine_has_in_flight() {
+        for action in [
+            ResolveAction::Retry,
+            ResolveAction::Discard,
+            ResolveAction::UpdateExisting,
+            ResolveAction::LinkExisting,
+        ] {
+            // In flight, the record is queued in the store: only the engine's set tells.
+            let mut r = record(json!({"full_name": "A"}), RecordState::Queued);
+            let before = r.clone();
+            assert!(matches!(
+                resolve(&mut r, action, true, t(1)),
+                Err(ActionError::InFlight(_))
+            ));
+            assert_eq!(r, before);
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::store::{
     DropFileEntry, DropProgress, DropStage, Durability, EditRefused, Edited, Fingerprint, Origin,
     Payload, Record, RecordError, RecordId, RecordState, Store, StoreError, Submission, Submitted,
 };
+use crate::sync::InFlight;
 
 pub use actions::ActionError;
 use sorted::{SortConfig, Sorter, ViewSpec};
@@ -118,10 +119,14 @@ pub struct SyncHealth {
     pub api_host: Option<String>,
 }
 
-/// The engine as the service sees it: its health, and a nudge when records were queued.
+/// The engine as the service sees it: its health, a nudge when records were queued, and the
+/// records it has in flight (`queued` in the store meanwhile).
 pub trait SyncLink: Send + Sync + 'static {
     fn health(&self) -> SyncHealth;
     fn wake(&self);
+    fn in_flight(&self) -> Option<InFlight> {
+        None
+    }
 }
 
 /// Unlocking and locking the store, where a daemon can start and stop sending.
@@ -249,11 +254,27 @@ impl Service {
         }
     }
 
+    /// The engine's in-flight set, when an engine runs in this process.
+    fn in_flight(&self) -> Option<InFlight> {
+        self.engine.as_ref().and_then(|e| e.in_flight())
+    }
+
+    /// A record as the operator sees it: `sending` while the engine has it in flight.
+    fn as_seen(&self, mut record: Record, in_flight: Option<&InFlight>) -> Record {
+        if record.state == RecordState::Queued && in_flight.is_some_and(|f| f.contains(record.id)) {
+            record.state = RecordState::Sending;
+        }
+        record
+    }
+
     pub fn status(&self) -> Result<StatusReport, ServiceError> {
         let counts = self.store.counts()?;
+        // Records in flight are queued in the store; stores of older versions may still hold
+        // `sending` ones until the engine's start-up puts them back.
+        let in_flight = self.in_flight().map_or(0, |f| f.len() as u64);
         let mut report = StatusReport {
-            queued: counts.get(RecordState::Queued),
-            sending: counts.get(RecordState::Sending),
+            queued: counts.get(RecordState::Queued).saturating_sub(in_flight),
+            sending: counts.get(RecordState::Sending) + in_flight,
             synced: counts.get(RecordState::Synced),
             conflict: counts.get(RecordState::Conflict),
             rejected: counts.get(RecordState::Rejected),
@@ -295,7 +316,34 @@ impl Service {
         after: Option<RecordId>,
         limit: usize,
     ) -> Result<Vec<Record>, ServiceError> {
-        Ok(self.store.list(state, after, limit)?)
+        let in_flight = self.in_flight();
+        let Some(f) = in_flight
+            .as_ref()
+            .filter(|_| state == Some(RecordState::Sending))
+        else {
+            let records = self.store.list(state, after, limit)?;
+            return Ok(records
+                .into_iter()
+                .map(|r| self.as_seen(r, in_flight.as_ref()))
+                .collect());
+        };
+        // Nothing is `sending` in the store: the engine's set says which records are.
+        let mut out = self.store.list(state, after, limit)?;
+        for id in f
+            .ids()
+            .into_iter()
+            .filter(|id| after.is_none_or(|a| *id > a))
+        {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(r) = self.store.get(id)? {
+                out.push(self.as_seen(r, Some(f)));
+            }
+        }
+        out.retain(|r| r.state == RecordState::Sending);
+        out.sort_by_key(|r| r.id);
+        Ok(out)
     }
 
     /// Up to `limit` records after `after`, in queue order, whose full name, email or
@@ -501,9 +549,11 @@ impl Service {
 
     pub fn show(&self, id: &str) -> Result<Record, ServiceError> {
         let id = self.store.resolve_handle(id)?;
-        self.store
+        let record = self
+            .store
             .get(id)?
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))
+            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+        Ok(self.as_seen(record, self.in_flight().as_ref()))
     }
 
     /// Validates and durably queues one request body.
@@ -628,12 +678,24 @@ impl Service {
 
     /// Applies `f` to one record as an edit ([`Store::edit`]: refused when another live
     /// record holds the external_id or email it would leave), then announces it.
+    /// Applies `f` (told whether the engine has the record in flight) in one transaction,
+    /// holding the in-flight set meanwhile, so the engine cannot take the record between the
+    /// check and the commit (see `sync::InFlight::lock`); flushed after it is let go.
     fn apply_edit(
         &self,
         id: RecordId,
-        f: impl Fn(&mut Record) -> Result<(), ActionError>,
+        f: impl Fn(&mut Record, bool) -> Result<(), ActionError>,
     ) -> Result<Edited, ServiceError> {
-        let edited = match self.store.edit(id, Durability::Flush, f)? {
+        let in_flight = self.in_flight();
+        let held = in_flight.as_ref().map(InFlight::lock);
+        let sending = held.as_ref().is_some_and(|set| set.contains(&id));
+        let edited = self.store.edit(id, Durability::Lazy, |r| f(r, sending));
+        drop(held);
+        let edited = edited?;
+        if edited.is_ok() {
+            self.store.flush()?;
+        }
+        let edited = match edited {
             Ok(edited) => edited,
             Err(EditRefused::NotFound) => return Err(ServiceError::NotFound(id.to_string())),
             Err(EditRefused::Action(e)) => return Err(e.into()),
@@ -653,7 +715,8 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Queued, ServiceError> {
         let id = self.store.resolve_handle(id)?;
-        let edited = self.apply_edit(id, |r| actions::edit(r, changes, now))?;
+        // An edit of a record in flight is its next revision, sent once the flight is over.
+        let edited = self.apply_edit(id, |r, _| actions::edit(r, changes, now))?;
         Ok(edited.submitted().into())
     }
 
@@ -664,7 +727,7 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Record, ServiceError> {
         let id = self.store.resolve_handle(id)?;
-        self.apply_edit(id, |r| actions::resolve(r, action, now))
+        self.apply_edit(id, |r, sending| actions::resolve(r, action, sending, now))
             .map(|edited| edited.record)
     }
 
@@ -694,7 +757,8 @@ impl Service {
                     return false;
                 }
                 let mut copy = r.clone();
-                match actions::resolve(&mut copy, action, now) {
+                // Only conflict and rejected records: never in flight.
+                match actions::resolve(&mut copy, action, false, now) {
                     Ok(()) => {
                         *r = copy;
                         true
@@ -945,6 +1009,85 @@ mod tests {
             sort: ListSort::Queue,
             after_key: None,
         }
+    }
+
+    /// An engine that has some records in flight and does nothing else.
+    struct Flying(InFlight);
+
+    impl SyncLink for Flying {
+        fn health(&self) -> SyncHealth {
+            SyncHealth::default()
+        }
+        fn wake(&self) {}
+        fn in_flight(&self) -> Option<InFlight> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn records_in_flight_show_as_sending_and_refuse_resolution_but_take_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = service(dir.path());
+        let now = Utc::now();
+        let ids: Vec<RecordId> = (0..3)
+            .map(|i| {
+                let body = json!({"full_name": format!("Flying {i}")});
+                plain.submit(&body, Origin::Cli, now).unwrap().id
+            })
+            .collect();
+        let flying = InFlight::default();
+        flying.lock().insert(ids[1]);
+        let svc = Service::new(
+            plain.store().clone(),
+            Some(Arc::new(Flying(flying.clone()))),
+        );
+
+        let status = svc.status().unwrap();
+        assert_eq!((status.queued, status.sending), (2, 1));
+        // The store holds no `sending` record: the engine's set is the only source.
+        assert_eq!(svc.store().counts().unwrap().get(RecordState::Queued), 3);
+        let shown = svc.show(&ids[1].to_string()).unwrap();
+        assert_eq!(shown.state, RecordState::Sending);
+        let sending = svc.list(Some(RecordState::Sending), None, 10).unwrap();
+        assert_eq!(
+            sending.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![ids[1]]
+        );
+        let all = svc.list(None, None, 10).unwrap();
+        let states: Vec<_> = all.iter().map(|r| r.state).collect();
+        assert_eq!(
+            states,
+            vec![
+                RecordState::Queued,
+                RecordState::Sending,
+                RecordState::Queued
+            ]
+        );
+
+        for action in [ResolveAction::Discard, ResolveAction::Retry] {
+            match svc.resolve(&ids[1].to_string(), action, now) {
+                Err(ServiceError::Action(ActionError::InFlight(_))) => {}
+                other => panic!("{action:?} on a record in flight: {other:?}"),
+            }
+        }
+        assert_eq!(
+            svc.store().get(ids[1]).unwrap().unwrap().state,
+            RecordState::Queued
+        );
+        // Not in flight: the same discard applies.
+        let discarded = svc
+            .resolve(&ids[0].to_string(), ResolveAction::Discard, now)
+            .unwrap();
+        assert_eq!(discarded.state, RecordState::Discarded);
+        // An edit of a record in flight is its next revision.
+        let edited = svc
+            .edit(&ids[1].to_string(), &json!({"full_name": "Flying 1b"}), now)
+            .unwrap();
+        assert_eq!(edited.revision, 2);
+
+        flying.lock().clear();
+        let status = svc.status().unwrap();
+        assert_eq!((status.queued, status.sending), (2, 0));
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //! - `index.content`: keyed hash of the canonical payload -> ids, only for live records with
 //!   neither external_id nor email, so the same keyless row submitted again is found
 //!   (`SubmitOutcome::Unchanged`). Records written before it existed have none (see `index`).
-//! - `index.state`: (state, id) -> due millis for queued records. Queue order is id order
-//!   (UUIDv7), so listing a state or finding due records walks this index in queue order and
-//!   decodes only the records it returns; records backing off are skipped on the index value.
+//! - `index.state`: (state, id) -> due millis for queued records. A record the engine is
+//!   sending stays queued (only older versions wrote `sending`; see `sync::InFlight`). Queue
+//!   order is id order (UUIDv7), so listing a state or finding due records walks this index
+//!   in queue order and decodes only the records it returns; records backing off are skipped
+//!   on the index value.
 //! - `index.due`: (due millis, id) for queued records backing off (with a `next_attempt_at`):
 //!   the earliest backoff is one seek. Two indexes because no single key order serves both
 //!   "queue order" and "earliest time". Records due at once have no entry: `due` finds them

@@ -1,15 +1,20 @@
 //! The tokio engine: executes what `planner`, `policy` and `transition` decide. It owns the
-//! in-flight requests, the global gate (401 pause, 429 rate limit, offline and its probe, and
+//! in-flight requests and their set (`inflight`: nothing is written to mark a record as being
+//! sent), the global gate (401 pause, 429 rate limit, offline and its probe, and
 //! the idle probe that notices an unreachable API with nothing to send),
 //! the status and the event stream. It decides nothing about outcomes itself.
 //!
 //! Shape: one task runs [`Engine::run`]; each request is a task in a `JoinSet`; the loop
-//! sleeps until the next due time, a `wake()`, a key change, a finished request or shutdown,
-//! never polling. Store calls are made from the loop directly: they are sled operations on
-//! memory (the lazy writes do not fsync), so they do not stall the runtime; the one fsync is
-//! the final flush at shutdown.
+//! sleeps until the next due time, a `wake()`, a key change, a finished request, the outcome
+//! writer or shutdown, never polling. Reads of the store (`due`) are made from the loop
+//! directly: sled operations on memory. Outcomes are written off the loop, by one blocking
+//! writer task at a time (`write_outcomes`): the outcomes that finish while it writes wait
+//! and go together in its next transaction, so the loop keeps requests on the wire while the
+//! store works, and outcomes are packed per write. A record stays in the in-flight set until
+//! its outcome is written, so it is never sent twice meanwhile. The one fsync is the final
+//! flush at shutdown.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,9 +27,10 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::inflight::InFlight;
 use super::planner::{self, Gate, Offline};
 use super::policy::{self, classify, Disposition};
-use super::transition::{attempt_entry, begin_attempt, finish_attempt, recover_sending, SendPlan};
+use super::transition::{attempt_entry, finish_attempt, recover_sending, send_plan, SendPlan};
 use crate::api::{ApiClient, ApiKey, Reply, Transport};
 use crate::store::{Durability, RecordId, RecordState, Store, StoreError};
 
@@ -60,6 +66,9 @@ impl Default for EngineConfig {
 
 /// A 429 without `Retry-After` still pauses the queue, this long.
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
+/// Finished requests whose outcomes may wait for the writer: past this, no request starts
+/// until it catches up, so a slow store bounds memory and each write's size.
+const UNWRITTEN_MAX: usize = 64;
 /// Events kept for a slow subscriber before it sees `RecvError::Lagged`.
 const EVENT_CAPACITY: usize = 1024;
 
@@ -106,6 +115,8 @@ struct Shared {
     wake: Notify,
     /// Bumped by every `set_api_key`; lets the engine ignore a 401 earned by an older key.
     key_generation: AtomicU64,
+    /// The records whose request is out or whose outcome is not yet recorded.
+    in_flight: InFlight,
 }
 
 /// A cheap, clonable remote control for a running engine.
@@ -145,6 +156,11 @@ impl EngineHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.shared.events.subscribe()
     }
+
+    /// The records this engine has in flight (they are `queued` in the store meanwhile).
+    pub fn in_flight(&self) -> InFlight {
+        self.shared.in_flight.clone()
+    }
 }
 
 pub struct Engine {
@@ -164,6 +180,22 @@ struct Finished {
     key_generation: u64,
 }
 
+/// A finished request waiting for the writer, with how it was classified and when.
+struct Outcome {
+    finished: Finished,
+    disposition: Disposition,
+    at: DateTime<Utc>,
+}
+
+/// What a write did: each record's new state (`None`: the record is gone).
+type Written = Vec<(RecordId, Option<RecordState>)>;
+
+/// The outcome writer's task and the records it is writing.
+struct Writer {
+    task: JoinHandle<Result<Written, EngineError>>,
+    ids: Vec<RecordId>,
+}
+
 /// An offline probe's answer, with the key generation it was sent under.
 type ProbeOutcome = (u64, Result<Reply, Transport>);
 
@@ -172,6 +204,7 @@ enum Wake {
     Shutdown,
     Finished(Result<(tokio::task::Id, Finished), JoinError>),
     Probe(Result<ProbeOutcome, JoinError>),
+    Written(Result<Result<Written, EngineError>, JoinError>),
     Nudge,
 }
 
@@ -188,6 +221,7 @@ impl Engine {
                 events,
                 wake: Notify::new(),
                 key_generation: AtomicU64::new(0),
+                in_flight: InFlight::default(),
             }),
             initial_pause: None,
         }
@@ -224,9 +258,10 @@ impl Engine {
                 paused: self.initial_pause,
                 ..Gate::default()
             },
-            in_flight: HashSet::new(),
             tasks: JoinSet::new(),
             task_records: HashMap::new(),
+            pending: Vec::new(),
+            writer: None,
             probe: None,
             last_sync_at,
             // Nothing heard yet: an idle engine probes at once.
@@ -245,9 +280,11 @@ struct Runner {
     config: EngineConfig,
     shared: Arc<Shared>,
     gate: Gate,
-    in_flight: HashSet<RecordId>,
     tasks: JoinSet<Finished>,
     task_records: HashMap<tokio::task::Id, RecordId>,
+    /// Finished requests whose outcomes wait for the writer.
+    pending: Vec<Outcome>,
+    writer: Option<Writer>,
     probe: Option<JoinHandle<ProbeOutcome>>,
     seen_key_generation: u64,
     last_sync_at: Option<DateTime<Utc>>,
@@ -256,14 +293,21 @@ struct Runner {
 }
 
 impl Runner {
-    /// Records left `sending` by a previous run go back to the queue; their revision is
-    /// unchanged, so they are re-sent with the same key and the server replays if it had
-    /// already executed them.
+    /// Records left `sending` by a run of a version that wrote that state go back to the
+    /// queue; their revision is unchanged, so they are re-sent with the same key and the
+    /// server replays if it had already executed them. (This version never writes it: a
+    /// record in flight stays queued, so a crash needs no recovery.)
     fn recover(&mut self) -> Result<(), EngineError> {
         // At most one wave per engine run (the concurrency), so one transaction.
         let left = self.store.in_state(RecordState::Sending)?;
-        self.requeue(&left)?;
+        self.store
+            .update_many(&left, Durability::Lazy, |_, r| recover_sending(r))?;
         Ok(())
+    }
+
+    /// Requests on the wire (the set also holds finished ones waiting for the writer).
+    fn requests_out(&self) -> usize {
+        self.tasks.len()
     }
 
     async fn run_until(&mut self, shutdown: impl Future) -> Result<(), EngineError> {
@@ -277,7 +321,7 @@ impl Runner {
             let planned_at = Utc::now();
             self.observe_key_change();
             self.dispatch()?;
-            self.gate.idle_probe_at = self.in_flight.is_empty().then_some(self.idle_probe_at);
+            self.gate.idle_probe_at = (self.requests_out() == 0).then_some(self.idle_probe_at);
             self.start_probe_if_due();
             self.publish_status();
 
@@ -297,6 +341,9 @@ impl Runner {
                 result = wait_probe(&mut self.probe), if self.probe.is_some() => {
                     Wake::Probe(result)
                 }
+                written = wait_writer(&mut self.writer), if self.writer.is_some() => {
+                    Wake::Written(written)
+                }
                 _ = self.shared.wake.notified() => Wake::Nudge,
                 _ = timer, if wake_at.is_some() => Wake::Nudge,
             };
@@ -309,6 +356,10 @@ impl Runner {
                 Wake::Probe(result) => {
                     self.probe = None;
                     self.probe_finished(result);
+                }
+                Wake::Written(result) => {
+                    self.written(result)?;
+                    self.start_writer();
                 }
                 Wake::Nudge => {}
             }
@@ -323,31 +374,42 @@ impl Runner {
         }
     }
 
-    /// Starts as many due records as there are free slots, while the gate is open. A wave
-    /// is marked `sending` in one transaction before any of its requests goes out.
+    /// Starts as many due records as there are free slots, while the gate is open. Nothing
+    /// is written: the records join the in-flight set, under its lock from reading them to
+    /// adding them, so an operator's action (which holds it too) is either seen by this read
+    /// or refused as in flight.
     fn dispatch(&mut self) -> Result<(), EngineError> {
         loop {
             let now = Utc::now();
-            let free = self.config.concurrency.saturating_sub(self.in_flight.len());
-            if free == 0 || !self.gate.is_open(now) {
+            let plans = {
+                let mut in_flight = self.shared.in_flight.lock();
+                // Slots free on the wire, unless too many outcomes wait for the writer (the set
+                // holds the requests out and the outcomes not yet written).
+                let free = self
+                    .config
+                    .concurrency
+                    .saturating_sub(self.tasks.len())
+                    .min((self.config.concurrency + UNWRITTEN_MAX).saturating_sub(in_flight.len()));
+                if free == 0 || !self.gate.is_open(now) {
+                    return Ok(());
+                }
+                let candidates = self.store.due(now, free, &in_flight)?;
+                let chosen = planner::select(&candidates, &in_flight, free, &self.gate, now);
+                let plans: Vec<SendPlan> = candidates
+                    .iter()
+                    .filter(|r| chosen.contains(&r.id))
+                    .filter_map(send_plan)
+                    .collect();
+                in_flight.extend(plans.iter().map(|p| p.id));
+                plans
+            };
+            if plans.is_empty() {
                 return Ok(());
             }
-            let candidates = self.store.due(now, free, &self.in_flight)?;
-            let chosen = planner::select(&candidates, &self.in_flight, free, &self.gate, now);
-            // The records may have changed since `due` read them; begin_attempt re-checks
-            // on the fresh copies and takes each payload as it is now.
-            let plans = self
-                .store
-                .update_many(&chosen, Durability::Lazy, |_, r| begin_attempt(r, now))?;
-            let mut started = 0;
-            for plan in plans.into_iter().flatten().flatten() {
+            for plan in plans {
                 let id = plan.id;
                 self.spawn(plan);
                 self.emit_record(id, RecordState::Sending);
-                started += 1;
-            }
-            if started == 0 {
-                return Ok(());
             }
         }
     }
@@ -369,16 +431,16 @@ impl Runner {
             }
         });
         self.task_records.insert(task.id(), id);
-        self.in_flight.insert(id);
     }
 
-    /// Puts records whose request's outcome is unknown (a previous run's, a panicked task's,
-    /// an abandoned one's) back in the queue at the same revision, in one transaction: sent
-    /// again with the same key, the server replays if it had executed them.
-    fn requeue(&self, ids: &[RecordId]) -> Result<(), EngineError> {
-        self.store
-            .update_many(ids, Durability::Lazy, |_, r| recover_sending(r))?;
-        Ok(())
+    /// Forgets requests whose outcome is unknown (a panicked task's, an abandoned one's):
+    /// their records are still queued at the same revision in the store, so they are sent
+    /// again with the same key and the server replays if it had executed them.
+    fn forget(&self, ids: &[RecordId]) {
+        let mut in_flight = self.shared.in_flight.lock();
+        for id in ids {
+            in_flight.remove(id);
+        }
     }
 
     /// Takes every request that has finished by now, the one that woke the loop first.
@@ -393,121 +455,90 @@ impl Runner {
         joined
     }
 
-    /// Records a batch of finished requests: the gate first, then the next wave is started
-    /// (so its requests are on the wire while this batch is written), then every outcome in
-    /// one transaction. The finished records are still `sending` in the store until then,
-    /// so the new wave cannot pick them up again.
+    /// Takes a batch of finished requests: the gate first, then the next wave is started, then
+    /// the outcomes go to the writer (started now if it is idle, else they wait for its next
+    /// write). The finished records leave the in-flight set only once their outcome is
+    /// written, so no wave picks them up again meanwhile.
     fn finished(
         &mut self,
         joined: Vec<Result<(tokio::task::Id, Finished), JoinError>>,
         dispatch_first: bool,
     ) -> Result<(), EngineError> {
         let now = Utc::now();
-        let mut done = Vec::with_capacity(joined.len());
         let mut lost = Vec::new();
         for joined in joined {
             match joined {
                 Ok((task, finished)) => {
                     self.task_records.remove(&task);
-                    self.in_flight.remove(&finished.plan.id);
                     let disposition = classify(&finished.result);
                     self.apply_to_gate(&disposition, &finished, now);
-                    done.push((finished, disposition));
+                    self.pending.push(Outcome {
+                        finished,
+                        disposition,
+                        at: now,
+                    });
                 }
                 Err(e) => {
                     // A request task panicked or was aborted: the outcome is unknown, which
-                    // is exactly the crash case, so the record is re-queued with its same key.
+                    // is exactly the crash case: the record is still queued at its revision
+                    // and is sent again with its same key.
                     if let Some(id) = self.task_records.remove(&e.id()) {
-                        self.in_flight.remove(&id);
                         lost.push(id);
                     }
                 }
             }
+        }
+        self.forget(&lost);
+        for id in lost {
+            self.emit_record(id, RecordState::Queued);
         }
         let dispatched = if dispatch_first {
             self.dispatch()
         } else {
             Ok(())
         };
-        let recorded = self.record_outcomes(done, now);
-        if !lost.is_empty() {
-            self.requeue(&lost)?;
-            for id in lost {
-                self.emit_record(id, RecordState::Queued);
-            }
-        }
-        dispatched.and(recorded)
+        self.start_writer();
+        dispatched
     }
 
-    fn record_outcomes(
+    /// Hands every pending outcome to a new writer task, unless one is writing already.
+    fn start_writer(&mut self) {
+        if self.writer.is_some() || self.pending.is_empty() {
+            return;
+        }
+        let outcomes = std::mem::take(&mut self.pending);
+        let ids = outcomes.iter().map(|o| o.finished.plan.id).collect();
+        let store = self.store.clone();
+        let backoff = (self.config.backoff_base, self.config.backoff_cap);
+        let task = tokio::task::spawn_blocking(move || write_outcomes(&store, outcomes, backoff));
+        self.writer = Some(Writer { task, ids });
+    }
+
+    /// The writer finished: its records leave the in-flight set (whether or not the write
+    /// succeeded: a failed one leaves them queued at their revision, as a crash does).
+    fn written(
         &mut self,
-        done: Vec<(Finished, Disposition)>,
-        now: DateTime<Utc>,
+        result: Result<Result<Written, EngineError>, JoinError>,
     ) -> Result<(), EngineError> {
-        if done.is_empty() {
-            return Ok(());
-        }
-        let (base, cap) = (self.config.backoff_base, self.config.backoff_cap);
-        let ids: Vec<RecordId> = done.iter().map(|(f, _)| f.plan.id).collect();
-        let attempts: Vec<_> = done
-            .iter()
-            .map(|(f, _)| attempt_entry(&f.plan, &f.result, f.at, f.latency))
-            .collect();
-        let randoms: Vec<f64> = done.iter().map(|_| rand::random()).collect();
-        // Lazy is safe here: if the process dies before sled's next flush, these outcomes
-        // are lost and the records are found `sending` (or queued) at the same revision next
-        // time, so they are re-sent with the same derived keys and the server replays its
-        // stored answers. Losing an outcome costs one request, never a duplicate customer.
-        let states = self
-            .store
-            .update_many(&ids, Durability::Lazy, |i, record| {
-                let (finished, disposition) = &done[i];
-                let next_attempt_at = match disposition {
-                    Disposition::RetryLater { retry_after, .. } => {
-                        let delay = policy::retry_delay(
-                            record.failures.saturating_add(1),
-                            *retry_after,
-                            base,
-                            cap,
-                            randoms[i],
-                        );
-                        Some(later(now, delay))
+        let ids = self.writer.take().map(|w| w.ids).unwrap_or_default();
+        self.forget(&ids);
+        match result {
+            Ok(Ok(states)) => {
+                for (id, state) in states {
+                    if let Some(state) = state {
+                        self.emit_record(id, state);
                     }
-                    // These wait on the global gate, not on the record.
-                    _ => None,
-                };
-                finish_attempt(
-                    record,
-                    finished.plan.revision,
-                    attempts[i].clone(),
-                    disposition,
-                    next_attempt_at,
-                    now,
-                )
-            })?;
-        if done
-            .iter()
-            .any(|(_, d)| matches!(d, Disposition::Synced { .. }))
-        {
-            self.store.note_last_sync(now)?;
-        }
-        for (((finished, _), attempt), state) in done.iter().zip(&attempts).zip(states) {
-            // Ids, revisions and statuses only: never the payload, the key or error texts
-            // (a server message may quote a field's value).
-            tracing::debug!(
-                record = %finished.plan.id,
-                revision = finished.plan.revision,
-                status = ?attempt.status,
-                replayed = attempt.replayed,
-                latency_ms = attempt.latency_ms,
-                state = ?state,
-                "attempt finished"
-            );
-            if let Some(state) = state {
-                self.emit_record(finished.plan.id, state);
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => {
+                // The write panicked: its outcomes are unknown to the store, which is the
+                // crash case again (same revision, same key next time).
+                tracing::error!(error = %e, "the outcome writer stopped; those records are sent again");
+                Ok(())
             }
         }
-        Ok(())
     }
 
     fn apply_to_gate(
@@ -622,7 +653,7 @@ impl Runner {
             online: self.gate.offline.is_none(),
             paused: self.gate.paused.clone(),
             rate_limited_until: self.gate.rate_limited_until,
-            in_flight: self.in_flight.len(),
+            in_flight: self.requests_out(),
             last_sync_at: self.last_sync_at,
         };
         let changed = self.shared.status.send_if_modified(|current| {
@@ -647,8 +678,8 @@ impl Runner {
     }
 
     /// Stops dispatching, waits for requests in flight until the drain deadline and records
-    /// their outcomes, puts the records of abandoned requests back in the queue (same
-    /// revision, same key next time), then flushes the store to disk.
+    /// their outcomes, forgets abandoned requests (their records are still queued at the same
+    /// revision: same key next time), then flushes the store to disk.
     async fn drain(&mut self) -> Result<(), EngineError> {
         if let Some(probe) = self.probe.take() {
             probe.abort();
@@ -668,10 +699,17 @@ impl Runner {
         }
         self.tasks.abort_all();
         self.task_records.clear();
-        let abandoned: Vec<RecordId> = std::mem::take(&mut self.in_flight).into_iter().collect();
-        if let Err(e) = self.requeue(&abandoned) {
-            first_error.get_or_insert(e);
+        // Every outcome taken is written before the flush: the writer's current batch, then
+        // what waited for it.
+        while self.writer.is_some() {
+            let result = wait_writer(&mut self.writer).await;
+            if let Err(e) = self.written(result) {
+                first_error.get_or_insert(e);
+            }
+            self.start_writer();
         }
+        // Abandoned requests' records are queued in the store already.
+        self.shared.in_flight.lock().clear();
         self.publish_status();
         // The one write that must reach the disk: everything recorded lazily above.
         let flushed = self.store.flush().map_err(EngineError::from);
@@ -680,6 +718,88 @@ impl Runner {
             None => flushed,
         }
     }
+}
+
+async fn wait_writer(
+    writer: &mut Option<Writer>,
+) -> Result<Result<Written, EngineError>, JoinError> {
+    match writer.as_mut() {
+        Some(w) => (&mut w.task).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes a batch of outcomes in one transaction (the writer task's work, off the loop), and
+/// notes the last sync when any synced.
+fn write_outcomes(
+    store: &Store,
+    outcomes: Vec<Outcome>,
+    (base, cap): (Duration, Duration),
+) -> Result<Written, EngineError> {
+    let ids: Vec<RecordId> = outcomes.iter().map(|o| o.finished.plan.id).collect();
+    let attempts: Vec<_> = outcomes
+        .iter()
+        .map(|o| {
+            let f = &o.finished;
+            attempt_entry(&f.plan, &f.result, f.at, f.latency)
+        })
+        .collect();
+    let randoms: Vec<f64> = outcomes.iter().map(|_| rand::random()).collect();
+    // Lazy is safe here: if the process dies before sled's next flush, these outcomes
+    // are lost and the records are found queued at the same revision next time, so they
+    // are re-sent with the same derived keys and the server replays its stored answers.
+    // Losing an outcome costs one request, never a duplicate customer.
+    let states = store.update_many(&ids, Durability::Lazy, |i, record| {
+        let Outcome {
+            finished,
+            disposition,
+            at,
+        } = &outcomes[i];
+        let next_attempt_at = match disposition {
+            Disposition::RetryLater { retry_after, .. } => {
+                let delay = policy::retry_delay(
+                    record.failures.saturating_add(1),
+                    *retry_after,
+                    base,
+                    cap,
+                    randoms[i],
+                );
+                Some(later(*at, delay))
+            }
+            // These wait on the global gate, not on the record.
+            _ => None,
+        };
+        finish_attempt(
+            record,
+            finished.plan.revision,
+            attempts[i].clone(),
+            disposition,
+            next_attempt_at,
+            *at,
+        )
+    })?;
+    if let Some(synced) = outcomes
+        .iter()
+        .filter(|o| matches!(o.disposition, Disposition::Synced { .. }))
+        .map(|o| o.at)
+        .max()
+    {
+        store.note_last_sync(synced)?;
+    }
+    for ((outcome, attempt), state) in outcomes.iter().zip(&attempts).zip(&states) {
+        // Ids, revisions and statuses only: never the payload, the key or error texts
+        // (a server message may quote a field's value).
+        tracing::debug!(
+            record = %outcome.finished.plan.id,
+            revision = outcome.finished.plan.revision,
+            status = ?attempt.status,
+            replayed = attempt.replayed,
+            latency_ms = attempt.latency_ms,
+            state = ?state,
+            "attempt finished"
+        );
+    }
+    Ok(ids.into_iter().zip(states).collect())
 }
 
 async fn wait_probe(

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod existing;
+pub mod inflight;
 pub mod keys;
 pub mod planner;
 pub mod policy;
@@ -14,7 +15,8 @@ pub mod transition;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineStatus};
 pub use existing::EnricherConfig;
+pub use inflight::InFlight;
 pub use keys::idempotency_key;
 pub use planner::{Gate, Offline};
 pub use policy::{backoff, classify, retry_delay, Disposition};
-pub use transition::{begin_attempt, finish_attempt, recover_sending, SendPlan};
+pub use transition::{finish_attempt, recover_sending, send_plan, SendPlan};

@@ -4,9 +4,13 @@
 //! take everything they need as arguments and read no clock.
 //!
 //! ```text
-//! queued --begin_attempt--> sending --finish_attempt--> synced | conflict | rejected | queued
-//! sending --recover_sending (start-up)--> queued   (same revision, so the same key)
+//! queued --send_plan (nothing written)--> in flight --finish_attempt--> synced | conflict | rejected | queued
+//! sending (stores written before) --recover_sending (start-up)--> queued   (same revision, same key)
 //! ```
+//!
+//! A record in flight stays `queued` in the store: the engine's in-memory set says it is
+//! being sent (`inflight`), and a crash leaves it queued at the same revision, so the same
+//! key is sent again.
 
 use std::time::Duration;
 
@@ -29,14 +33,12 @@ pub struct SendPlan {
     pub body: Value,
 }
 
-/// Queued -> Sending. `None` when the record is not queued (someone changed it since it was
-/// planned), in which case nothing is touched.
-pub fn begin_attempt(record: &mut Record, now: DateTime<Utc>) -> Option<SendPlan> {
+/// The request for a queued record's newest revision; `None` when the record is not queued.
+/// Nothing is written: the record stays queued while the engine has it in flight.
+pub fn send_plan(record: &Record) -> Option<SendPlan> {
     if record.state != RecordState::Queued {
         return None;
     }
-    record.state = RecordState::Sending;
-    record.updated_at = now;
     Some(SendPlan {
         id: record.id,
         revision: record.revision,
@@ -166,7 +168,8 @@ fn back_off(record: &mut Record, next_attempt_at: Option<DateTime<Utc>>, error: 
     record.last_error = Some(error);
 }
 
-/// Start-up: a record found `Sending` was in flight when the process stopped. Its revision is
+/// Start-up: a record found `Sending` (as versions before the in-memory in-flight set wrote
+/// it) was in flight when the process stopped. Its revision is
 /// unchanged, so re-sending it uses the same key and the server replays if it had committed.
 /// Returns whether the record changed.
 pub fn recover_sending(record: &mut Record) -> bool {
@@ -255,26 +258,22 @@ mod tests {
     }
 
     #[test]
-    fn begin_attempt_sends_the_current_revision_with_its_derived_key() {
-        let mut r = record(3, RecordState::Queued);
-        let plan = begin_attempt(&mut r, t(1)).unwrap();
-        assert_eq!(r.state, RecordState::Sending);
-        assert_eq!(r.updated_at, t(1));
+    fn send_plan_sends_the_current_revision_with_its_derived_key() {
+        let r = record(3, RecordState::Queued);
+        let plan = send_plan(&r).unwrap();
+        assert_eq!(plan.id, r.id);
         assert_eq!(plan.revision, 3);
         assert_eq!(plan.key, idempotency_key(r.id, 3));
         assert_eq!(plan.body, json!({"full_name": "Ada r3"}));
     }
 
     #[test]
-    fn begin_attempt_leaves_a_record_that_is_not_queued_alone() {
+    fn send_plan_refuses_a_record_that_is_not_queued() {
         for state in RecordState::ALL
             .into_iter()
             .filter(|s| *s != RecordState::Queued)
         {
-            let mut r = record(1, state);
-            let before = r.clone();
-            assert_eq!(begin_attempt(&mut r, t(1)), None, "{state}");
-            assert_eq!(r, before);
+            assert_eq!(send_plan(&record(1, state)), None, "{state}");
         }
     }
 
@@ -387,7 +386,7 @@ mod tests {
         let mut r = record(4, RecordState::Sending);
         assert!(recover_sending(&mut r));
         assert_eq!(r.state, RecordState::Queued);
-        let plan = begin_attempt(&mut r, t(1)).unwrap();
+        let plan = send_plan(&r).unwrap();
         assert_eq!(plan.key, idempotency_key(r.id, 4));
         let mut synced = record(4, RecordState::Synced);
         assert!(!recover_sending(&mut synced));
@@ -396,8 +395,8 @@ mod tests {
 
     #[test]
     fn the_attempt_line_names_status_replay_and_error_kind() {
-        let mut r = record(1, RecordState::Queued);
-        let plan = begin_attempt(&mut r, t(1)).unwrap();
+        let r = record(1, RecordState::Queued);
+        let plan = send_plan(&r).unwrap();
         let reply = Ok(Reply {
             status: 409,
             replayed: false,
