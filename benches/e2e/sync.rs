@@ -173,9 +173,9 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
     }
     encryption_cost(rows).await?;
     extra.push(
-        "Sync: the engine run includes every store write (each wave marked sending in one \
-         transaction, the outcomes of the requests that finished together in another, every \
-         record re-sealed) and the store's flushes; the bare loop writes nothing."
+        "Sync: the engine run includes every store write (nothing before a request; the \
+         outcomes of the requests that finished while the writer was busy in one transaction, \
+         every record re-sealed) and the store's flushes; the bare loop writes nothing."
             .into(),
     );
     Ok(())

@@ -677,10 +677,10 @@ impl Service {
     }
 
     /// Applies `f` to one record as an edit ([`Store::edit`]: refused when another live
-    /// record holds the external_id or email it would leave), then announces it.
-    /// Applies `f` (told whether the engine has the record in flight) in one transaction,
-    /// holding the in-flight set meanwhile, so the engine cannot take the record between the
-    /// check and the commit (see `sync::InFlight::lock`); flushed after it is let go.
+    /// record holds the external_id or email it would leave), then announces it. `f` is told
+    /// whether the engine has the record in flight; the in-flight set is held from that check
+    /// to the commit, so the engine cannot take the record in between (see
+    /// `sync::InFlight::lock`), and the flush comes after it is let go.
     fn apply_edit(
         &self,
         id: RecordId,
