@@ -363,6 +363,15 @@ fn counts_and_the_floor_never_count_a_record_moving_between_states_twice() {
                 };
             }
         });
+        // Stops the writer however this thread leaves (a failed assertion too), so a
+        // failure fails the test instead of hanging it.
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
         for _ in 0..2_000 {
             assert_eq!(store.counts().unwrap().total, 64);
         }

@@ -198,6 +198,11 @@ struct Inner {
     /// Held shared by every write, exclusively by `compact` while it copies and swaps, so no
     /// write lands in the database being replaced.
     writes: RwLock<()>,
+    /// Held shared by every transaction, exclusively while the per-state counters are read
+    /// (`read_counters`): a transaction moving records between states cannot commit between
+    /// two of those reads, so no record is counted twice. Apart from `writes`, so a status
+    /// asked during a compaction does not wait for it.
+    counting: RwLock<()>,
     /// Held by a purge from its first read to its compaction, and by `unlock`'s compaction:
     /// a compaction run by one must not take the owed mark of another one still writing.
     maintenance: std::sync::Mutex<()>,
@@ -332,34 +337,26 @@ fn open_error(path: PathBuf, e: sled::Error) -> StoreError {
 }
 
 /// Records in the store, from the counters.
-/// The per-state counters (indexed by state tag), read in one transaction. Read key by key
-/// outside one, a write moving records between states could commit between two reads and
-/// count them twice (seen: a floor of 408 written for 400 records, and the store then
-/// refused as truncated); a sled transaction runs alone, so its reads are one moment.
+/// The per-state counters (indexed by state tag). Read key by key, so a caller with writers
+/// running holds `Inner::counting` meanwhile (`Store::read_counters`): otherwise a write moving
+/// records between states could commit between two reads and count them twice (seen: a
+/// floor of 408 written for 400 records, and the store then refused as truncated). Not a
+/// sled transaction: its commit writes to the log, which a full disk refuses.
 fn read_counters(counters: &sled::Tree) -> Result<[u64; RecordState::ALL.len()], StoreError> {
-    use sled::transaction::{ConflictableTransactionError, TransactionError};
-    counters
-        .transaction(|t| {
-            let mut per_state = [0u64; RecordState::ALL.len()];
-            for state in RecordState::ALL {
-                if let Some(bytes) = t.get(codec::counter_key(state))? {
-                    per_state[usize::from(state.tag())] =
-                        codec::decode_u64(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                }
-            }
-            Ok(per_state)
-        })
-        .map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => e.into(),
-        })
+    let mut per_state = [0u64; RecordState::ALL.len()];
+    for state in RecordState::ALL {
+        if let Some(bytes) = counters.get(codec::counter_key(state))? {
+            per_state[usize::from(state.tag())] = codec::decode_u64(&bytes)?;
+        }
+    }
+    Ok(per_state)
 }
 
 /// The number of records: the sum of the per-state counters.
-fn count_total(counters: &sled::Tree) -> Result<u64, StoreError> {
-    Ok(read_counters(counters)?
+fn sum(per_state: &[u64]) -> u64 {
+    per_state
         .iter()
-        .fold(0u64, |total, n| total.saturating_add(*n)))
+        .fold(0u64, |total, n| total.saturating_add(*n))
 }
 
 fn submit_one(
@@ -651,7 +648,8 @@ impl Store {
             }
             // sled replays what is left of a truncated file as a smaller (often empty)
             // database without a word; the count kept beside it tells.
-            let total = count_total(&trees.counters)?;
+            // No writer yet: the counters can be read without the counting gate.
+            let total = sum(&read_counters(&trees.counters)?);
             let floor = floor::read(dir);
             if total < floor {
                 return Err(StoreError::Damaged {
@@ -666,6 +664,7 @@ impl Store {
                 inner: Arc::new(Inner {
                     handles: RwLock::new(Arc::new(Handles { db, trees, meta })),
                     writes: RwLock::new(()),
+                    counting: RwLock::new(()),
                     maintenance: std::sync::Mutex::new(()),
                     options,
                     dir: dir.to_owned(),
@@ -719,6 +718,11 @@ impl Store {
         guard::guarded("writing", || {
             let codec = self.codec()?;
             let _writing = self.write_gate();
+            let _counted = self
+                .inner
+                .counting
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let out = self.trees().transaction(&codec, f)?;
             self.inner.changes.fetch_add(1, Ordering::Release);
             Ok(out)
@@ -1147,10 +1151,10 @@ impl Store {
     /// Counts per state from the counters: six reads, whatever the store's size.
     pub fn counts(&self) -> Result<Counts, StoreError> {
         guard::guarded("reading the counts", || {
-            let per_state = read_counters(&self.trees().counters)?;
+            let per_state = self.read_counters()?;
             Ok(Counts {
                 per_state,
-                total: per_state.iter().sum(),
+                total: sum(&per_state),
             })
         })
     }
@@ -1324,6 +1328,16 @@ impl Store {
         self.find_live(&self.trees().email, &self.codec()?.email_term(&normalized))
     }
 
+    /// The per-state counters as of one moment: no transaction commits while they are read.
+    fn read_counters(&self) -> Result<[u64; RecordState::ALL.len()], StoreError> {
+        let _alone = self
+            .inner
+            .counting
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        read_counters(&self.trees().counters)
+    }
+
     /// Writes everything to disk (fsync); then a record count grown since the last flush is
     /// kept in the floor file, so a database that later loses records is noticed at open.
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -1334,7 +1348,7 @@ impl Store {
                 .floor_write
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let total = count_total(&self.trees().counters)?;
+            let total = sum(&self.read_counters()?);
             if total > self.inner.floor.load(Ordering::Acquire) {
                 floor::write(&self.inner.dir, total)?;
                 self.inner.floor.store(total, Ordering::Release);
