@@ -339,6 +339,29 @@ fn rekey_moves_between_sources_without_rewriting_records() {
     assert!(!store.is_locked());
 }
 
+/// Starts `icsync status` on a store being migrated and kills it (SIGKILL) at the first
+/// stderr line containing `at`; no line before may contain `never`. Returns that line.
+fn kill_at_progress(env: &Env, at: &str, never: &str) -> String {
+    let mut child = env
+        .command(&["status"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let progress = loop {
+        let line = lines.next().expect("a progress line").unwrap();
+        assert!(!line.contains(never), "{line}");
+        if line.contains(at) {
+            break line;
+        }
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    progress
+}
+
 /// The plain layout of a store made before encryption at rest.
 fn legacy_store(dir: &Path, n: usize) {
     let store = Store::open_legacy_plain(dir, StoreOptions::default()).unwrap();
@@ -360,7 +383,7 @@ fn sealed_and_plain(dir: &Path) -> (usize, usize) {
     let ids = store.in_state(RecordState::Queued).unwrap();
     let sealed = ids
         .iter()
-        .filter(|id| store.raw_record(**id).unwrap().unwrap()[0] == 2)
+        .filter(|id| matches!(store.raw_record(**id).unwrap().unwrap()[0], 2 | 3))
         .count();
     (sealed, ids.len() - sealed)
 }
@@ -373,22 +396,7 @@ fn an_old_plain_store_is_encrypted_in_place_across_a_kill_9() {
     legacy_store(&dir, N);
     assert_eq!(sealed_and_plain(&dir), (0, N));
 
-    let mut child = env
-        .command(&["status"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let progress = loop {
-        let line = lines.next().expect("a progress line").unwrap();
-        if line.contains("encrypting the store: 1000/") {
-            break line;
-        }
-    };
-    child.kill().unwrap();
-    let _ = child.wait();
+    let progress = kill_at_progress(&env, "encrypting the store: 1000/", "compressing");
     assert!(progress.contains(&format!("/{N} records")), "{progress}");
     let (sealed, plain) = sealed_and_plain(&dir);
     assert_eq!(sealed + plain, N);
@@ -435,4 +443,82 @@ fn plain_records_written_after_the_store_was_sealed_are_sealed_on_the_next_unloc
     assert_eq!(store.counts().unwrap().total, 5);
     drop(store);
     assert_eq!(sealed_and_plain(&dir), (5, 0));
+}
+
+/// A store sealed before records were compressed (format 2).
+fn uncompressed_store(dir: &Path, keys: &KeyConfig, n: usize) {
+    let store = Store::open_legacy_uncompressed(dir, StoreOptions::default(), keys).unwrap();
+    let items = (0..n)
+        .map(|i| {
+            let body = json!({
+                "full_name": format!("Older Person {i}"),
+                "email": format!("older{i}@example.org"),
+                "external_id": format!("older-{i}"),
+                "risk": {"occupation": "Baker", "country_of_residence": "GB"},
+            });
+            (Payload::parse(&body).unwrap(), Origin::Cli)
+        })
+        .collect();
+    store.submit_batch(items, chrono::Utc::now()).unwrap();
+}
+
+/// Records by format byte: (compressed, sealed before compression).
+fn compressed_and_not(dir: &Path) -> (usize, usize) {
+    let store = Store::open_locked(dir, StoreOptions::default()).unwrap();
+    let ids = store.in_state(RecordState::Queued).unwrap();
+    let formats: Vec<u8> = ids
+        .iter()
+        .map(|id| store.raw_record(*id).unwrap().unwrap()[0])
+        .collect();
+    assert!(formats.iter().all(|f| matches!(f, 2 | 3)), "{formats:?}");
+    let compressed = formats.iter().filter(|f| **f == 3).count();
+    (compressed, ids.len() - compressed)
+}
+
+fn sled_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("sled"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn a_store_sealed_before_compression_is_compressed_in_place_across_a_kill_9() {
+    const N: usize = 20_000;
+    let env = Env::new("");
+    let dir = env.data.join("store");
+    uncompressed_store(&dir, &env.key_config(), N);
+    assert_eq!(compressed_and_not(&dir), (0, N));
+    let before = sled_bytes(&dir);
+
+    // Only encryption is announced as encryption: these records were sealed already.
+    let progress = kill_at_progress(&env, "compressing the store: 1000/", "encrypting");
+    assert!(progress.contains(&format!("/{N} records")), "{progress}");
+    let (compressed, old) = compressed_and_not(&dir);
+    // What sled had flushed before the kill is compressed (the progress line can be ahead
+    // of it); each record is wholly one format or the other.
+    assert_eq!(compressed + old, N);
+    assert!(old > 0, "the kill came too late to test anything");
+
+    let out = env.run(&["status", "--json"], "");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{old}/{old} records")), "{stderr}");
+    assert_eq!(compressed_and_not(&dir), (N, 0));
+    // The compaction owed took the uncompressed values off the disk.
+    let after = sled_bytes(&dir);
+    assert!(after * 2 < before, "{before} bytes before, {after} after");
+    let store =
+        Store::open_with_key(&dir, StoreOptions::default(), &env.key_config(), None).unwrap();
+    assert!(store.check_consistency().unwrap().is_empty());
+    assert_eq!(store.counts().unwrap().total, N as u64);
+    let id = store.find_by_email("older17@example.org").unwrap().unwrap();
+    assert_eq!(store.find_by_external_id("older-17").unwrap(), Some(id));
+    let record = store.get(id).unwrap().unwrap();
+    assert_eq!(record.payload.full_name(), "Older Person 17");
+    assert_eq!(record.revision, 1);
+    // New writes are compressed too, and a store compressed once is not scanned again.
+    drop(store);
+    let out = env.run(&["status"], "");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("compressing"));
 }

@@ -6,7 +6,11 @@
 //! rewrites a store one record per transaction:
 //! - records: `1` = plain serde_json (stores made before encryption at rest), `2` = sealed:
 //!   `2 || nonce || XChaCha20-Poly1305(json)` with the record id as associated data, so a
-//!   sealed value moved under another record's key does not open;
+//!   sealed value moved under another record's key does not open; `3` (written today) =
+//!   sealed and compressed: `3 || nonce || XChaCha20-Poly1305(zstd(json, dictionary v1))`
+//!   (`compress`), the associated data naming the format too, so a value relabelled 2 or 3
+//!   does not open. Compression comes before sealing (sealed bytes do not compress); what it
+//!   reveals is a record's compressed length, no more than a sealed length revealed before;
 //! - email / external_id / content terms: `1` = plain UTF-8 text, `2` = HMAC-SHA-256 under
 //!   the index subkey (32 bytes), so equal terms still meet and upsert matching still works
 //!   (a content term's text is the payload's canonical JSON);
@@ -26,6 +30,7 @@ use uuid::Uuid;
 
 use zeroize::Zeroizing;
 
+use super::compress;
 use super::error::StoreError;
 use super::record::{LedgerEntry, Payload, Record, RecordId, RecordState};
 use crate::contract::canonical_json;
@@ -33,6 +38,7 @@ use crate::crypto::Crypto;
 
 const VALUE_JSON_V1: u8 = 1;
 const VALUE_SEALED_V2: u8 = 2;
+const VALUE_SEALED_ZSTD_V3: u8 = 3;
 const TERM_PLAIN_V1: u8 = 1;
 const TERM_HMAC_V2: u8 = 2;
 const ID_LEN: usize = 16;
@@ -93,12 +99,27 @@ pub enum Codec {
     /// The layout before encryption at rest (format 1, scheme 1).
     Plain,
     Sealed(Crypto),
+    /// Sealed without compression (format 2): the layout before compression, only to build
+    /// it (migration tests). Reads as `Sealed` does; terms are the same.
+    SealedV2(Crypto),
 }
 
-fn record_aad(id: RecordId) -> Vec<u8> {
-    let mut aad = b"icsync record v2 ".to_vec();
+fn record_aad(format: u8, id: RecordId) -> Vec<u8> {
+    let mut aad = match format {
+        VALUE_SEALED_V2 => b"icsync record v2 ".to_vec(),
+        _ => b"icsync record v3 zstd-dict-1 ".to_vec(),
+    };
     aad.extend_from_slice(id.as_bytes());
     aad
+}
+
+fn record_json(record: &Record) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    serde_json::to_vec(record)
+        .map(Zeroizing::new)
+        .map_err(|e| StoreError::Encode {
+            what: "record",
+            detail: format!("{:?}", e.classify()),
+        })
 }
 
 /// The format byte of a stored value (`None` for an empty one).
@@ -106,22 +127,38 @@ pub fn value_format(bytes: &[u8]) -> Option<u8> {
     bytes.first().copied()
 }
 
+/// Whether a record value is sealed (format 2 or 3): a locked store cannot read it.
 pub fn is_sealed(bytes: &[u8]) -> bool {
-    value_format(bytes) == Some(VALUE_SEALED_V2)
+    matches!(
+        value_format(bytes),
+        Some(VALUE_SEALED_V2 | VALUE_SEALED_ZSTD_V3)
+    )
+}
+
+/// Whether a record value is in the format written today (3): `migrate` rewrites the rest.
+pub fn is_current(bytes: &[u8]) -> bool {
+    value_format(bytes) == Some(VALUE_SEALED_ZSTD_V3)
 }
 
 impl Codec {
     pub fn encode_record(&self, record: &Record) -> Result<Vec<u8>, StoreError> {
         match self {
             Codec::Plain => encode_json("record", record),
-            Codec::Sealed(crypto) => {
-                let json =
-                    Zeroizing::new(serde_json::to_vec(record).map_err(|e| StoreError::Encode {
-                        what: "record",
-                        detail: format!("{:?}", e.classify()),
-                    })?);
+            Codec::SealedV2(crypto) => {
+                let json = record_json(record)?;
                 let mut out = vec![VALUE_SEALED_V2];
-                out.extend(crypto.seal(&record_aad(record.id), &json));
+                out.extend(crypto.seal(&record_aad(VALUE_SEALED_V2, record.id), &json));
+                Ok(out)
+            }
+            Codec::Sealed(crypto) => {
+                let json = record_json(record)?;
+                let squeezed = compress::squeeze(&json).map_err(|e| StoreError::Encode {
+                    what: "record",
+                    detail: e.to_string(),
+                })?;
+                let aad = record_aad(VALUE_SEALED_ZSTD_V3, record.id);
+                let mut out = vec![VALUE_SEALED_ZSTD_V3];
+                out.extend(crypto.seal(&aad, &squeezed));
                 Ok(out)
             }
         }
@@ -130,21 +167,33 @@ impl Codec {
     /// Decodes the value stored under `id`, whatever its format.
     pub fn decode_record(&self, id: RecordId, bytes: &[u8]) -> Result<Record, StoreError> {
         match (bytes.split_first(), self) {
-            (Some((&VALUE_SEALED_V2, sealed)), Codec::Sealed(crypto)) => {
-                let json =
-                    crypto
-                        .open(&record_aad(id), sealed)
-                        .map_err(|e| StoreError::Corrupt {
-                            what: "sealed record",
-                            detail: format!("record {id}: {e}"),
-                        })?;
+            (
+                Some((&format @ (VALUE_SEALED_V2 | VALUE_SEALED_ZSTD_V3), sealed)),
+                Codec::Sealed(crypto) | Codec::SealedV2(crypto),
+            ) => {
+                let opened = crypto.open(&record_aad(format, id), sealed).map_err(|e| {
+                    StoreError::Corrupt {
+                        what: "sealed record",
+                        detail: format!("record {id}: {e}"),
+                    }
+                })?;
+                let json = if format == VALUE_SEALED_ZSTD_V3 {
+                    compress::expand(&opened).map_err(|e| StoreError::Corrupt {
+                        what: "sealed record",
+                        detail: format!("record {id}: {e}"),
+                    })?
+                } else {
+                    opened
+                };
                 let mut framed = Vec::with_capacity(json.len() + 1);
                 framed.push(VALUE_JSON_V1);
                 framed.extend_from_slice(&json);
                 let framed = Zeroizing::new(framed);
                 decode_json("record", &framed)
             }
-            (Some((&VALUE_SEALED_V2, _)), Codec::Plain) => Err(StoreError::KeyLocked),
+            (Some((&(VALUE_SEALED_V2 | VALUE_SEALED_ZSTD_V3), _)), Codec::Plain) => {
+                Err(StoreError::KeyLocked)
+            }
             _ => decode_json("record", bytes),
         }
     }
@@ -168,7 +217,7 @@ impl Codec {
     fn term(&self, domain: &[u8], text: &str) -> Vec<u8> {
         match self {
             Codec::Plain => plain_term(text),
-            Codec::Sealed(crypto) => {
+            Codec::Sealed(crypto) | Codec::SealedV2(crypto) => {
                 let mut out = Vec::with_capacity(33);
                 out.push(TERM_HMAC_V2);
                 out.extend_from_slice(&crypto.term(domain, text.as_bytes()));
@@ -363,8 +412,8 @@ mod tests {
         let codec = sealed();
         let r = record();
         let bytes = codec.encode_record(&r).unwrap();
-        assert_eq!(bytes[0], VALUE_SEALED_V2);
-        assert!(is_sealed(&bytes));
+        assert_eq!(bytes[0], VALUE_SEALED_ZSTD_V3);
+        assert!(is_sealed(&bytes) && is_current(&bytes));
         for needle in [&b"Ada"[..], b"ada@x.io", b"full_name", b"queued"] {
             assert!(!bytes.windows(needle.len()).any(|w| w == needle));
         }
@@ -378,6 +427,33 @@ mod tests {
         let plain = Codec::Plain.encode_record(&r).unwrap();
         assert_eq!(plain[0], VALUE_JSON_V1);
         assert_eq!(codec.decode_record(r.id, &plain).unwrap(), r);
+    }
+
+    #[test]
+    fn records_sealed_before_compression_still_open_and_formats_cannot_be_swapped() {
+        let crypto = Crypto::generate();
+        let (today, before) = (Codec::Sealed(crypto.clone()), Codec::SealedV2(crypto));
+        let r = record();
+        let old = before.encode_record(&r).unwrap();
+        assert_eq!(old[0], VALUE_SEALED_V2);
+        assert!(is_sealed(&old) && !is_current(&old));
+        assert_eq!(today.decode_record(r.id, &old).unwrap(), r);
+        let new = today.encode_record(&r).unwrap();
+        // Compressed: a third smaller at least, even for this small record.
+        assert!(
+            new.len() * 3 < old.len() * 2,
+            "{} vs {}",
+            new.len(),
+            old.len()
+        );
+        // A value relabelled with the other format byte does not open (the associated data
+        // names the format), so nothing is ever decompressed that was not compressed.
+        for (bytes, other) in [(&old, VALUE_SEALED_ZSTD_V3), (&new, VALUE_SEALED_V2)] {
+            let mut swapped = bytes.clone();
+            swapped[0] = other;
+            let err = today.decode_record(r.id, &swapped).unwrap_err();
+            assert!(err.to_string().contains("does not open"), "{err}");
+        }
     }
 
     #[test]
