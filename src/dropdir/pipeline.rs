@@ -365,79 +365,107 @@ fn ingest(
     resume_after: u64,
     cancel: &AtomicBool,
 ) -> Result<bool, DropError> {
-    let Dropped {
-        path,
-        taken,
-        name,
-        format,
-        options,
-    } = *file;
-    let source = taken.reader();
-    let mut ordinal = 0u64;
-    let mut pending = 0usize;
-    let mut batch: Vec<DropItem> = Vec::with_capacity(BATCH);
-    let mut commits = 0usize;
-    let mut failed = None;
+    let Dropped { path, name, .. } = *file;
     let progress = |records_done, stage| DropProgress {
         file: name.to_string(),
         stage,
         records_done,
         updated_at: Utc::now(),
     };
-    let read = read_file(format, BufReader::new(source), options, |parsed| {
-        ordinal += 1;
-        if ordinal <= resume_after {
-            return ControlFlow::Continue(());
+    // Two threads: one reads, parses and validates the next batch while this one commits the
+    // last (issue 18: parsing was a third of a drop's time, and it ran between commits). One
+    // batch waits between them at most, so memory stays bounded by the batch. Batches are
+    // committed in file order with the progress they end at, as before.
+    let (batches, received) = std::sync::mpsc::sync_channel::<(Vec<DropItem>, u64)>(1);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_batches(file, resume_after, batches));
+        let mut commits = 0usize;
+        let mut outcome = Ok(());
+        for (batch, records_done) in received.iter() {
+            commits += 1;
+            let durability = if commits.is_multiple_of(FLUSH_EVERY) {
+                Durability::Flush
+            } else {
+                Durability::Lazy
+            };
+            let p = progress(records_done, DropStage::Ingesting);
+            if let Err(e) = service.submit_drop_batch(&batch, fp, &p, durability, Utc::now()) {
+                outcome = Err(e);
+                break;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
         }
-        if let Ok(payload) = parsed.result {
-            batch.push(DropItem {
-                payload,
-                origin: Origin::Drop {
-                    file: name.to_string(),
-                    line: parsed.position.number(),
-                },
-                record_id: parsed.record_id,
-            });
-        }
-        pending += 1;
-        // Invalid records count too, so a long run of them still advances the progress.
-        if batch.len() < BATCH && pending < BATCH * 4 {
-            return ControlFlow::Continue(());
-        }
-        commits += 1;
-        let durability = if commits.is_multiple_of(FLUSH_EVERY) {
-            Durability::Flush
-        } else {
-            Durability::Lazy
+        // Stopping early: the reader's next send fails and it stops reading.
+        drop(received);
+        let (read, rest, ordinal) = match reader.join() {
+            Ok(done) => done,
+            Err(panic) => std::panic::resume_unwind(panic),
         };
-        let p = progress(ordinal, DropStage::Ingesting);
-        if let Err(e) = service.submit_drop_batch(&batch, fp, &p, durability, Utc::now()) {
-            failed = Some(e);
-            return ControlFlow::Break(());
+        outcome?;
+        match read {
+            Ok(ControlFlow::Break(())) => {
+                service.store().flush()?;
+                Ok(false)
+            }
+            Ok(ControlFlow::Continue(())) => {
+                let p = progress(ordinal.max(resume_after), DropStage::Ingested);
+                service.submit_drop_batch(&rest, fp, &p, Durability::Flush, Utc::now())?;
+                Ok(true)
+            }
+            Err(FileError::Io(e)) => Err(DropError::io(path)(e)),
+            Err(e) => Err(DropError::Changed(e.in_file(name).to_string())),
         }
-        batch.clear();
-        pending = 0;
-        if cancel.load(Ordering::Relaxed) {
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    });
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    match read.map(|(flow, _)| flow) {
-        Ok(ControlFlow::Break(())) => {
-            service.store().flush()?;
-            Ok(false)
-        }
-        Ok(ControlFlow::Continue(())) => {
-            let p = progress(ordinal.max(resume_after), DropStage::Ingested);
-            service.submit_drop_batch(&batch, fp, &p, Durability::Flush, Utc::now())?;
-            Ok(true)
-        }
-        Err(FileError::Io(e)) => Err(DropError::io(path)(e)),
-        Err(e) => Err(DropError::Changed(e.in_file(name).to_string())),
-    }
+    })
+}
+
+/// The reading half of `ingest`: sends the valid records after `resume_after` in batches,
+/// each with the count of records read when it ends; returns how reading ended (`Break`
+/// when the committing half stopped taking batches), the last batch unsent, and the count.
+#[allow(clippy::type_complexity)]
+fn read_batches(
+    file: &Dropped<'_>,
+    resume_after: u64,
+    batches: std::sync::mpsc::SyncSender<(Vec<DropItem>, u64)>,
+) -> (Result<ControlFlow<()>, FileError>, Vec<DropItem>, u64) {
+    let mut ordinal = 0u64;
+    let mut pending = 0usize;
+    let mut batch: Vec<DropItem> = Vec::with_capacity(BATCH);
+    let source = file.taken.reader();
+    let read = read_file(
+        file.format,
+        BufReader::new(source),
+        file.options,
+        |parsed| {
+            ordinal += 1;
+            if ordinal <= resume_after {
+                return ControlFlow::Continue(());
+            }
+            if let Ok(payload) = parsed.result {
+                batch.push(DropItem {
+                    payload,
+                    origin: Origin::Drop {
+                        file: file.name.to_string(),
+                        line: parsed.position.number(),
+                    },
+                    record_id: parsed.record_id,
+                });
+            }
+            pending += 1;
+            // Invalid records count too, so a long run of them still advances the progress.
+            if batch.len() < BATCH && pending < BATCH * 4 {
+                return ControlFlow::Continue(());
+            }
+            pending = 0;
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            match batches.send((full, ordinal)) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
+        },
+    );
+    (read.map(|(flow, _)| flow), batch, ordinal)
 }
 
 /// Step 5: reports to `rejected/`, the file removed (or to `processed/`), then the history
