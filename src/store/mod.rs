@@ -37,15 +37,17 @@
 //!
 //! - `meta` (outside `Trees`): `key_check` -> a value derived from the data key, so a store is
 //!   never opened, or written, with another store's key; `all_sealed` once no record is left
-//!   in the plain layout, so unlocking does not read every record again; `due_backoff_only`
-//!   once the due index holds no due-at-once entry of the old layout; `last_sync_at`, when a
-//!   record was last synced (for status after a restart).
+//!   in the plain layout and `records_v3` once every record is compressed, so unlocking
+//!   does not read every record again; `due_backoff_only` once the due index holds no
+//!   due-at-once entry of the old layout; `last_sync_at`, when a record was last synced (for
+//!   status after a restart).
 //!
-//! Every byte layout lives in `codec`, versioned. Records are sealed and email / external_id
-//! terms are keyed hashes (docs/security.md); the data key comes from the keyring beside the
-//! database (`<dir>/keyring.json`, see `crypto::keyring`). A store can be open but locked
-//! (`open_locked`, `lock`): counts and ids stay readable, anything touching a customer field
-//! answers [`StoreError::KeyLocked`]. `migrate` encrypts a store made before this in place;
+//! Every byte layout lives in `codec`, versioned. Records are compressed (`compress`) and
+//! sealed, email / external_id terms are keyed hashes (docs/security.md); the data key comes
+//! from the keyring beside the database (`<dir>/keyring.json`, see `crypto::keyring`). A store
+//! can be open but locked (`open_locked`, `lock`): counts and ids stay readable, anything
+//! touching a customer field answers [`StoreError::KeyLocked`]. `migrate` brings a store made
+//! before encryption, or before compression, to today's format in place;
 //! `retention` decides which synced records lose their customer data; `compact` rewrites the
 //! database after either, so the old values leave the disk (the handle swaps its own sled
 //! database: `Inner::handles`, with writes gated while it does).

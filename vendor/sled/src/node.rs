@@ -602,7 +602,9 @@ impl Node {
         } else if self.data.is_index() {
             256
         } else {
-            16
+            // icsync: 32 instead of 16 (vendor/README.md): half the leaves, so half the page
+            // table a daemon holds for a large store.
+            32
         };
 
         let size_checks = self.data.len() > threshold;
