@@ -173,17 +173,15 @@ impl Codec {
                 Some((&format @ (VALUE_SEALED_V2 | VALUE_SEALED_ZSTD_V3), sealed)),
                 Codec::Sealed(crypto) | Codec::SealedV2(crypto),
             ) => {
-                let opened = crypto.open(&record_aad(format, id), sealed).map_err(|e| {
-                    StoreError::Corrupt {
-                        what: "sealed record",
-                        detail: format!("record {id}: {e}"),
-                    }
-                })?;
+                let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt {
+                    what: "sealed record",
+                    detail: format!("record {id}: {e}"),
+                };
+                let opened = crypto
+                    .open(&record_aad(format, id), sealed)
+                    .map_err(|e| corrupt(&e))?;
                 let json = if format == VALUE_SEALED_ZSTD_V3 {
-                    compress::expand(&opened).map_err(|e| StoreError::Corrupt {
-                        what: "sealed record",
-                        detail: format!("record {id}: {e}"),
-                    })?
+                    compress::expand(&opened).map_err(|e| corrupt(&e))?
                 } else {
                     opened
                 };
