@@ -12,7 +12,8 @@ use std::process::Command;
 use chrono::{DateTime, Duration, Utc};
 use icsync::crypto::KeyConfig;
 use icsync::store::{
-    ActionKind, Attempt, Durability, HistoryEntry, Origin, Payload, RecordId, RecordState, Store,
+    ActionKind, Attempt, Durability, HistoryEntry, Origin, Payload, QueueCursor, RecordId,
+    RecordState, Store,
     StoreError, StoreOptions, SubmitOutcome,
 };
 use rand::rngs::StdRng;
@@ -461,6 +462,100 @@ fn due_is_in_queue_order_and_respects_backoff_and_exclusions() {
         .unwrap();
     assert_eq!(store.next_due_at().unwrap(), Some(t(30)));
     assert_consistent(&store);
+}
+
+/// The engine's walk of the queue (`due_from`) resumes after what it handed out, so it does
+/// not walk the records in flight again; a record it passed that becomes due again, by a
+/// write or by its backoff ending, is found before the records ahead of the cursor.
+#[test]
+fn the_walk_of_the_queue_resumes_and_finds_records_it_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let submit = |i: usize| {
+        store
+            .submit(
+                payload(json!({"full_name": format!("N{i}"), "external_id": format!("x{i}")})),
+                Origin::Cli,
+                t(0),
+            )
+            .unwrap()
+            .id
+    };
+    let ids: Vec<RecordId> = (0..8).map(submit).collect();
+    let mut cursor = QueueCursor::default();
+    let mut in_flight = HashSet::new();
+    let take = |now, limit, in_flight: &mut HashSet<RecordId>, cursor: &mut QueueCursor| {
+        let got: Vec<RecordId> = store
+            .due_from(now, limit, in_flight, cursor)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        in_flight.extend(got.iter().copied());
+        got
+    };
+    assert_eq!(take(t(0), 3, &mut in_flight, &mut cursor), ids[0..3]);
+    assert_eq!(take(t(0), 3, &mut in_flight, &mut cursor), ids[3..6]);
+
+    // Outcomes: 1 synced, 2 backing off for a minute; both leave the set in flight.
+    store
+        .update(ids[1], Durability::Lazy, |r| r.state = RecordState::Synced)
+        .unwrap();
+    store
+        .update(ids[2], Durability::Lazy, |r| r.next_attempt_at = Some(t(60)))
+        .unwrap();
+    in_flight.remove(&ids[1]);
+    in_flight.remove(&ids[2]);
+    // A person retries 1: queued at once again, behind the cursor. It comes first, before 6.
+    store
+        .update(ids[1], Durability::Lazy, |r| r.state = RecordState::Queued)
+        .unwrap();
+    assert_eq!(take(t(1), 1, &mut in_flight, &mut cursor), vec![ids[1]]);
+    // Then the walk goes on where it was, not back over 1's neighbours in flight.
+    assert_eq!(take(t(1), 1, &mut in_flight, &mut cursor), vec![ids[6]]);
+    // 2's backoff ends: it comes before 7.
+    assert_eq!(take(t(61), 1, &mut in_flight, &mut cursor), vec![ids[2]]);
+    assert_eq!(take(t(61), 1, &mut in_flight, &mut cursor), vec![ids[7]]);
+    // (While 2 is in flight, its ended backoff sends every walk back to the head.)
+    store
+        .update(ids[2], Durability::Lazy, |r| {
+            r.state = RecordState::Synced;
+            r.next_attempt_at = None;
+        })
+        .unwrap();
+    in_flight.remove(&ids[2]);
+    // The walk resumes rather than starting from the head: 0 leaves the set in flight with
+    // no write (as an abandoned request does; the engine then resets its cursor, this caller
+    // does not), and the records ahead come first; at the end of the queue, with slots
+    // still free, the walk wraps round and finds 0.
+    in_flight.remove(&ids[0]);
+    let later: Vec<RecordId> = (8..11).map(submit).collect();
+    assert_eq!(take(t(61), 1, &mut in_flight, &mut cursor), vec![later[0]]);
+    assert_eq!(
+        take(t(61), 5, &mut in_flight, &mut cursor),
+        vec![later[1], later[2], ids[0]]
+    );
+    assert_eq!(take(t(61), 5, &mut in_flight, &mut cursor), Vec::<RecordId>::new());
+
+    // A record revised behind the cursor (an edit, or a file naming it again) comes first.
+    let last = submit(11);
+    store
+        .update(ids[3], Durability::Lazy, |r| r.state = RecordState::Synced)
+        .unwrap();
+    in_flight.remove(&ids[3]);
+    let revised = store
+        .submit(
+            payload(json!({"full_name": "N3 revised", "external_id": "x3"})),
+            Origin::Cli,
+            t(62),
+        )
+        .unwrap();
+    assert_eq!((revised.id, revised.outcome), (ids[3], SubmitOutcome::Revised));
+    assert_eq!(take(t(62), 1, &mut in_flight, &mut cursor), vec![ids[3]]);
+    assert_eq!(take(t(62), 5, &mut in_flight, &mut cursor), vec![last]);
+    // Every queued record was handed out exactly once per time it became due.
+    let queued: HashSet<RecordId> = store.in_state(RecordState::Queued).unwrap().into_iter().collect();
+    assert!(queued.is_subset(&in_flight), "{queued:?} not all handed out");
 }
 
 #[test]

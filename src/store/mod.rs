@@ -190,6 +190,21 @@ impl Counts {
     }
 }
 
+/// Where the engine's walk of the queue resumes: the last record [`Store::due_from`] handed
+/// out. Starts (and after a reset, restarts) at the head of the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCursor {
+    after: Option<RecordId>,
+}
+
+impl QueueCursor {
+    /// Back to the head of the queue: for a caller that let go of records it was handed
+    /// without writing them (they are still queued, behind the cursor).
+    pub fn reset(&mut self) {
+        self.after = None;
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -216,6 +231,9 @@ struct Inner {
     /// Committed transactions since open: whoever keeps something derived from the records
     /// (the service's sorted views) compares it to know when that went stale.
     changes: AtomicU64,
+    /// The lowest id a committed write has put in the queue due at once since the engine's
+    /// last walk of the queue took it (see `due_from`).
+    queued_low: std::sync::Mutex<Option<RecordId>>,
     /// The record count last written to the floor file (see `floor`).
     floor: AtomicU64,
     /// Held while the floor file is rewritten: clones flushing at once (the engine and a
@@ -694,6 +712,7 @@ impl Store {
                     dir: dir.to_owned(),
                     codec: RwLock::new(None),
                     changes: AtomicU64::new(0),
+                    queued_low: std::sync::Mutex::new(None),
                     floor: AtomicU64::new(floor),
                     floor_write: std::sync::Mutex::new(()),
                 }),
@@ -747,10 +766,24 @@ impl Store {
                 .counting
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let out = self.trees().transaction(&codec, f)?;
+            let queued = std::cell::Cell::new(None);
+            let out = self.trees().transaction_noting(&codec, &queued, f)?;
             self.inner.changes.fetch_add(1, Ordering::Release);
+            if let Some(id) = queued.get() {
+                let mut low = self.queued_low();
+                if low.is_none_or(|low| id < low) {
+                    *low = Some(id);
+                }
+            }
             Ok(out)
         })
+    }
+
+    fn queued_low(&self) -> std::sync::MutexGuard<'_, Option<RecordId>> {
+        self.inner
+            .queued_low
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A number that grows with every committed write (records, indexes, drop progress)
@@ -1247,35 +1280,91 @@ impl Store {
         limit: usize,
         exclude: &HashSet<RecordId>,
     ) -> Result<Vec<Record>, StoreError> {
+        self.due_from(now, limit, exclude, &mut QueueCursor::default())
+    }
+
+    /// [`Store::due`] for the engine, which calls it for every free slot: the walk resumes
+    /// after the last record `cursor` handed out, rather than walking again over the records
+    /// at the head of the queue that are in flight. It starts from the head again when a
+    /// record it may have passed became due: a write put one in the queue due at once with a
+    /// lower id (an edit, a retry, an import that drew its ids earlier), or a backoff ended;
+    /// and when the walk reaches the end of the queue with slots still free, it wraps round
+    /// to where it began. So every due record is still found; only the order in which the
+    /// records behind the cursor are reached can differ from strict queue order. One cursor
+    /// per store: a second caller would take the first's notes (its records would then wait
+    /// for the wrap, not be lost).
+    pub fn due_from(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        exclude: &HashSet<RecordId>,
+        cursor: &mut QueueCursor,
+    ) -> Result<Vec<Record>, StoreError> {
         guard::guarded("finding due records", || {
             let mut out = Vec::new();
             if limit == 0 {
                 return Ok(out);
             }
-            let now_ms = codec::now_millis(now);
-            for kv in self
-                .trees()
-                .state
-                .scan_prefix(codec::state_prefix(RecordState::Queued))
-            {
-                let (key, value) = kv?;
-                let (_, id) = codec::decode_state_key(&key)?;
-                let due_ms = codec::decode_state_value(&value)?.unwrap_or(0);
-                if due_ms > now_ms || exclude.contains(&id) {
-                    continue;
-                }
-                let fresh = self.get(id)?.filter(|r| {
-                    r.state == RecordState::Queued && codec::due_millis(r.next_attempt_at) <= now_ms
-                });
-                if let Some(record) = fresh {
-                    out.push(record);
-                    if out.len() >= limit {
-                        break;
-                    }
+            let low = self.queued_low().take();
+            if let Some(after) = cursor.after {
+                let passed = low.is_some_and(|low| low <= after)
+                    || self.next_due_at()?.is_some_and(|at| at <= now);
+                if passed {
+                    cursor.after = None;
                 }
             }
+            let now_ms = codec::now_millis(now);
+            let prefix = codec::state_prefix(RecordState::Queued);
+            let head = prefix.to_vec();
+            let tail = vec![prefix[0] + 1];
+            let walks = match cursor.after {
+                None => vec![(Bound::Included(head), Bound::Excluded(tail))],
+                Some(after) => {
+                    let at = codec::state_key(RecordState::Queued, after).to_vec();
+                    vec![
+                        (Bound::Excluded(at.clone()), Bound::Excluded(tail)),
+                        (Bound::Included(head), Bound::Included(at)),
+                    ]
+                }
+            };
+            for range in walks {
+                self.due_in(range, now_ms, limit, exclude, &mut out)?;
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            cursor.after = out.last().map(|r| r.id);
             Ok(out)
         })
+    }
+
+    /// The due records of one stretch of the queued section, added to `out` up to `limit`.
+    fn due_in(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        now_ms: u64,
+        limit: usize,
+        exclude: &HashSet<RecordId>,
+        out: &mut Vec<Record>,
+    ) -> Result<(), StoreError> {
+        for kv in self.trees().state.range(range) {
+            let (key, value) = kv?;
+            let (_, id) = codec::decode_state_key(&key)?;
+            let due_ms = codec::decode_state_value(&value)?.unwrap_or(0);
+            if due_ms > now_ms || exclude.contains(&id) {
+                continue;
+            }
+            let fresh = self.get(id)?.filter(|r| {
+                r.state == RecordState::Queued && codec::due_millis(r.next_attempt_at) <= now_ms
+            });
+            if let Some(record) = fresh {
+                out.push(record);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The earliest `next_attempt_at` among queued records that have one, rounded up to the

@@ -10,6 +10,7 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 use sled::Tree;
+use std::cell::Cell;
 
 use super::codec::{self, Codec};
 use super::error::StoreError;
@@ -66,6 +67,18 @@ impl Trees {
         codec: &Codec,
         f: impl Fn(&Tx<'_>) -> TxResult<T>,
     ) -> Result<T, StoreError> {
+        self.transaction_noting(codec, &Cell::new(None), f)
+    }
+
+    /// [`Trees::transaction`], which also lowers `queued` to the lowest id the transaction
+    /// put in the queue due at once (see [`Tx::queued_low`]). A run of `f` that was retried
+    /// may have lowered it too: that only ever makes the note lower than it need be.
+    pub fn transaction_noting<T>(
+        &self,
+        codec: &Codec,
+        queued: &Cell<Option<RecordId>>,
+        f: impl Fn(&Tx<'_>) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
         let trees = [
             &self.records,
             &self.external_id,
@@ -91,6 +104,7 @@ impl Trees {
                 drops: &view[7],
                 content: &view[8],
                 short: &view[9],
+                queued,
             };
             f(&tx)
         });
@@ -113,6 +127,8 @@ pub struct Tx<'a> {
     drops: &'a TransactionalTree,
     content: &'a TransactionalTree,
     short: &'a TransactionalTree,
+    /// The lowest id this transaction put in the queue due at once (see `Store::due_from`).
+    queued: &'a Cell<Option<RecordId>>,
 }
 
 impl Tx<'_> {
@@ -198,6 +214,9 @@ impl Tx<'_> {
                 self.update_set(index, &term, |ids| index::set_remove(ids, id))
             }
             IndexOp::Put { index, key, value } => {
+                if index == KeyIndex::State {
+                    self.note_queued(&key, &value);
+                }
                 self.key_tree(index).insert(key, value)?;
                 Ok(())
             }
@@ -206,6 +225,17 @@ impl Tx<'_> {
                 Ok(())
             }
             IndexOp::Count { state, delta } => self.add_count(state, delta),
+        }
+    }
+
+    /// Notes a state-index entry that puts a record in the queue due at once: a record the
+    /// engine's walk of the queue may already have passed (see `Store::due_from`).
+    fn note_queued(&self, key: &[u8], value: &[u8]) {
+        let due_at_once = matches!(codec::decode_state_value(value), Ok(None | Some(0)));
+        if let Ok((RecordState::Queued, id)) = codec::decode_state_key(key) {
+            if due_at_once && self.queued.get().is_none_or(|low| id < low) {
+                self.queued.set(Some(id));
+            }
         }
     }
 

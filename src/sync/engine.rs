@@ -32,7 +32,7 @@ use super::planner::{self, Gate, Offline};
 use super::policy::{self, classify, Disposition};
 use super::transition::{attempt_entry, finish_attempt, recover_sending, send_plan, SendPlan};
 use crate::api::{ApiClient, ApiKey, Reply, Transport};
-use crate::store::{Durability, RecordId, RecordState, Store, StoreError};
+use crate::store::{Durability, QueueCursor, RecordId, RecordState, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -260,6 +260,7 @@ impl Engine {
             },
             tasks: JoinSet::new(),
             task_records: HashMap::new(),
+            cursor: QueueCursor::default(),
             pending: Vec::new(),
             writer: None,
             probe: None,
@@ -282,6 +283,8 @@ struct Runner {
     gate: Gate,
     tasks: JoinSet<Finished>,
     task_records: HashMap<tokio::task::Id, RecordId>,
+    /// Where the next walk of the queue resumes (`Store::due_from`).
+    cursor: QueueCursor,
     /// Finished requests whose outcomes wait for the writer.
     pending: Vec<Outcome>,
     writer: Option<Writer>,
@@ -393,7 +396,7 @@ impl Runner {
                 if free == 0 || !self.gate.is_open(now) {
                     return Ok(());
                 }
-                let candidates = self.store.due(now, free, &in_flight)?;
+                let candidates = self.store.due_from(now, free, &in_flight, &mut self.cursor)?;
                 let chosen = planner::select(&candidates, &in_flight, free, &self.gate, now);
                 let plans: Vec<SendPlan> = candidates
                     .iter()
@@ -435,8 +438,16 @@ impl Runner {
 
     /// Forgets requests whose outcome is unknown (a panicked task's, an abandoned one's):
     /// their records are still queued at the same revision in the store, so they are sent
-    /// again with the same key and the server replays if it had executed them.
-    fn forget(&self, ids: &[RecordId]) {
+    /// again with the same key and the server replays if it had executed them. The walk of
+    /// the queue starts from its head again, since it has passed them.
+    fn forget(&mut self, ids: &[RecordId]) {
+        self.leave_flight(ids);
+        if !ids.is_empty() {
+            self.cursor.reset();
+        }
+    }
+
+    fn leave_flight(&self, ids: &[RecordId]) {
         let mut in_flight = self.shared.in_flight.lock();
         for id in ids {
             in_flight.remove(id);
@@ -521,9 +532,17 @@ impl Runner {
         result: Result<Result<Written, EngineError>, JoinError>,
     ) -> Result<(), EngineError> {
         let ids = self.writer.take().map(|w| w.ids).unwrap_or_default();
-        self.forget(&ids);
+        self.leave_flight(&ids);
         match result {
             Ok(Ok(states)) => {
+                // A record still queued after its outcome (one backing off, or edited while
+                // it was in flight) is behind the walk of the queue: start it from the head.
+                if states
+                    .iter()
+                    .any(|(_, state)| matches!(state, Some(RecordState::Queued)))
+                {
+                    self.cursor.reset();
+                }
                 for (id, state) in states {
                     if let Some(state) = state {
                         self.emit_record(id, state);
@@ -535,6 +554,7 @@ impl Runner {
             Err(e) => {
                 // The write panicked: its outcomes are unknown to the store, which is the
                 // crash case again (same revision, same key next time).
+                self.cursor.reset();
                 tracing::error!(error = %e, "the outcome writer stopped; those records are sent again");
                 Ok(())
             }
