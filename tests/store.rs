@@ -13,8 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use icsync::crypto::KeyConfig;
 use icsync::store::{
     ActionKind, Attempt, Durability, HistoryEntry, Origin, Payload, QueueCursor, RecordId,
-    RecordState, Store,
-    StoreError, StoreOptions, SubmitOutcome,
+    RecordState, Store, StoreError, StoreOptions, SubmitOutcome,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -502,7 +501,9 @@ fn the_walk_of_the_queue_resumes_and_finds_records_it_passed() {
         .update(ids[1], Durability::Lazy, |r| r.state = RecordState::Synced)
         .unwrap();
     store
-        .update(ids[2], Durability::Lazy, |r| r.next_attempt_at = Some(t(60)))
+        .update(ids[2], Durability::Lazy, |r| {
+            r.next_attempt_at = Some(t(60))
+        })
         .unwrap();
     in_flight.remove(&ids[1]);
     in_flight.remove(&ids[2]);
@@ -535,7 +536,10 @@ fn the_walk_of_the_queue_resumes_and_finds_records_it_passed() {
         take(t(61), 5, &mut in_flight, &mut cursor),
         vec![later[1], later[2], ids[0]]
     );
-    assert_eq!(take(t(61), 5, &mut in_flight, &mut cursor), Vec::<RecordId>::new());
+    assert_eq!(
+        take(t(61), 5, &mut in_flight, &mut cursor),
+        Vec::<RecordId>::new()
+    );
 
     // A record revised behind the cursor (an edit, or a file naming it again) comes first.
     let last = submit(11);
@@ -550,12 +554,22 @@ fn the_walk_of_the_queue_resumes_and_finds_records_it_passed() {
             t(62),
         )
         .unwrap();
-    assert_eq!((revised.id, revised.outcome), (ids[3], SubmitOutcome::Revised));
+    assert_eq!(
+        (revised.id, revised.outcome),
+        (ids[3], SubmitOutcome::Revised)
+    );
     assert_eq!(take(t(62), 1, &mut in_flight, &mut cursor), vec![ids[3]]);
     assert_eq!(take(t(62), 5, &mut in_flight, &mut cursor), vec![last]);
     // Every queued record was handed out exactly once per time it became due.
-    let queued: HashSet<RecordId> = store.in_state(RecordState::Queued).unwrap().into_iter().collect();
-    assert!(queued.is_subset(&in_flight), "{queued:?} not all handed out");
+    let queued: HashSet<RecordId> = store
+        .in_state(RecordState::Queued)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(
+        queued.is_subset(&in_flight),
+        "{queued:?} not all handed out"
+    );
 }
 
 #[test]

@@ -396,7 +396,9 @@ impl Runner {
                 if free == 0 || !self.gate.is_open(now) {
                     return Ok(());
                 }
-                let candidates = self.store.due_from(now, free, &in_flight, &mut self.cursor)?;
+                let candidates = self
+                    .store
+                    .due_from(now, free, &in_flight, &mut self.cursor)?;
                 let chosen = planner::select(&candidates, &in_flight, free, &self.gate, now);
                 let plans: Vec<SendPlan> = candidates
                     .iter()
