@@ -1353,6 +1353,56 @@ fn update_many_changes_every_record_in_one_transaction_or_none() {
     assert_consistent(&store);
 }
 
+/// `update_many` prepares each write (open, change, seal) before its transaction; a record
+/// written by someone else in between is changed again inside the transaction, from what is
+/// stored then, so the other write is kept and the change still lands. And an id given twice
+/// sees its first change.
+#[test]
+fn update_many_redoes_a_change_to_a_record_written_since_it_was_prepared() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = store
+        .submit(payload(json!({"full_name": "Before"})), Origin::Cli, t(0))
+        .unwrap()
+        .id;
+    let calls = std::cell::Cell::new(0);
+    let out = store
+        .update_many(&[id], Durability::Lazy, |_, r| {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                // Another writer, between the preparation and the transaction.
+                store
+                    .update(id, Durability::Lazy, |other| {
+                        other.payload = payload(json!({"full_name": "Edited meanwhile"}));
+                    })
+                    .unwrap();
+            }
+            r.state = RecordState::Synced;
+            r.history.push(attempt("k-1", 1, t(5), Some(201)));
+            calls.get()
+        })
+        .unwrap();
+    assert_eq!(out, vec![Some(2)], "the change was made again, inside");
+    let record = store.get(id).unwrap().unwrap();
+    assert_eq!(record.payload.full_name(), "Edited meanwhile");
+    assert_eq!(record.state, RecordState::Synced);
+    // Its creation, then the one attempt.
+    assert_eq!(record.history.len(), 2, "{:#?}", record.history);
+    assert!(store.ledger_entry("k-1").unwrap().is_some());
+    assert_consistent(&store);
+
+    let twice = store
+        .update_many(&[id, id], Durability::Lazy, |i, r| {
+            r.history
+                .push(attempt(&format!("k-twice-{i}"), 1, t(6), None));
+            r.history.len()
+        })
+        .unwrap();
+    assert_eq!(twice, vec![Some(3), Some(4)], "the second sees the first");
+    assert_eq!(store.get(id).unwrap().unwrap().history.len(), 4);
+    assert_consistent(&store);
+}
+
 #[test]
 fn a_payload_that_would_not_change_its_record_makes_no_revision() {
     let dir = tempfile::tempdir().unwrap();

@@ -103,7 +103,7 @@ pub use upsert::MatchKey;
 
 use codec::Codec;
 use index::TermIndex;
-use txn::{Trees, Tx, TxResult};
+use txn::{Prepared, Trees, Tx, TxResult};
 
 /// How long `open` waits for a lock that is being released.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -188,6 +188,17 @@ impl Counts {
     pub fn get(&self, state: RecordState) -> u64 {
         self.per_state[usize::from(state.tag())]
     }
+}
+
+/// One record's update prepared outside its transaction (see `Store::update_many`).
+struct ReadyUpdate {
+    /// The record as stored when the write was prepared: the write stands only if the
+    /// transaction finds these same bytes.
+    raw: sled::IVec,
+    old: Record,
+    new: Record,
+    /// None when `f` changed nothing.
+    prepared: Option<Prepared>,
 }
 
 /// Where the engine's walk of the queue resumes: the last record [`Store::due_from`] handed
@@ -1116,8 +1127,9 @@ impl Store {
     ///
     /// The engine records a whole wave of attempts, or of outcomes, with one call: one
     /// transaction costs the same fixed setup as one record, so the per-record cost of the
-    /// sync loop falls with the wave's size. Keep waves small (tens of records): sled holds
-    /// its transaction lock for the whole call.
+    /// sync loop falls with the wave's size. Each record is opened, changed and sealed before
+    /// the transaction (sled's transaction lock makes every other read wait); a record that
+    /// changed meanwhile is changed again inside it, so `f` then runs twice for it.
     pub fn update_many<T>(
         &self,
         ids: &[RecordId],
@@ -1128,26 +1140,87 @@ impl Store {
             return Ok(Vec::new());
         }
         let f = RefCell::new(f);
-        let out = self.transaction(|tx| {
-            let mut out = Vec::with_capacity(ids.len());
-            for (i, &id) in ids.iter().enumerate() {
-                let Some(old) = tx.record(id)? else {
-                    out.push(None);
+        // The CPU work first, outside the transaction: a sled transaction holds a lock that
+        // every other read of the database waits on (the engine's walk of the queue, a
+        // `status`), so opening, changing and sealing each record inside it would stall them
+        // all. The transaction checks that each record is still the one its write was
+        // prepared from, and does the change again inside for any that is not.
+        let (ready, values) = self.prepare_updates(ids, &f)?;
+        let values = RefCell::new(values);
+        let present = self.transaction(|tx| {
+            let mut present = Vec::with_capacity(ids.len());
+            for (i, (&id, ready)) in ids.iter().zip(&ready).enumerate() {
+                let Some(raw) = tx.raw_record(id)? else {
+                    present.push(false);
                     continue;
                 };
-                let mut new = old.clone();
-                let value = (f.borrow_mut())(i, &mut new);
-                if new != old {
-                    tx.write_record(Some(&old), &new)?;
+                match ready {
+                    Some(ready) if ready.raw == raw => {
+                        if let Some(prepared) = &ready.prepared {
+                            tx.write_prepared(Some(&ready.old), &ready.new, prepared)?;
+                        }
+                    }
+                    _ => {
+                        let old = tx.codec.decode_record(id, &raw).or_else(txn::abort)?;
+                        let mut new = old.clone();
+                        let value = (f.borrow_mut())(i, &mut new);
+                        if new != old {
+                            tx.write_record(Some(&old), &new)?;
+                        }
+                        values.borrow_mut()[i] = Some(value);
+                    }
                 }
-                out.push(Some(value));
+                present.push(true);
             }
-            Ok(out)
+            Ok(present)
         })?;
+        let mut values = values.into_inner();
+        let out: Vec<Option<T>> = present
+            .iter()
+            .enumerate()
+            .map(|(i, &here)| if here { values[i].take() } else { None })
+            .collect();
         if durability == Durability::Flush && out.iter().any(Option::is_some) {
             self.flush()?;
         }
         Ok(out)
+    }
+
+    /// `update_many`'s work ahead of its transaction: each record read as stored, opened,
+    /// changed by `f`, and its write prepared when it changed; with `f`'s values.
+    #[allow(clippy::type_complexity)]
+    fn prepare_updates<T>(
+        &self,
+        ids: &[RecordId],
+        f: &RefCell<impl FnMut(usize, &mut Record) -> T>,
+    ) -> Result<(Vec<Option<ReadyUpdate>>, Vec<Option<T>>), StoreError> {
+        guard::guarded("preparing a write", || {
+            let codec = self.codec()?;
+            let mut ready = Vec::with_capacity(ids.len());
+            let mut values = Vec::with_capacity(ids.len());
+            for (i, &id) in ids.iter().enumerate() {
+                let Some(raw) = self.trees().records.get(codec::record_key(id))? else {
+                    ready.push(None);
+                    values.push(None);
+                    continue;
+                };
+                let old = codec.decode_record(id, &raw)?;
+                let mut new = old.clone();
+                values.push(Some((f.borrow_mut())(i, &mut new)));
+                let prepared = if new == old {
+                    None
+                } else {
+                    Some(Prepared::new(&codec, Some(&old), &new)?)
+                };
+                ready.push(Some(ReadyUpdate {
+                    raw,
+                    old,
+                    new,
+                    prepared,
+                }));
+            }
+            Ok((ready, values))
+        })
     }
 
     /// Erases the customer data of every synced record unchanged since `cutoff` (see

@@ -242,6 +242,19 @@ impl Tx<'_> {
     /// Writes `new` (whose previous version is `old`) with its index difference and, for the
     /// attempts appended to its history, its ledger entries.
     pub fn write_record(&self, old: Option<&Record>, new: &Record) -> TxResult<()> {
+        let prepared = Prepared::new(self.codec, old, new).or_else(abort)?;
+        self.write_prepared(old, new, &prepared)
+    }
+
+    /// [`Tx::write_record`] with the sealed value and index difference computed before the
+    /// transaction ([`Prepared::new`]), so the transaction, which holds sled's lock on every
+    /// other read and write of the database, does only the writes.
+    pub fn write_prepared(
+        &self,
+        old: Option<&Record>,
+        new: &Record,
+        prepared: &Prepared,
+    ) -> TxResult<()> {
         let attempts = match old {
             Some(old) if old.id != new.id => {
                 return abort(StoreError::InvalidUpdate {
@@ -270,7 +283,12 @@ impl Tx<'_> {
             self.ledger
                 .insert(key, codec::encode_ledger(&entry).or_else(abort)?)?;
         }
-        self.write_indexed(old, new)
+        for op in &prepared.ops {
+            self.apply(op.clone())?;
+        }
+        self.records
+            .insert(&codec::record_key(new.id), prepared.value.as_slice())?;
+        Ok(())
     }
 
     /// Writes `new` and its index difference, without ledger entries: for a rewrite that
@@ -295,21 +313,41 @@ impl Tx<'_> {
         Ok(self.records.get(codec::record_key(id))?)
     }
 
-    /// Every record write ends here, so this is where a conflict's existing-customer lookup
-    /// is dropped once the record has left that conflict (`Record::drop_stale_existing`):
-    /// one place, whichever transition moved it. Only a stale record is copied.
+    /// Every record write ends here or in [`Prepared::new`], which is where a conflict's
+    /// existing-customer lookup is dropped once the record has left that conflict.
     pub fn put_record(&self, new: &Record) -> TxResult<()> {
-        let cleaned;
-        let new = if new.existing_is_stale() {
-            let mut copy = new.clone();
-            copy.drop_stale_existing();
-            cleaned = copy;
-            &cleaned
-        } else {
-            new
-        };
-        let value = self.codec.encode_record(new).or_else(abort)?;
+        let value = encode_clean(self.codec, new).or_else(abort)?;
         self.records.insert(&codec::record_key(new.id), value)?;
         Ok(())
+    }
+}
+
+/// A record write's CPU work done ahead of its transaction: the sealed (compressed, keyed)
+/// value and the index difference. Valid only for the `old` it was computed from; the
+/// caller checks in the transaction that the stored record is still that one.
+pub struct Prepared {
+    ops: Vec<IndexOp>,
+    value: Vec<u8>,
+}
+
+impl Prepared {
+    pub fn new(codec: &Codec, old: Option<&Record>, new: &Record) -> Result<Self, StoreError> {
+        Ok(Prepared {
+            ops: index::diff(codec, old, Some(new)),
+            value: encode_clean(codec, new)?,
+        })
+    }
+}
+
+/// The sealed value of `new`, with a conflict's existing-customer lookup dropped once the
+/// record has left that conflict (`Record::drop_stale_existing`): one place, whichever
+/// transition moved it. Only a stale record is copied.
+fn encode_clean(codec: &Codec, new: &Record) -> Result<Vec<u8>, StoreError> {
+    if new.existing_is_stale() {
+        let mut copy = new.clone();
+        copy.drop_stale_existing();
+        codec.encode_record(&copy)
+    } else {
+        codec.encode_record(new)
     }
 }
