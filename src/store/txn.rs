@@ -205,26 +205,27 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn apply(&self, op: IndexOp) -> TxResult<()> {
+    fn apply(&self, op: &IndexOp) -> TxResult<()> {
         match op {
             IndexOp::AddId { index, term, id } => {
-                self.update_set(index, &term, |ids| index::set_insert(ids, id))
+                self.update_set(*index, term, |ids| index::set_insert(ids, *id))
             }
             IndexOp::RemoveId { index, term, id } => {
-                self.update_set(index, &term, |ids| index::set_remove(ids, id))
+                self.update_set(*index, term, |ids| index::set_remove(ids, *id))
             }
             IndexOp::Put { index, key, value } => {
-                if index == KeyIndex::State {
-                    self.note_queued(&key, &value);
+                if *index == KeyIndex::State {
+                    self.note_queued(key, value);
                 }
-                self.key_tree(index).insert(key, value)?;
+                self.key_tree(*index)
+                    .insert(key.as_slice(), value.as_slice())?;
                 Ok(())
             }
             IndexOp::Delete { index, key } => {
-                self.key_tree(index).remove(key)?;
+                self.key_tree(*index).remove(key.as_slice())?;
                 Ok(())
             }
-            IndexOp::Count { state, delta } => self.add_count(state, delta),
+            IndexOp::Count { state, delta } => self.add_count(*state, *delta),
         }
     }
 
@@ -284,7 +285,7 @@ impl Tx<'_> {
                 .insert(key, codec::encode_ledger(&entry).or_else(abort)?)?;
         }
         for op in &prepared.ops {
-            self.apply(op.clone())?;
+            self.apply(op)?;
         }
         self.records
             .insert(&codec::record_key(new.id), prepared.value.as_slice())?;
@@ -294,7 +295,7 @@ impl Tx<'_> {
     /// Writes `new` and its index difference, without ledger entries: for a rewrite that
     /// appends no attempt (purge, migration), whose history checks are the caller's.
     pub fn write_indexed(&self, old: Option<&Record>, new: &Record) -> TxResult<()> {
-        for op in index::diff(self.codec, old, Some(new)) {
+        for op in &index::diff(self.codec, old, Some(new)) {
             self.apply(op)?;
         }
         self.put_record(new)
@@ -302,7 +303,7 @@ impl Tx<'_> {
 
     /// Applies index operations computed by the caller (migration: old plain terms out).
     pub fn apply_ops(&self, ops: Vec<IndexOp>) -> TxResult<()> {
-        for op in ops {
+        for op in &ops {
             self.apply(op)?;
         }
         Ok(())
