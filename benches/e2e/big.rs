@@ -262,8 +262,10 @@ pub fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
     daemon.wait_socket()?;
     // Idle: up, offline, nothing to do but wait for the network. sled's segment cleaner
     // still moves pages out of sparse log segments after a large write (it reads them into
-    // its cache), so the resident size climbs for a while: the figure is where it settles,
-    // no rise above 1 MB in 10 s, read once a second for at most 120 s.
+    // its cache), so the resident size could climb for a while: the figure is where it
+    // settles, no rise above 1 MB in 30 s, read once a second for at most 120 s
+    // (`BENCH_IDLE_FULL=1`: all 120 s, each 10th reading printed, for an A/B).
+    let full = std::env::var_os("BENCH_IDLE_FULL").is_some();
     let rss_now = || proc_kb(Some(daemon.pid()), "VmRSS:").unwrap_or(0);
     let started = Instant::now();
     let first = {
@@ -274,8 +276,15 @@ pub fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
     while started.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_secs(1));
         samples.push(rss_now());
-        let settled = samples.len() > 10 && {
-            let window = &samples[samples.len() - 11..];
+        if full && samples.len() % 10 == 0 {
+            eprintln!(
+                "idle RSS at {:.0} s: {} MB",
+                started.elapsed().as_secs_f64(),
+                samples.last().unwrap_or(&0) / 1024
+            );
+        }
+        let settled = !full && samples.len() > 30 && {
+            let window = &samples[samples.len() - 31..];
             window.iter().max().unwrap_or(&0) - window[0] <= 1024
         };
         if settled {

@@ -1329,6 +1329,10 @@ impl PageCache {
             } else {
                 trace!("rewriting page with pid {}", pid);
 
+                // icsync: a page the cleaner reads in only to move it is paged out again
+                // once moved, so cleaning does not fill the cache (vendor/README.md).
+                let was_resident = page_view.update.is_some();
+
                 // page-in whole page with a get
                 let (key, update): (_, Update) = if pid == META_PID {
                     let meta_view = self.get_meta(guard)?;
@@ -1372,6 +1376,9 @@ impl PageCache {
                     },
                 )?;
                 if res.is_ok() {
+                    if !was_resident {
+                        self.page_out(vec![pid], guard)?;
+                    }
                     return Ok(());
                 }
             }
