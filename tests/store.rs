@@ -12,8 +12,9 @@ use std::process::Command;
 use chrono::{DateTime, Duration, Utc};
 use icsync::crypto::KeyConfig;
 use icsync::store::{
-    ActionKind, Attempt, Durability, HistoryEntry, Origin, Payload, QueueCursor, RecordId,
-    RecordState, Store, StoreError, StoreOptions, SubmitOutcome,
+    ActionKind, Attempt, DropProgress, DropStage, Durability, Fingerprint, HistoryEntry, Origin,
+    Payload, QueueCursor, RecordId, RecordState, SealAhead, Store, StoreError, StoreOptions,
+    Submission, SubmitOutcome,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -269,6 +270,108 @@ fn batch_merges_inputs_with_each_other_and_with_existing_records() {
     assert_eq!(r.payload.full_name(), "N650");
     assert_eq!(r.origin, file(650));
     assert_eq!(store.counts().unwrap().total, 1 + 300 + 1);
+    assert_consistent(&store);
+}
+
+/// A drop batch's new records are sealed before its transaction (`prepare_drop_batch`, on the
+/// drop folder's reading thread); the transaction matches again, so a record written in
+/// between is revised, not doubled, and a row whose match left in between is made anew.
+#[test]
+fn a_drop_batch_prepared_before_a_write_is_matched_as_it_stands_at_commit() {
+    for seal in [SealAhead::Always, SealAhead::Never, SealAhead::IfUnheld] {
+        prepared_then_committed(seal);
+    }
+}
+
+fn prepared_then_committed(seal: SealAhead) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let held = store
+        .submit(
+            payload(json!({"full_name": "Held", "external_id": "x3"})),
+            Origin::Cli,
+            t(0),
+        )
+        .unwrap();
+    let row = |name: &str, x: &str, line| Submission {
+        payload: payload(json!({"full_name": name, "external_id": x})),
+        origin: Origin::Drop {
+            file: "export.csv".into(),
+            line,
+        },
+        edit_of: None,
+    };
+    let ready = store
+        .prepare_drop_batch(
+            vec![
+                row("Ann B", "x1", 2),
+                row("Cy D", "x2", 3),
+                row("Held 2", "x3", 4),
+            ],
+            SealAhead::Always,
+            t(1),
+        )
+        .unwrap();
+    assert_eq!(ready.items().len(), 3);
+    // Between the preparing and the commit: x1 is created by another writer, and the record
+    // holding x3 is discarded.
+    let other = store
+        .submit(
+            payload(json!({"full_name": "Ann", "external_id": "x1"})),
+            Origin::Cli,
+            t(1),
+        )
+        .unwrap();
+    store
+        .update(held.id, Durability::Flush, |r| {
+            r.state = RecordState::Discarded
+        })
+        .unwrap()
+        .unwrap();
+    let progress = DropProgress {
+        file: "export.csv".into(),
+        stage: DropStage::Ingesting,
+        records_done: 3,
+        updated_at: t(2),
+    };
+    let fp = Fingerprint([7; 32]);
+    let done = store
+        .submit_drop_batch(&ready, &fp, &progress, Durability::Flush, t(2), |_, _| {
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    let outcomes: Vec<SubmitOutcome> = done.iter().map(|d| d.submitted.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            SubmitOutcome::Revised,
+            SubmitOutcome::Created,
+            SubmitOutcome::Created
+        ],
+        "{seal:?}"
+    );
+    assert_eq!(done[0].submitted.id, other.id);
+    assert_eq!(store.find_by_external_id("x1").unwrap(), Some(other.id));
+    let ann = store.get(other.id).unwrap().unwrap();
+    assert_eq!(ann.payload.full_name(), "Ann B");
+    let cy = store.get(done[1].submitted.id).unwrap().unwrap();
+    assert_eq!(cy.payload.full_name(), "Cy D");
+    assert_eq!(
+        cy.origin,
+        Origin::Drop {
+            file: "export.csv".into(),
+            line: 3
+        }
+    );
+    assert_ne!(done[2].submitted.id, held.id);
+    assert_eq!(
+        store.find_by_external_id("x3").unwrap(),
+        Some(done[2].submitted.id)
+    );
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.total, 4);
+    assert_eq!(counts.get(RecordState::Queued), 3);
+    assert_eq!(store.drop_progress(&fp).unwrap(), Some(progress));
     assert_consistent(&store);
 }
 

@@ -38,6 +38,9 @@ fn main() -> BenchResult<()> {
     if wanted("ingest") {
         ingest::run(&mut rows, &mut extra)?;
     }
+    if wanted("drop") {
+        ingest::drop_1m(&mut rows)?;
+    }
     if wanted("latency") {
         runtime.block_on(latency::run(&mut rows))?;
     }

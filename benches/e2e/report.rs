@@ -140,7 +140,7 @@ pub fn write_markdown(
          Every figure is measured against a ceiling measured on the same machine in the same\n\
          run (ratio = figure / ceiling for throughput, higher is better), because these machines\n\
          are noisy. Reproduce with:\n\n    {command}\n\n\
-         (`BENCH_QUICK=1` shrinks every size for a smoke run; `BENCH_ONLY=sync,ingest,latency,big`\n\
+         (`BENCH_QUICK=1` shrinks every size for a smoke run; `BENCH_ONLY=sync,ingest,drop,latency,big,compact`\n\
          runs some parts. The pure parts have criterion benches: `cargo bench --bench pure`.)\n\n\
          ## Last run: {date}\n\n{}\n",
         machine()

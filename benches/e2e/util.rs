@@ -25,7 +25,7 @@ pub fn quick() -> bool {
     std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1")
 }
 
-/// Whether a part was asked for (`BENCH_ONLY=sync,ingest,latency,big,compact`; all by default).
+/// Whether a part was asked for (`BENCH_ONLY=sync,ingest,drop,latency,big,compact`; all by default).
 pub fn wanted(part: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
         Ok(v) if !v.is_empty() => v.split(',').any(|p| p.trim() == part),

@@ -42,9 +42,10 @@ use super::DropError;
 use crate::ingest::drop::names::{fit_stem, numbered_with, shown, split_extension};
 use crate::ingest::drop::{rejected_copy_extension, write_rejects, RejectsError};
 use crate::ingest::{self, read_file, FileError, Format, ReadOptions, Survey};
-use crate::service::{DropItem, Service};
+use crate::service::{DropItem, Service, ServiceError};
 use crate::store::{
     DropFileEntry, DropOutcome, DropProgress, DropStage, Durability, Fingerprint, Origin,
+    ReadyBatch, SealAhead,
 };
 
 /// Notes listed in a report; the rest are counted.
@@ -372,13 +373,22 @@ fn ingest(
         records_done,
         updated_at: Utc::now(),
     };
-    // Two threads: one reads, parses and validates the next batch while this one commits the
-    // last (issue 18: parsing was a third of a drop's time, and it ran between commits). One
-    // batch waits between them at most, so memory stays bounded by the batch. Batches are
-    // committed in file order with the progress they end at, as before.
-    let (batches, received) = std::sync::mpsc::sync_channel::<(Vec<DropItem>, u64)>(1);
+    // Two threads: one reads, parses and validates the next batch, and seals its new records,
+    // while this one commits the last (issue 18: parsing was a third of a drop's time, and it
+    // ran between commits; sealing held sled's lock). One batch waits between them at most,
+    // so memory stays bounded by the batch. Batches are committed in file order with the
+    // progress they end at, as before.
+    //
+    // The reader cannot ask the store which rows are new (a read waits for every commit, so
+    // the two threads would take turns): it seals every row ahead while most rows of the last
+    // batch committed made new records, and none while most matched stored ones (a file
+    // exported again), so neither kind of file pays for the other.
+    let (batches, received) = std::sync::mpsc::sync_channel::<(Prepared, u64)>(1);
+    let mostly_new = AtomicBool::new(true);
+    let mostly_new = &mostly_new;
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_batches(file, resume_after, batches));
+        let reader =
+            scope.spawn(move || read_batches(service, file, resume_after, mostly_new, batches));
         let mut commits = 0usize;
         let mut outcome = Ok(());
         for (batch, records_done) in received.iter() {
@@ -389,9 +399,17 @@ fn ingest(
                 Durability::Lazy
             };
             let p = progress(records_done, DropStage::Ingesting);
-            if let Err(e) = service.submit_drop_batch(&batch, fp, &p, durability, Utc::now()) {
-                outcome = Err(e);
-                break;
+            let committed = batch.and_then(|batch| {
+                let rows = batch.items().len();
+                let created = service.commit_drop_batch(&batch, fp, &p, durability, Utc::now())?;
+                Ok(created * 2 >= rows)
+            });
+            match committed {
+                Ok(new) => mostly_new.store(new, Ordering::Relaxed),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
             if cancel.load(Ordering::Relaxed) {
                 break;
@@ -411,7 +429,7 @@ fn ingest(
             }
             Ok(ControlFlow::Continue(())) => {
                 let p = progress(ordinal.max(resume_after), DropStage::Ingested);
-                service.submit_drop_batch(&rest, fp, &p, Durability::Flush, Utc::now())?;
+                service.submit_drop_batch(rest, fp, &p, Durability::Flush, Utc::now())?;
                 Ok(true)
             }
             Err(FileError::Io(e)) => Err(DropError::io(path)(e)),
@@ -420,14 +438,20 @@ fn ingest(
     })
 }
 
+/// A batch as the reading half sends it: ready to commit, or why it could not be made ready.
+type Prepared = Result<ReadyBatch, ServiceError>;
+
 /// The reading half of `ingest`: sends the valid records after `resume_after` in batches,
-/// each with the count of records read when it ends; returns how reading ended (`Break`
-/// when the committing half stopped taking batches), the last batch unsent, and the count.
+/// made ready to commit (`Service::prepare_drop_batch`), each with the count of records read
+/// when it ends; returns how reading ended (`Break` when the committing half stopped taking
+/// batches), the last batch unsent, and the count.
 #[allow(clippy::type_complexity)]
 fn read_batches(
+    service: &Service,
     file: &Dropped<'_>,
     resume_after: u64,
-    batches: std::sync::mpsc::SyncSender<(Vec<DropItem>, u64)>,
+    mostly_new: &AtomicBool,
+    batches: std::sync::mpsc::SyncSender<(Prepared, u64)>,
 ) -> (Result<ControlFlow<()>, FileError>, Vec<DropItem>, u64) {
     let mut ordinal = 0u64;
     let mut pending = 0usize;
@@ -459,7 +483,13 @@ fn read_batches(
             }
             pending = 0;
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            match batches.send((full, ordinal)) {
+            let seal = if mostly_new.load(Ordering::Relaxed) {
+                SealAhead::Always
+            } else {
+                SealAhead::Never
+            };
+            let ready = service.prepare_drop_batch(full, seal, Utc::now());
+            match batches.send((ready, ordinal)) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(_) => ControlFlow::Break(()),
             }

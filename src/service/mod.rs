@@ -22,7 +22,8 @@ use crate::control::{
 use crate::crypto::Passphrase;
 use crate::store::{
     DropFileEntry, DropProgress, DropStage, Durability, EditRefused, Edited, Fingerprint, Origin,
-    Payload, Record, RecordError, RecordId, RecordState, Store, StoreError, Submission, Submitted,
+    Payload, ReadyBatch, Record, RecordError, RecordId, RecordState, SealAhead, Store, StoreError,
+    Submission, SubmitOutcome, Submitted,
 };
 use crate::sync::InFlight;
 
@@ -597,31 +598,54 @@ impl Service {
     /// logged with the record's id and the reason, never a customer field.
     pub fn submit_drop_batch(
         &self,
-        items: &[DropItem],
+        items: Vec<DropItem>,
         fp: &Fingerprint,
         progress: &DropProgress,
         durability: Durability,
         now: DateTime<Utc>,
     ) -> Result<usize, ServiceError> {
+        let batch = self.prepare_drop_batch(items, SealAhead::IfUnheld, now)?;
+        self.commit_drop_batch(&batch, fp, progress, durability, now)
+    }
+
+    /// The part of [`Service::submit_drop_batch`] that can run before its transaction, on
+    /// another thread (the drop folder's reader): the records each row names are looked up,
+    /// and new records sealed and indexed as `seal` says ([`Store::prepare_drop_batch`]).
+    pub fn prepare_drop_batch(
+        &self,
+        items: Vec<DropItem>,
+        seal: SealAhead,
+        now: DateTime<Utc>,
+    ) -> Result<ReadyBatch, ServiceError> {
         let submissions: Vec<Submission> = items
-            .iter()
+            .into_iter()
             .map(|item| Submission {
-                payload: item.payload.clone(),
-                origin: item.origin.clone(),
                 edit_of: item
                     .record_id
                     .as_deref()
                     .and_then(|id| self.store.resolve_prefix(id).ok()),
+                payload: item.payload,
+                origin: item.origin,
             })
             .collect();
-        let done = self.store.submit_drop_batch(
-            &submissions,
-            fp,
-            progress,
-            durability,
-            now,
-            |r, payload| actions::edit(r, &payload.to_value(), now),
-        )?;
+        Ok(self.store.prepare_drop_batch(submissions, seal, now)?)
+    }
+
+    /// The rest of [`Service::submit_drop_batch`]: one transaction, then the wake-up.
+    /// Returns how many rows made new records.
+    pub fn commit_drop_batch(
+        &self,
+        batch: &ReadyBatch,
+        fp: &Fingerprint,
+        progress: &DropProgress,
+        durability: Durability,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ServiceError> {
+        let done =
+            self.store
+                .submit_drop_batch(batch, fp, progress, durability, now, |r, payload| {
+                    actions::edit(r, &payload.to_value(), now)
+                })?;
         for d in &done {
             if let Some((id, why)) = &d.edit_refused {
                 tracing::warn!(
@@ -633,7 +657,10 @@ impl Service {
         }
         let submitted: Vec<Submitted> = done.iter().map(|d| d.submitted).collect();
         self.announce_queued(&submitted);
-        Ok(done.len())
+        Ok(submitted
+            .iter()
+            .filter(|s| s.outcome == SubmitOutcome::Created)
+            .count())
     }
 
     /// When a file with this content was taken whole before, and under what name.

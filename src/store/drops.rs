@@ -16,7 +16,7 @@ use sled::transaction::TransactionalTree;
 use super::error::StoreError;
 use super::record::{Origin, Payload, Record, RecordId};
 use super::txn::{abort, TxResult};
-use super::{edit_one, submit_one, Durability, EditRefused, Store, Submitted};
+use super::{edit_one, submit_one, Ahead, Durability, EditRefused, SealAhead, Store, Submitted};
 
 /// How many recent files the history keeps.
 pub const DROP_HISTORY_MAX: usize = 100;
@@ -117,6 +117,19 @@ pub struct Submission {
     pub edit_of: Option<RecordId>,
 }
 
+/// A batch of [`Submission`]s with the work done ahead of their transaction
+/// ([`Store::prepare_drop_batch`]).
+pub struct ReadyBatch {
+    items: Vec<Submission>,
+    ahead: Vec<Ahead>,
+}
+
+impl ReadyBatch {
+    pub fn items(&self) -> &[Submission] {
+        &self.items
+    }
+}
+
 /// What one [`Submission`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropSubmitted<E> {
@@ -180,13 +193,25 @@ impl Store {
         }
     }
 
+    /// Makes a batch of a dropped file's records ready to queue: what can be done before its
+    /// transaction is done here ([`Store::prepare_new`]), on the caller's thread.
+    pub fn prepare_drop_batch(
+        &self,
+        items: Vec<Submission>,
+        seal: SealAhead,
+        now: DateTime<Utc>,
+    ) -> Result<ReadyBatch, StoreError> {
+        let ahead = self.prepare_new(items.iter().map(|i| (&i.payload, &i.origin)), seal, now)?;
+        Ok(ReadyBatch { items, ahead })
+    }
+
     /// Queues one batch of a dropped file's records and records the file's progress in the
     /// same transaction (one transaction: keep batches to a few hundred records). An item
     /// naming a record (`edit_of`) is applied to it with `edit` (see [`Store::edit`]); one
     /// whose record is gone, or refuses, is matched like any other row.
     pub fn submit_drop_batch<E>(
         &self,
-        items: &[Submission],
+        batch: &ReadyBatch,
         fp: &Fingerprint,
         progress: &DropProgress,
         durability: Durability,
@@ -194,9 +219,11 @@ impl Store {
         edit: impl Fn(&mut Record, &Payload) -> Result<(), E>,
     ) -> Result<Vec<DropSubmitted<E>>, StoreError> {
         let done = self.transaction(|tx| {
-            let done = items
+            let done = batch
+                .items
                 .iter()
-                .map(|item| {
+                .zip(&batch.ahead)
+                .map(|(item, ahead)| {
                     let refused = match item.edit_of {
                         None => None,
                         Some(id) => match edit_one(tx, id, |r| edit(r, &item.payload))? {
@@ -211,7 +238,7 @@ impl Store {
                         },
                     };
                     Ok(DropSubmitted {
-                        submitted: submit_one(tx, &item.payload, &item.origin, now)?,
+                        submitted: submit_one(tx, &item.payload, &item.origin, now, Some(ahead))?,
                         edit_refused: refused,
                     })
                 })
