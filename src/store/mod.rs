@@ -1042,20 +1042,12 @@ impl Store {
                 .into_iter()
                 .map(|(payload, origin)| {
                     let (index, term) = match_term(&codec, payload);
-                    let tree = match index {
-                        TermIndex::ExternalId => &trees.external_id,
-                        TermIndex::Email => &trees.email,
-                        TermIndex::Content => &trees.content,
-                        TermIndex::Short => &trees.short,
-                    };
                     let seal = match seal {
                         SealAhead::Always => true,
                         SealAhead::Never => false,
-                        SealAhead::IfUnheld => !tree.contains_key(&term)?,
+                        SealAhead::IfUnheld => !trees.term_tree(index).contains_key(&term)?,
                     };
-                    let new = if !seal {
-                        None
-                    } else {
+                    let new = if seal {
                         let new = upsert::new_record(
                             RecordId::new(),
                             payload.clone(),
@@ -1064,6 +1056,8 @@ impl Store {
                         );
                         let prepared = Prepared::new(&codec, None, &new)?;
                         Some((new, prepared))
+                    } else {
+                        None
                     };
                     Ok(Ahead { index, term, new })
                 })

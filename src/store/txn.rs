@@ -45,6 +45,16 @@ pub struct Trees {
 }
 
 impl Trees {
+    /// The tree of a term index (outside a transaction; [`Tx`] has its own).
+    pub fn term_tree(&self, index: TermIndex) -> &Tree {
+        match index {
+            TermIndex::ExternalId => &self.external_id,
+            TermIndex::Email => &self.email,
+            TermIndex::Content => &self.content,
+            TermIndex::Short => &self.short,
+        }
+    }
+
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
         Ok(Trees {
             records: db.open_tree("records")?,
