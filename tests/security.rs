@@ -505,9 +505,14 @@ fn a_store_sealed_before_compression_is_compressed_in_place_across_a_kill_9() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("{old}/{old} records")), "{stderr}");
     assert_eq!(compressed_and_not(&dir), (N, 0));
-    // The compaction owed took the uncompressed values off the disk.
+    // The compaction owed took the uncompressed values off the disk: without it the file
+    // keeps them beside the compressed ones and only grows. (Just under half since an
+    // import's index terms are written in key order, which left `before` smaller.)
     let after = sled_bytes(&dir);
-    assert!(after * 2 < before, "{before} bytes before, {after} after");
+    assert!(
+        after * 4 < before * 3,
+        "{before} bytes before, {after} after"
+    );
     let store =
         Store::open_with_key(&dir, StoreOptions::default(), &env.key_config(), None).unwrap();
     assert!(store.check_consistency().unwrap().is_empty());

@@ -1702,3 +1702,241 @@ fn a_half_written_snapshot_does_not_damage_the_store() {
         "left-over snapshot files kept"
     );
 }
+
+/// One step of [`run_terms_workload`], as a line naming records by the order they were made
+/// in (ids are random, so two runs compare by that order).
+fn workload_line(
+    ordinals: &mut std::collections::HashMap<RecordId, usize>,
+    what: &str,
+    id: RecordId,
+    outcome: impl std::fmt::Debug,
+) -> String {
+    let next = ordinals.len();
+    let n = *ordinals.entry(id).or_insert(next);
+    format!("{what} #{n} {outcome:?}")
+}
+
+/// A random mix of single submits, imports, dropped batches (whose new records' terms stay
+/// pending until a fold), edits, updates and discards over a small space of external_ids
+/// and emails, so rows keep matching records made moments before. With `fold_each`, every
+/// step ends with the pending terms folded into the trees. Returns what each step did.
+fn run_terms_workload(store: &Store, fold_each: bool) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(0x7e2_u64);
+    let mut ids: Vec<RecordId> = Vec::new();
+    let mut ordinals = std::collections::HashMap::new();
+    let mut log = Vec::new();
+    for step in 0..500i64 {
+        let now = t(step);
+        match rng.random_range(0..12) {
+            0..=1 => {
+                let s = store
+                    .submit(random_payload(&mut rng), Origin::Cli, now)
+                    .unwrap();
+                ids.push(s.id);
+                log.push(workload_line(&mut ordinals, "submit", s.id, s.outcome));
+            }
+            2 => {
+                let items = (0..rng.random_range(1..8))
+                    .map(|_| (random_payload(&mut rng), Origin::Cli))
+                    .collect();
+                for s in store.submit_batch(items, now).unwrap() {
+                    ids.push(s.id);
+                    log.push(workload_line(&mut ordinals, "import", s.id, s.outcome));
+                }
+            }
+            3..=5 => {
+                let items: Vec<Submission> = (0..rng.random_range(1..30))
+                    .map(|line| Submission {
+                        payload: random_payload(&mut rng),
+                        origin: Origin::Drop {
+                            file: "f.csv".into(),
+                            line,
+                        },
+                        edit_of: None,
+                    })
+                    .collect();
+                let seal = [SealAhead::Always, SealAhead::Never, SealAhead::IfUnheld]
+                    [rng.random_range(0..3)];
+                let ready = store.prepare_drop_batch(items, seal, now).unwrap();
+                let progress = DropProgress {
+                    file: "f.csv".into(),
+                    stage: DropStage::Ingesting,
+                    records_done: 1,
+                    updated_at: now,
+                };
+                let done = store
+                    .submit_drop_batch(
+                        &ready,
+                        &Fingerprint([1; 32]),
+                        &progress,
+                        Durability::Lazy,
+                        now,
+                        |_, _| Ok::<(), ()>(()),
+                    )
+                    .unwrap();
+                for d in done {
+                    ids.push(d.submitted.id);
+                    let line =
+                        workload_line(&mut ordinals, "drop", d.submitted.id, d.submitted.outcome);
+                    log.push(line);
+                }
+            }
+            _ if ids.is_empty() => {}
+            6 => {
+                let x = format!("x{}", rng.random_range(0..6));
+                let found = store.find_by_external_id(&x).unwrap();
+                let n = found.map(|id| ordinals[&id]);
+                log.push(format!("find {x} {n:?}"));
+            }
+            7 => {
+                let id = ids[rng.random_range(0..ids.len())];
+                let new_payload = random_payload(&mut rng);
+                let edited = store
+                    .edit(id, Durability::Lazy, |r| {
+                        r.payload = new_payload.clone();
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap();
+                let outcome = match edited {
+                    Ok(e) => format!("revised {}", e.revised),
+                    Err(icsync::store::EditRefused::Taken(other)) => {
+                        format!("taken by #{}", ordinals[&other])
+                    }
+                    Err(e) => format!("{e:?}"),
+                };
+                log.push(workload_line(&mut ordinals, "edit", id, outcome));
+            }
+            kind => {
+                let id = ids[rng.random_range(0..ids.len())];
+                let state = RecordState::ALL[rng.random_range(0..RecordState::ALL.len())];
+                let new_payload = random_payload(&mut rng);
+                store
+                    .update(id, Durability::Lazy, |r| match kind {
+                        8 | 9 => r.state = state,
+                        10 => r.payload = new_payload.clone(),
+                        _ => r.state = RecordState::Discarded,
+                    })
+                    .unwrap()
+                    .unwrap();
+                log.push(workload_line(&mut ordinals, "update", id, kind));
+            }
+        }
+        if fold_each {
+            store.fold_pending().unwrap();
+            assert_eq!(store.pending_records(), 0);
+        }
+    }
+    log
+}
+
+/// The terms of a dropped batch's new records stay pending (one entry per transaction, in
+/// memory until folded into the term trees): every lookup, match, edit and discard must
+/// answer exactly as if they were already in the trees, and the fold must leave the trees
+/// as the records say. Two runs of the same random workload, one folding after every step
+/// and one never, make the same choices; both stores are then consistent, and stay so when
+/// reopened.
+#[test]
+fn pending_index_terms_answer_exactly_as_folded_ones() {
+    let folded_dir = tempfile::tempdir().unwrap();
+    let folded = open(folded_dir.path());
+    let expected = run_terms_workload(&folded, true);
+    assert_consistent(&folded);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let log = run_terms_workload(&store, false);
+    assert!(
+        store.pending_records() > 0,
+        "the workload leaves terms pending"
+    );
+    assert_eq!(log.len(), expected.len());
+    for (i, (got, want)) in log.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "step line {i}");
+    }
+    assert!(log
+        .iter()
+        .any(|l| l.starts_with("drop") && l.ends_with("Revised")));
+    let counts = store.counts().unwrap();
+    assert_eq!(counts, folded.counts().unwrap());
+
+    // Left pending at a crash: folded when the store next opens.
+    store.flush().unwrap();
+    drop(store);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.pending_records(), 0);
+    assert_eq!(reopened.counts().unwrap(), counts);
+    assert_consistent(&reopened);
+}
+
+/// A record made by a dropped file is found by its external_id and its short id at once,
+/// while its terms are still pending, and an edit that moves its email away is not undone
+/// when they are folded.
+#[test]
+fn a_dropped_record_is_found_and_edited_before_its_terms_are_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ready = store
+        .prepare_drop_batch(
+            vec![Submission {
+                payload: payload(json!({"full_name": "Ann", "external_id": "crm-9",
+                                        "email": "ann@x.io"})),
+                origin: Origin::Drop {
+                    file: "export.csv".into(),
+                    line: 2,
+                },
+                edit_of: None,
+            }],
+            SealAhead::Always,
+            t(0),
+        )
+        .unwrap();
+    let progress = DropProgress {
+        file: "export.csv".into(),
+        stage: DropStage::Ingesting,
+        records_done: 1,
+        updated_at: t(0),
+    };
+    let done = store
+        .submit_drop_batch(
+            &ready,
+            &Fingerprint([3; 32]),
+            &progress,
+            Durability::Flush,
+            t(0),
+            |_, _| Ok::<(), ()>(()),
+        )
+        .unwrap();
+    let id = done[0].submitted.id;
+    assert_eq!(store.pending_records(), 1);
+    assert_eq!(store.resolve_handle("crm-9").unwrap(), id);
+    assert_eq!(store.resolve_handle(&id.short()).unwrap(), id);
+    assert_eq!(store.find_by_email("ANN@x.io").unwrap(), Some(id));
+    // A capture of the same customer revises the record, as it would once folded.
+    let again = store
+        .submit(
+            payload(json!({"full_name": "Ann B", "email": "ann@x.io"})),
+            Origin::Cli,
+            t(1),
+        )
+        .unwrap();
+    assert_eq!((again.id, again.outcome), (id, SubmitOutcome::Revised));
+    store
+        .edit(id, Durability::Flush, |r| {
+            r.payload = payload(json!({"full_name": "Ann B", "external_id": "crm-9",
+                                       "email": "ann.b@x.io"}));
+            Ok::<(), ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.find_by_email("ann@x.io").unwrap(), None);
+    assert!(store.fold_pending().unwrap() > 0);
+    assert_eq!(store.pending_records(), 0);
+    assert_eq!(
+        store.find_by_email("ann@x.io").unwrap(),
+        None,
+        "the fold re-added it"
+    );
+    assert_eq!(store.find_by_email("ann.b@x.io").unwrap(), Some(id));
+    assert_eq!(store.resolve_handle(&id.short()).unwrap(), id);
+    assert_consistent(&store);
+}

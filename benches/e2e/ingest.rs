@@ -22,15 +22,19 @@ use icsync::store::{Origin, Record, RecordId, Store, StoreOptions};
 use super::report::Row;
 use super::util::{dir_size, keys, proc_kb, quick, write_csv, write_ndjson, BenchResult};
 
-/// What a child reports: seconds taken, its peak RSS and the bytes its store takes on disk.
+/// What a child reports: seconds taken, its peak RSS and the bytes its store takes on disk;
+/// for the pipeline, the seconds the fold of the new records' index terms took after it.
 struct Measured {
     secs: f64,
     hwm_kb: u64,
     disk: u64,
+    fold_secs: f64,
 }
 
-/// Runs in the child: `child-ingest MODE FILE WORKDIR`, prints `SECS HWM_KB DISK_BYTES`.
+/// Runs in the child: `child-ingest MODE FILE WORKDIR`, prints `SECS HWM_KB DISK_BYTES
+/// FOLD_SECS`.
 pub fn child(mode: &str, file: &Path, work: &Path) -> BenchResult<()> {
+    let mut fold_secs = 0.0;
     let secs = match mode {
         "sealed" | "plain" => {
             let store_dir = work.join("store");
@@ -56,6 +60,12 @@ pub fn child(mode: &str, file: &Path, work: &Path) -> BenchResult<()> {
             if entry.rejected != 0 || entry.accepted == 0 {
                 return Err(format!("unexpected outcome: {entry:?}").into());
             }
+            // The daemon's drop folder folds the pending index terms once the file is
+            // queued (`store::pending`): timed apart, and the disk measured after it.
+            let start = Instant::now();
+            service.store().fold_pending()?;
+            service.store().flush()?;
+            fold_secs = start.elapsed().as_secs_f64();
             secs
         }
         "sled" => {
@@ -86,7 +96,10 @@ pub fn child(mode: &str, file: &Path, work: &Path) -> BenchResult<()> {
         other => return Err(format!("unknown ingest mode {other}").into()),
     };
     let disk = dir_size(&work.join("store")) + dir_size(&work.join("sled"));
-    println!("{secs} {} {disk}", proc_kb(None, "VmHWM:").unwrap_or(0));
+    println!(
+        "{secs} {} {disk} {fold_secs}",
+        proc_kb(None, "VmHWM:").unwrap_or(0)
+    );
     Ok(())
 }
 
@@ -110,7 +123,13 @@ fn spawn(mode: &str, file: &Path) -> BenchResult<Measured> {
     let secs = words.next().ok_or("no time")?.parse()?;
     let hwm_kb = words.next().ok_or("no rss")?.parse()?;
     let disk = words.next().ok_or("no disk size")?.parse()?;
-    Ok(Measured { secs, hwm_kb, disk })
+    let fold_secs = words.next().ok_or("no fold time")?.parse()?;
+    Ok(Measured {
+        secs,
+        hwm_kb,
+        disk,
+        fold_secs,
+    })
 }
 
 pub fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
@@ -158,6 +177,23 @@ pub fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
             )
             .goal(">= 0.5", ratio >= 0.5),
         );
+        // The pending index terms are folded after the file (`store::pending`): the
+        // whole work, drop and fold, against the same ceiling.
+        let whole = n as f64 / (sealed.secs + sealed.fold_secs);
+        rows.push(
+            Row::new(
+                "2",
+                format!("ingest {ext}: drop, then its index terms folded (sealed)"),
+                format!(
+                    "{whole:.0} rec/s ({:.2} s + fold {:.2} s)",
+                    sealed.secs, sealed.fold_secs
+                ),
+            )
+            .ceiling(
+                format!("{:.0} rec/s bare sled batch", rate(&ceiling)),
+                whole / rate(&ceiling),
+            ),
+        );
         rows.push(
             Row::new(
                 "2",
@@ -200,8 +236,8 @@ pub fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
 }
 
 /// Part `drop`: a 1M-row CSV (100k with `BENCH_QUICK=1`) through the drop-folder pipeline into
-/// a sealed store, in a child process: time from drop to durably queued, and the process's
-/// peak RSS, which must not grow with the file.
+/// a sealed store, in a child process: time from drop to durably queued with every index term
+/// folded, and the process's peak RSS, which must not grow with the file.
 pub fn drop_1m(rows: &mut Vec<Row>) -> BenchResult<()> {
     let n = if quick() { 100_000 } else { 1_000_000 };
     let data = tempfile::tempdir()?;
@@ -213,10 +249,18 @@ pub fn drop_1m(rows: &mut Vec<Row>) -> BenchResult<()> {
     rows.push(
         Row::new(
             "2",
-            format!("drop of a {n}-row CSV ({size_mb:.0} MB) to durably queued (sealed)"),
-            format!("{:.0} s ({:.0} rec/s)", sealed.secs, n as f64 / sealed.secs),
+            format!(
+                "drop of a {n}-row CSV ({size_mb:.0} MB) to durably queued and indexed (sealed)"
+            ),
+            format!(
+                "{:.0} s ({:.0} rec/s; queued at {:.0} s, last fold {:.1} s)",
+                sealed.secs + sealed.fold_secs,
+                n as f64 / (sealed.secs + sealed.fold_secs),
+                sealed.secs,
+                sealed.fold_secs
+            ),
         )
-        .goal("< 60 s", sealed.secs < 60.0),
+        .goal("< 60 s", sealed.secs + sealed.fold_secs < 60.0),
     );
     rows.push(
         Row::new(

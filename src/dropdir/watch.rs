@@ -182,6 +182,17 @@ pub async fn watch(
                 }
             }
         }
+        // The files taken have left their new records' index terms pending (see
+        // `store::pending`): they go into the term trees now, between files, not while a
+        // file is being queued.
+        if service.store().pending_records() > 0 {
+            let store = service.store().clone();
+            match tokio::task::spawn_blocking(move || store.fold_pending()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "indexing new records failed; will retry"),
+                Err(e) => tracing::error!(error = %e, "indexing new records failed"),
+            }
+        }
         let wake = settle
             .next_wake()
             .map(Instant::from_std)

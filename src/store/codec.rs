@@ -34,6 +34,8 @@ use zeroize::Zeroizing;
 
 use super::compress;
 use super::error::StoreError;
+use super::index::TermIndex;
+use super::pending::{PendingKind, PendingOp};
 use super::record::{LedgerEntry, Payload, Record, RecordId, RecordState};
 use crate::contract::canonical_json;
 use crate::crypto::Crypto;
@@ -415,6 +417,78 @@ pub fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
         detail: format!("{} bytes instead of 8", bytes.len()),
     })?;
     Ok(u64::from_be_bytes(fixed))
+}
+
+/// The key of a pending-terms entry (see `pending`): its sequence number, so entries are
+/// read back in the order they were written.
+pub fn pending_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// The version byte of a pending-terms entry.
+const PENDING_V1: u8 = 1;
+const PENDING_ADD: u8 = 1;
+const PENDING_CANCEL: u8 = 2;
+
+/// A pending-terms entry: a version byte, then per op its kind, its index's tag, the term's
+/// length (u32, big-endian), the term and the record id.
+pub fn encode_pending(ops: &[PendingOp]) -> Vec<u8> {
+    let size: usize = ops.iter().map(|op| 6 + op.term.len() + ID_LEN).sum();
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(PENDING_V1);
+    for op in ops {
+        out.push(match op.kind {
+            PendingKind::Add => PENDING_ADD,
+            PendingKind::Cancel => PENDING_CANCEL,
+        });
+        out.push(op.index.tag());
+        // Keyed hashes of 33 bytes; in the plain legacy layout, text under a record's bound.
+        let len = u32::try_from(op.term.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&op.term[..op.term.len().min(len as usize)]);
+        out.extend_from_slice(op.id.as_bytes());
+    }
+    out
+}
+
+pub fn decode_pending(bytes: &[u8]) -> Result<Vec<PendingOp>, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: "pending index terms",
+        detail,
+    };
+    let Some((&version, mut rest)) = bytes.split_first() else {
+        return Err(corrupt("empty".into()));
+    };
+    if version != PENDING_V1 {
+        return Err(corrupt(format!("unknown version {version}")));
+    }
+    let mut ops = Vec::new();
+    while !rest.is_empty() {
+        let [kind, tag, l0, l1, l2, l3, tail @ ..] = rest else {
+            return Err(corrupt("an op cut short".into()));
+        };
+        let kind = match *kind {
+            PENDING_ADD => PendingKind::Add,
+            PENDING_CANCEL => PendingKind::Cancel,
+            other => return Err(corrupt(format!("unknown op {other}"))),
+        };
+        let index =
+            TermIndex::from_tag(*tag).ok_or_else(|| corrupt(format!("unknown index {tag}")))?;
+        let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
+        if tail.len() < len.saturating_add(ID_LEN) {
+            return Err(corrupt("an op cut short".into()));
+        }
+        let (term, tail) = tail.split_at(len);
+        let (id, tail) = tail.split_at(ID_LEN);
+        ops.push(PendingOp {
+            kind,
+            index,
+            term: term.to_vec(),
+            id: decode_record_key(id)?,
+        });
+        rest = tail;
+    }
+    Ok(ops)
 }
 
 #[cfg(test)]

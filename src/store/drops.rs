@@ -218,7 +218,7 @@ impl Store {
         now: DateTime<Utc>,
         edit: impl Fn(&mut Record, &Payload) -> Result<(), E>,
     ) -> Result<Vec<DropSubmitted<E>>, StoreError> {
-        let done = self.transaction(|tx| {
+        let done = self.transaction_deferring(|tx| {
             let done = batch
                 .items
                 .iter()

@@ -35,6 +35,29 @@ pub enum TermIndex {
     Short,
 }
 
+impl TermIndex {
+    pub const ALL: [TermIndex; 4] = [
+        TermIndex::ExternalId,
+        TermIndex::Email,
+        TermIndex::Content,
+        TermIndex::Short,
+    ];
+
+    /// The index's byte in a pending-terms entry (see `pending`).
+    pub fn tag(self) -> u8 {
+        match self {
+            TermIndex::ExternalId => 1,
+            TermIndex::Email => 2,
+            TermIndex::Content => 3,
+            TermIndex::Short => 4,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.tag() == tag)
+    }
+}
+
 /// An index with one key per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyIndex {

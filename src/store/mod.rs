@@ -29,6 +29,10 @@
 //! - `index.short`: an id's last 4 bytes (its short id, [`RecordId::short`]) -> ids, for every
 //!   record: a short id is one read. A new record draws another id when its tail is taken
 //!   (`fresh_id`), so short ids are unique; stores from before are indexed at open.
+//! - `index.pending`: sequence number -> the index terms a bulk transaction's new records
+//!   add (and cancels of such terms), not yet in the term trees above; held in memory meanwhile
+//!   and folded into the trees in key order after a dropped file, past a bound, and at open
+//!   (see `pending`). Every term lookup joins the tree with them.
 //! - `ledger`: Idempotency-Key -> [`LedgerEntry`], written from the attempts appended to a
 //!   record's history in the same transaction.
 //! - `counters`: state -> count, kept in the same transactions, so `counts` reads six keys.
@@ -67,6 +71,7 @@ mod guard;
 mod index;
 mod ledger;
 mod migrate;
+mod pending;
 mod raw;
 mod raw_salvage;
 mod record;
@@ -250,6 +255,9 @@ struct Inner {
     /// Held while the floor file is rewritten: clones flushing at once (the engine and a
     /// command) would otherwise share its temporary file, and one's rename would fail.
     floor_write: std::sync::Mutex<()>,
+    /// The terms of new records written in bulk and not yet folded into the term trees,
+    /// held by every transaction from start to commit and by a fold (see `pending`).
+    pending: std::sync::Mutex<pending::Pending>,
 }
 
 /// One open sled database and its trees.
@@ -739,6 +747,13 @@ impl Store {
                 meta.insert(META_DUE_BACKOFF_ONLY, &[1u8])?;
                 db.flush()?;
             }
+            // Pending terms left by a crash go into their trees before anything reads them;
+            // a store from before pending terms has none.
+            let folded = pending::fold(&trees, &mut pending::Pending::default())?;
+            if folded > 0 {
+                tracing::info!(terms = folded, "indexed the terms left pending");
+                db.flush()?;
+            }
             // Short ids are ids, not customer data: filled on open too, before any write.
             if meta.get(META_SHORT_INDEXED)?.is_none() {
                 let added = migrate::fill_short_index(&trees)?;
@@ -776,6 +791,7 @@ impl Store {
                     queued_low: std::sync::Mutex::new(None),
                     floor: AtomicU64::new(floor),
                     floor_write: std::sync::Mutex::new(()),
+                    pending: std::sync::Mutex::new(pending::Pending::default()),
                 }),
             })
         })
@@ -819,6 +835,35 @@ impl Store {
     }
 
     fn transaction<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        self.transaction_with(false, f)
+    }
+
+    /// [`Store::transaction`] for a bulk write: the terms of the new records it makes go
+    /// pending, one entry for the transaction, folded into the term trees later (see
+    /// `pending`).
+    fn transaction_deferring<T>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
+        let out = self.transaction_with(true, f)?;
+        if self.pending_terms().records() >= pending::FOLD_AT_RECORDS {
+            self.fold_pending()?;
+        }
+        Ok(out)
+    }
+
+    fn pending_terms(&self) -> std::sync::MutexGuard<'_, pending::Pending> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn transaction_with<T>(
+        &self,
+        defer_new: bool,
+        f: impl Fn(&Tx<'_>) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
         guard::guarded("writing", || {
             let codec = self.codec()?;
             let _writing = self.write_gate();
@@ -828,7 +873,13 @@ impl Store {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let queued = std::cell::Cell::new(None);
-            let out = self.trees().transaction_noting(&codec, &queued, f)?;
+            let mut held = self.pending_terms();
+            let pending = pending::PendingTx::new(&mut held, defer_new);
+            let out = self
+                .trees()
+                .transaction_noting(&codec, &queued, Some(&pending), f)?;
+            pending.commit();
+            drop(held);
             self.inner.changes.fetch_add(1, Ordering::Release);
             if let Some(id) = queued.get() {
                 let mut low = self.queued_low();
@@ -1004,7 +1055,7 @@ impl Store {
             let items = chunk.iter().map(|(p, o)| (p, o));
             let ahead = self.prepare_new(items, SealAhead::IfUnheld, now);
             let done = ahead.and_then(|ahead| {
-                self.transaction(|tx| {
+                self.transaction_deferring(|tx| {
                     chunk
                         .iter()
                         .zip(&ahead)
@@ -1015,11 +1066,13 @@ impl Store {
             match done {
                 Ok(done) => out.extend(done),
                 Err(e) => {
+                    self.fold_pending()?;
                     self.flush()?;
                     return Err(e);
                 }
             }
         }
+        self.fold_pending()?;
         self.flush()?;
         Ok(out)
     }
@@ -1037,7 +1090,6 @@ impl Store {
     ) -> Result<Vec<Ahead>, StoreError> {
         guard::guarded("preparing a write", || {
             let codec = self.codec()?;
-            let trees = self.trees();
             items
                 .into_iter()
                 .map(|(payload, origin)| {
@@ -1045,7 +1097,7 @@ impl Store {
                     let seal = match seal {
                         SealAhead::Always => true,
                         SealAhead::Never => false,
-                        SealAhead::IfUnheld => !trees.term_tree(index).contains_key(&term)?,
+                        SealAhead::IfUnheld => self.term_holders(index, &term)?.is_empty(),
                     };
                     let new = if seal {
                         let new = upsert::new_record(
@@ -1142,7 +1194,7 @@ impl Store {
         let locked = match self.codec() {
             Ok(codec) => {
                 let term = codec.external_id_term(handle);
-                let holders = self.live_holders(&self.trees().external_id, &term)?;
+                let holders = self.live_holders(TermIndex::ExternalId, &term)?;
                 match holders.as_slice() {
                     [] => false,
                     [id] => return Ok(*id),
@@ -1154,10 +1206,7 @@ impl Store {
         };
         if let Some(tail) = short_id_bytes(handle) {
             let ids = guard::guarded("reading the short-id index", || {
-                match self.trees().short.get(tail)? {
-                    Some(bytes) => codec::decode_id_set(&bytes),
-                    None => Ok(Vec::new()),
-                }
+                self.term_holders(TermIndex::Short, &tail)
             })?;
             match ids.as_slice() {
                 [] => {}
@@ -1572,19 +1621,29 @@ impl Store {
         })
     }
 
-    fn find_live(&self, tree: &sled::Tree, term: &[u8]) -> Result<Option<RecordId>, StoreError> {
-        Ok(self.live_holders(tree, term)?.first().copied())
+    fn find_live(&self, index: TermIndex, term: &[u8]) -> Result<Option<RecordId>, StoreError> {
+        Ok(self.live_holders(index, term)?.first().copied())
+    }
+
+    /// The ids a term index lists for `term`, pending terms included, ascending.
+    fn term_holders(&self, index: TermIndex, term: &[u8]) -> Result<Vec<RecordId>, StoreError> {
+        // Held while the tree is read: a fold moving the term from memory to the tree
+        // meanwhile would otherwise hide it from both reads.
+        let held = self.pending_terms();
+        let mut ids = match self.trees().term_tree(index).get(term)? {
+            Some(bytes) => codec::decode_id_set(&bytes)?,
+            None => Vec::new(),
+        };
+        held.extend_holders(index, term, &mut ids);
+        Ok(ids)
     }
 
     /// The live records a term index lists for `term`, oldest first. Discarded records are
     /// unindexed, so the state check only guards against an index that drifted.
-    fn live_holders(&self, tree: &sled::Tree, term: &[u8]) -> Result<Vec<RecordId>, StoreError> {
+    fn live_holders(&self, index: TermIndex, term: &[u8]) -> Result<Vec<RecordId>, StoreError> {
         guard::guarded("reading an index", || {
-            let Some(bytes) = tree.get(term)? else {
-                return Ok(Vec::new());
-            };
             let mut live = Vec::new();
-            for id in codec::decode_id_set(&bytes)? {
+            for id in self.term_holders(index, term)? {
                 if self
                     .get(id)?
                     .is_some_and(|r| r.state != RecordState::Discarded)
@@ -1602,7 +1661,7 @@ impl Store {
     /// The oldest live record whose payload has exactly this external_id.
     pub fn find_by_external_id(&self, external_id: &str) -> Result<Option<RecordId>, StoreError> {
         self.find_live(
-            &self.trees().external_id,
+            TermIndex::ExternalId,
             &self.codec()?.external_id_term(external_id),
         )
     }
@@ -1610,7 +1669,7 @@ impl Store {
     /// The oldest live record whose payload's email equals `email` once both are normalised.
     pub fn find_by_email(&self, email: &str) -> Result<Option<RecordId>, StoreError> {
         let normalized = crate::contract::normalize_email(email);
-        self.find_live(&self.trees().email, &self.codec()?.email_term(&normalized))
+        self.find_live(TermIndex::Email, &self.codec()?.email_term(&normalized))
     }
 
     /// The per-state counters as of one moment: no transaction commits while they are read.
@@ -1647,7 +1706,39 @@ impl Store {
     /// so run it on a quiet store (`doctor`, tests): concurrent writes show up as problems.
     pub fn check_consistency(&self) -> Result<Vec<String>, StoreError> {
         guard::guarded("checking consistency", || {
-            check::check(&self.trees(), &self.codec()?)
+            let codec = self.codec()?;
+            // The pending terms belong in the term trees: they are checked there.
+            self.fold_pending()?;
+            check::check(&self.trees(), &codec)
         })
+    }
+
+    /// Writes the pending terms of new records made in bulk into the term trees (see
+    /// `pending`). The drop folder calls it when a file is done, the store itself when many
+    /// are pending; lookups give the same answers before and after. Lazy: a fold lost to a
+    /// crash is done again at the next open. Returns the terms written.
+    pub fn fold_pending(&self) -> Result<u64, StoreError> {
+        guard::guarded("indexing new records", || {
+            let _writing = self.write_gate();
+            let mut held = self.pending_terms();
+            if held.is_empty() {
+                return Ok(0);
+            }
+            let started = std::time::Instant::now();
+            let records = held.records();
+            let written = pending::fold(&self.trees(), &mut held)?;
+            tracing::debug!(
+                records,
+                terms = written,
+                ms = started.elapsed().as_millis() as u64,
+                "folded pending index terms"
+            );
+            Ok(written)
+        })
+    }
+
+    /// Records whose index terms are pending (see `pending`).
+    pub fn pending_records(&self) -> usize {
+        self.pending_terms().records()
     }
 }

@@ -16,6 +16,7 @@ use super::codec::{self, Codec};
 use super::error::StoreError;
 use super::index::{self, IndexOp, KeyIndex, TermIndex};
 use super::ledger;
+use super::pending::{PendingTx, PendingView};
 use super::record::{Record, RecordId, RecordState};
 
 pub type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -42,6 +43,8 @@ pub struct Trees {
     pub drops: Tree,
     /// A record id's random tail -> ids (see `index`): short ids.
     pub short: Tree,
+    /// Terms of new records written in bulk, not yet in their term trees (see `pending`).
+    pub pending: Tree,
 }
 
 impl Trees {
@@ -67,6 +70,7 @@ impl Trees {
             counters: db.open_tree("counters")?,
             drops: db.open_tree("drops")?,
             short: db.open_tree("index.short")?,
+            pending: db.open_tree("index.pending")?,
         })
     }
 
@@ -77,16 +81,22 @@ impl Trees {
         codec: &Codec,
         f: impl Fn(&Tx<'_>) -> TxResult<T>,
     ) -> Result<T, StoreError> {
-        self.transaction_noting(codec, &Cell::new(None), f)
+        self.transaction_noting(codec, &Cell::new(None), None, f)
     }
 
     /// [`Trees::transaction`], which also lowers `queued` to the lowest id the transaction
     /// put in the queue due at once (see [`Tx::queued_low`]). A run of `f` that was retried
     /// may have lowered it too: that only ever makes the note lower than it need be.
+    ///
+    /// With `pending` (the store's pending terms, held by the caller), term lookups see the
+    /// pending terms too, and the terms this transaction adds or cancels there are written
+    /// as its entry in `index.pending`; without it, a store with pending terms must not be
+    /// written (salvage and migration run on stores with none).
     pub fn transaction_noting<T>(
         &self,
         codec: &Codec,
         queued: &Cell<Option<RecordId>>,
+        pending: Option<&PendingTx<'_>>,
         f: impl Fn(&Tx<'_>) -> TxResult<T>,
     ) -> Result<T, StoreError> {
         let trees = [
@@ -100,8 +110,12 @@ impl Trees {
             &self.drops,
             &self.content,
             &self.short,
+            &self.pending,
         ];
         let result = trees[..].transaction(|view: &Vec<TransactionalTree>| {
+            if let Some(p) = pending {
+                p.begin();
+            }
             let tx = Tx {
                 codec,
                 records: &view[0],
@@ -115,9 +129,19 @@ impl Trees {
                 content: &view[8],
                 short: &view[9],
                 queued,
+                pending: pending.map(|p| p as &dyn PendingView),
             };
-            f(&tx)
+            let out = f(&tx)?;
+            if let Some((key, value)) = pending.and_then(PendingTx::entry) {
+                view[10].insert(&key, value)?;
+            }
+            Ok(out)
         });
+        if result.is_err() {
+            if let Some(p) = pending {
+                p.rollback();
+            }
+        }
         result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => e.into(),
@@ -139,6 +163,8 @@ pub struct Tx<'a> {
     short: &'a TransactionalTree,
     /// The lowest id this transaction put in the queue due at once (see `Store::due_from`).
     queued: &'a Cell<Option<RecordId>>,
+    /// The store's pending terms, when the caller holds them (see `pending`).
+    pending: Option<&'a dyn PendingView>,
 }
 
 impl Tx<'_> {
@@ -174,8 +200,18 @@ impl Tx<'_> {
         }
     }
 
-    /// The ids holding `term` in a term index, ascending (sees this transaction's writes).
+    /// The ids holding `term` in a term index, ascending (sees this transaction's writes),
+    /// pending terms included.
     pub fn holders(&self, index: TermIndex, term: &[u8]) -> TxResult<Vec<RecordId>> {
+        let mut ids = self.tree_holders(index, term)?;
+        if let Some(p) = self.pending {
+            p.extend_holders(index, term, &mut ids);
+        }
+        Ok(ids)
+    }
+
+    /// The ids the term tree holds for `term`, pending terms left out.
+    fn tree_holders(&self, index: TermIndex, term: &[u8]) -> TxResult<Vec<RecordId>> {
         match self.term_tree(index).get(term)? {
             Some(bytes) => codec::decode_id_set(&bytes).or_else(abort),
             None => Ok(Vec::new()),
@@ -188,7 +224,7 @@ impl Tx<'_> {
         term: &[u8],
         change: impl FnOnce(&mut Vec<RecordId>) -> bool,
     ) -> TxResult<()> {
-        let mut ids = self.holders(index, term)?;
+        let mut ids = self.tree_holders(index, term)?;
         if !change(&mut ids) {
             // Already as wanted; `check_consistency` reports how it got that way.
             return Ok(());
@@ -215,12 +251,21 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn apply(&self, op: &IndexOp) -> TxResult<()> {
+    /// Applies one index operation. `new_record`: the write makes a new record, whose terms
+    /// go pending in a bulk transaction (see `pending`).
+    fn apply(&self, op: &IndexOp, new_record: bool) -> TxResult<()> {
         match op {
-            IndexOp::AddId { index, term, id } => {
-                self.update_set(*index, term, |ids| index::set_insert(ids, *id))
-            }
+            IndexOp::AddId { index, term, id } => match self.pending {
+                Some(p) if new_record && p.defers_new() => {
+                    p.add(*index, term, *id);
+                    Ok(())
+                }
+                _ => self.update_set(*index, term, |ids| index::set_insert(ids, *id)),
+            },
             IndexOp::RemoveId { index, term, id } => {
+                if let Some(p) = self.pending {
+                    p.cancel(*index, term, *id);
+                }
                 self.update_set(*index, term, |ids| index::set_remove(ids, *id))
             }
             IndexOp::Put { index, key, value } => {
@@ -295,7 +340,7 @@ impl Tx<'_> {
                 .insert(key, codec::encode_ledger(&entry).or_else(abort)?)?;
         }
         for op in &prepared.ops {
-            self.apply(op)?;
+            self.apply(op, old.is_none())?;
         }
         self.records
             .insert(&codec::record_key(new.id), prepared.value.as_slice())?;
@@ -306,7 +351,7 @@ impl Tx<'_> {
     /// appends no attempt (purge, migration), whose history checks are the caller's.
     pub fn write_indexed(&self, old: Option<&Record>, new: &Record) -> TxResult<()> {
         for op in &index::diff(self.codec, old, Some(new)) {
-            self.apply(op)?;
+            self.apply(op, false)?;
         }
         self.put_record(new)
     }
@@ -314,7 +359,7 @@ impl Tx<'_> {
     /// Applies index operations computed by the caller (migration: old plain terms out).
     pub fn apply_ops(&self, ops: Vec<IndexOp>) -> TxResult<()> {
         for op in &ops {
-            self.apply(op)?;
+            self.apply(op, false)?;
         }
         Ok(())
     }
