@@ -1940,3 +1940,102 @@ fn a_dropped_record_is_found_and_edited_before_its_terms_are_folded() {
     assert_eq!(store.resolve_handle(&id.short()).unwrap(), id);
     assert_consistent(&store);
 }
+
+fn customers(tag: &str, n: usize) -> Vec<(Payload, Origin)> {
+    (0..n)
+        .map(|i| {
+            let body = json!({"full_name": format!("P {tag} {i}"),
+                              "external_id": format!("{tag}-{i}"),
+                              "email": format!("p{i}.{tag}@x.io")});
+            (payload(body), Origin::Cli)
+        })
+        .collect()
+}
+
+/// `icsync import` sends a file as many `submit_many` requests: their terms stay pending
+/// across the requests (a fold after each rewrote the term trees' pages once per request),
+/// and the daemon folds them once the requests stop coming, or when it stops.
+#[test]
+fn a_daemon_folds_an_imports_terms_once_its_batches_stop() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bulk = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let folder = runtime.spawn(icsync::daemon::fold_when_quiet(
+        store.clone(),
+        Arc::clone(&bulk),
+        std::time::Duration::from_secs(5),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    for batch in 0..3 {
+        store
+            .submit_batch(customers(&format!("b{batch}"), 100), t(batch))
+            .unwrap();
+        bulk.notify_one();
+    }
+    assert_eq!(
+        store.pending_records(),
+        300,
+        "three requests in a row: none folded yet"
+    );
+    assert_eq!(
+        store.find_by_external_id("b1-7").unwrap(),
+        store.resolve_handle("b1-7").ok()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.pending_records() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not folded after the requests stopped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_consistent(&store);
+
+    // Stopping folds what is pending, so the next start does not.
+    store.submit_batch(customers("last", 50), t(9)).unwrap();
+    bulk.notify_one();
+    assert_eq!(store.pending_records(), 50);
+    stop_tx.send(()).unwrap();
+    runtime.block_on(folder).unwrap();
+    assert_eq!(store.pending_records(), 0);
+    assert_consistent(&store);
+}
+
+/// With no daemon, `icsync import` folds its terms itself at the end (`Backend::settle`).
+#[test]
+fn a_local_import_folds_its_terms_when_it_settles() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = icsync::cli::Backend::Local(icsync::service::Service::new(store.clone(), None));
+    let items: Vec<icsync::control::SubmitItem> = customers("local", 120)
+        .into_iter()
+        .map(|(p, origin)| icsync::control::SubmitItem {
+            body: p.to_value(),
+            origin,
+        })
+        .collect();
+    runtime.block_on(async {
+        let mut backend = backend;
+        backend
+            .call(icsync::control::Request::SubmitMany { items })
+            .await
+            .unwrap();
+        assert_eq!(store.pending_records(), 120);
+        backend.settle().await.unwrap();
+    });
+    assert_eq!(store.pending_records(), 0);
+    assert_consistent(&store);
+}

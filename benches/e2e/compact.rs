@@ -28,6 +28,7 @@ pub fn run(rows: &mut Vec<Row>) -> BenchResult<()> {
                     .collect();
             store.submit_batch(items, Utc::now())?;
         }
+        store.fold_pending()?;
         store.flush()?;
     }
 

@@ -61,6 +61,8 @@ async fn engine_run(
         items.iter().map(|p| (p.clone(), Origin::Cli)).collect(),
         Utc::now(),
     )?;
+    // As the daemon does once an import's requests stop.
+    store.fold_pending()?;
     let client = ApiClient::new(url, ApiKey::new(DEMO_KEY)?, TIMEOUTS, InsecureHttp::Allow)?;
     let engine = Engine::new(
         store.clone(),

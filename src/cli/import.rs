@@ -167,12 +167,24 @@ pub async fn import(
 ) -> Result<ImportOutcome, CliError> {
     let options = Arc::new(read_options(settings, &args)?);
     let mut reports = Vec::new();
+    let mut failed = None;
     for path in &args.files {
-        let report = import_file(backend, &options, path, &args).await?;
+        let report = match import_file(backend, &options, path, &args).await {
+            Ok(report) => report,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
         if !args.json {
             print_report(&report, args.dry_run);
         }
         reports.push(report);
+    }
+    // Also after a failure: the batches before it are queued, their terms pending.
+    backend.settle().await?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     if args.json {
         println!(

@@ -91,6 +91,21 @@ impl Backend {
         matches!(self, Backend::Daemon(_))
     }
 
+    /// Finishes what bulk writes leave for later: with no daemon, the index terms an import
+    /// left pending (`store::pending`) are folded now, while the person waits for the
+    /// import, not at the next command's start. A daemon folds them itself once an import's
+    /// requests stop.
+    pub async fn settle(&self) -> Result<(), CliError> {
+        if let Backend::Local(service) = self {
+            let store = service.store().clone();
+            tokio::task::spawn_blocking(move || store.fold_pending())
+                .await
+                .map_err(|e| CliError::Join(e.to_string()))?
+                .map_err(ServiceError::from)?;
+        }
+        Ok(())
+    }
+
     /// Sends a request; an error reply becomes an `Err`.
     pub async fn call(&mut self, request: Request) -> Result<Reply, CliError> {
         let reply = match self {

@@ -42,6 +42,9 @@ pub use lock::{DaemonLock, LockError};
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// How often retention runs (and once when the store is unlocked).
 const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long bulk writes must have stopped before the daemon folds the index terms they left
+/// pending (`fold_when_quiet`): longer than the gap between two of an import's requests.
+const FOLD_QUIET: Duration = Duration::from_millis(500);
 /// Free space on the data dir's filesystem under which the disk counts as full: intake and
 /// sending stop before sled's writes fail.
 pub const DISK_FULL_BELOW: u64 = 2 << 20;
@@ -574,6 +577,12 @@ async fn session(
             store.clone(),
             settings.retain_synced,
             settings.drop_dir.clone(),
+            stopped(session_rx.clone()),
+        ));
+        let folder = tokio::spawn(fold_when_quiet(
+            store.clone(),
+            service.bulk_written(),
+            FOLD_QUIET,
             stopped(session_rx),
         ));
         let mut quit = false;
@@ -590,7 +599,7 @@ async fn session(
         };
         let outcome = current.run(stop).await;
         let _ = session_tx.send(true);
-        let (_, watched, _, _) = tokio::join!(forwarder, key_watch, enricher, retention);
+        let (_, watched, _, _, _) = tokio::join!(forwarder, key_watch, enricher, retention, folder);
         if let Ok(latest) = watched {
             key = latest;
         }
@@ -687,6 +696,44 @@ async fn run_retention(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed; it runs again later"),
             Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
+}
+
+/// Folds the index terms that bulk writes left pending (`store::pending`) once `bulk` has
+/// not been notified for `quiet`: `icsync import` sends a file as many requests of 1,000
+/// records, and folding after each would rewrite the term trees' pages once per request.
+/// Lookups answer the same meanwhile; what is still pending at the session's end is folded
+/// then, so a restart does not pay for it.
+pub async fn fold_when_quiet(
+    store: Store,
+    bulk: Arc<tokio::sync::Notify>,
+    quiet: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let stopping = tokio::select! {
+            _ = &mut stop => true,
+            _ = bulk.notified() => loop {
+                tokio::select! {
+                    _ = &mut stop => break true,
+                    _ = bulk.notified() => {}
+                    _ = tokio::time::sleep(quiet) => break false,
+                }
+            },
+        };
+        // Nothing to do (and no write) when nothing is pending.
+        let folding = store.clone();
+        match tokio::task::spawn_blocking(move || folding.fold_pending()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "indexing imported records failed; done again at the next start")
+            }
+            Err(e) => tracing::warn!(error = %e, "indexing imported records stopped"),
+        }
+        if stopping {
+            return;
         }
     }
 }

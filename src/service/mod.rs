@@ -161,6 +161,9 @@ pub struct Service {
     lock_problem: Arc<std::sync::Mutex<Option<String>>>,
     /// The drop folder, where a daemon watches one: drop-folder reports are read there.
     drop_dir: Option<Arc<std::path::Path>>,
+    /// Raised after every bulk write (`submit_batch`), shared by every clone: the daemon
+    /// folds the terms they leave pending once it stops being raised (see `store::pending`).
+    bulk_written: Arc<tokio::sync::Notify>,
 }
 
 impl Service {
@@ -175,7 +178,13 @@ impl Service {
             drop_problem: Arc::default(),
             lock_problem: Arc::default(),
             drop_dir: None,
+            bulk_written: Arc::default(),
         }
+    }
+
+    /// Notified after every bulk write whose new records' index terms are left pending.
+    pub fn bulk_written(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.bulk_written)
     }
 
     /// The same service reading drop-folder reports in `dir` (the daemon's drop folder).
@@ -582,7 +591,10 @@ impl Service {
         items: Vec<(Payload, Origin)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Queued>, ServiceError> {
-        let done = self.store.submit_batch(items, now)?;
+        let done = self.store.submit_batch(items, now);
+        // Also after a failure: the chunks before it are committed, their terms pending.
+        self.bulk_written.notify_one();
+        let done = done?;
         self.announce_queued(&done);
         Ok(done.into_iter().map(Queued::from).collect())
     }

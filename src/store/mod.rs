@@ -835,7 +835,7 @@ impl Store {
     }
 
     fn transaction<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
-        self.transaction_with(false, f)
+        self.transaction_with(false, f).map(|(out, _)| out)
     }
 
     /// [`Store::transaction`] for a bulk write: the terms of the new records it makes go
@@ -845,8 +845,8 @@ impl Store {
         &self,
         f: impl Fn(&Tx<'_>) -> TxResult<T>,
     ) -> Result<T, StoreError> {
-        let out = self.transaction_with(true, f)?;
-        if self.pending_terms().records() >= pending::FOLD_AT_RECORDS {
+        let (out, pending) = self.transaction_with(true, f)?;
+        if pending >= pending::FOLD_AT_RECORDS {
             self.fold_pending()?;
         }
         Ok(out)
@@ -859,11 +859,12 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A transaction, and the records whose terms are pending after it.
     fn transaction_with<T>(
         &self,
         defer_new: bool,
         f: impl Fn(&Tx<'_>) -> TxResult<T>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<(T, usize), StoreError> {
         guard::guarded("writing", || {
             let codec = self.codec()?;
             let _writing = self.write_gate();
@@ -878,7 +879,7 @@ impl Store {
             let out = self
                 .trees()
                 .transaction_noting(&codec, &queued, Some(&pending), f)?;
-            pending.commit();
+            let pending = pending.commit();
             drop(held);
             self.inner.changes.fetch_add(1, Ordering::Release);
             if let Some(id) = queued.get() {
@@ -887,7 +888,7 @@ impl Store {
                     *low = Some(id);
                 }
             }
-            Ok(out)
+            Ok((out, pending))
         })
     }
 
@@ -1066,13 +1067,16 @@ impl Store {
             match done {
                 Ok(done) => out.extend(done),
                 Err(e) => {
-                    self.fold_pending()?;
                     self.flush()?;
                     return Err(e);
                 }
             }
         }
-        self.fold_pending()?;
+        // The new records' terms stay pending (folded past the bound only): `icsync import`
+        // sends a file as many calls of 1,000 records, and a fold after each would rewrite
+        // the term trees' pages once per call (docs/benchmarks.md). Whoever ends the bulk
+        // write folds: the daemon once the calls stop (`daemon::fold_when_quiet`), a local
+        // import at its end (`Backend::settle`).
         self.flush()?;
         Ok(out)
     }

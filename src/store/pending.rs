@@ -7,8 +7,9 @@
 //! 100k-row drop, those inserts were more than half of ingest's time, two thirds of its disk
 //! and a third of its memory. So a bulk transaction (see `Store::transaction_deferring`)
 //! writes instead ONE `index.pending` entry holding every term its new records add, and
-//! [`fold`] later writes them into the term trees in key order, when the file is done, when
-//! the pending terms pass [`FOLD_AT_RECORDS`], and at open (after a crash).
+//! [`fold`] later writes them into the term trees in key order, when the file is done (the
+//! drop folder), when an import's requests stop (the daemon) or it ends (a local import),
+//! when the pending terms pass [`FOLD_AT_RECORDS`], and at open (after a crash).
 //!
 //! Until folded, the terms are answered from memory: [`Pending`] maps each (index, term) to
 //! the ids the pending entries add, so a term lookup is the tree's set joined with the map's
@@ -102,6 +103,8 @@ pub struct Pending {
     records: usize,
     /// The key of the next entry.
     next_seq: u64,
+    /// Entries written since the last fold, those holding only cancels included.
+    entries: u64,
 }
 
 impl std::fmt::Debug for KeyBytes {
@@ -119,6 +122,7 @@ impl Default for Pending {
             slots: Vec::new(),
             records: 0,
             next_seq: 0,
+            entries: 0,
         }
     }
 }
@@ -143,8 +147,10 @@ impl Pending {
         self.records
     }
 
+    /// Nothing to fold: no entry written since the last fold. An entry holding only cancels
+    /// counts, though it leaves nothing in memory: the fold is what removes it from disk.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty() && self.records == 0
+        self.entries == 0
     }
 
     /// Adds the ids pending under `term` to `ids`, an ascending set.
@@ -228,6 +234,7 @@ impl Pending {
         self.many = KeyMap::default();
         self.slots = Vec::new();
         self.records = 0;
+        self.entries = 0;
     }
 }
 
@@ -306,13 +313,15 @@ impl<'a> PendingTx<'a> {
         })
     }
 
-    /// The transaction committed: its changes stay.
-    pub fn commit(self) {
+    /// The transaction committed: its changes stay. Returns the records now pending.
+    pub fn commit(self) -> usize {
         let wrote = !self.ops.borrow().is_empty();
         let held = self.held.into_inner();
         if wrote {
             held.next_seq += 1;
+            held.entries += 1;
         }
+        held.records
     }
 }
 
@@ -458,6 +467,25 @@ mod tests {
         assert_eq!(holders(&pending, b"t"), vec![a]);
         assert_eq!(pending.records(), 1);
         assert_eq!(pending.next_seq, 1);
+    }
+
+    #[test]
+    fn entries_whose_terms_were_all_cancelled_still_ask_for_a_fold() {
+        let a = id();
+        let mut pending = Pending::default();
+        assert!(pending.is_empty());
+        let tx = PendingTx::new(&mut pending, true);
+        tx.add(TermIndex::Email, b"t", a);
+        tx.commit();
+        let tx = PendingTx::new(&mut pending, true);
+        tx.cancel(TermIndex::Email, b"t", a);
+        assert!(tx.entry().is_some());
+        tx.commit();
+        // Nothing is left in memory, but both entries are on disk until a fold removes them.
+        assert!(holders(&pending, b"t").is_empty());
+        assert!(!pending.is_empty());
+        pending.clear();
+        assert!(pending.is_empty());
     }
 
     #[test]
