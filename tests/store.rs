@@ -2039,3 +2039,38 @@ fn a_local_import_folds_its_terms_when_it_settles() {
     assert_eq!(store.pending_records(), 0);
     assert_consistent(&store);
 }
+
+/// `submit_batch` prepares a chunk while the one before it commits, sealing new records ahead
+/// while most rows are new: a row matching a record made by an earlier chunk of the same
+/// batch must still become its next revision, and a batch sent again changes nothing.
+#[test]
+fn a_batch_spanning_many_chunks_matches_rows_made_by_its_own_earlier_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut items = customers("c", 700);
+    let renamed: Vec<(Payload, Origin)> = customers("c", 700)
+        .into_iter()
+        .map(|(p, o)| {
+            let mut body = p.to_value();
+            body["full_name"] = json!(format!("{} renamed", p.full_name()));
+            (payload(body), o)
+        })
+        .collect();
+    items.extend(renamed);
+    let done = store.submit_batch(items.clone(), t(0)).unwrap();
+    let outcomes = |done: &[icsync::store::Submitted], o: SubmitOutcome| {
+        done.iter().filter(|s| s.outcome == o).count()
+    };
+    assert_eq!(outcomes(&done, SubmitOutcome::Created), 700);
+    assert_eq!(outcomes(&done, SubmitOutcome::Revised), 700);
+    for i in [0, 299, 699] {
+        assert_eq!(done[700 + i].id, done[i].id, "row {i} and its rename");
+        assert_eq!(done[700 + i].revision, 2);
+    }
+    assert_eq!(store.counts().unwrap().total, 700);
+    let again = store.submit_batch(items[700..].to_vec(), t(1)).unwrap();
+    assert_eq!(outcomes(&again, SubmitOutcome::Unchanged), 700);
+    assert_eq!(store.counts().unwrap().total, 700);
+    store.fold_pending().unwrap();
+    assert_consistent(&store);
+}

@@ -85,7 +85,7 @@ use std::collections::HashSet;
 use std::ops::Bound;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -1052,25 +1052,50 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Submitted>, StoreError> {
         let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(BATCH_CHUNK) {
-            let items = chunk.iter().map(|(p, o)| (p, o));
-            let ahead = self.prepare_new(items, SealAhead::IfUnheld, now);
-            let done = ahead.and_then(|ahead| {
-                self.transaction_deferring(|tx| {
+        // Two threads, as the drop folder's: one makes the next chunk ready (its match terms
+        // and, while most rows are new, its new records sealed: the CPU work) while this one
+        // commits the last. The preparing thread never reads the store (a read waits for
+        // every commit, so the two would take turns): it seals every row while most rows of
+        // the last chunk committed made new records, and none while most matched.
+        let mostly_new = AtomicBool::new(true);
+        let committed = std::thread::scope(|scope| -> Result<(), StoreError> {
+            let (ready, received) = std::sync::mpsc::sync_channel(1);
+            let (mostly_new, items) = (&mostly_new, &items);
+            scope.spawn(move || {
+                for chunk in items.chunks(BATCH_CHUNK) {
+                    let seal = if mostly_new.load(Ordering::Relaxed) {
+                        SealAhead::Always
+                    } else {
+                        SealAhead::Never
+                    };
+                    let ahead = self.prepare_new(chunk.iter().map(|(p, o)| (p, o)), seal, now);
+                    // Stopped early: the committing side has returned its error.
+                    if ready.send(ahead).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (chunk, ahead) in items.chunks(BATCH_CHUNK).zip(received) {
+                let ahead = ahead?;
+                let done = self.transaction_deferring(|tx| {
                     chunk
                         .iter()
                         .zip(&ahead)
                         .map(|((payload, origin), a)| submit_one(tx, payload, origin, now, Some(a)))
                         .collect::<TxResult<Vec<_>>>()
-                })
-            });
-            match done {
-                Ok(done) => out.extend(done),
-                Err(e) => {
-                    self.flush()?;
-                    return Err(e);
-                }
+                })?;
+                let created = done
+                    .iter()
+                    .filter(|s| s.outcome == SubmitOutcome::Created)
+                    .count();
+                mostly_new.store(created * 2 >= done.len(), Ordering::Relaxed);
+                out.extend(done);
             }
+            Ok(())
+        });
+        if let Err(e) = committed {
+            self.flush()?;
+            return Err(e);
         }
         // The new records' terms stay pending (folded past the bound only): `icsync import`
         // sends a file as many calls of 1,000 records, and a fold after each would rewrite
