@@ -101,10 +101,10 @@ pub struct Pending {
     slots: Vec<RecordId>,
     /// New records whose terms are pending (their short ids counted).
     records: usize,
-    /// The key of the next entry.
+    /// The key of the next entry, and so the count of entries written since the last fold
+    /// (those holding only cancels included): a fold removes every entry, and the store
+    /// folds at open, so keys start again from 0 each time.
     next_seq: u64,
-    /// Entries written since the last fold, those holding only cancels included.
-    entries: u64,
 }
 
 impl std::fmt::Debug for KeyBytes {
@@ -122,7 +122,6 @@ impl Default for Pending {
             slots: Vec::new(),
             records: 0,
             next_seq: 0,
-            entries: 0,
         }
     }
 }
@@ -150,7 +149,7 @@ impl Pending {
     /// Nothing to fold: no entry written since the last fold. An entry holding only cancels
     /// counts, though it leaves nothing in memory: the fold is what removes it from disk.
     pub fn is_empty(&self) -> bool {
-        self.entries == 0
+        self.next_seq == 0
     }
 
     /// Adds the ids pending under `term` to `ids`, an ascending set.
@@ -234,7 +233,7 @@ impl Pending {
         self.many = KeyMap::default();
         self.slots = Vec::new();
         self.records = 0;
-        self.entries = 0;
+        self.next_seq = 0;
     }
 }
 
@@ -319,7 +318,6 @@ impl<'a> PendingTx<'a> {
         let held = self.held.into_inner();
         if wrote {
             held.next_seq += 1;
-            held.entries += 1;
         }
         held.records
     }
