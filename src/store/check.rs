@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::codec::{self, Codec};
 use super::error::StoreError;
-use super::index::{self, IndexEntries};
+use super::index::{self, IndexEntries, TermIndex};
 use super::ledger;
 use super::record::{LedgerEntry, RecordId, RecordState};
+use super::runs;
 use super::txn::Trees;
 
 #[derive(Default)]
@@ -42,23 +43,39 @@ enum Coverage {
 
 fn compare_terms(
     name: &str,
-    tree: &sled::Tree,
+    trees: &Trees,
+    index: TermIndex,
     expected: &BTreeMap<Vec<u8>, Vec<RecordId>>,
     coverage: Coverage,
     problems: &mut Vec<String>,
 ) -> Result<(), StoreError> {
+    // A term's holders are the union of its tree entry and its runs' blocks (see `runs`).
+    let mut held: BTreeMap<Vec<u8>, Vec<RecordId>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
-    for kv in tree.iter() {
+    for kv in trees.term_tree(index).iter() {
         let (term, value) = kv?;
-        seen.insert(term.to_vec());
-        let actual = match codec::decode_id_set(&value) {
-            Ok(ids) => ids,
-            Err(e) => {
-                problems.push(format!("{name} index: an entry cannot be read: {e}"));
-                continue;
+        match codec::decode_id_set(&value) {
+            Ok(ids) => {
+                held.insert(term.to_vec(), ids);
             }
-        };
-        match expected.get(term.as_ref()) {
+            Err(e) => {
+                seen.insert(term.to_vec());
+                problems.push(format!("{name} index: an entry cannot be read: {e}"));
+            }
+        }
+    }
+    let runs = runs::for_each_term(&trees.runs, &trees.catalog(), index, |term, ids| {
+        let set = held.entry(term.to_vec()).or_default();
+        for id in ids {
+            index::set_insert(set, id);
+        }
+    });
+    if let Err(e) = runs {
+        problems.push(format!("{name} index: a run cannot be read: {e}"));
+    }
+    for (term, actual) in held {
+        seen.insert(term.clone());
+        match expected.get(&term) {
             Some(ids) if *ids == actual => {}
             Some(ids)
                 if coverage == Coverage::NewerRecords
@@ -138,21 +155,24 @@ pub fn check(trees: &Trees, codec: &Codec) -> Result<Vec<String>, StoreError> {
 
     compare_terms(
         "external_id",
-        &trees.external_id,
+        trees,
+        TermIndex::ExternalId,
         &want.external_id,
         Coverage::Every,
         &mut problems,
     )?;
     compare_terms(
         "email",
-        &trees.email,
+        trees,
+        TermIndex::Email,
         &want.email,
         Coverage::Every,
         &mut problems,
     )?;
     compare_terms(
         "content",
-        &trees.content,
+        trees,
+        TermIndex::Content,
         &want.content,
         Coverage::NewerRecords,
         &mut problems,
@@ -160,7 +180,8 @@ pub fn check(trees: &Trees, codec: &Codec) -> Result<Vec<String>, StoreError> {
 
     compare_terms(
         "short id",
-        &trees.short,
+        trees,
+        TermIndex::Short,
         &want.short,
         Coverage::Every,
         &mut problems,

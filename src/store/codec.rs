@@ -491,6 +491,205 @@ pub fn decode_pending(bytes: &[u8]) -> Result<Vec<PendingOp>, StoreError> {
     Ok(ops)
 }
 
+/// `index.runs` (see `runs`). A run's catalog entry is `0 || tag || run (u32)`, a block of
+/// it `tag || run (u32) || bucket (u32)`, and a piece of its filter `tag || run (u32) ||
+/// FFFFFFFF || piece (u16)`, all big-endian: index tags start at 1, so the catalog sorts
+/// before every block; a run's blocks sort by bucket (buckets stay below 2^24), and its
+/// filter after them, so a run is written in key order and its pages hold nothing else.
+pub fn run_catalog_key(index: TermIndex, run: u32) -> [u8; 6] {
+    let mut key = [0u8; 6];
+    key[1] = index.tag();
+    key[2..].copy_from_slice(&run.to_be_bytes());
+    key
+}
+
+/// The first key of a run's blocks (and, with `run + 1`, the end of its range).
+pub fn run_blocks_start(index: TermIndex, run: u32) -> [u8; 5] {
+    let mut key = [0u8; 5];
+    key[0] = index.tag();
+    key[1..].copy_from_slice(&run.to_be_bytes());
+    key
+}
+
+pub fn run_block_key(index: TermIndex, run: u32, bucket: u32) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[..5].copy_from_slice(&run_blocks_start(index, run));
+    key[5..].copy_from_slice(&bucket.to_be_bytes());
+    key
+}
+
+/// The first key of a run's filter (and the end of its blocks' range).
+pub fn run_filter_start(index: TermIndex, run: u32) -> [u8; 9] {
+    run_block_key(index, run, u32::MAX)
+}
+
+pub fn run_filter_key(index: TermIndex, run: u32, piece: u16) -> [u8; 11] {
+    let mut key = [0u8; 11];
+    key[..9].copy_from_slice(&run_filter_start(index, run));
+    key[9..].copy_from_slice(&piece.to_be_bytes());
+    key
+}
+
+fn corrupt_run(detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        what: "index run",
+        detail: detail.into(),
+    }
+}
+
+/// (index, run) of a catalog key.
+pub fn decode_run_catalog_key(key: &[u8]) -> Result<(TermIndex, u32), StoreError> {
+    match key {
+        [0, tag, r0, r1, r2, r3] => Ok((
+            TermIndex::from_tag(*tag).ok_or_else(|| corrupt_run(format!("index {tag}")))?,
+            u32::from_be_bytes([*r0, *r1, *r2, *r3]),
+        )),
+        _ => Err(corrupt_run(format!("a catalog key of {} bytes", key.len()))),
+    }
+}
+
+/// The run of a block or filter key.
+pub fn decode_run_block_key(key: &[u8]) -> Result<u32, StoreError> {
+    match key {
+        [_, r0, r1, r2, r3, _, _, _, _] | [_, r0, r1, r2, r3, _, _, _, _, _, _] => {
+            Ok(u32::from_be_bytes([*r0, *r1, *r2, *r3]))
+        }
+        _ => Err(corrupt_run(format!("a block key of {} bytes", key.len()))),
+    }
+}
+
+const RUN_CATALOG_V1: u8 = 1;
+const RUN_BLOCK_V1: u8 = 1;
+
+/// What a run's catalog entry says: its bucket bits, its terms, and its filter's shape (the
+/// bloom filter's probes and words; the words are in the run's filter pieces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunHeader {
+    pub bits: u8,
+    pub terms: u64,
+    pub probes: u8,
+    pub words: u32,
+}
+
+/// A catalog entry: version, bucket bits, terms (u64), probes, filter words (u32).
+pub fn encode_run_header(header: &RunHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(15);
+    out.push(RUN_CATALOG_V1);
+    out.push(header.bits);
+    out.extend_from_slice(&header.terms.to_be_bytes());
+    out.push(header.probes);
+    out.extend_from_slice(&header.words.to_be_bytes());
+    out
+}
+
+pub fn decode_run_header(bytes: &[u8]) -> Result<RunHeader, StoreError> {
+    let [version, bits, t0, t1, t2, t3, t4, t5, t6, t7, probes, w0, w1, w2, w3] = bytes else {
+        return Err(corrupt_run("a catalog entry of the wrong length"));
+    };
+    if *version != RUN_CATALOG_V1 {
+        return Err(corrupt_run(format!("unknown catalog version {version}")));
+    }
+    let words = u32::from_be_bytes([*w0, *w1, *w2, *w3]);
+    if *bits > 24 || words == 0 || *probes == 0 {
+        return Err(corrupt_run("a catalog entry of the wrong shape"));
+    }
+    Ok(RunHeader {
+        bits: *bits,
+        terms: u64::from_be_bytes([*t0, *t1, *t2, *t3, *t4, *t5, *t6, *t7]),
+        probes: *probes,
+        words,
+    })
+}
+
+/// A piece of a run's filter: its words, big-endian.
+pub fn encode_filter_words(words: &[u64]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_be_bytes()).collect()
+}
+
+pub fn decode_filter_words(bytes: &[u8], into: &mut Vec<u64>) -> Result<(), StoreError> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(8) {
+        return Err(corrupt_run("a filter piece of the wrong length"));
+    }
+    into.extend(
+        bytes
+            .chunks_exact(8)
+            .map(|w| u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])),
+    );
+    Ok(())
+}
+
+/// A run's block: a version byte, then per term (ascending) its length (u32), the term,
+/// its ids' count (u32) and the ids.
+pub fn encode_run_block<T: AsRef<[u8]>>(entries: &[(T, Vec<RecordId>)]) -> Vec<u8> {
+    let size: usize = entries
+        .iter()
+        .map(|(term, ids)| 8 + term.as_ref().len() + ID_LEN * ids.len())
+        .sum();
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(RUN_BLOCK_V1);
+    for (term, ids) in entries {
+        let term = term.as_ref();
+        out.extend_from_slice(&(term.len() as u32).to_be_bytes());
+        out.extend_from_slice(term);
+        out.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+        for id in ids {
+            out.extend_from_slice(id.as_bytes());
+        }
+    }
+    out
+}
+
+/// A block's term and its ids' bytes (see [`decode_id_set`]).
+pub type BlockEntry<'a> = (&'a [u8], &'a [u8]);
+
+/// The (term, ids) of a block, in its order, without copying; an error for damage.
+pub fn run_block_entries(
+    bytes: &[u8],
+) -> Result<impl Iterator<Item = Result<BlockEntry<'_>, StoreError>> + '_, StoreError> {
+    let Some((&version, mut rest)) = bytes.split_first() else {
+        return Err(corrupt_run("an empty block"));
+    };
+    if version != RUN_BLOCK_V1 {
+        return Err(corrupt_run(format!("unknown block version {version}")));
+    }
+    if rest.is_empty() {
+        // A block left empty is deleted, never written.
+        return Err(corrupt_run("a block with no terms"));
+    }
+    Ok(std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let entry = (|| {
+            let (len, tail) = split_u32(rest)?;
+            let (term, tail) = split(tail, len)?;
+            let (count, tail) = split_u32(tail)?;
+            let (ids, tail) = split(tail, count.checked_mul(ID_LEN).ok_or(())?)?;
+            rest = tail;
+            Ok::<_, ()>((term, ids))
+        })();
+        match entry {
+            Ok(entry) if !entry.1.is_empty() => Some(Ok(entry)),
+            _ => {
+                rest = &[];
+                Some(Err(corrupt_run("a block cut short")))
+            }
+        }
+    }))
+}
+
+fn split_u32(bytes: &[u8]) -> Result<(usize, &[u8]), ()> {
+    let (head, tail) = split(bytes, 4)?;
+    Ok((
+        u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize,
+        tail,
+    ))
+}
+
+fn split(bytes: &[u8], n: usize) -> Result<(&[u8], &[u8]), ()> {
+    (bytes.len() >= n).then(|| bytes.split_at(n)).ok_or(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,8 +31,10 @@
 //!   (`fresh_id`), so short ids are unique; stores from before are indexed at open.
 //! - `index.pending`: sequence number -> the index terms a bulk transaction's new records
 //!   add (and cancels of such terms), not yet in the term trees above; held in memory meanwhile
-//!   and folded into the trees in key order after a dropped file, past a bound, and at open
-//!   (see `pending`). Every term lookup joins the tree with them.
+//!   and folded after a dropped file, past a bound, and at open (see `pending`).
+//! - `index.runs`: folded terms, a run per fold (merged as a binary counter) of blocks of
+//!   (term, ids) by a hash bucket, each run with a bloom filter in its catalog entry (see
+//!   `runs`). Every term lookup joins the term tree, the runs and the pending terms.
 //! - `ledger`: Idempotency-Key -> [`LedgerEntry`], written from the attempts appended to a
 //!   record's history in the same transaction.
 //! - `counters`: state -> count, kept in the same transactions, so `counts` reads six keys.
@@ -76,6 +78,7 @@ mod raw;
 mod raw_salvage;
 mod record;
 pub mod retention;
+mod runs;
 mod salvage;
 mod txn;
 mod upsert;
@@ -352,6 +355,7 @@ fn open_handles(db_dir: &Path, options: StoreOptions) -> Result<Handles, StoreEr
     };
     restrict_tree(db_dir)?;
     let trees = Trees::open(&db).map_err(|e| open_error(db_dir.to_owned(), e))?;
+    trees.load_runs()?;
     let meta = db
         .open_tree("meta")
         .map_err(|e| open_error(db_dir.to_owned(), e))?;
@@ -689,8 +693,11 @@ impl Store {
     /// ids looks. Tests only.
     #[doc(hidden)]
     pub fn forget_short_ids(&self) -> Result<(), StoreError> {
-        self.trees().short.clear()?;
-        self.trees().meta.remove(META_SHORT_INDEXED)?;
+        self.fold_pending()?;
+        let trees = self.trees();
+        trees.short.clear()?;
+        runs::clear(&trees.runs, &mut trees.catalog_mut(), TermIndex::Short)?;
+        trees.meta.remove(META_SHORT_INDEXED)?;
         self.flush()
     }
 
@@ -1659,10 +1666,7 @@ impl Store {
         // Held while the tree is read: a fold moving the term from memory to the tree
         // meanwhile would otherwise hide it from both reads.
         let held = self.pending_terms();
-        let mut ids = match self.trees().term_tree(index).get(term)? {
-            Some(bytes) => codec::decode_id_set(&bytes)?,
-            None => Vec::new(),
-        };
+        let mut ids = self.trees().term_holders(index, term)?;
         held.extend_holders(index, term, &mut ids);
         Ok(ids)
     }

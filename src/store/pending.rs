@@ -7,7 +7,7 @@
 //! 100k-row drop, those inserts were more than half of ingest's time, two thirds of its disk
 //! and a third of its memory. So a bulk transaction (see `Store::transaction_deferring`)
 //! writes instead ONE `index.pending` entry holding every term its new records add, and
-//! [`fold`] later writes them into the term trees in key order, when the file is done (the
+//! [`fold`] later writes them as a run of each index (see `runs`), when the file is done (the
 //! drop folder), when an import's requests stop (the daemon) or it ends (a local import),
 //! when the pending terms pass [`FOLD_AT_RECORDS`], and at open (after a crash).
 //!
@@ -37,6 +37,7 @@ use super::codec;
 use super::error::StoreError;
 use super::index::{self, TermIndex};
 use super::record::RecordId;
+use super::runs;
 use super::txn::Trees;
 
 /// Pending records past which the store folds after a commit: bounds the map (about 250 B
@@ -365,14 +366,16 @@ impl PendingView for PendingTx<'_> {
     }
 }
 
-/// Writes the terms of every pending entry into the term trees, in key order, then removes
-/// the entries, and empties `pending`. The caller holds `pending` and the write gate, so no
-/// transaction runs meanwhile; the writes are single inserts, not one transaction, because a
-/// fold cut short (kill -9, power loss) is simply done again at the next open: adding an id
-/// a set holds already changes nothing. Returns the terms written.
+/// Writes the terms of every pending entry as a new run of each index (see `runs`), then
+/// removes the entries, and empties `pending`. The caller holds `pending` and the write gate,
+/// so no transaction runs meanwhile; the writes are not one transaction, because a fold cut
+/// short (kill -9, power loss) is simply done again at the next open: a run no catalog
+/// entry names is deleted then, and a term written twice only lists its ids twice over, a
+/// union. Returns the terms written.
 pub fn fold(trees: &Trees, pending: &mut Pending) -> Result<u64, StoreError> {
     let mut written = 0;
     let mut last = None;
+    let mut new_runs = Vec::new();
     for index in TermIndex::ALL {
         // Per index, so only one index's terms are in memory at once.
         let mut net: BTreeMap<Vec<u8>, Vec<RecordId>> = BTreeMap::new();
@@ -395,43 +398,19 @@ pub fn fold(trees: &Trees, pending: &mut Pending) -> Result<u64, StoreError> {
                 }
             }
         }
-        // One insert at a time, in key order: a sled `Batch` is a hash map, so it would
-        // write them in random order, each to a leaf no longer in the CPU's cache (a fold of
-        // 100k records' terms: 3.9-4.5 s as a batch, 2.7-2.8 s in order). A merge operator,
-        // one descent of the tree instead of a read and an insert, measured no faster.
-        let tree = trees.term_tree(index);
-        for (term, ids) in net {
-            if ids.is_empty() {
-                continue; // added, then cancelled
-            }
-            // Most terms of new records are new to the tree: one compare-and-swap from
-            // absent writes them in one descent (a read and then an insert took two, and
-            // at 1M records the read is the one that pages the leaf in).
-            let held = match tree.compare_and_swap(
-                &term,
-                None::<&[u8]>,
-                Some(codec::encode_id_set(&ids)),
-            )? {
-                Ok(()) => {
-                    written += 1;
-                    continue;
-                }
-                Err(found) => found.current,
-            };
-            let mut held = match held {
-                Some(bytes) => codec::decode_id_set(&bytes)?,
-                None => Vec::new(),
-            };
-            let mut changed = false;
-            for id in ids {
-                changed |= index::set_insert(&mut held, id);
-            }
-            if changed {
-                tree.insert(term, codec::encode_id_set(&held))?;
-                written += 1;
-            }
+        // A run of their own (see `runs`): written in its blocks' order, reading nothing.
+        let terms: Vec<(Vec<u8>, Vec<RecordId>)> =
+            net.into_iter().filter(|(_, ids)| !ids.is_empty()).collect();
+        if !terms.is_empty() {
+            written += terms.len() as u64;
+            let mut catalog = trees.catalog_mut();
+            let run = runs::write_run(&trees.runs, &mut catalog, index, terms)?;
+            new_runs.push((index, run));
         }
     }
+    // The runs join the catalog once all are written: a crash before leaves blocks that the
+    // next open deletes, and the pending entries, so the fold is done again.
+    runs::publish(&trees.runs, &mut trees.catalog_mut(), new_runs)?;
     // Only the entries read: none is written meanwhile (the caller holds `pending`).
     if let Some(last) = last {
         let mut batch = sled::Batch::default();

@@ -11,6 +11,7 @@ use sled::transaction::{
 };
 use sled::Tree;
 use std::cell::Cell;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::codec::{self, Codec};
 use super::error::StoreError;
@@ -18,6 +19,7 @@ use super::index::{self, IndexOp, KeyIndex, TermIndex};
 use super::ledger;
 use super::pending::{PendingTx, PendingView};
 use super::record::{Record, RecordId, RecordState};
+use super::runs::{self, Catalog};
 
 pub type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
@@ -45,6 +47,9 @@ pub struct Trees {
     pub short: Tree,
     /// Terms of new records written in bulk, not yet in their term trees (see `pending`).
     pub pending: Tree,
+    /// Folded terms of bulk writes, packed in runs (see `runs`), and the runs' catalog.
+    pub runs: Tree,
+    pub catalog: Arc<RwLock<Catalog>>,
 }
 
 impl Trees {
@@ -71,7 +76,41 @@ impl Trees {
             drops: db.open_tree("drops")?,
             short: db.open_tree("index.short")?,
             pending: db.open_tree("index.pending")?,
+            runs: db.open_tree("index.runs")?,
+            catalog: Arc::default(),
         })
+    }
+
+    /// Reads the runs' catalog (see [`Catalog::load`]); once, when the store opens.
+    pub fn load_runs(&self) -> Result<(), StoreError> {
+        *self.catalog_mut() = Catalog::load(&self.runs)?;
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changed by folds only, which no transaction runs beside (they hold the pending terms).
+    pub fn catalog_mut(&self) -> RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The ids a term index holds for `term` outside a transaction: its tree and its runs
+    /// (pending terms left out).
+    pub fn term_holders(&self, index: TermIndex, term: &[u8]) -> Result<Vec<RecordId>, StoreError> {
+        let mut ids = match self.term_tree(index).get(term)? {
+            Some(bytes) => codec::decode_id_set(&bytes)?,
+            None => Vec::new(),
+        };
+        for key in self.catalog().blocks_for(index, term) {
+            if let Some(block) = self.runs.get(key)? {
+                for id in runs::find_in_block(&block, term)?.unwrap_or_default() {
+                    index::set_insert(&mut ids, id);
+                }
+            }
+        }
+        Ok(ids)
     }
 
     /// Runs `f` in one transaction over every tree, encoding with `codec`. `f` may run more
@@ -111,7 +150,9 @@ impl Trees {
             &self.content,
             &self.short,
             &self.pending,
+            &self.runs,
         ];
+        let catalog = self.catalog();
         let result = trees[..].transaction(|view: &Vec<TransactionalTree>| {
             if let Some(p) = pending {
                 p.begin();
@@ -130,6 +171,8 @@ impl Trees {
                 short: &view[9],
                 queued,
                 pending: pending.map(|p| p as &dyn PendingView),
+                runs: &view[11],
+                catalog: &catalog,
             };
             let out = f(&tx)?;
             if let Some((key, value)) = pending.and_then(PendingTx::entry) {
@@ -165,6 +208,9 @@ pub struct Tx<'a> {
     queued: &'a Cell<Option<RecordId>>,
     /// The store's pending terms, when the caller holds them (see `pending`).
     pending: Option<&'a dyn PendingView>,
+    /// Folded terms of bulk writes (see `runs`).
+    runs: &'a TransactionalTree,
+    catalog: &'a Catalog,
 }
 
 impl Tx<'_> {
@@ -210,12 +256,45 @@ impl Tx<'_> {
         Ok(ids)
     }
 
-    /// The ids the term tree holds for `term`, pending terms left out.
+    /// The ids the term tree and the runs hold for `term`, pending terms left out.
     fn tree_holders(&self, index: TermIndex, term: &[u8]) -> TxResult<Vec<RecordId>> {
+        let mut ids = self.base_holders(index, term)?;
+        for key in self.catalog.blocks_for(index, term) {
+            if let Some(block) = self.runs.get(key)? {
+                let held = runs::find_in_block(&block, term).or_else(abort)?;
+                for id in held.unwrap_or_default() {
+                    index::set_insert(&mut ids, id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The ids the term tree itself holds for `term`.
+    fn base_holders(&self, index: TermIndex, term: &[u8]) -> TxResult<Vec<RecordId>> {
         match self.term_tree(index).get(term)? {
             Some(bytes) => codec::decode_id_set(&bytes).or_else(abort),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Takes `id` out of `term` in the runs that hold it (their blocks rewritten).
+    fn remove_from_runs(&self, index: TermIndex, term: &[u8], id: RecordId) -> TxResult<()> {
+        for key in self.catalog.blocks_for(index, term) {
+            let Some(block) = self.runs.get(key)? else {
+                continue;
+            };
+            match runs::remove_from_block(&block, term, id).or_else(abort)? {
+                None => {}
+                Some(None) => {
+                    self.runs.remove(&key)?;
+                }
+                Some(Some(rest)) => {
+                    self.runs.insert(&key, rest)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn update_set(
@@ -224,7 +303,7 @@ impl Tx<'_> {
         term: &[u8],
         change: impl FnOnce(&mut Vec<RecordId>) -> bool,
     ) -> TxResult<()> {
-        let mut ids = self.tree_holders(index, term)?;
+        let mut ids = self.base_holders(index, term)?;
         if !change(&mut ids) {
             // Already as wanted; `check_consistency` reports how it got that way.
             return Ok(());
@@ -266,6 +345,7 @@ impl Tx<'_> {
                 if let Some(p) = self.pending {
                     p.cancel(*index, term, *id);
                 }
+                self.remove_from_runs(*index, term, *id)?;
                 self.update_set(*index, term, |ids| index::set_remove(ids, *id))
             }
             IndexOp::Put { index, key, value } => {
