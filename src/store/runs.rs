@@ -8,7 +8,7 @@
 //! writes its terms as a new *run* in `index.runs`:
 //! - a run's terms are spread over `2^bits` buckets by a hash of the term (bits chosen so a
 //!   bucket holds about [`TERMS_PER_BLOCK`]); each bucket is ONE sled entry, a block of its
-//!   (term, ids) pairs, so a fold of 131,072 records writes about 60,000 entries, in key
+//!   (term, ids) pairs, so a fold of 65,536 records writes about 30,000 entries, in key
 //!   order, at the end of the tree, where it wrote half a million into the middle of big
 //!   trees;
 //! - a run's catalog entry holds a bloom filter of its terms (10 bits a term, kept in
@@ -17,8 +17,10 @@
 //! - the term trees keep the terms of single writes (a capture, an edit). A term's holders
 //!   are the union of its tree entry, its run blocks and the pending map; a removal takes
 //!   the id out of all of them (a run's block is rewritten in the removing transaction);
-//! - past [`MAX_RUNS`] runs of an index, its two newest are merged (streaming their blocks
-//!   in bucket order into a new run), so a lookup probes at most that many filters.
+//! - past [`MAX_RUNS`] runs of an index, its two smallest are merged (streaming their
+//!   blocks in bucket order into a new run), so a lookup probes at most that many filters,
+//!   and a term is rewritten about log2 times in all however large a drop grows. Runs are
+//!   a union, so which two merge does not matter to what a lookup finds.
 //!
 //! Crash safety: a run's blocks are written before its catalog entry, and a run no catalog
 //! entry names is garbage that [`Catalog::load`] deletes at open; a fold cut short leaves
@@ -40,7 +42,7 @@ use super::record::RecordId;
 /// record on disk against 49 s and 919 B (sled rewrites a leaf's page as it fills, and a
 /// leaf holds 32 entries whatever their size), and a lookup decodes a quarter as much.
 pub const TERMS_PER_BLOCK: u64 = 8;
-/// Runs an index may hold; past it the two newest (the smallest, nearly always) merge.
+/// Runs an index may hold; past it the two smallest merge.
 pub const MAX_RUNS: usize = 16;
 const FILTER_BITS_PER_TERM: u64 = 10;
 /// Probes of the filter: with 10 bits a term, about 1% false positives.
@@ -447,7 +449,7 @@ pub fn publish(
     for (index, run) in written {
         catalog.runs[slot(index)].push(run);
         while needs_merge(catalog.runs(index)) {
-            merge_last_two(tree, catalog, index)?;
+            merge_two_smallest(tree, catalog, index)?;
         }
     }
     Ok(())
@@ -498,10 +500,15 @@ impl RunReader {
     }
 }
 
-/// Merges the two newest runs of `index` into one, streaming their blocks.
-fn merge_last_two(tree: &Tree, catalog: &mut Catalog, index: TermIndex) -> Result<(), StoreError> {
-    let runs = &catalog.runs[slot(index)];
-    let inputs: Vec<Run> = runs[runs.len() - 2..].to_vec();
+/// Merges the two smallest runs of `index` into one, streaming their blocks.
+fn merge_two_smallest(
+    tree: &Tree,
+    catalog: &mut Catalog,
+    index: TermIndex,
+) -> Result<(), StoreError> {
+    let mut by_size: Vec<&Run> = catalog.runs(index).iter().collect();
+    by_size.sort_by_key(|run| run.terms);
+    let inputs: Vec<Run> = by_size.into_iter().take(2).cloned().collect();
     let total: u64 = inputs.iter().map(|r| r.terms).sum();
     let id = catalog.take_id();
     let mut writer = RunWriter::new(tree, index, id, total);
@@ -554,7 +561,7 @@ fn merge_last_two(tree: &Tree, catalog: &mut Catalog, index: TermIndex) -> Resul
     }
     tree.apply_batch(batch)?;
     let list = &mut catalog.runs[slot(index)];
-    list.truncate(list.len() - 2);
+    list.retain(|run| inputs.iter().all(|input| input.id != run.id));
     list.push(merged);
     for run in &inputs {
         delete_run(tree, index, run.id)?;
