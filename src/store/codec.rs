@@ -451,7 +451,25 @@ pub fn encode_pending(ops: &[PendingOp]) -> Vec<u8> {
     out
 }
 
+#[cfg(test)]
 pub fn decode_pending(bytes: &[u8]) -> Result<Vec<PendingOp>, StoreError> {
+    let mut ops = Vec::new();
+    for_each_pending_op(bytes, |kind, index, term, id| {
+        ops.push(PendingOp {
+            kind,
+            index,
+            term: term.to_vec(),
+            id,
+        })
+    })?;
+    Ok(ops)
+}
+
+/// Calls `f` with each op of a pending-terms entry, in order, copying nothing.
+pub fn for_each_pending_op(
+    bytes: &[u8],
+    mut f: impl FnMut(PendingKind, TermIndex, &[u8], RecordId),
+) -> Result<(), StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         what: "pending index terms",
         detail,
@@ -462,7 +480,6 @@ pub fn decode_pending(bytes: &[u8]) -> Result<Vec<PendingOp>, StoreError> {
     if version != PENDING_V1 {
         return Err(corrupt(format!("unknown version {version}")));
     }
-    let mut ops = Vec::new();
     while !rest.is_empty() {
         let [kind, tag, l0, l1, l2, l3, tail @ ..] = rest else {
             return Err(corrupt("an op cut short".into()));
@@ -480,15 +497,10 @@ pub fn decode_pending(bytes: &[u8]) -> Result<Vec<PendingOp>, StoreError> {
         }
         let (term, tail) = tail.split_at(len);
         let (id, tail) = tail.split_at(ID_LEN);
-        ops.push(PendingOp {
-            kind,
-            index,
-            term: term.to_vec(),
-            id: decode_record_key(id)?,
-        });
+        f(kind, index, term, decode_record_key(id)?);
         rest = tail;
     }
-    Ok(ops)
+    Ok(())
 }
 
 /// `index.runs` (see `runs`). A run's catalog entry is `0 || tag || run (u32)`, a block of

@@ -30,7 +30,7 @@
 //! one tree it is given; every byte layout is in `codec`.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use super::codec;
@@ -380,33 +380,20 @@ pub fn fold(trees: &Trees, pending: &mut Pending) -> Result<u64, StoreError> {
     let mut new_runs = Vec::new();
     for index in TermIndex::ALL {
         // Per index, so only one index's terms are in memory at once.
-        let mut net: BTreeMap<Vec<u8>, Vec<RecordId>> = BTreeMap::new();
+        let mut ops = Vec::new();
         for kv in trees.pending.iter() {
             let (key, value) = kv?;
             last = Some(key);
-            for op in codec::decode_pending(&value)? {
-                if op.index != index {
-                    continue;
+            codec::for_each_pending_op(&value, |kind, op_index, term, id| {
+                if op_index == index {
+                    ops.push((term.to_vec(), id, kind == PendingKind::Add));
                 }
-                match op.kind {
-                    PendingKind::Add => {
-                        index::set_insert(net.entry(op.term).or_default(), op.id);
-                    }
-                    PendingKind::Cancel => {
-                        if let Some(ids) = net.get_mut(&op.term) {
-                            index::set_remove(ids, op.id);
-                        }
-                    }
-                }
-            }
+            })?;
         }
         // A run of their own (see `runs`): written in its blocks' order, reading nothing.
-        let terms: Vec<(Vec<u8>, Vec<RecordId>)> =
-            net.into_iter().filter(|(_, ids)| !ids.is_empty()).collect();
-        if !terms.is_empty() {
-            written += terms.len() as u64;
-            let mut catalog = trees.catalog_mut();
-            let run = runs::write_run(&trees.runs, &mut catalog, index, terms)?;
+        let mut catalog = trees.catalog_mut();
+        if let Some(run) = runs::write_ops(&trees.runs, &mut catalog, index, ops)? {
+            written += run.terms;
             new_runs.push((index, run));
         }
     }
