@@ -9,11 +9,12 @@
 //! - a run's terms are spread over `2^bits` buckets by a hash of the term (bits chosen so a
 //!   bucket holds about [`TERMS_PER_BLOCK`]); each bucket is ONE sled entry, a block of its
 //!   (term, ids) pairs, so a fold of 65,536 records writes about 30,000 entries, in key
-//!   order, at the end of the tree, where it wrote half a million into the middle of big
-//!   trees;
-//! - a run's catalog entry holds a bloom filter of its terms (10 bits a term, kept in
-//!   memory: 1.2 MB a million terms), so a lookup reads only the blocks of runs that may
-//!   hold the term: none for a new row's terms, nearly always;
+//!   order, at the end of the tree, where it wrote a quarter of a million into the middle
+//!   of big trees;
+//! - after its blocks, a run holds a bloom filter of its terms (10 bits a term, in 4 KB
+//!   pieces; its catalog entry gives its shape), kept in memory while the store is open
+//!   (1.2 MB a million terms), so a lookup reads only the blocks of runs that may hold the
+//!   term: none for a new row's terms, nearly always;
 //! - the term trees keep the terms of single writes (a capture, an edit). A term's holders
 //!   are the union of its tree entry, its run blocks and the pending map; a removal takes
 //!   the id out of all of them (a run's block is rewritten in the removing transaction);
