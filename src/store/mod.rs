@@ -32,9 +32,10 @@
 //! - `index.pending`: sequence number -> the index terms a bulk transaction's new records
 //!   add (and cancels of such terms), not yet in the term trees above; held in memory meanwhile
 //!   and folded after a dropped file, past a bound, and at open (see `pending`).
-//! - `index.runs`: folded terms, a run per fold (merged as a binary counter) of blocks of
-//!   (term, ids) by a hash bucket, each run with a bloom filter in its catalog entry (see
-//!   `runs`). Every term lookup joins the term tree, the runs and the pending terms.
+//! - `index.runs`: folded terms, a run per fold (the two smallest merged past 16 an index)
+//!   of blocks of (term, ids) by a hash bucket, each run followed by its bloom filter and
+//!   named by a catalog entry (see `runs`). Every term lookup joins the term tree, the runs
+//!   and the pending terms.
 //! - `ledger`: Idempotency-Key -> [`LedgerEntry`], written from the attempts appended to a
 //!   record's history in the same transaction.
 //! - `counters`: state -> count, kept in the same transactions, so `counts` reads six keys.
