@@ -249,8 +249,28 @@ impl Catalog {
     }
 }
 
+/// Adds to `ids` (an ascending set) the ids the runs of `index` hold for `term`, reading the
+/// block of each run whose filter lets it by with `get`: a tree, or a transaction's view of
+/// it.
+pub fn extend_holders<E: From<StoreError>>(
+    catalog: &Catalog,
+    index: TermIndex,
+    term: &[u8],
+    ids: &mut Vec<RecordId>,
+    mut get: impl FnMut([u8; 9]) -> Result<Option<sled::IVec>, E>,
+) -> Result<(), E> {
+    for key in catalog.blocks_for(index, term) {
+        if let Some(block) = get(key)? {
+            for id in find_in_block(&block, term)?.unwrap_or_default() {
+                index::set_insert(ids, id);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The ids `block` lists under `term`.
-pub fn find_in_block(block: &[u8], term: &[u8]) -> Result<Option<Vec<RecordId>>, StoreError> {
+fn find_in_block(block: &[u8], term: &[u8]) -> Result<Option<Vec<RecordId>>, StoreError> {
     for entry in codec::run_block_entries(block)? {
         let (t, ids) = entry?;
         if t == term {
@@ -644,13 +664,10 @@ mod tests {
 
     fn holders(tree: &Tree, catalog: &Catalog, index: TermIndex, t: &[u8]) -> Vec<RecordId> {
         let mut ids = Vec::new();
-        for key in catalog.blocks_for(index, t) {
-            if let Some(block) = tree.get(key).unwrap() {
-                for id in find_in_block(&block, t).unwrap().unwrap_or_default() {
-                    index::set_insert(&mut ids, id);
-                }
-            }
-        }
+        extend_holders(catalog, index, t, &mut ids, |key| {
+            Ok::<_, StoreError>(tree.get(key)?)
+        })
+        .unwrap();
         ids
     }
 

@@ -27,6 +27,14 @@ pub fn abort<T>(e: StoreError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
+/// A store error inside a transaction aborts it (as [`abort`]), so helpers generic over the
+/// error (`runs::extend_holders`) can use `?` in both.
+impl From<StoreError> for ConflictableTransactionError<StoreError> {
+    fn from(e: StoreError) -> Self {
+        ConflictableTransactionError::Abort(e)
+    }
+}
+
 /// The trees of the store, opened once.
 #[derive(Clone)]
 pub struct Trees {
@@ -103,13 +111,9 @@ impl Trees {
             Some(bytes) => codec::decode_id_set(&bytes)?,
             None => Vec::new(),
         };
-        for key in self.catalog().blocks_for(index, term) {
-            if let Some(block) = self.runs.get(key)? {
-                for id in runs::find_in_block(&block, term)?.unwrap_or_default() {
-                    index::set_insert(&mut ids, id);
-                }
-            }
-        }
+        runs::extend_holders(&self.catalog(), index, term, &mut ids, |key| {
+            Ok::<_, StoreError>(self.runs.get(key)?)
+        })?;
         Ok(ids)
     }
 
@@ -259,14 +263,9 @@ impl Tx<'_> {
     /// The ids the term tree and the runs hold for `term`, pending terms left out.
     fn tree_holders(&self, index: TermIndex, term: &[u8]) -> TxResult<Vec<RecordId>> {
         let mut ids = self.base_holders(index, term)?;
-        for key in self.catalog.blocks_for(index, term) {
-            if let Some(block) = self.runs.get(key)? {
-                let held = runs::find_in_block(&block, term).or_else(abort)?;
-                for id in held.unwrap_or_default() {
-                    index::set_insert(&mut ids, id);
-                }
-            }
-        }
+        runs::extend_holders(self.catalog, index, term, &mut ids, |key| -> TxResult<_> {
+            Ok(self.runs.get(key)?)
+        })?;
         Ok(ids)
     }
 
