@@ -591,7 +591,7 @@ fn the_walk_of_the_queue_resumes_and_finds_records_it_passed() {
             .due_from(now, limit, in_flight, cursor)
             .unwrap()
             .iter()
-            .map(|r| r.id)
+            .map(|r| r.record.id)
             .collect();
         in_flight.extend(got.iter().copied());
         got
@@ -1503,6 +1503,63 @@ fn update_many_redoes_a_change_to_a_record_written_since_it_was_prepared() {
         .unwrap();
     assert_eq!(twice, vec![Some(3), Some(4)], "the second sees the first");
     assert_eq!(store.get(id).unwrap().unwrap().history.len(), 4);
+    assert_consistent(&store);
+}
+
+/// `update_read` prepares each write from the record as the caller read it, not read and
+/// opened again: unchanged since, `f` runs once on that copy; written since (an edit while a
+/// request was out), `f` runs again on what is stored, so the edit is kept.
+#[test]
+fn update_read_starts_from_the_record_as_read_and_redoes_a_change_written_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let submit = |name: &str| {
+        store
+            .submit(payload(json!({"full_name": name})), Origin::Cli, t(0))
+            .unwrap()
+            .id
+    };
+    let (kept, edited) = (submit("Kept"), submit("Before"));
+    let read: Vec<_> = [kept, edited]
+        .iter()
+        .map(|&id| store.read(id).unwrap().unwrap())
+        .collect();
+    assert_eq!(read[1].record.payload.full_name(), "Before");
+    store
+        .update(edited, Durability::Lazy, |r| {
+            r.payload = payload(json!({"full_name": "Edited meanwhile"}));
+        })
+        .unwrap();
+    let seen = std::cell::RefCell::new(Vec::new());
+    let out = store
+        .update_read(read, Durability::Lazy, |i, r| {
+            seen.borrow_mut()
+                .push((i, r.payload.full_name().to_string()));
+            r.state = RecordState::Synced;
+            r.history
+                .push(attempt(&format!("k-read-{i}"), 1, t(5), Some(201)));
+            r.history.len()
+        })
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Some(2), Some(2)],
+        "its creation, then the one attempt"
+    );
+    assert_eq!(
+        seen.into_inner(),
+        vec![
+            (0, "Kept".to_string()),
+            (1, "Before".to_string()),
+            (1, "Edited meanwhile".to_string()),
+        ],
+        "the edited record's change was made again, from what is stored"
+    );
+    let edited = store.get(edited).unwrap().unwrap();
+    assert_eq!(edited.payload.full_name(), "Edited meanwhile");
+    assert_eq!(edited.state, RecordState::Synced);
+    assert_eq!(store.get(kept).unwrap().unwrap().state, RecordState::Synced);
+    assert!(store.ledger_entry("k-read-1").unwrap().is_some());
     assert_consistent(&store);
 }
 

@@ -210,6 +210,21 @@ struct ReadyUpdate {
     prepared: Option<Prepared>,
 }
 
+/// A record as it was read, with the stored bytes it was opened from: a write prepared from
+/// it later ([`Store::update_read`]) need not read and open the record again, and stands
+/// only if the record is still those same bytes.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub record: Record,
+    raw: sled::IVec,
+}
+
+impl ReadRecord {
+    pub fn into_record(self) -> Record {
+        self.record
+    }
+}
+
 /// Where the engine's walk of the queue resumes: the last record [`Store::due_from`] handed
 /// out. Starts (and after a reset, restarts) at the head of the queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1155,10 +1170,19 @@ impl Store {
     }
 
     pub fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        Ok(self.read(id)?.map(ReadRecord::into_record))
+    }
+
+    /// [`Store::get`] with the bytes the record was opened from, for a later
+    /// [`Store::update_read`].
+    pub fn read(&self, id: RecordId) -> Result<Option<ReadRecord>, StoreError> {
         guard::guarded("reading a record", || {
             let codec = self.codec()?;
             match self.trees().records.get(codec::record_key(id))? {
-                Some(bytes) => codec.decode_record(id, &bytes).map(Some),
+                Some(raw) => Ok(Some(ReadRecord {
+                    record: codec.decode_record(id, &raw)?,
+                    raw,
+                })),
                 None => Ok(None),
             }
         })
@@ -1318,6 +1342,33 @@ impl Store {
         durability: Durability,
         f: impl FnMut(usize, &mut Record) -> T,
     ) -> Result<Vec<Option<T>>, StoreError> {
+        self.update_many_from(ids, Vec::new(), durability, f)
+    }
+
+    /// [`Store::update_many`] for records read earlier ([`Store::read`], [`Store::due_from`]):
+    /// each write is prepared from the record as it was read, not read and opened again. A
+    /// record that changed since it was read is changed again inside the transaction from
+    /// what is stored then, as `update_many` does for one that changed while its write was
+    /// prepared; so `f` always sees the record as it is when the write stands.
+    pub fn update_read<T>(
+        &self,
+        read: Vec<ReadRecord>,
+        durability: Durability,
+        f: impl FnMut(usize, &mut Record) -> T,
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        let ids: Vec<RecordId> = read.iter().map(|r| r.record.id).collect();
+        self.update_many_from(&ids, read.into_iter().map(Some).collect(), durability, f)
+    }
+
+    /// `update_many` with, for each id, the record as read earlier if the caller has it
+    /// (`read` is empty or as long as `ids`).
+    fn update_many_from<T>(
+        &self,
+        ids: &[RecordId],
+        read: Vec<Option<ReadRecord>>,
+        durability: Durability,
+        f: impl FnMut(usize, &mut Record) -> T,
+    ) -> Result<Vec<Option<T>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -1327,7 +1378,7 @@ impl Store {
         // `status`), so opening, changing and sealing each record inside it would stall them
         // all. The transaction checks that each record is still the one its write was
         // prepared from, and does the change again inside for any that is not.
-        let (ready, values) = self.prepare_updates(ids, &f)?;
+        let (ready, values) = self.prepare_updates(ids, read, &f)?;
         let values = RefCell::new(values);
         let present = self.transaction(|tx| {
             let mut present = Vec::with_capacity(ids.len());
@@ -1368,25 +1419,37 @@ impl Store {
         Ok(out)
     }
 
-    /// `update_many`'s work ahead of its transaction: each record read as stored, opened,
-    /// changed by `f`, and its write prepared when it changed; with `f`'s values.
+    /// `update_many`'s work ahead of its transaction: each record read as stored and opened
+    /// (unless the caller read it already: `read`), changed by `f`, and its write prepared
+    /// when it changed; with `f`'s values.
     #[allow(clippy::type_complexity)]
     fn prepare_updates<T>(
         &self,
         ids: &[RecordId],
+        read: Vec<Option<ReadRecord>>,
         f: &RefCell<impl FnMut(usize, &mut Record) -> T>,
     ) -> Result<(Vec<Option<ReadyUpdate>>, Vec<Option<T>>), StoreError> {
         guard::guarded("preparing a write", || {
             let codec = self.codec()?;
             let mut ready = Vec::with_capacity(ids.len());
             let mut values = Vec::with_capacity(ids.len());
+            let mut read = read.into_iter();
             for (i, &id) in ids.iter().enumerate() {
-                let Some(raw) = self.trees().records.get(codec::record_key(id))? else {
-                    ready.push(None);
-                    values.push(None);
-                    continue;
+                let known = read.next().flatten().filter(|r| r.record.id == id);
+                let (raw, old) = match known {
+                    Some(ReadRecord { record, raw }) => (raw, record),
+                    None => match self.trees().records.get(codec::record_key(id))? {
+                        Some(raw) => {
+                            let old = codec.decode_record(id, &raw)?;
+                            (raw, old)
+                        }
+                        None => {
+                            ready.push(None);
+                            values.push(None);
+                            continue;
+                        }
+                    },
                 };
-                let old = codec.decode_record(id, &raw)?;
                 let mut new = old.clone();
                 values.push(Some((f.borrow_mut())(i, &mut new)));
                 let prepared = if new == old {
@@ -1535,7 +1598,8 @@ impl Store {
         limit: usize,
         exclude: &HashSet<RecordId>,
     ) -> Result<Vec<Record>, StoreError> {
-        self.due_from(now, limit, exclude, &mut QueueCursor::default())
+        let due = self.due_from(now, limit, exclude, &mut QueueCursor::default())?;
+        Ok(due.into_iter().map(ReadRecord::into_record).collect())
     }
 
     /// [`Store::due`] for the engine, which calls it for every free slot: the walk resumes
@@ -1554,7 +1618,7 @@ impl Store {
         limit: usize,
         exclude: &HashSet<RecordId>,
         cursor: &mut QueueCursor,
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Vec<ReadRecord>, StoreError> {
         guard::guarded("finding due records", || {
             let mut out = Vec::new();
             if limit == 0 {
@@ -1588,7 +1652,7 @@ impl Store {
                     break;
                 }
             }
-            cursor.after = out.last().map(|r| r.id);
+            cursor.after = out.last().map(|r| r.record.id);
             Ok(out)
         })
     }
@@ -1600,7 +1664,7 @@ impl Store {
         now_ms: u64,
         limit: usize,
         exclude: &HashSet<RecordId>,
-        out: &mut Vec<Record>,
+        out: &mut Vec<ReadRecord>,
     ) -> Result<(), StoreError> {
         for kv in self.trees().state.range(range) {
             let (key, value) = kv?;
@@ -1609,7 +1673,8 @@ impl Store {
             if due_ms > now_ms || exclude.contains(&id) {
                 continue;
             }
-            let fresh = self.get(id)?.filter(|r| {
+            let fresh = self.read(id)?.filter(|r| {
+                let r = &r.record;
                 r.state == RecordState::Queued && codec::due_millis(r.next_attempt_at) <= now_ms
             });
             if let Some(record) = fresh {

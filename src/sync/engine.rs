@@ -32,7 +32,7 @@ use super::planner::{self, Gate, Offline};
 use super::policy::{self, classify, Disposition};
 use super::transition::{attempt_entry, finish_attempt, recover_sending, send_plan, SendPlan};
 use crate::api::{ApiClient, ApiKey, Reply, Transport};
-use crate::store::{Durability, QueueCursor, RecordId, RecordState, Store, StoreError};
+use crate::store::{Durability, QueueCursor, ReadRecord, RecordId, RecordState, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -187,6 +187,9 @@ struct Outcome {
     at: DateTime<Utc>,
 }
 
+/// A request task's end: what it finished with, and the record it was made from.
+type Joined = Result<(tokio::task::Id, (Finished, Box<ReadRecord>)), JoinError>;
+
 /// What a write did: each record's new state (`None`: the record is gone).
 type Written = Vec<(RecordId, Option<RecordState>)>;
 
@@ -202,7 +205,7 @@ type ProbeOutcome = (u64, Result<Reply, Transport>);
 /// What woke the loop.
 enum Wake {
     Shutdown,
-    Finished(Result<(tokio::task::Id, Finished), JoinError>),
+    Finished(Joined),
     Probe(Result<ProbeOutcome, JoinError>),
     Written(Result<Result<Written, EngineError>, JoinError>),
     Nudge,
@@ -281,12 +284,12 @@ struct Runner {
     config: EngineConfig,
     shared: Arc<Shared>,
     gate: Gate,
-    tasks: JoinSet<Finished>,
+    tasks: JoinSet<(Finished, Box<ReadRecord>)>,
     task_records: HashMap<tokio::task::Id, RecordId>,
     /// Where the next walk of the queue resumes (`Store::due_from`).
     cursor: QueueCursor,
     /// Finished requests whose outcomes wait for the writer.
-    pending: Vec<Outcome>,
+    pending: Vec<(Box<ReadRecord>, Outcome)>,
     writer: Option<Writer>,
     probe: Option<JoinHandle<ProbeOutcome>>,
     seen_key_generation: u64,
@@ -399,27 +402,35 @@ impl Runner {
                 let candidates = self
                     .store
                     .due_from(now, free, &in_flight, &mut self.cursor)?;
-                let chosen = planner::select(&candidates, &in_flight, free, &self.gate, now);
-                let plans: Vec<SendPlan> = candidates
-                    .iter()
-                    .filter(|r| chosen.contains(&r.id))
-                    .filter_map(send_plan)
+                let chosen = planner::select(
+                    candidates.iter().map(|r| &r.record),
+                    &in_flight,
+                    free,
+                    &self.gate,
+                    now,
+                );
+                let plans: Vec<(SendPlan, Box<ReadRecord>)> = candidates
+                    .into_iter()
+                    .filter(|r| chosen.contains(&r.record.id))
+                    .filter_map(|r| Some((send_plan(&r.record)?, Box::new(r))))
                     .collect();
-                in_flight.extend(plans.iter().map(|p| p.id));
+                in_flight.extend(plans.iter().map(|(p, _)| p.id));
                 plans
             };
             if plans.is_empty() {
                 return Ok(());
             }
-            for plan in plans {
+            for (plan, read) in plans {
                 let id = plan.id;
-                self.spawn(plan);
+                self.spawn(plan, read);
                 self.emit_record(id, RecordState::Sending);
             }
         }
     }
 
-    fn spawn(&mut self, plan: SendPlan) {
+    /// Starts the request for `plan`, made from `read` (which its outcome's write starts
+    /// from: see `write_outcomes`).
+    fn spawn(&mut self, plan: SendPlan, read: Box<ReadRecord>) {
         let client = self.shared.client.clone();
         let key_generation = self.shared.key_generation.load(Ordering::SeqCst);
         let id = plan.id;
@@ -427,13 +438,14 @@ impl Runner {
             let at = Utc::now();
             let started = Instant::now();
             let result = client.upsert(&plan.body, &plan.key).await;
-            Finished {
+            let finished = Finished {
                 plan,
                 result,
                 at,
                 latency: started.elapsed(),
                 key_generation,
-            }
+            };
+            (finished, read)
         });
         self.task_records.insert(task.id(), id);
     }
@@ -457,10 +469,7 @@ impl Runner {
     }
 
     /// Takes every request that has finished by now, the one that woke the loop first.
-    fn collect_finished(
-        &mut self,
-        first: Result<(tokio::task::Id, Finished), JoinError>,
-    ) -> Vec<Result<(tokio::task::Id, Finished), JoinError>> {
+    fn collect_finished(&mut self, first: Joined) -> Vec<Joined> {
         let mut joined = vec![first];
         while let Some(more) = self.tasks.try_join_next_with_id() {
             joined.push(more);
@@ -472,24 +481,21 @@ impl Runner {
     /// the outcomes go to the writer (started now if it is idle, else they wait for its next
     /// write). The finished records leave the in-flight set only once their outcome is
     /// written, so no wave picks them up again meanwhile.
-    fn finished(
-        &mut self,
-        joined: Vec<Result<(tokio::task::Id, Finished), JoinError>>,
-        dispatch_first: bool,
-    ) -> Result<(), EngineError> {
+    fn finished(&mut self, joined: Vec<Joined>, dispatch_first: bool) -> Result<(), EngineError> {
         let now = Utc::now();
         let mut lost = Vec::new();
         for joined in joined {
             match joined {
-                Ok((task, finished)) => {
+                Ok((task, (finished, read))) => {
                     self.task_records.remove(&task);
                     let disposition = classify(&finished.result);
                     self.apply_to_gate(&disposition, &finished, now);
-                    self.pending.push(Outcome {
+                    let outcome = Outcome {
                         finished,
                         disposition,
                         at: now,
-                    });
+                    };
+                    self.pending.push((read, outcome));
                 }
                 Err(e) => {
                     // A request task panicked or was aborted: the outcome is unknown, which
@@ -520,7 +526,7 @@ impl Runner {
             return;
         }
         let outcomes = std::mem::take(&mut self.pending);
-        let ids = outcomes.iter().map(|o| o.finished.plan.id).collect();
+        let ids = outcomes.iter().map(|(_, o)| o.finished.plan.id).collect();
         let store = self.store.clone();
         let backoff = (self.config.backoff_base, self.config.backoff_cap);
         let task = tokio::task::spawn_blocking(move || write_outcomes(&store, outcomes, backoff));
@@ -755,9 +761,14 @@ async fn wait_writer(
 /// notes the last sync when any synced.
 fn write_outcomes(
     store: &Store,
-    outcomes: Vec<Outcome>,
+    outcomes: Vec<(Box<ReadRecord>, Outcome)>,
     (base, cap): (Duration, Duration),
 ) -> Result<Written, EngineError> {
+    // Each write starts from the record as its request was made from it, not read and
+    // opened again; the store changes it again from what it holds if it changed meanwhile
+    // (an edit while the request was out).
+    let (read, outcomes): (Vec<ReadRecord>, Vec<Outcome>) =
+        outcomes.into_iter().map(|(read, o)| (*read, o)).unzip();
     let ids: Vec<RecordId> = outcomes.iter().map(|o| o.finished.plan.id).collect();
     let attempts: Vec<_> = outcomes
         .iter()
@@ -771,7 +782,7 @@ fn write_outcomes(
     // are lost and the records are found queued at the same revision next time, so they
     // are re-sent with the same derived keys and the server replays its stored answers.
     // Losing an outcome costs one request, never a duplicate customer.
-    let states = store.update_many(&ids, Durability::Lazy, |i, record| {
+    let states = store.update_read(read, Durability::Lazy, |i, record| {
         let Outcome {
             finished,
             disposition,

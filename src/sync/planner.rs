@@ -41,8 +41,8 @@ impl Gate {
 
 /// The records to start now: queued, due, not already in flight, at most `free_slots`, in
 /// the order given (the store's queue order). Nothing while the gate is closed.
-pub fn select(
-    candidates: &[Record],
+pub fn select<'a>(
+    candidates: impl IntoIterator<Item = &'a Record>,
     in_flight: &HashSet<RecordId>,
     free_slots: usize,
     gate: &Gate,
@@ -52,7 +52,7 @@ pub fn select(
         return Vec::new();
     }
     candidates
-        .iter()
+        .into_iter()
         .filter(|r| r.state == RecordState::Queued)
         .filter(|r| !matches!(r.next_attempt_at, Some(at) if at > now))
         .filter(|r| !in_flight.contains(&r.id))
