@@ -93,6 +93,22 @@ pub fn proc_kb(pid: Option<u32>, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time this process has used so far, user and system, all threads.
+pub fn process_cpu() -> Duration {
+    // SAFETY: getrusage writes only into the struct it is given, which is zeroed and ours.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 /// The `q` quantile (0..=1) of `samples`, nearest rank.
 pub fn quantile(samples: &[Duration], q: f64) -> Duration {
     let mut s = samples.to_vec();
