@@ -208,6 +208,8 @@ enum Wake {
     Finished(Joined),
     Probe(Result<ProbeOutcome, JoinError>),
     Written(Result<Result<Written, EngineError>, JoinError>),
+    /// Outcomes waited for others to join their write long enough.
+    WriteDue,
     Nudge,
 }
 
@@ -265,6 +267,7 @@ impl Engine {
             task_records: HashMap::new(),
             cursor: QueueCursor::default(),
             pending: Vec::new(),
+            pending_since: Instant::now(),
             writer: None,
             probe: None,
             last_sync_at,
@@ -290,6 +293,8 @@ struct Runner {
     cursor: QueueCursor,
     /// Finished requests whose outcomes wait for the writer.
     pending: Vec<(Box<ReadRecord>, Outcome)>,
+    /// When the oldest of `pending` arrived (see `planner::write_now`).
+    pending_since: Instant,
     writer: Option<Writer>,
     probe: Option<JoinHandle<ProbeOutcome>>,
     seen_key_generation: u64,
@@ -350,6 +355,8 @@ impl Runner {
                 written = wait_writer(&mut self.writer), if self.writer.is_some() => {
                     Wake::Written(written)
                 }
+                _ = tokio::time::sleep_until(self.pending_since + planner::WRITE_AFTER),
+                    if self.writer.is_none() && !self.pending.is_empty() => Wake::WriteDue,
                 _ = self.shared.wake.notified() => Wake::Nudge,
                 _ = timer, if wake_at.is_some() => Wake::Nudge,
             };
@@ -367,6 +374,7 @@ impl Runner {
                     self.written(result)?;
                     self.start_writer();
                 }
+                Wake::WriteDue => self.start_writer(),
                 Wake::Nudge => {}
             }
         }
@@ -478,9 +486,9 @@ impl Runner {
     }
 
     /// Takes a batch of finished requests: the gate first, then the next wave is started, then
-    /// the outcomes go to the writer (started now if it is idle, else they wait for its next
-    /// write). The finished records leave the in-flight set only once their outcome is
-    /// written, so no wave picks them up again meanwhile.
+    /// the outcomes go to the writer (started now if it is idle and `planner::write_now`
+    /// says so, else they wait for its next write). The finished records leave the in-flight
+    /// set only once their outcome is written, so no wave picks them up again meanwhile.
     fn finished(&mut self, joined: Vec<Joined>, dispatch_first: bool) -> Result<(), EngineError> {
         let now = Utc::now();
         let mut lost = Vec::new();
@@ -495,6 +503,9 @@ impl Runner {
                         disposition,
                         at: now,
                     };
+                    if self.pending.is_empty() {
+                        self.pending_since = Instant::now();
+                    }
                     self.pending.push((read, outcome));
                 }
                 Err(e) => {
@@ -520,8 +531,17 @@ impl Runner {
         dispatched
     }
 
-    /// Hands every pending outcome to a new writer task, unless one is writing already.
+    /// Hands every pending outcome to a new writer task, unless one is writing already or
+    /// they wait for more to join them (`planner::write_now`; the loop's timer ends the wait).
     fn start_writer(&mut self) {
+        let waited = self.pending_since.elapsed();
+        if planner::write_now(self.pending.len(), waited, self.tasks.len()) {
+            self.write_pending();
+        }
+    }
+
+    /// Hands every pending outcome to a new writer task now, unless one is writing already.
+    fn write_pending(&mut self) {
         if self.writer.is_some() || self.pending.is_empty() {
             return;
         }
@@ -728,13 +748,14 @@ impl Runner {
         self.tasks.abort_all();
         self.task_records.clear();
         // Every outcome taken is written before the flush: the writer's current batch, then
-        // what waited for it.
+        // what waited for it, without waiting for more to join.
+        self.write_pending();
         while self.writer.is_some() {
             let result = wait_writer(&mut self.writer).await;
             if let Err(e) = self.written(result) {
                 first_error.get_or_insert(e);
             }
-            self.start_writer();
+            self.write_pending();
         }
         // Abandoned requests' records are queued in the store already.
         self.shared.in_flight.lock().clear();

@@ -102,12 +102,42 @@ pub fn wake_at(
         .min()
 }
 
+/// The outcomes one write waits for before it starts: a write costs sled two log-buffer
+/// writes and a round of thread wake-ups whatever its size (its transaction pins the log),
+/// so outcomes that finish close together are written together.
+pub const WRITE_AT_ONCE: usize = 32;
+/// The longest a finished request's outcome waits for others to join its write.
+pub const WRITE_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Whether the outcomes waiting for the writer (`pending` of them, the oldest `waited` long)
+/// are written now rather than joined by more: when enough wait, when the oldest has waited
+/// [`WRITE_AFTER`], or when no request is out whose outcome could join them (a lone record
+/// is written at once, and a drain never waits).
+pub fn write_now(pending: usize, waited: std::time::Duration, requests_out: usize) -> bool {
+    pending > 0 && (requests_out == 0 || pending >= WRITE_AT_ONCE || waited >= WRITE_AFTER)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{Origin, Payload};
     use serde_json::json;
     use uuid::Uuid;
+
+    #[test]
+    fn outcomes_are_written_together_but_none_waits_long_or_alone() {
+        use std::time::Duration;
+        let soon = Duration::from_micros(300);
+        assert!(!write_now(0, Duration::from_secs(1), 0), "nothing to write");
+        assert!(!write_now(1, soon, 8), "more may join it");
+        assert!(!write_now(WRITE_AT_ONCE - 1, soon, 8));
+        assert!(write_now(WRITE_AT_ONCE, soon, 8), "enough to write");
+        assert!(write_now(1, WRITE_AFTER, 8), "waited long enough");
+        assert!(
+            write_now(1, Duration::ZERO, 0),
+            "no request out could join it"
+        );
+    }
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_770_000_000 + secs, 0).unwrap()
