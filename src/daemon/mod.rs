@@ -18,6 +18,7 @@
 mod front;
 pub mod lock;
 pub mod logging;
+mod pace;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use crate::service::{ControlHandler, KeyControl, Service, ServiceError, SyncHeal
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::sync::{Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EnricherConfig};
 use front::{Fault, Front};
+use pace::Pace;
 
 pub use lock::{DaemonLock, LockError};
 
@@ -725,7 +727,8 @@ pub async fn fold_when_quiet(
     }
 }
 
-/// Engine events become control events for subscribers (the TUI).
+/// Engine events become control events for subscribers (the TUI): each record's change as
+/// it comes, and status reports paced (`pace`), the last change always reported.
 async fn forward_events(
     handle: EngineHandle,
     service: Arc<Service>,
@@ -733,29 +736,49 @@ async fn forward_events(
 ) {
     let mut events = handle.subscribe();
     let sender = service.event_sender();
+    let mut pace = Pace::new(pace::STATUS_EVERY);
     tokio::pin!(stop);
     loop {
+        let owed_at = pace.owed_at();
+        let owed = async {
+            match owed_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let event = tokio::select! {
             _ = &mut stop => return,
             e = events.recv() => e,
+            _ = owed => {
+                pace.reported(std::time::Instant::now());
+                send_status(&service, &sender).await;
+                continue;
+            }
         };
         match event {
             Ok(EngineEvent::RecordChanged { id, state }) => {
                 let _ = sender.send(Event::RecordChanged { id, state });
             }
             Ok(EngineEvent::StatusChanged(_)) => {
-                let service = service.clone();
-                let report = tokio::task::spawn_blocking(move || service.status())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_else(StatusReport::default);
-                let _ = sender.send(Event::Status(report));
+                if pace.changed(std::time::Instant::now()) {
+                    send_status(&service, &sender).await;
+                }
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// Reads the status (the store's counters, on a blocking thread) and sends it as an event.
+async fn send_status(service: &Arc<Service>, sender: &tokio::sync::broadcast::Sender<Event>) {
+    let service = service.clone();
+    let report = tokio::task::spawn_blocking(move || service.status())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(StatusReport::default);
+    let _ = sender.send(Event::Status(report));
 }
 
 /// Re-reads the key source now and then; a changed key is handed to the engine, which lifts a
