@@ -64,44 +64,30 @@ mod tests {
     /// (which jemalloc ignores silently) fails here.
     #[test]
     fn jemalloc_runs_with_the_options_set_here() {
-        fn read_bool(name: &std::ffi::CStr) -> bool {
-            let mut value = false;
-            let mut len = std::mem::size_of::<bool>();
-            // SAFETY: `value` and `len` are a bool and its size, as these options are.
+        /// An option's value, read as a `T` of the option's C type.
+        fn read<T: Copy>(name: &std::ffi::CStr, mut value: T) -> T {
+            let mut len = std::mem::size_of::<T>();
+            // SAFETY: `value` and `len` are a `T` and its size, which the callers match to
+            // each option's C type (bool, ssize_t); jemalloc writes at most `len` bytes.
             let rc = unsafe {
                 tikv_jemalloc_sys::mallctl(
                     name.as_ptr(),
-                    (&mut value as *mut bool).cast(),
+                    (&mut value as *mut T).cast(),
                     &mut len,
                     std::ptr::null_mut(),
                     0,
                 )
             };
             assert_eq!(rc, 0, "mallctl {name:?}");
-            value
-        }
-        fn read_isize(name: &std::ffi::CStr) -> isize {
-            let mut value: isize = -2;
-            let mut len = std::mem::size_of::<isize>();
-            // SAFETY: `value` and `len` are an ssize_t and its size, as these options are.
-            let rc = unsafe {
-                tikv_jemalloc_sys::mallctl(
-                    name.as_ptr(),
-                    (&mut value as *mut isize).cast(),
-                    &mut len,
-                    std::ptr::null_mut(),
-                    0,
-                )
-            };
-            assert_eq!(rc, 0, "mallctl {name:?}");
+            assert_eq!(len, std::mem::size_of::<T>(), "mallctl {name:?}");
             value
         }
         // A first allocation through the global allocator, so jemalloc is initialised.
         let boxed = std::hint::black_box(Box::new([0u8; 64]));
         drop(boxed);
-        assert!(read_bool(c"opt.background_thread"));
-        assert_eq!(read_isize(c"opt.dirty_decay_ms"), 1000);
-        assert_eq!(read_isize(c"opt.muzzy_decay_ms"), 0);
+        assert!(read(c"opt.background_thread", false));
+        assert_eq!(read(c"opt.dirty_decay_ms", -2isize), 1000);
+        assert_eq!(read(c"opt.muzzy_decay_ms", -2isize), 0);
         super::release_freed();
     }
 }
