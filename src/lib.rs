@@ -19,10 +19,7 @@
 //! - [`tui`]: the terminal front end; reaches the daemon only through `control`.
 //! - [`ops`]: installing and operating: service units, `doctor`, the version string.
 //! - [`cli`]: the record commands, their flags and output, over the daemon or the store.
-//!
-//! Beside the map: [`allocator`], the process's memory allocator (jemalloc) and its tuning.
 
-pub mod allocator;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -393,7 +393,7 @@ async fn session(
     } else {
         tracing::info!("the store is locked: sending waits for `icsync unlock`");
     }
-    crate::allocator::release_freed();
+    release_freed_memory();
 
     // A key source that cannot be used (a key file others can read, a missing file) does not
     // stop the daemon: records still queue, the reason is shown as the pause in `status`, and
@@ -627,6 +627,19 @@ async fn session(
             Ok(Ended::Shutdown)
         }
         Err(EngineError::Store(e)) => store_fault(e, &settings.data_dir),
+    }
+}
+
+/// Hands memory freed during start-up back to the system. sled's recovery reads its whole
+/// page-table snapshot into short-lived allocations interleaved with the page table it keeps,
+/// and glibc keeps the freed space in its heap: measured on a 400k-record store, 85 MB
+/// resident after opening, 64 MB after this.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only works on the allocator's own free lists;
+    // glibc makes it safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
