@@ -17,8 +17,11 @@
 //! everything after it (the rest of that segment, and whole later segments) before it may
 //! refuse the database anyway, erasing the only copies `recover` could read. So before sled
 //! opens a store, the replayed part is read without sled (`raw`), and a damaged message with an
-//! intact one after it is reported as damage instead. A damaged message with nothing intact
-//! after it is the torn tail of a crash, which sled cuts as it should.
+//! intact one after it is reported as damage instead. Two kinds of damage are a crash's, which
+//! sled cuts as it should: a damaged message with nothing intact after it (a torn last
+//! write), and one in sled's unstable tail (its newest buffers, written on a thread pool and
+//! so not in order: a kill can tear one while a later one is already out; see
+//! `raw::unstable_tail`).
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Seek, SeekFrom};
@@ -137,7 +140,7 @@ pub fn check_log(db_dir: &Path) -> Result<(), StoreError> {
         }
         at = at.saturating_add(ss);
     }
-    match raw::damage_before_valid(&segments) {
+    match raw::damage_before_valid(&segments, segment_size, replay_from) {
         None => Ok(()),
         Some(lsn) => Err(StoreError::Damaged {
             detail: format!(

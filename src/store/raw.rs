@@ -329,8 +329,15 @@ pub struct ScanStats {
     pub damaged: u64,
 }
 
-/// The base lsn a segment header names, if its CRC holds.
-fn segment_lsn(seg: &[u8]) -> Option<u64> {
+/// A segment header whose CRC holds: the segment's base lsn, and the highest stable lsn sled
+/// knew of when it began the segment (-1 when nothing was stable yet). Everything below that
+/// stable lsn had been written out in full.
+struct SegmentHeader {
+    lsn: u64,
+    max_stable: i64,
+}
+
+fn segment_header(seg: &[u8]) -> Option<SegmentHeader> {
     let head = seg.get(..SEG_HEADER_LEN)?;
     let crc = u32::from_le_bytes(head[..4].try_into().ok()?) ^ 0xFFFF_FFFF;
     let mut h = crc32fast::Hasher::new();
@@ -339,7 +346,16 @@ fn segment_lsn(seg: &[u8]) -> Option<u64> {
         return None;
     }
     let lsn = i64::from_le_bytes(head[4..12].try_into().ok()?) ^ 0x7FFF_FFFF_FFFF_FFFF;
-    u64::try_from(lsn).ok()
+    let max_stable = i64::from_le_bytes(head[12..20].try_into().ok()?) ^ 0x7FFF_FFFF_FFFF_FFFF;
+    Some(SegmentHeader {
+        lsn: u64::try_from(lsn).ok()?,
+        max_stable,
+    })
+}
+
+/// The base lsn a segment header names, if its CRC holds.
+fn segment_lsn(seg: &[u8]) -> Option<u64> {
+    segment_header(seg).map(|h| h.lsn)
 }
 
 /// Every node and link message in one segment (`seg`), handed to `each` in file order. `seg`
@@ -440,11 +456,16 @@ pub fn snapshot_lsn(name: &str) -> Option<u64> {
 }
 
 /// What a segment of the replayed log holds, for [`damage_before_valid`]: the lsn of its
-/// first damaged message and of its last intact message of the segment's current use.
+/// first damaged message and of its last intact message of the segment's current use, the
+/// stable lsn its header records, and whether the header itself is damaged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SegmentDamage {
     pub first_damaged: Option<u64>,
     pub last_intact: Option<u64>,
+    /// The header's max stable lsn, when its CRC holds.
+    pub max_stable: Option<i64>,
+    /// The header's CRC fails while messages of the segment's current use are intact.
+    pub header_damaged: bool,
 }
 
 /// Reads one segment for the open-time check. A message counts as intact only when its CRC
@@ -454,8 +475,12 @@ pub struct SegmentDamage {
 /// segment's base lsn (if known) and what it holds.
 pub fn segment_damage(seg: &[u8], segment_size: usize) -> (Option<u64>, SegmentDamage) {
     let ss = segment_size.max(1) as u64;
-    let mut base = segment_lsn(seg);
-    let mut out = SegmentDamage::default();
+    let header = segment_header(seg);
+    let mut base = header.as_ref().map(|h| h.lsn);
+    let mut out = SegmentDamage {
+        max_stable: header.as_ref().map(|h| h.max_stable),
+        ..SegmentDamage::default()
+    };
     // Damage positions seen before the base is known (a damaged segment header).
     let mut first_damaged_pos: Option<usize> = None;
     walk_segment(seg, |pos, header, _body, trusted| {
@@ -472,19 +497,54 @@ pub fn segment_damage(seg: &[u8], segment_size: usize) -> (Option<u64>, SegmentD
     if let (Some(base), Some(pos)) = (base, first_damaged_pos) {
         out.first_damaged = Some(base.saturating_add(pos as u64));
     }
-    if segment_lsn(seg).is_none() && out.last_intact.is_some() {
+    if header.is_none() && out.last_intact.is_some() {
         // A damaged header before intact messages of the segment's current use.
         out.first_damaged = base;
+        out.header_damaged = true;
     }
     (base, out)
 }
 
+/// Where sled's unstable tail begins: the segment holding the highest stable lsn any replayed
+/// segment header records (at least `replay_from`, the newest snapshot's lsn). sled writes
+/// its log buffers on a thread pool, so at a crash a buffer in the tail can be torn or
+/// unwritten while a later one is complete; sled's recovery cuts the tail at the first tear
+/// (`check_contiguity_in_unstable_tail` in the vendored `pagecache/iterator.rs`), and no
+/// flush it acknowledged lies past one. Below this lsn every buffer had been written in full.
+pub fn unstable_tail(segments: &[SegmentDamage], segment_size: usize, replay_from: u64) -> u64 {
+    let ss = segment_size.max(1) as u64;
+    let stable = segments
+        .iter()
+        .filter_map(|s| s.max_stable)
+        .filter_map(|lsn| u64::try_from(lsn).ok())
+        .fold(replay_from, u64::max);
+    stable / ss * ss
+}
+
 /// The decision at open: the lsn of the first damaged message that an intact message follows
 /// somewhere later in the replayed log (real damage: sled would take it for a torn write and
-/// zero what follows it), or `None`. A damaged message with nothing intact after it is the
-/// torn tail a crash or power loss leaves, which sled is right to cut.
-pub fn damage_before_valid(segments: &[SegmentDamage]) -> Option<u64> {
-    let first = segments.iter().filter_map(|s| s.first_damaged).min()?;
+/// zero what follows it), or `None`. Not damage:
+/// - a damaged message with nothing intact after it: the torn tail a crash or power loss
+///   leaves, which sled is right to cut;
+/// - a damaged message in the unstable tail ([`unstable_tail`]) even with intact ones after
+///   it: a buffer a kill or power loss caught mid-write while a later buffer was already out.
+///   sled cuts the log there, and nothing it cuts was acknowledged as flushed. (Bit rot in
+///   the tail, the newest one or two segments, looks the same and is cut the same way.)
+///
+/// A damaged segment header is always damage: a crash leaves a header whole or unwritten.
+pub fn damage_before_valid(
+    segments: &[SegmentDamage],
+    segment_size: usize,
+    replay_from: u64,
+) -> Option<u64> {
+    let tail = unstable_tail(segments, segment_size, replay_from);
+    let first = segments
+        .iter()
+        .filter_map(|s| {
+            s.first_damaged
+                .filter(|&lsn| s.header_damaged || lsn < tail)
+        })
+        .min()?;
     let last = segments.iter().filter_map(|s| s.last_intact).max()?;
     (last > first).then_some(first)
 }
@@ -721,11 +781,16 @@ mod tests {
         assert!(compressed("use_compression: true\n"));
     }
 
-    /// A segment with an intact header naming `lsn`, holding `messages`, then zeros.
+    /// A segment with an intact header naming `lsn`, holding `messages`, then zeros. Its
+    /// header records a stable lsn just before it (everything before it written out).
     fn headed_segment(lsn: u64, messages: &[Vec<u8>]) -> Vec<u8> {
+        headed_segment_stable(lsn, lsn as i64 - 1, messages)
+    }
+
+    fn headed_segment_stable(lsn: u64, max_stable: i64, messages: &[Vec<u8>]) -> Vec<u8> {
         let mut head = vec![0u8; 4];
         head.extend(((lsn as i64) ^ 0x7FFF_FFFF_FFFF_FFFF).to_le_bytes());
-        head.extend(0u64.to_le_bytes());
+        head.extend((max_stable ^ 0x7FFF_FFFF_FFFF_FFFF).to_le_bytes());
         let mut h = crc32fast::Hasher::new();
         h.update(&head[4..]);
         let crc = h.finalize() ^ 0xFFFF_FFFF;
@@ -742,9 +807,18 @@ mod tests {
         node(0, b"", &[(&[b'k', i], &[b'v', i, i, i])])
     }
 
+    /// The verdict on `segs`, followed by a fresh segment whose header says all of them had
+    /// been written out (so none of them is in the unstable tail).
     fn damage_in(segs: &[Vec<u8>]) -> Option<u64> {
+        let next = (segs.len() as u64 + 2) * SS as u64;
+        let mut all = segs.to_vec();
+        all.push(headed_segment(next, &[]));
+        verdict(&all)
+    }
+
+    fn verdict(segs: &[Vec<u8>]) -> Option<u64> {
         let found: Vec<SegmentDamage> = segs.iter().map(|s| segment_damage(s, SS).1).collect();
-        damage_before_valid(&found)
+        damage_before_valid(&found, SS, 0)
     }
 
     /// Flips a byte inside the body of the message that starts at `at` in `seg`.
@@ -803,12 +877,56 @@ mod tests {
         let seg = segment(&[message(KIND_INLINE_NODE, 3, 1, &leaf(1))]);
         let (base, found) = segment_damage(&seg, SS);
         assert_eq!(base, Some(3 * SS as u64));
-        assert_eq!(damage_before_valid(&[found]), Some(3 * SS as u64));
+        assert!(found.header_damaged);
+        // Even as the newest segment: a crash leaves a header whole or unwritten.
+        assert_eq!(damage_before_valid(&[found], SS, 0), Some(3 * SS as u64));
         // An empty or zeroed segment holds nothing either way.
         assert_eq!(
             segment_damage(&vec![0u8; SS], SS),
             (None, SegmentDamage::default())
         );
+    }
+
+    #[test]
+    fn a_tear_in_the_unstable_tail_with_a_later_buffer_out_is_a_crash_not_damage() {
+        // Segment 1 began when everything before it was stable; its second buffer was torn
+        // by a kill while its third, written by another thread, was already out.
+        let (a, b, c) = (
+            message(KIND_INLINE_NODE, 1, 1, &leaf(1)),
+            message(KIND_INLINE_NODE, 1, 2, &leaf(2)),
+            message(KIND_INLINE_LINK, 1, 3, &leaf(3)),
+        );
+        let b_at = SEG_HEADER_LEN + a.len();
+        let mut seg = headed_segment(SS as u64, &[a, b, c]);
+        flip(&mut seg, b_at);
+        let earlier = headed_segment(0, &[message(KIND_INLINE_NODE, 0, 4, &leaf(4))]);
+        assert_eq!(verdict(&[earlier.clone(), seg.clone()]), None);
+        // Across segments: the torn buffer ends segment 1, the later one opens segment 2,
+        // begun while the stable lsn was still inside segment 1.
+        let next = headed_segment_stable(
+            2 * SS as u64,
+            SS as i64 + 100,
+            &[message(KIND_INLINE_NODE, 2, 5, &leaf(5))],
+        );
+        assert_eq!(verdict(&[earlier.clone(), seg.clone(), next]), None);
+        // Once a later header records segment 1 as written out, the same bytes are damage.
+        let later = headed_segment(3 * SS as u64, &[]);
+        assert_eq!(
+            verdict(&[earlier.clone(), seg.clone(), later]),
+            Some(SS as u64 + b_at as u64)
+        );
+        // So is damage below the snapshot sled replays from.
+        let found: Vec<SegmentDamage> = [earlier, seg]
+            .iter()
+            .map(|s| segment_damage(s, SS).1)
+            .collect();
+        assert_eq!(
+            damage_before_valid(&found, SS, 2 * SS as u64),
+            Some(SS as u64 + b_at as u64)
+        );
+        // The tail starts at the segment holding the highest stable lsn a header records.
+        assert_eq!(unstable_tail(&found, SS, 0), 0);
+        assert_eq!(unstable_tail(&found, SS, SS as u64 + 5), SS as u64);
     }
 
     #[test]
