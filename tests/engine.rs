@@ -252,6 +252,40 @@ async fn every_record_lands_exactly_once_in_its_newest_revision_despite_failures
     assert!(store.check_consistency().unwrap().is_empty());
 }
 
+/// The engine counts the CPU its store work takes (for the bench's breakdown) only once asked
+/// to, and then both parts: the queue reads and the outcome writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_work_meter_counts_store_work_only_once_switched_on() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = TempDir::new().unwrap();
+    let store = open_store(dir.path());
+    for i in 0..20 {
+        submit(&store, json!({"full_name": format!("Unmetered {i}")}));
+    }
+    let running = Running::start(&store, client(&sandbox.url, DEMO_KEY), fast_config());
+    wait_for("the first records synced", Duration::from_secs(60), || {
+        synced(&store) == 20
+    })
+    .await;
+    assert_eq!(running.handle.work(), icsync::sync::Work::default());
+
+    running.handle.measure_work();
+    for i in 0..200 {
+        submit(&store, json!({"full_name": format!("Metered {i}")}));
+    }
+    running.handle.wake();
+    wait_for(
+        "the metered records synced",
+        Duration::from_secs(60),
+        || synced(&store) == 220,
+    )
+    .await;
+    let work = running.handle.work();
+    running.shutdown().await;
+    assert!(work.outcome_writes > Duration::ZERO, "{work:?}");
+    assert!(work.queue_reads > Duration::ZERO, "{work:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_pauses_without_failing_records_and_set_api_key_resumes() {
     let sandbox = Sandbox::start(&[]);

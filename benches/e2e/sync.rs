@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use icsync::api::{ApiClient, ApiKey, ApiTimeouts, InsecureHttp};
 use icsync::store::{Origin, Payload, RecordState, Store, StoreOptions};
-use icsync::sync::{Engine, EngineConfig};
+use icsync::sync::{Engine, EngineConfig, Work};
 use serde_json::Value;
 
 use super::report::Row;
-use super::util::{keys, payloads, process_cpu, quick, BenchResult, Sandbox, DEMO_KEY};
+use super::util::{
+    keys, payloads, process_cpu, quick, threads_cpu, BenchResult, Sandbox, DEMO_KEY,
+};
 
 const TIMEOUTS: ApiTimeouts = ApiTimeouts {
     connect: Duration::from_secs(5),
@@ -43,11 +45,14 @@ enum Layout {
 }
 
 /// What one run took: wall time, and this process's CPU time over it (the sandbox is a
-/// process of its own, so neither counts its work).
+/// process of its own, so neither counts its work); for an engine run, also where the CPU
+/// went: the engine's own store work, by part, and sled's background threads.
 #[derive(Clone, Copy)]
 struct Took {
     wall: Duration,
     cpu: Duration,
+    work: Work,
+    sled_threads: Duration,
 }
 
 async fn engine_run(
@@ -80,7 +85,10 @@ async fn engine_run(
             ..EngineConfig::default()
         },
     );
+    let handle = engine.handle();
+    handle.measure_work();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sled_threads = threads_cpu("sled-");
     let cpu = process_cpu();
     let start = Instant::now();
     let task = tokio::spawn(engine.run(async move {
@@ -93,6 +101,8 @@ async fn engine_run(
             break Took {
                 wall: start.elapsed(),
                 cpu: process_cpu().saturating_sub(cpu),
+                work: handle.work(),
+                sled_threads: threads_cpu("sled-").saturating_sub(sled_threads),
             };
         }
         if counts.get(RecordState::Queued) + counts.get(RecordState::Sending) == 0
@@ -153,6 +163,8 @@ async fn bare_run(url: &str, bodies: Arc<Vec<Value>>, concurrency: usize) -> Ben
     Ok(Took {
         wall: start.elapsed(),
         cpu: process_cpu().saturating_sub(cpu),
+        work: Work::default(),
+        sled_threads: Duration::ZERO,
     })
 }
 
@@ -206,6 +218,7 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
                         cpu_us(bare) / cpu_us(engine),
                     ),
                 );
+                rows.push(Row::new("1", "    of which, by part", breakdown(engine, n)));
             }
         }
     }
@@ -217,6 +230,22 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
             .into(),
     );
     Ok(())
+}
+
+/// An engine run's CPU per record by part: the engine's outcome writes (preparing each record's
+/// new value and the transaction, on the writer's thread), its reads of the queue, sled's own
+/// threads (log buffers written out, the flusher), and the rest (HTTP, JSON, the engine's
+/// loop, task scheduling, this bench's polling of the counts).
+fn breakdown(took: Took, n: usize) -> String {
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let parts = took.work.outcome_writes + took.work.queue_reads + took.sled_threads;
+    format!(
+        "outcome writes {:.0} us, queue reads {:.0} us, sled's threads {:.0} us, the rest {:.0} us",
+        us(took.work.outcome_writes),
+        us(took.work.queue_reads),
+        us(took.sled_threads),
+        us(took.cpu.saturating_sub(parts)),
+    )
 }
 
 /// The cost of encryption in sync: the same records sent by the engine from a sealed store

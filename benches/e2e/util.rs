@@ -109,6 +109,23 @@ pub fn process_cpu() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
+/// The CPU time (on CPU, from the scheduler's nanosecond count) of this process's threads
+/// whose name starts with `prefix`, those alive now: a thread that ended is not counted.
+pub fn threads_cpu(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .sum()
+}
+
 /// The `q` quantile (0..=1) of `samples`, nearest rank.
 pub fn quantile(samples: &[Duration], q: f64) -> Duration {
     let mut s = samples.to_vec();

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::inflight::InFlight;
+use super::meter::{Part, Work, WorkMeter};
 use super::planner::{self, Gate, Offline};
 use super::policy::{self, classify, Disposition};
 use super::transition::{attempt_entry, finish_attempt, recover_sending, send_plan, SendPlan};
@@ -117,6 +118,8 @@ struct Shared {
     key_generation: AtomicU64,
     /// The records whose request is out or whose outcome is not yet recorded.
     in_flight: InFlight,
+    /// The CPU the engine's store work has taken, by part.
+    meter: WorkMeter,
 }
 
 /// A cheap, clonable remote control for a running engine.
@@ -160,6 +163,18 @@ impl EngineHandle {
     /// The records this engine has in flight (they are `queued` in the store meanwhile).
     pub fn in_flight(&self) -> InFlight {
         self.shared.in_flight.clone()
+    }
+
+    /// Counts the CPU time of the engine's store work from now on (see `meter`; off by
+    /// default).
+    pub fn measure_work(&self) {
+        self.shared.meter.start();
+    }
+
+    /// The CPU time the engine's store work has taken since [`EngineHandle::measure_work`],
+    /// by part.
+    pub fn work(&self) -> Work {
+        self.shared.meter.read()
     }
 }
 
@@ -227,6 +242,7 @@ impl Engine {
                 wake: Notify::new(),
                 key_generation: AtomicU64::new(0),
                 in_flight: InFlight::default(),
+                meter: WorkMeter::default(),
             }),
             initial_pause: None,
         }
@@ -407,9 +423,9 @@ impl Runner {
                 if free == 0 || !self.gate.is_open(now) {
                     return Ok(());
                 }
-                let candidates = self
-                    .store
-                    .due_from(now, free, &in_flight, &mut self.cursor)?;
+                let candidates = self.shared.meter.measure(Part::QueueReads, || {
+                    self.store.due_from(now, free, &in_flight, &mut self.cursor)
+                })?;
                 let chosen = planner::select(
                     candidates.iter().map(|r| &r.record),
                     &in_flight,
@@ -549,7 +565,12 @@ impl Runner {
         let ids = outcomes.iter().map(|(_, o)| o.finished.plan.id).collect();
         let store = self.store.clone();
         let backoff = (self.config.backoff_base, self.config.backoff_cap);
-        let task = tokio::task::spawn_blocking(move || write_outcomes(&store, outcomes, backoff));
+        let shared = self.shared.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            shared.meter.measure(Part::OutcomeWrites, || {
+                write_outcomes(&store, outcomes, backoff)
+            })
+        });
         self.writer = Some(Writer { task, ids });
     }
 
