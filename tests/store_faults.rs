@@ -648,7 +648,8 @@ fn a_torn_message_at_the_tip_of_the_log_still_opens() {
 /// file again brings every record back once.
 #[test]
 fn a_torn_buffer_before_a_later_one_in_the_newest_segment_is_a_crash_not_damage() {
-    const N: usize = 600;
+    // About two and a half segments of log, so the newest is well filled.
+    const N: usize = 750;
     let env = imported_store(N);
     let db = db_file(&env);
     let conf =
@@ -663,13 +664,9 @@ fn a_torn_buffer_before_a_later_one_in_the_newest_segment_is_a_crash_not_damage(
     let newest = (tip - 1) / ss * ss;
     // A page in the middle of the newest segment's written part, left unwritten by the kill.
     let page = (newest + tip) / 2 / 4096 * 4096;
-    eprintln!(
-        "len {} ss {ss} tip {tip} newest {newest} page {page}",
-        bytes.len()
-    );
     assert!(
         page >= newest + 4096 && page + 8192 <= tip,
-        "too little in the newest segment"
+        "too little in the newest segment: tip {tip}, newest from {newest}"
     );
     bytes[page..page + 4096].fill(0);
     std::fs::write(&db, &bytes).unwrap();
