@@ -817,8 +817,12 @@ mod tests {
     }
 
     fn verdict(segs: &[Vec<u8>]) -> Option<u64> {
-        let found: Vec<SegmentDamage> = segs.iter().map(|s| segment_damage(s, SS).1).collect();
-        damage_before_valid(&found, SS, 0)
+        damage_before_valid(&found_in(segs), SS, 0)
+    }
+
+    /// What each of `segs` holds, for the open-time decision.
+    fn found_in(segs: &[Vec<u8>]) -> Vec<SegmentDamage> {
+        segs.iter().map(|s| segment_damage(s, SS).1).collect()
     }
 
     /// Flips a byte inside the body of the message that starts at `at` in `seg`.
@@ -916,10 +920,7 @@ mod tests {
             Some(SS as u64 + b_at as u64)
         );
         // So is damage below the snapshot sled replays from.
-        let found: Vec<SegmentDamage> = [earlier, seg]
-            .iter()
-            .map(|s| segment_damage(s, SS).1)
-            .collect();
+        let found = found_in(&[earlier, seg]);
         assert_eq!(
             damage_before_valid(&found, SS, 2 * SS as u64),
             Some(SS as u64 + b_at as u64)
