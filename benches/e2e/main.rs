@@ -63,7 +63,7 @@ fn main() -> BenchResult<()> {
         println!("- {e}");
     }
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
-    if util::quick() || std::env::var_os("BENCH_ONLY").is_some() {
+    if util::quick() || util::partial() {
         println!("(a partial or quick run: docs/benchmarks.md left alone)");
     } else {
         report::write_markdown(&doc, &rows, &extra, COMMAND)?;

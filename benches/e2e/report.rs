@@ -141,7 +141,8 @@ pub fn write_markdown(
          run (ratio = figure / ceiling for throughput, higher is better), because these machines\n\
          are noisy. Reproduce with:\n\n    {command}\n\n\
          (`BENCH_QUICK=1` shrinks every size for a smoke run; `BENCH_ONLY=sync,ingest,drop,latency,big,compact`\n\
-         runs some parts. The pure parts have criterion benches: `cargo bench --bench pure`.)\n\n\
+         runs some parts; `BENCH_SYNC=0:8,0:32` runs only those sync configurations (latency ms:concurrency).\n\
+         The pure parts have criterion benches: `cargo bench --bench pure`.)\n\n\
          ## Last run: {date}\n\n{}\n",
         machine()
     );

@@ -171,6 +171,9 @@ async fn bare_run(url: &str, bodies: Arc<Vec<Value>>, concurrency: usize) -> Ben
 pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()> {
     for latency_ms in [0u64, 5] {
         for concurrency in [1usize, 8, 32] {
+            if !config_wanted(latency_ms, concurrency) {
+                continue;
+            }
             let n = records_for(latency_ms, concurrency);
             let tag = format!("s{latency_ms}c{concurrency}");
             let items = payloads(&tag, n)?;
@@ -222,7 +225,9 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
             }
         }
     }
-    encryption_cost(rows).await?;
+    if chosen_configs().is_none() {
+        encryption_cost(rows).await?;
+    }
     extra.push(
         "Sync: the engine run includes every store write (nothing before a request; the \
          outcomes of the requests that finished while the writer was busy in one transaction, \
@@ -230,6 +235,19 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
             .into(),
     );
     Ok(())
+}
+
+/// The configurations asked for with `BENCH_SYNC=0:8,0:32` (latency in ms, concurrency), for
+/// an A/B of one change; such a run also skips the encryption cost. None: all of them.
+fn chosen_configs() -> Option<String> {
+    std::env::var("BENCH_SYNC").ok()
+}
+
+fn config_wanted(latency_ms: u64, concurrency: usize) -> bool {
+    chosen_configs().is_none_or(|v| {
+        v.split(',')
+            .any(|c| c.trim() == format!("{latency_ms}:{concurrency}"))
+    })
 }
 
 /// An engine run's CPU per record by part: the engine's outcome writes (preparing each record's

@@ -25,6 +25,14 @@ pub fn quick() -> bool {
     std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1")
 }
 
+/// Whether only some of the bench was asked for (`BENCH_ONLY`, `BENCH_SYNC`): such a run
+/// leaves docs/benchmarks.md alone.
+pub fn partial() -> bool {
+    ["BENCH_ONLY", "BENCH_SYNC"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
 /// Whether a part was asked for (`BENCH_ONLY=sync,ingest,drop,latency,big,compact`; all by default).
 pub fn wanted(part: &str) -> bool {
     match std::env::var("BENCH_ONLY") {
