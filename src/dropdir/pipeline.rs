@@ -402,7 +402,7 @@ fn ingest(
             let committed = batch.and_then(|batch| {
                 let rows = batch.items().len();
                 let created = service.commit_drop_batch(&batch, fp, &p, durability, Utc::now())?;
-                Ok(created * 2 >= rows)
+                Ok(SealAhead::mostly_new(created, rows))
             });
             match committed {
                 Ok(new) => mostly_new.store(new, Ordering::Relaxed),
@@ -483,11 +483,7 @@ fn read_batches(
             }
             pending = 0;
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            let seal = if mostly_new.load(Ordering::Relaxed) {
-                SealAhead::Always
-            } else {
-                SealAhead::Never
-            };
+            let seal = SealAhead::after(mostly_new.load(Ordering::Relaxed));
             let ready = service.prepare_drop_batch(full, seal, Utc::now());
             match batches.send((ready, ordinal)) {
                 Ok(()) => ControlFlow::Continue(()),

@@ -495,6 +495,25 @@ pub enum SealAhead {
     Never,
 }
 
+impl SealAhead {
+    /// For the next chunk, from whether most rows of the last one committed were new
+    /// ([`SealAhead::mostly_new`]): the guess of a preparing thread that never reads the
+    /// store (`submit_batch`, the drop folder).
+    pub fn after(mostly_new: bool) -> SealAhead {
+        if mostly_new {
+            SealAhead::Always
+        } else {
+            SealAhead::Never
+        }
+    }
+
+    /// Whether a committed chunk was mostly new: `created` new records of its `rows`, at
+    /// least half.
+    pub fn mostly_new(created: usize, rows: usize) -> bool {
+        created * 2 >= rows
+    }
+}
+
 /// One submission's work done before its transaction ([`Store::prepare_new`]): its match
 /// term and, as [`SealAhead`] said, its new record made, sealed and indexed. The
 /// transaction matches again; the new record is written only if nothing matches by then,
@@ -1086,11 +1105,7 @@ impl Store {
             let (mostly_new, items) = (&mostly_new, &items);
             scope.spawn(move || {
                 for chunk in items.chunks(BATCH_CHUNK) {
-                    let seal = if mostly_new.load(Ordering::Relaxed) {
-                        SealAhead::Always
-                    } else {
-                        SealAhead::Never
-                    };
+                    let seal = SealAhead::after(mostly_new.load(Ordering::Relaxed));
                     let ahead = self.prepare_new(chunk.iter().map(|(p, o)| (p, o)), seal, now);
                     // Stopped early: the committing side has returned its error.
                     if ready.send(ahead).is_err() {
@@ -1111,7 +1126,10 @@ impl Store {
                     .iter()
                     .filter(|s| s.outcome == SubmitOutcome::Created)
                     .count();
-                mostly_new.store(created * 2 >= done.len(), Ordering::Relaxed);
+                mostly_new.store(
+                    SealAhead::mostly_new(created, done.len()),
+                    Ordering::Relaxed,
+                );
                 out.extend(done);
             }
             Ok(())
@@ -1839,5 +1857,22 @@ impl Store {
     /// Records whose index terms are pending (see `pending`).
     pub fn pending_records(&self) -> usize {
         self.pending_terms().records()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SealAhead;
+
+    #[test]
+    fn rows_are_sealed_ahead_while_at_least_half_of_the_last_chunk_was_new() {
+        assert!(SealAhead::mostly_new(128, 256), "half is mostly new");
+        assert!(!SealAhead::mostly_new(127, 256));
+        assert!(
+            SealAhead::mostly_new(0, 0),
+            "an empty chunk keeps sealing ahead"
+        );
+        assert_eq!(SealAhead::after(true), SealAhead::Always);
+        assert_eq!(SealAhead::after(false), SealAhead::Never);
     }
 }
