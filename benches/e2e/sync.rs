@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use super::report::Row;
 use super::util::{
-    keys, payloads, process_cpu, quick, threads_cpu, BenchResult, Sandbox, DEMO_KEY,
+    keys, payloads, process_cpu, quick, selected, selection, threads_cpu, BenchResult, Sandbox,
+    DEMO_KEY,
 };
 
 const TIMEOUTS: ApiTimeouts = ApiTimeouts {
@@ -225,7 +226,7 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
             }
         }
     }
-    if chosen_configs().is_none() {
+    if selection("BENCH_SYNC").is_none() {
         encryption_cost(rows).await?;
     }
     extra.push(
@@ -237,17 +238,10 @@ pub async fn run(rows: &mut Vec<Row>, extra: &mut Vec<String>) -> BenchResult<()
     Ok(())
 }
 
-/// The configurations asked for with `BENCH_SYNC=0:8,0:32` (latency in ms, concurrency), for
-/// an A/B of one change; such a run also skips the encryption cost. None: all of them.
-fn chosen_configs() -> Option<String> {
-    std::env::var("BENCH_SYNC").ok()
-}
-
+/// Whether a configuration was asked for: `BENCH_SYNC=0:8,0:32` (latency in ms, concurrency)
+/// runs only those, for an A/B of one change, and skips the encryption cost; all by default.
 fn config_wanted(latency_ms: u64, concurrency: usize) -> bool {
-    chosen_configs().is_none_or(|v| {
-        v.split(',')
-            .any(|c| c.trim() == format!("{latency_ms}:{concurrency}"))
-    })
+    selected("BENCH_SYNC", &format!("{latency_ms}:{concurrency}"))
 }
 
 /// An engine run's CPU per record by part: the engine's outcome writes (preparing each record's

@@ -25,20 +25,29 @@ pub fn quick() -> bool {
     std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1")
 }
 
+/// The comma-separated items of a selection variable (`BENCH_ONLY`, `BENCH_SYNC`); none when
+/// it is unset or empty, which selects everything.
+pub fn selection(var: &str) -> Option<Vec<String>> {
+    let v = std::env::var(var).ok().filter(|v| !v.is_empty())?;
+    Some(v.split(',').map(|i| i.trim().to_string()).collect())
+}
+
+/// Whether `item` is selected by `var` (everything when it selects nothing).
+pub fn selected(var: &str, item: &str) -> bool {
+    selection(var).is_none_or(|items| items.iter().any(|i| i == item))
+}
+
 /// Whether only some of the bench was asked for (`BENCH_ONLY`, `BENCH_SYNC`): such a run
 /// leaves docs/benchmarks.md alone.
 pub fn partial() -> bool {
     ["BENCH_ONLY", "BENCH_SYNC"]
         .iter()
-        .any(|v| std::env::var_os(v).is_some())
+        .any(|v| selection(v).is_some())
 }
 
 /// Whether a part was asked for (`BENCH_ONLY=sync,ingest,drop,latency,big,compact`; all by default).
 pub fn wanted(part: &str) -> bool {
-    match std::env::var("BENCH_ONLY") {
-        Ok(v) if !v.is_empty() => v.split(',').any(|p| p.trim() == part),
-        _ => true,
-    }
+    selected("BENCH_ONLY", part)
 }
 
 /// The file-key configuration of a store made by the bench (never the user's own key).
